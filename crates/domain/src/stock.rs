@@ -1,0 +1,269 @@
+//! The stock book of one sale: how many units are left and how many each buyer
+//! holds. Every reservation and release goes through here, so "no oversell" (I1)
+//! and "per-user limits hold" (I3) are decided in one small place. Ledgers wrap a
+//! book in whatever concurrency control their medium needs.
+
+use std::collections::HashMap;
+
+use crate::catalog::Sale;
+use crate::ids::UserId;
+use crate::quantity::Quantity;
+use crate::time::Timestamp;
+
+/// Why a purchase is refused before anything is written. These are the business
+/// refusals API.md remembers per idempotency key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Refusal {
+    /// Fewer units are left than asked for.
+    SoldOut,
+    /// The buyer would hold more than the sale's per-user limit.
+    LimitExceeded,
+    /// The sale has not started or has ended.
+    SaleNotActive,
+}
+
+impl Refusal {
+    /// The stable problem slug of API.md.
+    pub fn slug(self) -> &'static str {
+        match self {
+            Self::SoldOut => "sold-out",
+            Self::LimitExceeded => "limit-exceeded",
+            Self::SaleNotActive => "sale-not-active",
+        }
+    }
+}
+
+/// The rules of a sale that a ledger needs to decide a reservation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SaleTerms {
+    pub quantity: u32,
+    pub per_user_limit: u32,
+    pub starts_at: Timestamp,
+    pub ends_at: Option<Timestamp>,
+}
+
+impl SaleTerms {
+    pub fn of(sale: &Sale) -> Self {
+        Self {
+            quantity: sale.quantity.get(),
+            per_user_limit: sale.per_user_limit.get(),
+            starts_at: sale.starts_at,
+            ends_at: sale.ends_at,
+        }
+    }
+
+    pub fn is_open(&self, now: Timestamp) -> bool {
+        now >= self.starts_at && self.ends_at.is_none_or(|end| now < end)
+    }
+}
+
+/// A release that does not match what the book holds: a bug upstream (a release
+/// applied twice, or for units never reserved). The book is left unchanged.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("release of {asked} units by {user} who holds {held}")]
+pub struct ReleaseMismatch {
+    pub user: UserId,
+    pub asked: u32,
+    pub held: u32,
+}
+
+/// A restored book whose numbers do not add up: the store says more units are
+/// held or left than the sale ever had.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("stock of {quantity} units cannot have {remaining} left with {held} held")]
+pub struct Inconsistent {
+    pub quantity: u32,
+    pub remaining: u64,
+    pub held: u64,
+}
+
+/// Remaining units and holdings of one sale.
+///
+/// Invariant: `remaining + Σ held == quantity`, and every holding is at most the
+/// per-user limit.
+#[derive(Debug, Clone)]
+pub struct StockBook {
+    terms: SaleTerms,
+    remaining: u64,
+    held: HashMap<UserId, u32>,
+}
+
+impl StockBook {
+    /// A fresh sale: all units left, nobody holds any.
+    pub fn new(terms: SaleTerms) -> Self {
+        Self {
+            terms,
+            remaining: u64::from(terms.quantity),
+            held: HashMap::new(),
+        }
+    }
+
+    /// Rebuilds a book from what the store says each buyer holds (units in orders
+    /// that are not cancelled); what is left follows from it.
+    pub fn restore(
+        terms: SaleTerms,
+        holdings: impl IntoIterator<Item = (UserId, u32)>,
+    ) -> Result<Self, Inconsistent> {
+        let held: HashMap<UserId, u32> = holdings.into_iter().filter(|(_, n)| *n > 0).collect();
+        let total: u64 = held.values().map(|n| u64::from(*n)).sum();
+        let quantity = u64::from(terms.quantity);
+        if total > quantity {
+            return Err(Inconsistent {
+                quantity: terms.quantity,
+                remaining: 0,
+                held: total,
+            });
+        }
+        Ok(Self {
+            terms,
+            remaining: quantity - total,
+            held,
+        })
+    }
+
+    pub fn terms(&self) -> &SaleTerms {
+        &self.terms
+    }
+
+    pub fn remaining(&self) -> u64 {
+        self.remaining
+    }
+
+    pub fn held_by(&self, user: &UserId) -> u32 {
+        self.held.get(user).copied().unwrap_or(0)
+    }
+
+    /// Takes `quantity` units for `user`, or says why not. Checks, in order: the
+    /// sale window, the stock, the user's limit. A refusal changes nothing.
+    pub fn reserve(
+        &mut self,
+        user: &UserId,
+        quantity: Quantity,
+        now: Timestamp,
+    ) -> Result<(), Refusal> {
+        let asked = quantity.get();
+        if !self.terms.is_open(now) {
+            return Err(Refusal::SaleNotActive);
+        }
+        if u64::from(asked) > self.remaining {
+            return Err(Refusal::SoldOut);
+        }
+        let held = self.held_by(user);
+        if held.saturating_add(asked) > self.terms.per_user_limit {
+            return Err(Refusal::LimitExceeded);
+        }
+        self.remaining -= u64::from(asked);
+        *self.held.entry(user.clone()).or_insert(0) += asked;
+        Ok(())
+    }
+
+    /// Gives back `quantity` units held by `user` (an order cancelled or never
+    /// committed).
+    pub fn release(&mut self, user: &UserId, quantity: u32) -> Result<(), ReleaseMismatch> {
+        let held = self.held_by(user);
+        if quantity > held {
+            return Err(ReleaseMismatch {
+                user: user.clone(),
+                asked: quantity,
+                held,
+            });
+        }
+        if held == quantity {
+            self.held.remove(user);
+        } else {
+            self.held.insert(user.clone(), held - quantity);
+        }
+        self.remaining += u64::from(quantity);
+        Ok(())
+    }
+
+    /// Units held by all buyers together.
+    pub fn total_held(&self) -> u64 {
+        self.held.values().map(|n| u64::from(*n)).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: Timestamp = Timestamp::from_millis(1_800_000_000_000);
+
+    fn terms(quantity: u32, per_user_limit: u32) -> SaleTerms {
+        SaleTerms {
+            quantity,
+            per_user_limit,
+            starts_at: NOW,
+            ends_at: Some(NOW.plus_secs(60)),
+        }
+    }
+
+    fn user(name: &str) -> UserId {
+        UserId::parse(name).unwrap()
+    }
+
+    fn qty(n: i64) -> Quantity {
+        Quantity::parse("quantity", n).unwrap()
+    }
+
+    #[test]
+    fn sells_exactly_the_stock() {
+        let mut book = StockBook::new(terms(2, 5));
+        assert_eq!(book.reserve(&user("a"), qty(1), NOW), Ok(()));
+        assert_eq!(book.reserve(&user("b"), qty(1), NOW), Ok(()));
+        assert_eq!(book.reserve(&user("c"), qty(1), NOW), Err(Refusal::SoldOut));
+        assert_eq!(book.remaining(), 0);
+    }
+
+    #[test]
+    fn asking_for_more_than_is_left_is_sold_out_and_changes_nothing() {
+        let mut book = StockBook::new(terms(3, 5));
+        assert_eq!(book.reserve(&user("a"), qty(4), NOW), Err(Refusal::SoldOut));
+        assert_eq!(book.remaining(), 3);
+        assert_eq!(book.held_by(&user("a")), 0);
+    }
+
+    #[test]
+    fn a_user_cannot_pass_the_limit_in_one_purchase_or_in_several() {
+        let mut book = StockBook::new(terms(10, 2));
+        assert_eq!(book.reserve(&user("a"), qty(3), NOW), Err(Refusal::LimitExceeded));
+        assert_eq!(book.reserve(&user("a"), qty(2), NOW), Ok(()));
+        assert_eq!(book.reserve(&user("a"), qty(1), NOW), Err(Refusal::LimitExceeded));
+        assert_eq!(book.remaining(), 8);
+    }
+
+    #[test]
+    fn outside_the_window_the_sale_is_not_active() {
+        let mut book = StockBook::new(terms(10, 2));
+        let before = NOW.plus_millis(-1);
+        let at_end = NOW.plus_secs(60);
+        assert_eq!(book.reserve(&user("a"), qty(1), before), Err(Refusal::SaleNotActive));
+        assert_eq!(book.reserve(&user("a"), qty(1), at_end), Err(Refusal::SaleNotActive));
+    }
+
+    #[test]
+    fn released_units_can_be_bought_again_and_count_against_nobody() {
+        let mut book = StockBook::new(terms(1, 1));
+        book.reserve(&user("a"), qty(1), NOW).unwrap();
+        book.release(&user("a"), 1).unwrap();
+        assert_eq!(book.held_by(&user("a")), 0);
+        assert_eq!(book.reserve(&user("b"), qty(1), NOW), Ok(()));
+    }
+
+    #[test]
+    fn releasing_more_than_is_held_is_refused_and_changes_nothing() {
+        let mut book = StockBook::new(terms(5, 5));
+        book.reserve(&user("a"), qty(2), NOW).unwrap();
+        assert!(book.release(&user("a"), 3).is_err());
+        assert!(book.release(&user("b"), 1).is_err());
+        assert_eq!(book.remaining(), 3);
+        assert_eq!(book.held_by(&user("a")), 2);
+    }
+
+    #[test]
+    fn restoring_derives_what_is_left_and_rejects_impossible_holdings() {
+        let book = StockBook::restore(terms(10, 5), [(user("a"), 3), (user("b"), 2)]).unwrap();
+        assert_eq!(book.remaining(), 5);
+        assert!(StockBook::restore(terms(4, 5), [(user("a"), 3), (user("b"), 2)]).is_err());
+    }
+}
