@@ -82,6 +82,11 @@ impl UserId {
         Ok(Self(text))
     }
 
+    /// A fresh id for an account registered here: a UUIDv7 in text form.
+    pub fn generate() -> Self {
+        Self(Uuid::now_v7().to_string())
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }

@@ -1,0 +1,223 @@
+//! Products and sales: admin writes, public reads. Sales never change once
+//! created, so every node keeps them all in memory ([`SaleDirectory`]); live
+//! `remaining` always comes from the stock ledger, never from a copy.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use stampede_domain::ValidationError;
+use stampede_domain::catalog::{Product, Sale, SaleRequest, SaleStatus};
+use stampede_domain::ids::{ProductId, SaleId};
+use stampede_domain::order::OrderStatus;
+
+use crate::error::AppError;
+use crate::ports::{CatalogStore, Clock, OrderStore, StockLedger};
+
+/// Every sale, by id. Filled at start and on creation; a miss falls back to
+/// the store (a sale created by another node).
+pub(crate) struct SaleDirectory {
+    sales: RwLock<HashMap<SaleId, Arc<Sale>>>,
+    store: Arc<dyn CatalogStore>,
+}
+
+impl SaleDirectory {
+    pub(crate) fn new(store: Arc<dyn CatalogStore>, sales: impl IntoIterator<Item = Sale>) -> Self {
+        let sales = sales.into_iter().map(|s| (s.id, Arc::new(s))).collect();
+        Self {
+            sales: RwLock::new(sales),
+            store,
+        }
+    }
+
+    fn cached(&self, id: SaleId) -> Option<Arc<Sale>> {
+        self.sales
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+            .cloned()
+    }
+
+    pub(crate) fn insert(&self, sale: Sale) -> Arc<Sale> {
+        let sale = Arc::new(sale);
+        self.sales
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(sale.id, sale.clone());
+        sale
+    }
+
+    pub(crate) async fn get(&self, id: SaleId) -> Result<Option<Arc<Sale>>, AppError> {
+        if let Some(sale) = self.cached(id) {
+            return Ok(Some(sale));
+        }
+        Ok(self.store.sale(id).await?.map(|sale| self.insert(sale)))
+    }
+
+    pub(crate) fn all(&self) -> Vec<Arc<Sale>> {
+        self.sales
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+}
+
+/// A sale with its live numbers.
+#[derive(Debug, Clone)]
+pub struct SaleView {
+    pub sale: Arc<Sale>,
+    pub remaining: u64,
+    pub status: SaleStatus,
+}
+
+/// A sale's numbers for an audit: the ledger's `remaining` beside the store's
+/// counts. At rest, `quantity − sold = remaining` (I2).
+#[derive(Debug, Clone)]
+pub struct SaleStats {
+    pub quantity: u32,
+    pub remaining: u64,
+    pub sold: u64,
+    pub orders: Vec<(OrderStatus, u64)>,
+}
+
+/// What an admin sends to create a product.
+#[derive(Debug, Clone)]
+pub struct NewProduct {
+    pub sku: String,
+    pub name: String,
+    pub price_cents: i64,
+    pub currency: String,
+}
+
+pub struct CatalogService {
+    store: Arc<dyn CatalogStore>,
+    orders: Arc<dyn OrderStore>,
+    ledger: Arc<dyn StockLedger>,
+    sales: Arc<SaleDirectory>,
+    clock: Arc<dyn Clock>,
+}
+
+impl CatalogService {
+    pub(crate) fn new(
+        store: Arc<dyn CatalogStore>,
+        orders: Arc<dyn OrderStore>,
+        ledger: Arc<dyn StockLedger>,
+        sales: Arc<SaleDirectory>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            store,
+            orders,
+            ledger,
+            sales,
+            clock,
+        }
+    }
+
+    pub async fn create_product(&self, new: NewProduct) -> Result<Product, AppError> {
+        let product = Product::create(
+            &new.sku,
+            &new.name,
+            new.price_cents,
+            &new.currency,
+            self.clock.now(),
+        )?;
+        self.store.insert_product(&product).await?;
+        Ok(product)
+    }
+
+    pub async fn product(&self, id: ProductId) -> Result<Product, AppError> {
+        self.store.product(id).await?.ok_or(AppError::NotFound)
+    }
+
+    /// A page of products in creation order, and the cursor of the next page.
+    pub async fn products(
+        &self,
+        after: Option<ProductId>,
+        limit: u32,
+    ) -> Result<(Vec<Product>, Option<ProductId>), AppError> {
+        let mut items = self.store.products(after, limit + 1).await?;
+        let next = (items.len() > limit as usize).then(|| {
+            items.truncate(limit as usize);
+            items.last().map(|p| p.id)
+        });
+        Ok((items, next.flatten()))
+    }
+
+    pub async fn create_sale(
+        &self,
+        product_id: ProductId,
+        request: SaleRequest,
+    ) -> Result<SaleView, AppError> {
+        let product = self.store.product(product_id).await?.ok_or_else(|| {
+            AppError::Validation(ValidationError::new("product_id", "no such product"))
+        })?;
+        let now = self.clock.now();
+        let sale = Sale::create(&product, &request, now)?;
+        self.store.insert_sale(&sale).await?;
+        // Ledger before directory: a purchase that finds the sale finds it open.
+        self.ledger.open_sale(&sale).await?;
+        let sale = self.sales.insert(sale);
+        let remaining = u64::from(sale.quantity.get());
+        Ok(SaleView {
+            status: sale.status(remaining, now),
+            sale,
+            remaining,
+        })
+    }
+
+    pub async fn sale(&self, id: SaleId) -> Result<SaleView, AppError> {
+        let sale = self.sales.get(id).await?.ok_or(AppError::NotFound)?;
+        let remaining = self.remaining(&sale).await?;
+        Ok(SaleView {
+            status: sale.status(remaining, self.clock.now()),
+            sale,
+            remaining,
+        })
+    }
+
+    pub async fn stats(&self, id: SaleId) -> Result<SaleStats, AppError> {
+        let sale = self.sales.get(id).await?.ok_or(AppError::NotFound)?;
+        let remaining = self.remaining(&sale).await?;
+        let counts = self.orders.sale_counts(id).await?;
+        let orders = OrderStatus::ALL
+            .iter()
+            .map(|status| {
+                let n = counts
+                    .by_status
+                    .iter()
+                    .find(|(s, _)| s == status)
+                    .map_or(0, |(_, n)| *n);
+                (*status, n)
+            })
+            .collect();
+        Ok(SaleStats {
+            quantity: sale.quantity.get(),
+            remaining,
+            sold: counts.sold,
+            orders,
+        })
+    }
+
+    /// `remaining` of every sale that has not ended, for the metrics gauge.
+    pub async fn live_remaining(&self) -> Vec<(SaleId, u64)> {
+        let now = self.clock.now();
+        let mut live = Vec::new();
+        for sale in self.sales.all() {
+            if sale.has_ended(now) {
+                continue;
+            }
+            if let Ok(Some(remaining)) = self.ledger.remaining(sale.id).await {
+                live.push((sale.id, remaining));
+            }
+        }
+        live
+    }
+
+    async fn remaining(&self, sale: &Sale) -> Result<u64, AppError> {
+        self.ledger.remaining(sale.id).await?.ok_or_else(|| {
+            AppError::Unavailable(format!("sale {} is not open in the stock ledger", sale.id))
+        })
+    }
+}

@@ -1,0 +1,72 @@
+//! What a service call can answer besides success. The HTTP edge maps each
+//! variant to one problem type of API.md; internal causes stay in the logs.
+
+use stampede_domain::ValidationError;
+use stampede_domain::stock::Refusal;
+
+use crate::ports::{LedgerError, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// Unknown id, an id that cannot exist, or someone else's order.
+    #[error("not found")]
+    NotFound,
+    #[error("invalid input: {0}")]
+    Validation(#[from] ValidationError),
+    /// A uniqueness rule: `field` must be unique and is taken.
+    #[error("{field} already exists")]
+    Conflict { field: &'static str },
+    /// A purchase refused for a business reason (remembered per key).
+    #[error("purchase refused: {}", .0.slug())]
+    Refused(Refusal),
+    /// The order's status does not allow the change.
+    #[error("invalid state: {0}")]
+    InvalidState(String),
+    /// The idempotency key was used for another request.
+    #[error("idempotency key reused for another request")]
+    IdempotencyMismatch,
+    #[error("unauthorized: {0}")]
+    Unauthorized(&'static str),
+    #[error("forbidden")]
+    Forbidden,
+    /// Too much work queued: try again shortly.
+    #[error("overloaded: {0}")]
+    Overloaded(&'static str),
+    /// Draining, or a dependency is down: try again later.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+    /// A bug or corrupt data; the cause is logged, never sent.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl AppError {
+    /// Seconds a client should wait before retrying, for the answers that ask it
+    /// to retry.
+    pub fn retry_after_secs(&self) -> Option<u32> {
+        match self {
+            Self::Overloaded(_) => Some(1),
+            Self::Unavailable(_) => Some(5),
+            _ => None,
+        }
+    }
+}
+
+impl From<StoreError> for AppError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::Conflict { field } => Self::Conflict { field },
+            StoreError::Unavailable(cause) => Self::Unavailable(cause),
+            StoreError::Corrupt(cause) => Self::Internal(cause),
+        }
+    }
+}
+
+impl From<LedgerError> for AppError {
+    fn from(err: LedgerError) -> Self {
+        match err {
+            LedgerError::Unavailable(cause) => Self::Unavailable(cause),
+            LedgerError::Inconsistent(cause) => Self::Internal(cause),
+        }
+    }
+}

@@ -1,0 +1,103 @@
+//! Reading and cancelling orders. An order is visible to its owner and to
+//! admins; to anyone else it does not exist (404, never 403, so ids leak nothing).
+
+use std::sync::Arc;
+
+use stampede_domain::account::Role;
+use stampede_domain::ids::{OrderId, UserId};
+use stampede_domain::order::{CancelDecision, Order};
+
+use crate::error::AppError;
+use crate::ports::{CancelOutcome, Clock, OrderStore, StockLedger};
+
+/// Who is asking: the claims of a verified token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub user: UserId,
+    pub role: Role,
+}
+
+impl Caller {
+    fn may_see(&self, order: &Order) -> bool {
+        self.role == Role::Admin || order.user_id == self.user
+    }
+}
+
+pub struct OrderService {
+    store: Arc<dyn OrderStore>,
+    ledger: Arc<dyn StockLedger>,
+    clock: Arc<dyn Clock>,
+}
+
+impl OrderService {
+    pub(crate) fn new(
+        store: Arc<dyn OrderStore>,
+        ledger: Arc<dyn StockLedger>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            store,
+            ledger,
+            clock,
+        }
+    }
+
+    pub async fn get(&self, caller: &Caller, id: OrderId) -> Result<Order, AppError> {
+        match self.store.order(id).await? {
+            Some(order) if caller.may_see(&order) => Ok(order),
+            _ => Err(AppError::NotFound),
+        }
+    }
+
+    /// A page of the caller's orders, newest first, and the cursor of the next.
+    pub async fn list(
+        &self,
+        caller: &Caller,
+        before: Option<OrderId>,
+        limit: u32,
+    ) -> Result<(Vec<Order>, Option<OrderId>), AppError> {
+        let mut items = self.store.orders_of(&caller.user, before, limit + 1).await?;
+        let next = (items.len() > limit as usize).then(|| {
+            items.truncate(limit as usize);
+            items.last().map(|o| o.id)
+        });
+        Ok((items, next.flatten()))
+    }
+
+    /// Cancels an unpaid order and returns its units to the sale, exactly once:
+    /// the store's compare-and-set decides, and only the call that changed the
+    /// status gives the units back to the ledger. Cancelling a cancelled order
+    /// answers it unchanged.
+    #[tracing::instrument(skip_all, fields(order_id = %id))]
+    pub async fn cancel(&self, caller: &Caller, id: OrderId) -> Result<Order, AppError> {
+        let order = self.get(caller, id).await?;
+        if CancelDecision::for_status(order.status) == CancelDecision::Refuse {
+            return Err(refuse(&order));
+        }
+        match self.store.cancel_order(id, self.clock.now()).await? {
+            CancelOutcome::Cancelled(order) => {
+                self.ledger
+                    .release(order.sale_id, &order.user_id, order.quantity.get())
+                    .await
+                    .inspect_err(|err| {
+                        // The store has the units back; the ledger is rebuilt
+                        // from it at the next start.
+                        tracing::error!(error = %err, "returning cancelled units to the ledger failed");
+                    })?;
+                Ok(order)
+            }
+            CancelOutcome::Unchanged(order) => match CancelDecision::for_status(order.status) {
+                CancelDecision::Refuse => Err(refuse(&order)),
+                CancelDecision::AlreadyCancelled | CancelDecision::Cancel => Ok(order),
+            },
+            CancelOutcome::NotFound => Err(AppError::NotFound),
+        }
+    }
+}
+
+fn refuse(order: &Order) -> AppError {
+    AppError::InvalidState(format!(
+        "an order that is {} cannot be cancelled",
+        order.status.as_str()
+    ))
+}

@@ -1,0 +1,112 @@
+//! The stock ledger: decides every purchase before anything is written. It holds
+//! what each sale has left, what each buyer holds, and the answers given to
+//! idempotency keys, and it decides all three together so that losers are
+//! refused without touching the store. In memory (embedded) or in Redis with one
+//! atomic script per decision (cluster).
+
+use std::future::Future;
+use std::pin::Pin;
+
+use async_trait::async_trait;
+use stampede_domain::catalog::Sale;
+use stampede_domain::idempotency::{Answer, Fingerprint, IdempotencyKey, Remembered};
+use stampede_domain::ids::{OrderId, SaleId, UserId};
+use stampede_domain::stock::Refusal;
+use stampede_domain::time::Timestamp;
+
+use super::store::{KeyRecord, SaleSnapshot};
+
+/// One purchase attempt, as the ledger sees it.
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    pub user: UserId,
+    pub key: IdempotencyKey,
+    pub fingerprint: Fingerprint,
+    pub now: Timestamp,
+}
+
+/// Something to wait for before deciding again.
+pub type WaitFor = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// The ledger's verdict on an attempt.
+pub enum Decision {
+    /// Units and the buyer's allowance are held for this key. The caller must
+    /// [`StockLedger::settle`] it once the order is committed or abandoned.
+    Reserved,
+    /// The key was decided before: repeat this answer.
+    Replay(Answer),
+    /// The key was used for another request.
+    Mismatch,
+    /// Refused now, and remembered under the key.
+    Refused(Refusal),
+    /// Another request with this key is being decided; wait, then ask again.
+    Wait(WaitFor),
+    /// The ledger does not know the sale; open it and ask again.
+    UnknownSale,
+}
+
+impl std::fmt::Debug for Decision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Reserved => f.write_str("Reserved"),
+            Self::Replay(answer) => f.debug_tuple("Replay").field(answer).finish(),
+            Self::Mismatch => f.write_str("Mismatch"),
+            Self::Refused(refusal) => f.debug_tuple("Refused").field(refusal).finish(),
+            Self::Wait(_) => f.write_str("Wait"),
+            Self::UnknownSale => f.write_str("UnknownSale"),
+        }
+    }
+}
+
+/// How a reservation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settlement {
+    /// The order is committed: remember the key as won.
+    Won(OrderId),
+    /// Not committed (queue full, store down, shutdown): give the units back and
+    /// forget the key, so a retry is decided afresh.
+    Abandoned,
+    /// The store already had an answer for this key: give the units back and
+    /// remember that answer instead.
+    Replaced(Remembered),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    /// The ledger cannot be reached, or has lost a sale's state and is
+    /// rebuilding it. Retryable.
+    #[error("stock ledger unavailable: {0}")]
+    Unavailable(String),
+    /// The ledger's numbers contradict themselves or the request (a release of
+    /// units nobody holds): a bug, logged loudly.
+    #[error("stock ledger inconsistent: {0}")]
+    Inconsistent(String),
+}
+
+#[async_trait]
+pub trait StockLedger: Send + Sync + 'static {
+    /// Starts tracking a new sale with all its units left. Idempotent.
+    async fn open_sale(&self, sale: &Sale) -> Result<(), LedgerError>;
+
+    /// Decides an attempt: replay, mismatch, refusal, or a reservation.
+    async fn decide(&self, attempt: &Attempt) -> Result<Decision, LedgerError>;
+
+    /// Ends a reservation made by [`decide`](Self::decide).
+    async fn settle(&self, attempt: &Attempt, settlement: Settlement) -> Result<(), LedgerError>;
+
+    /// Returns the units of a cancelled order.
+    async fn release(&self, sale: SaleId, user: &UserId, quantity: u32)
+    -> Result<(), LedgerError>;
+
+    /// Units purchases can still take; `None` for a sale it does not track.
+    async fn remaining(&self, sale: SaleId) -> Result<Option<u64>, LedgerError>;
+
+    /// Rebuilds state from the store of record: the sales with their holdings,
+    /// and the keys that won orders recently enough to be remembered.
+    async fn restore(
+        &self,
+        sales: Vec<SaleSnapshot>,
+        keys: Vec<KeyRecord>,
+        now: Timestamp,
+    ) -> Result<(), LedgerError>;
+}

@@ -1,0 +1,290 @@
+//! The commit stage of the purchase path: a bounded queue of reserved orders,
+//! drained by a small pool of workers that each take whatever is waiting (up to
+//! a cap) and make it durable in one store transaction — a group commit. A lone
+//! order is committed at once; under a crowd the batch grows with the queue, so
+//! one fsync serves many orders (shared/DESIGN.md section 4).
+//!
+//! Workers settle every reservation with the ledger before answering, so the
+//! ledger and the store agree whatever the requester does meanwhile (it may have
+//! gone away), and a replay arriving right after a 202 finds the key decided.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use metrics::{Counter, Gauge, Histogram, counter, gauge, histogram};
+use stampede_domain::idempotency::{Answer, Fingerprint, Remembered};
+use stampede_domain::order::Order;
+use stampede_domain::stock::Refusal;
+use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::error::AppError;
+use crate::ports::{Attempt, CommitOutcome, OrderStore, Settlement, StockLedger};
+
+/// Sizes of the commit stage.
+#[derive(Debug, Clone, Copy)]
+pub struct CommitSettings {
+    /// Reserved orders that may wait for a commit; beyond it purchases are
+    /// refused with `503 overloaded` and their reservation given back.
+    pub queue_capacity: usize,
+    /// Most orders in one transaction.
+    pub max_batch: usize,
+    /// Transactions in flight at once. With one SQLite writer, two workers let
+    /// the next batch gather while the previous one syncs.
+    pub workers: usize,
+}
+
+impl Default for CommitSettings {
+    fn default() -> Self {
+        Self {
+            queue_capacity: 8192,
+            max_batch: 512,
+            workers: 2,
+        }
+    }
+}
+
+/// A committed purchase.
+#[derive(Debug)]
+pub(crate) enum Committed {
+    Created(Order),
+    /// The store already had an order for this user and key, for this request.
+    Existing(Order),
+}
+
+pub(crate) type Reply = Result<Committed, AppError>;
+
+pub(crate) struct Job {
+    pub order: Order,
+    pub attempt: Attempt,
+    pub reply: oneshot::Sender<Reply>,
+}
+
+/// Why a job was not queued; the job comes back so its reservation can be
+/// given back.
+pub(crate) enum Rejected {
+    Full(Job),
+    Closed(Job),
+}
+
+struct Metrics {
+    depth: Gauge,
+    batch_size: Histogram,
+    commit_seconds: Histogram,
+    failed_batches: Counter,
+    drift: Counter,
+}
+
+impl Metrics {
+    fn new() -> Self {
+        Self {
+            depth: gauge!("stampede_commit_queue_depth"),
+            batch_size: histogram!("stampede_commit_batch_size"),
+            commit_seconds: histogram!("stampede_commit_duration_seconds"),
+            failed_batches: counter!("stampede_commit_failed_batches_total"),
+            drift: counter!("stampede_ledger_drift_total"),
+        }
+    }
+}
+
+struct Shared {
+    store: Arc<dyn OrderStore>,
+    ledger: Arc<dyn StockLedger>,
+    max_batch: usize,
+    metrics: Metrics,
+}
+
+pub(crate) struct GroupCommitter {
+    queue: mpsc::Sender<Job>,
+    receiver: Arc<Mutex<mpsc::Receiver<Job>>>,
+    capacity: usize,
+    closed: AtomicBool,
+    stop: CancellationToken,
+    workers: TaskTracker,
+    shared: Arc<Shared>,
+}
+
+impl GroupCommitter {
+    pub(crate) fn start(
+        store: Arc<dyn OrderStore>,
+        ledger: Arc<dyn StockLedger>,
+        settings: CommitSettings,
+    ) -> Self {
+        let capacity = settings.queue_capacity.max(1);
+        let (queue, receiver) = mpsc::channel(capacity);
+        let receiver = Arc::new(Mutex::new(receiver));
+        let shared = Arc::new(Shared {
+            store,
+            ledger,
+            max_batch: settings.max_batch.max(1),
+            metrics: Metrics::new(),
+        });
+        let stop = CancellationToken::new();
+        let workers = TaskTracker::new();
+        for _ in 0..settings.workers.max(1) {
+            workers.spawn(work(receiver.clone(), shared.clone(), stop.clone()));
+        }
+        workers.close();
+        Self {
+            queue,
+            receiver,
+            capacity,
+            closed: AtomicBool::new(false),
+            stop,
+            workers,
+            shared,
+        }
+    }
+
+    /// Queues a reserved order without waiting.
+    pub(crate) fn submit(&self, job: Job) -> Result<(), Rejected> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Rejected::Closed(job));
+        }
+        match self.queue.try_send(job) {
+            Ok(()) => {
+                self.shared.metrics.depth.set(self.depth() as f64);
+                Ok(())
+            }
+            Err(mpsc::error::TrySendError::Full(job)) => Err(Rejected::Full(job)),
+            Err(mpsc::error::TrySendError::Closed(job)) => Err(Rejected::Closed(job)),
+        }
+    }
+
+    pub(crate) fn depth(&self) -> usize {
+        self.capacity - self.queue.capacity()
+    }
+
+    /// Stops taking orders, commits every order already queued, and waits for
+    /// the workers to finish.
+    pub(crate) async fn shutdown(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.stop.cancel();
+        self.workers.wait().await;
+        // An order queued in the instant between the check in `submit` and the
+        // workers stopping is answered, not forgotten.
+        let mut receiver = self.receiver.lock().await;
+        receiver.close();
+        while let Ok(job) = receiver.try_recv() {
+            abandon(&self.shared, job, AppError::Unavailable("shutting down".into())).await;
+        }
+    }
+}
+
+async fn work(receiver: Arc<Mutex<mpsc::Receiver<Job>>>, shared: Arc<Shared>, stop: CancellationToken) {
+    loop {
+        let batch = {
+            let mut receiver = receiver.lock().await;
+            // `biased`: queued orders first, so stopping drains the queue.
+            let first = tokio::select! {
+                biased;
+                job = receiver.recv() => job,
+                () = stop.cancelled() => None,
+            };
+            let Some(first) = first else { break };
+            let mut batch = Vec::with_capacity(shared.max_batch.min(64));
+            batch.push(first);
+            while batch.len() < shared.max_batch {
+                match receiver.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+            shared.metrics.depth.set(receiver.len() as f64);
+            batch
+        };
+        commit(&shared, batch).await;
+    }
+}
+
+async fn commit(shared: &Shared, batch: Vec<Job>) {
+    let started = Instant::now();
+    shared.metrics.batch_size.record(batch.len() as f64);
+    let orders: Vec<Order> = batch.iter().map(|job| job.order.clone()).collect();
+    let result = shared.store.commit_orders(&orders).await;
+    shared
+        .metrics
+        .commit_seconds
+        .record(started.elapsed().as_secs_f64());
+    match result {
+        Ok(outcomes) if outcomes.len() == batch.len() => {
+            for (job, outcome) in batch.into_iter().zip(outcomes) {
+                finish(shared, job, outcome).await;
+            }
+        }
+        Ok(outcomes) => {
+            shared.metrics.failed_batches.increment(1);
+            tracing::error!(
+                orders = batch.len(),
+                outcomes = outcomes.len(),
+                "store answered a group commit with the wrong number of outcomes"
+            );
+            for job in batch {
+                let err = AppError::Internal("group commit outcome count mismatch".into());
+                abandon(shared, job, err).await;
+            }
+        }
+        Err(err) => {
+            shared.metrics.failed_batches.increment(1);
+            tracing::error!(orders = batch.len(), error = %err, "group commit failed");
+            let err = AppError::from(err);
+            for job in batch {
+                let err = match &err {
+                    AppError::Internal(cause) => AppError::Internal(cause.clone()),
+                    _ => AppError::Unavailable("the store could not commit the order".into()),
+                };
+                abandon(shared, job, err).await;
+            }
+        }
+    }
+}
+
+async fn finish(shared: &Shared, job: Job, outcome: CommitOutcome) {
+    let Job {
+        order,
+        attempt,
+        reply,
+    } = job;
+    let (settlement, answer) = match outcome {
+        CommitOutcome::Created => (Settlement::Won(order.id), Ok(Committed::Created(order))),
+        CommitOutcome::KeyTaken(existing) => {
+            let fingerprint = Fingerprint {
+                sale_id: existing.sale_id,
+                quantity: existing.quantity,
+            };
+            let remembered = Remembered {
+                fingerprint,
+                answer: Answer::Won(existing.id),
+            };
+            let answer = if fingerprint == attempt.fingerprint {
+                Ok(Committed::Existing(existing))
+            } else {
+                Err(AppError::IdempotencyMismatch)
+            };
+            (Settlement::Replaced(remembered), answer)
+        }
+        CommitOutcome::SoldOut => {
+            // The ledger promised units the store of record does not have.
+            shared.metrics.drift.increment(1);
+            tracing::error!(
+                sale_id = %attempt.fingerprint.sale_id,
+                "ledger drift: the store refused a reserved order as sold out"
+            );
+            (Settlement::Abandoned, Err(AppError::Refused(Refusal::SoldOut)))
+        }
+    };
+    if let Err(err) = shared.ledger.settle(&attempt, settlement).await {
+        tracing::error!(error = %err, "settling a committed reservation failed");
+    }
+    // The requester may have gone; the order stands either way.
+    let _ = reply.send(answer);
+}
+
+async fn abandon(shared: &Shared, job: Job, err: AppError) {
+    if let Err(settle_err) = shared.ledger.settle(&job.attempt, Settlement::Abandoned).await {
+        tracing::error!(error = %settle_err, "giving back an uncommitted reservation failed");
+    }
+    let _ = job.reply.send(Err(err));
+}

@@ -1,0 +1,231 @@
+//! The purchase path (shared/DESIGN.md section 4), from an authenticated request
+//! to a durable order: idempotency and reservation in the ledger, then the
+//! group commit. Losers are answered by the ledger and never reach the store.
+
+pub(crate) mod commit;
+
+use std::sync::Arc;
+
+use metrics::{Counter, counter};
+use stampede_domain::idempotency::{Answer, Fingerprint, IdempotencyKey};
+use stampede_domain::ids::{SaleId, UserId};
+use stampede_domain::order::Order;
+use stampede_domain::quantity::Quantity;
+use stampede_domain::stock::Refusal;
+use tokio::sync::oneshot;
+
+pub use commit::CommitSettings;
+use commit::{Committed, GroupCommitter, Job, Rejected};
+
+use crate::catalog::SaleDirectory;
+use crate::error::AppError;
+use crate::lifecycle::Lifecycle;
+use crate::ports::{Attempt, Clock, Decision, OrderStore, Settlement, StockLedger};
+
+/// A purchase as the HTTP edge hands it over: every part already validated.
+#[derive(Debug, Clone)]
+pub struct PurchaseRequest {
+    pub user: UserId,
+    pub key: IdempotencyKey,
+    pub sale_id: SaleId,
+    pub quantity: Quantity,
+}
+
+/// A successful purchase: the order, and whether this was a repeat of an
+/// earlier request with the same key.
+#[derive(Debug, Clone)]
+pub struct Purchased {
+    pub order: Order,
+    pub replayed: bool,
+}
+
+/// How often a request waits for an in-flight request with its key before
+/// giving up; each wait ends when that request is committed or abandoned.
+const MAX_WAITS: usize = 8;
+
+/// Purchase outcomes by reason, as counters made once.
+struct Outcomes {
+    won: Counter,
+    replayed: Counter,
+    sold_out: Counter,
+    limit_exceeded: Counter,
+    sale_not_active: Counter,
+    mismatch: Counter,
+    overloaded: Counter,
+    unavailable: Counter,
+    not_found: Counter,
+    error: Counter,
+}
+
+impl Outcomes {
+    fn new() -> Self {
+        let c = |outcome: &'static str| counter!("stampede_purchases_total", "outcome" => outcome);
+        Self {
+            won: c("won"),
+            replayed: c("replayed"),
+            sold_out: c("sold_out"),
+            limit_exceeded: c("limit_exceeded"),
+            sale_not_active: c("sale_not_active"),
+            mismatch: c("idempotency_mismatch"),
+            overloaded: c("overloaded"),
+            unavailable: c("unavailable"),
+            not_found: c("not_found"),
+            error: c("error"),
+        }
+    }
+
+    fn count(&self, result: &Result<Purchased, AppError>) {
+        let counter = match result {
+            Ok(p) if p.replayed => &self.replayed,
+            Ok(_) => &self.won,
+            Err(AppError::Refused(Refusal::SoldOut)) => &self.sold_out,
+            Err(AppError::Refused(Refusal::LimitExceeded)) => &self.limit_exceeded,
+            Err(AppError::Refused(Refusal::SaleNotActive)) => &self.sale_not_active,
+            Err(AppError::IdempotencyMismatch) => &self.mismatch,
+            Err(AppError::Overloaded(_)) => &self.overloaded,
+            Err(AppError::Unavailable(_)) => &self.unavailable,
+            Err(AppError::NotFound) => &self.not_found,
+            Err(_) => &self.error,
+        };
+        counter.increment(1);
+    }
+}
+
+pub struct PurchaseService {
+    sales: Arc<SaleDirectory>,
+    ledger: Arc<dyn StockLedger>,
+    store: Arc<dyn OrderStore>,
+    committer: GroupCommitter,
+    clock: Arc<dyn Clock>,
+    lifecycle: Arc<Lifecycle>,
+    outcomes: Outcomes,
+}
+
+impl PurchaseService {
+    pub(crate) fn new(
+        sales: Arc<SaleDirectory>,
+        ledger: Arc<dyn StockLedger>,
+        store: Arc<dyn OrderStore>,
+        clock: Arc<dyn Clock>,
+        lifecycle: Arc<Lifecycle>,
+        settings: CommitSettings,
+    ) -> Self {
+        let committer = GroupCommitter::start(store.clone(), ledger.clone(), settings);
+        Self {
+            sales,
+            ledger,
+            store,
+            committer,
+            clock,
+            lifecycle,
+            outcomes: Outcomes::new(),
+        }
+    }
+
+    /// Buys: answers from the key's memory, refuses in the ledger, or reserves
+    /// and returns once the order is committed.
+    #[tracing::instrument(name = "purchase", skip_all, fields(sale_id = %request.sale_id))]
+    pub async fn purchase(&self, request: PurchaseRequest) -> Result<Purchased, AppError> {
+        let result = self.decide_and_commit(request).await;
+        self.outcomes.count(&result);
+        result
+    }
+
+    /// Orders waiting for a commit.
+    pub fn queue_depth(&self) -> usize {
+        self.committer.depth()
+    }
+
+    /// Commits what is queued and stops the commit workers.
+    pub(crate) async fn shutdown(&self) {
+        self.committer.shutdown().await;
+    }
+
+    async fn decide_and_commit(&self, request: PurchaseRequest) -> Result<Purchased, AppError> {
+        if self.lifecycle.is_draining() {
+            return Err(AppError::Unavailable("shutting down".into()));
+        }
+        let sale = self
+            .sales
+            .get(request.sale_id)
+            .await?
+            .ok_or(AppError::NotFound)?;
+        let attempt = Attempt {
+            user: request.user,
+            key: request.key,
+            fingerprint: Fingerprint {
+                sale_id: request.sale_id,
+                quantity: request.quantity,
+            },
+            now: self.clock.now(),
+        };
+        let mut waits = 0;
+        loop {
+            match self.ledger.decide(&attempt).await? {
+                Decision::Reserved => break,
+                Decision::Replay(Answer::Won(order_id)) => {
+                    let order = self.store.order(order_id).await?.ok_or_else(|| {
+                        AppError::Internal(format!("remembered order {order_id} is missing"))
+                    })?;
+                    return Ok(Purchased {
+                        order,
+                        replayed: true,
+                    });
+                }
+                Decision::Replay(Answer::Refused(refusal)) | Decision::Refused(refusal) => {
+                    return Err(AppError::Refused(refusal));
+                }
+                Decision::Mismatch => return Err(AppError::IdempotencyMismatch),
+                Decision::Wait(wait) => {
+                    waits += 1;
+                    if waits > MAX_WAITS {
+                        return Err(AppError::Unavailable(
+                            "another request with this key is still being decided".into(),
+                        ));
+                    }
+                    wait.await;
+                }
+                Decision::UnknownSale => {
+                    return Err(AppError::Unavailable(
+                        "the sale is not open in the stock ledger yet".into(),
+                    ));
+                }
+            }
+        }
+
+        let order = Order::place(
+            &sale,
+            attempt.user.clone(),
+            request.quantity,
+            attempt.key.clone(),
+            attempt.now,
+        );
+        let (reply, answer) = oneshot::channel();
+        let job = Job {
+            order,
+            attempt,
+            reply,
+        };
+        if let Err(rejected) = self.committer.submit(job) {
+            let (job, err) = match rejected {
+                Rejected::Full(job) => (job, AppError::Overloaded("the order queue is full")),
+                Rejected::Closed(job) => (job, AppError::Unavailable("shutting down".into())),
+            };
+            self.ledger.settle(&job.attempt, Settlement::Abandoned).await?;
+            return Err(err);
+        }
+        // The worker settles the reservation whatever happens to this request.
+        match answer.await {
+            Ok(Ok(Committed::Created(order))) => Ok(Purchased {
+                order,
+                replayed: false,
+            }),
+            Ok(Ok(Committed::Existing(order))) => Ok(Purchased {
+                order,
+                replayed: true,
+            }),
+            Ok(Err(err)) => Err(err),
+            Err(_) => Err(AppError::Unavailable("the order was not committed".into())),
+        }
+    }
+}
