@@ -1,1 +1,277 @@
-//! placeholder
+//! Stampede's embedded store of record: the [`Store`] port on one SQLite file in
+//! WAL mode (shared/DESIGN.md section 2, embedded mode).
+//!
+//! A tour of the modules, in the order a write travels:
+//!
+//! - [`SqliteStore::open`] takes an exclusive lock on `<db>.lock` (`lock.rs`),
+//!   opens the write connection (`connection.rs`), brings the schema up to date
+//!   (`migrations.rs`, SQL in `migrations/`), opens the read-only connections
+//!   (`readers.rs`) and starts the writer thread (`writer.rs`).
+//! - Every write is a command to the writer thread, which group-commits: all
+//!   commands waiting at that moment share one transaction and one fsync, each
+//!   in its own savepoint, answered only after `COMMIT`.
+//! - The SQL lives per area: `catalog.rs` (products, sales, ledger snapshots),
+//!   `orders.rs` (group commit of orders, cancel, order reads) and `users.rs`.
+//!   Each write also records its event in the outbox (`outbox.rs`), in the same
+//!   transaction (I8).
+//! - `rows.rs` turns rows back into domain values through the domain's
+//!   parsers, and `error.rs` turns SQLite errors into the port's
+//!   [`StoreError`].
+//!
+//! Durability is a setting: [`Synchronous::Full`] (the default) fsyncs every
+//! commit, so an answered write survives power loss; [`Synchronous::Normal`]
+//! survives a process crash only.
+
+mod catalog;
+mod connection;
+mod error;
+mod lock;
+mod migrations;
+mod orders;
+mod outbox;
+mod readers;
+mod rows;
+mod settings;
+mod users;
+mod writer;
+
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use stampede_app::ports::{
+    CancelOutcome, CatalogStore, CommitOutcome, KeyRecord, OrderStore, SaleCounts, SaleSnapshot,
+    Store, StoreError, UserStore,
+};
+use stampede_domain::account::{Email, User};
+use stampede_domain::catalog::{Product, Sale};
+use stampede_domain::ids::{OrderId, ProductId, SaleId, UserId};
+use stampede_domain::order::Order;
+use stampede_domain::time::Timestamp;
+
+pub use settings::{SqliteSettings, Synchronous};
+
+use readers::Readers;
+use writer::Writer;
+
+/// The store of record on a SQLite file: one writer thread that group-commits,
+/// a few read-only connections beside it.
+///
+/// One process at a time: [`open`](Self::open) fails while another store (in
+/// this process or another) has the file open. [`close`](Store::close) — or
+/// dropping the store — commits what is queued, checkpoints and releases the
+/// file.
+pub struct SqliteStore {
+    path: PathBuf,
+    /// Declared before `readers` so it is dropped first: the last group commits
+    /// and checkpoints while readers are idle.
+    writer: Writer,
+    readers: Readers,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and takes exclusive
+    /// use of it through an advisory lock on `<path>.lock`, held until the
+    /// store is closed or dropped. The directory must exist; the file must be a
+    /// file (not `:memory:`: readers open it again). Blocking: call it once at
+    /// start-up.
+    ///
+    /// Fails with `Unavailable` if another store holds the file ("another
+    /// process is using …"), if the file cannot be opened, or if it was written
+    /// by a newer build; with `Corrupt` if it is not a usable database.
+    pub fn open(path: &Path, settings: SqliteSettings) -> Result<Self, StoreError> {
+        let lock = lock::acquire(path)?;
+        let mut conn = connection::open_writer(path, settings.synchronous)?;
+        let found = migrations::apply(&mut conn)?;
+        let readers = Readers::open(path.to_path_buf(), settings.readers)?;
+        let writer = Writer::start(conn, lock)?;
+        tracing::info!(
+            path = %path.display(),
+            synchronous = settings.synchronous.as_str(),
+            readers = settings.readers.max(1),
+            schema_found = found,
+            schema = migrations::LATEST,
+            "opened sqlite store"
+        );
+        Ok(Self {
+            path: path.to_path_buf(),
+            writer,
+            readers,
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+#[async_trait]
+impl CatalogStore for SqliteStore {
+    async fn insert_product(&self, product: &Product) -> Result<(), StoreError> {
+        let product = product.clone();
+        self.writer
+            .run("inserting product", move |conn| {
+                catalog::insert_product(conn, &product)
+            })
+            .await
+    }
+
+    async fn product(&self, id: ProductId) -> Result<Option<Product>, StoreError> {
+        self.readers
+            .run("reading product", move |conn| catalog::product(conn, id))
+            .await
+    }
+
+    async fn products(
+        &self,
+        after: Option<ProductId>,
+        limit: u32,
+    ) -> Result<Vec<Product>, StoreError> {
+        self.readers
+            .run("listing products", move |conn| {
+                catalog::products(conn, after, limit)
+            })
+            .await
+    }
+
+    async fn insert_sale(&self, sale: &Sale) -> Result<(), StoreError> {
+        let sale = sale.clone();
+        self.writer
+            .run("inserting sale", move |conn| {
+                catalog::insert_sale(conn, &sale)
+            })
+            .await
+    }
+
+    async fn sale(&self, id: SaleId) -> Result<Option<Sale>, StoreError> {
+        self.readers
+            .run("reading sale", move |conn| catalog::sale(conn, id))
+            .await
+    }
+
+    async fn sale_snapshots(&self) -> Result<Vec<SaleSnapshot>, StoreError> {
+        self.readers
+            .run("reading sale snapshots", catalog::sale_snapshots)
+            .await
+    }
+}
+
+#[async_trait]
+impl OrderStore for SqliteStore {
+    #[tracing::instrument(level = "debug", skip_all, fields(orders = orders.len()))]
+    async fn commit_orders(&self, orders: &[Order]) -> Result<Vec<CommitOutcome>, StoreError> {
+        if orders.is_empty() {
+            return Ok(Vec::new());
+        }
+        let orders = orders.to_vec();
+        self.writer
+            .run("committing orders", move |conn| {
+                orders::commit(conn, &orders)
+            })
+            .await
+    }
+
+    async fn order(&self, id: OrderId) -> Result<Option<Order>, StoreError> {
+        self.readers
+            .run("reading order", move |conn| orders::order(conn, id))
+            .await
+    }
+
+    async fn orders_of(
+        &self,
+        user: &UserId,
+        before: Option<OrderId>,
+        limit: u32,
+    ) -> Result<Vec<Order>, StoreError> {
+        let user = user.clone();
+        self.readers
+            .run("listing a user's orders", move |conn| {
+                orders::orders_of(conn, &user, before, limit)
+            })
+            .await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(order_id = %id))]
+    async fn cancel_order(&self, id: OrderId, now: Timestamp) -> Result<CancelOutcome, StoreError> {
+        self.writer
+            .run("cancelling order", move |conn| {
+                orders::cancel(conn, id, now)
+            })
+            .await
+    }
+
+    async fn sale_counts(&self, sale: SaleId) -> Result<SaleCounts, StoreError> {
+        self.readers
+            .run("counting a sale's orders", move |conn| {
+                orders::sale_counts(conn, sale)
+            })
+            .await
+    }
+
+    async fn keys_since(&self, since: Timestamp) -> Result<Vec<KeyRecord>, StoreError> {
+        self.readers
+            .run("listing recent idempotency keys", move |conn| {
+                orders::keys_since(conn, since)
+            })
+            .await
+    }
+}
+
+#[async_trait]
+impl UserStore for SqliteStore {
+    async fn insert_user(&self, user: &User) -> Result<(), StoreError> {
+        let user = user.clone();
+        self.writer
+            .run("inserting user", move |conn| {
+                users::insert_user(conn, &user)
+            })
+            .await
+    }
+
+    async fn user_by_email(&self, email: &Email) -> Result<Option<User>, StoreError> {
+        let email = email.clone();
+        self.readers
+            .run("reading user by e-mail", move |conn| {
+                users::user_by_email(conn, &email)
+            })
+            .await
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    /// A read round trip, after checking that the writer still takes
+    /// commands: a store that can read but not write is not ready.
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.writer.check()?;
+        self.readers
+            .run("pinging", |conn| {
+                conn.query_row("SELECT 1", [], |_| Ok(()))
+                    .map_err(|err| error::map("pinging", err))
+            })
+            .await
+    }
+
+    /// Stops taking writes, waits until the writer has committed what was
+    /// queued, checkpointed and released the file, then closes the readers.
+    /// Later calls answer `Unavailable("store closed")`.
+    async fn close(&self) {
+        if let Some(thread) = self.writer.stop() {
+            match tokio::task::spawn_blocking(move || thread.join()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => tracing::error!("the sqlite writer thread panicked"),
+                Err(err) => tracing::error!(error = %err, "waiting for the sqlite writer failed"),
+            }
+        }
+        self.readers.close();
+        tracing::info!(path = %self.path.display(), "closed sqlite store");
+    }
+}

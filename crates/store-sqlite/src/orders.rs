@@ -1,0 +1,274 @@
+//! Orders: the group commit of winning purchases, the cancel compare-and-set,
+//! and the reads (one order, a buyer's orders, a sale's counts, recent keys).
+
+use rusqlite::{Connection, params};
+use stampede_app::ports::{CancelOutcome, CommitOutcome, KeyRecord, SaleCounts, StoreError};
+use stampede_domain::idempotency::IdempotencyKey;
+use stampede_domain::ids::{OrderId, SaleId, UserId};
+use stampede_domain::order::{Order, OrderStatus};
+use stampede_domain::time::Timestamp;
+
+use crate::error::Context;
+use crate::outbox::{self, Event};
+use crate::rows::{self, ORDER_COLUMNS};
+
+/// Commits each order independently, inside the caller's transaction: one
+/// outcome per order, in order.
+pub(crate) fn commit(
+    conn: &Connection,
+    orders: &[Order],
+) -> Result<Vec<CommitOutcome>, StoreError> {
+    orders.iter().map(|order| commit_one(conn, order)).collect()
+}
+
+/// One order: its key, the sale's conditional decrement, the row, the event.
+///
+/// Both refusals are decided before anything is written, so a refused order
+/// leaves nothing to undo and needs no savepoint of its own (an error still
+/// fails the whole command, which the writer undoes with the command's
+/// savepoint). Checking the key first means a retry is answered with its order
+/// even when the sale has since sold out (I4), and decrementing before the
+/// insert means an order for a sale the store does not know is refused as sold
+/// out instead of failing the batch on the foreign key.
+fn commit_one(conn: &Connection, order: &Order) -> Result<CommitOutcome, StoreError> {
+    if let Some(existing) = by_key(conn, &order.user_id, &order.idempotency_key)? {
+        return Ok(CommitOutcome::KeyTaken(existing));
+    }
+    let taken = conn
+        .prepare_cached(
+            "UPDATE sales SET remaining = remaining - ?1 WHERE id = ?2 AND remaining >= ?1",
+        )
+        .and_then(|mut statement| {
+            statement.execute(params![order.quantity.get(), order.sale_id.to_string()])
+        })
+        .context("taking stock for an order")?;
+    if taken == 0 {
+        return Ok(CommitOutcome::SoldOut);
+    }
+    conn.prepare_cached(
+        "INSERT INTO orders (id, user_id, sale_id, product_id, quantity, amount_cents, \
+         currency, status, idempotency_key, created_at, expires_at, updated_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?10)",
+    )
+    .and_then(|mut statement| {
+        statement.execute(params![
+            order.id.to_string(),
+            order.user_id.as_str(),
+            order.sale_id.to_string(),
+            order.product_id.to_string(),
+            order.quantity.get(),
+            order.amount_cents,
+            order.currency.as_str(),
+            order.status.as_str(),
+            order.idempotency_key.as_str(),
+            order.created_at.as_millis(),
+            order.expires_at.as_millis(),
+        ])
+    })
+    .context("inserting order")?;
+    outbox::record(conn, &Event::OrderCreated(order))?;
+    Ok(CommitOutcome::Created)
+}
+
+fn by_key(
+    conn: &Connection,
+    user: &UserId,
+    key: &IdempotencyKey,
+) -> Result<Option<Order>, StoreError> {
+    let what = "reading order by idempotency key";
+    let mut statement = conn
+        .prepare_cached(&format!(
+            "SELECT {ORDER_COLUMNS} FROM orders WHERE user_id = ?1 AND idempotency_key = ?2"
+        ))
+        .context(what)?;
+    rows::first(
+        &mut statement,
+        [user.as_str(), key.as_str()],
+        what,
+        rows::order,
+    )
+}
+
+// The statuses a cancel may leave, bound as parameters below: the domain says
+// which they are, and this fails to compile if their number changes.
+const _: () = assert!(OrderStatus::CANCELLABLE.len() == 2);
+
+/// A compare-and-set on the status: only the call that moves the order to
+/// `cancelled` returns its units to the sale and writes `order.cancelled`, so
+/// units come back exactly once however often, or however concurrently, it runs.
+pub(crate) fn cancel(
+    conn: &Connection,
+    id: OrderId,
+    now: Timestamp,
+) -> Result<CancelOutcome, StoreError> {
+    let what = "cancelling order";
+    let cancelled = {
+        let mut statement = conn
+            .prepare_cached(&format!(
+                "UPDATE orders SET status = ?1, updated_at = ?2 \
+                 WHERE id = ?3 AND status IN (?4, ?5) RETURNING {ORDER_COLUMNS}"
+            ))
+            .context(what)?;
+        rows::first(
+            &mut statement,
+            params![
+                OrderStatus::Cancelled.as_str(),
+                now.as_millis(),
+                id.to_string(),
+                OrderStatus::CANCELLABLE[0].as_str(),
+                OrderStatus::CANCELLABLE[1].as_str(),
+            ],
+            what,
+            rows::order,
+        )?
+    };
+    let Some(order) = cancelled else {
+        return Ok(match self::order(conn, id)? {
+            Some(order) => CancelOutcome::Unchanged(order),
+            None => CancelOutcome::NotFound,
+        });
+    };
+    let restocked = conn
+        .prepare_cached("UPDATE sales SET remaining = remaining + ?1 WHERE id = ?2")
+        .and_then(|mut statement| {
+            statement.execute(params![order.quantity.get(), order.sale_id.to_string()])
+        })
+        .context("returning a cancelled order's units")?;
+    if restocked != 1 {
+        return Err(StoreError::Corrupt(format!(
+            "order {} belongs to sale {}, which does not exist",
+            order.id, order.sale_id
+        )));
+    }
+    outbox::record(conn, &Event::OrderCancelled(&order, now))?;
+    Ok(CancelOutcome::Cancelled(order))
+}
+
+pub(crate) fn order(conn: &Connection, id: OrderId) -> Result<Option<Order>, StoreError> {
+    let what = "reading order";
+    let mut statement = conn
+        .prepare_cached(&format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = ?1"))
+        .context(what)?;
+    rows::first(&mut statement, [id.to_string()], what, rows::order)
+}
+
+/// The buyer's orders, newest (highest UUIDv7) first, older than `before`.
+pub(crate) fn orders_of(
+    conn: &Connection,
+    user: &UserId,
+    before: Option<OrderId>,
+    limit: u32,
+) -> Result<Vec<Order>, StoreError> {
+    let what = "listing a user's orders";
+    match before {
+        Some(before) => {
+            let mut statement = conn
+                .prepare_cached(&format!(
+                    "SELECT {ORDER_COLUMNS} FROM orders WHERE user_id = ?1 AND id < ?2 \
+                     ORDER BY id DESC LIMIT ?3"
+                ))
+                .context(what)?;
+            let params = params![user.as_str(), before.to_string(), limit];
+            rows::all(&mut statement, params, what, rows::order)
+        }
+        None => {
+            let mut statement = conn
+                .prepare_cached(&format!(
+                    "SELECT {ORDER_COLUMNS} FROM orders WHERE user_id = ?1 \
+                     ORDER BY id DESC LIMIT ?2"
+                ))
+                .context(what)?;
+            rows::all(
+                &mut statement,
+                params![user.as_str(), limit],
+                what,
+                rows::order,
+            )
+        }
+    }
+}
+
+/// Orders and units per status, with the sale's stock column, read in one
+/// transaction so `quantity − sold = remaining` can be checked against them.
+pub(crate) fn sale_counts(conn: &Connection, sale: SaleId) -> Result<SaleCounts, StoreError> {
+    let what = "counting a sale's orders";
+    let tx = conn.unchecked_transaction().context(what)?;
+    let by_status = {
+        let mut statement = tx
+            .prepare_cached(
+                "SELECT status, COUNT(*), SUM(quantity) FROM orders \
+                 WHERE sale_id = ?1 GROUP BY status",
+            )
+            .context(what)?;
+        rows::all(&mut statement, [sale.to_string()], what, |row| {
+            let status = rows::text(row, 0, "orders.status")?;
+            let status = OrderStatus::parse(status).ok_or_else(|| {
+                StoreError::Corrupt(format!(
+                    "orders.status holds {status:?}, which is not valid"
+                ))
+            })?;
+            Ok((
+                status,
+                rows::count(row, 1, "count(orders)")?,
+                rows::count(row, 2, "sum(orders.quantity)")?,
+            ))
+        })?
+    };
+    let remaining = {
+        let mut statement = tx
+            .prepare_cached("SELECT remaining FROM sales WHERE id = ?1")
+            .context(what)?;
+        rows::first(&mut statement, [sale.to_string()], what, |row| {
+            rows::count(row, 0, "sales.remaining")
+        })?
+        .unwrap_or(0)
+    };
+    tx.finish().context(what)?;
+    let sold = by_status
+        .iter()
+        .filter(|(status, _, _)| status.holds_stock())
+        .map(|(_, _, units)| units)
+        .sum();
+    // In the domain's order of statuses, so answers do not depend on the plan.
+    let mut by_status: Vec<(OrderStatus, u64)> = by_status
+        .into_iter()
+        .map(|(status, orders, _)| (status, orders))
+        .collect();
+    by_status.sort_by_key(|(status, _)| OrderStatus::ALL.iter().position(|s| s == status));
+    Ok(SaleCounts {
+        sold,
+        remaining,
+        by_status,
+    })
+}
+
+/// Keys of orders created at or after `since`, cancelled ones included: a key
+/// that won keeps its answer.
+pub(crate) fn keys_since(
+    conn: &Connection,
+    since: Timestamp,
+) -> Result<Vec<KeyRecord>, StoreError> {
+    let what = "listing recent idempotency keys";
+    // No index on created_at: this runs once at start, and an index would cost a
+    // page write per order on the hot path.
+    let mut statement = conn
+        .prepare_cached(
+            "SELECT user_id, idempotency_key, id, sale_id, quantity FROM orders \
+             WHERE created_at >= ?1",
+        )
+        .context(what)?;
+    rows::all(&mut statement, [since.as_millis()], what, |row| {
+        let key = rows::text(row, 1, "orders.idempotency_key")?;
+        Ok(KeyRecord {
+            user_id: rows::user_id(row, 0, "orders.user_id")?,
+            key: IdempotencyKey::parse(key).map_err(|_| {
+                StoreError::Corrupt(format!(
+                    "orders.idempotency_key holds {key:?}, which is not valid"
+                ))
+            })?,
+            order_id: rows::id(row, 2, "orders.id", OrderId::parse)?,
+            sale_id: rows::id(row, 3, "orders.sale_id", SaleId::parse)?,
+            quantity: rows::units(row, 4, "orders.quantity")?,
+        })
+    })
+}

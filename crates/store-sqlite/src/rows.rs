@@ -1,0 +1,245 @@
+//! Rows to domain values and back. Reading goes through the domain's own
+//! parsers, so a row that could not have been written by this code (a bad uuid,
+//! an unknown status, a negative price) is reported as corruption instead of
+//! becoming a value that breaks an invariant later.
+//!
+//! Each `*_COLUMNS` list is the exact column order its mapping function reads by
+//! index; keep the two side by side.
+
+use rusqlite::types::ValueRef;
+use rusqlite::{Params, Row, Statement};
+use stampede_app::ports::StoreError;
+use stampede_domain::account::{Email, User};
+use stampede_domain::catalog::{Product, Sale};
+use stampede_domain::idempotency::IdempotencyKey;
+use stampede_domain::ids::{OrderId, ProductId, SaleId, UserId};
+use stampede_domain::money::{Cents, Currency};
+use stampede_domain::order::{Order, OrderStatus};
+use stampede_domain::quantity::Quantity;
+use stampede_domain::time::Timestamp;
+
+use crate::error::Context;
+
+pub(crate) const PRODUCT_COLUMNS: &str = "id, sku, name, price_cents, currency, created_at";
+
+pub(crate) fn product(row: &Row<'_>) -> Result<Product, StoreError> {
+    Ok(Product {
+        id: id(row, 0, "products.id", ProductId::parse)?,
+        sku: text(row, 1, "products.sku")?.to_owned(),
+        name: text(row, 2, "products.name")?.to_owned(),
+        price: cents(row, 3, "products.price_cents")?,
+        currency: currency(row, 4, "products.currency")?,
+        created_at: timestamp(row, 5, "products.created_at")?,
+    })
+}
+
+pub(crate) const SALE_COLUMNS: &str = "id, product_id, price_cents, currency, quantity, \
+     per_user_limit, starts_at, ends_at, payment_window_secs, created_at";
+
+pub(crate) fn sale(row: &Row<'_>) -> Result<Sale, StoreError> {
+    let window = int(row, 8, "sales.payment_window_secs")?;
+    Ok(Sale {
+        id: id(row, 0, "sales.id", SaleId::parse)?,
+        product_id: id(row, 1, "sales.product_id", ProductId::parse)?,
+        price: cents(row, 2, "sales.price_cents")?,
+        currency: currency(row, 3, "sales.currency")?,
+        quantity: quantity(row, 4, "sales.quantity")?,
+        per_user_limit: quantity(row, 5, "sales.per_user_limit")?,
+        starts_at: timestamp(row, 6, "sales.starts_at")?,
+        ends_at: optional_int(row, 7, "sales.ends_at")?.map(Timestamp::from_millis),
+        payment_window_secs: u32::try_from(window)
+            .map_err(|_| corrupt("sales.payment_window_secs", window))?,
+        created_at: timestamp(row, 9, "sales.created_at")?,
+    })
+}
+
+pub(crate) const ORDER_COLUMNS: &str = "id, user_id, sale_id, product_id, quantity, \
+     amount_cents, currency, status, idempotency_key, created_at, expires_at";
+
+pub(crate) fn order(row: &Row<'_>) -> Result<Order, StoreError> {
+    let status = text(row, 7, "orders.status")?;
+    let key = text(row, 8, "orders.idempotency_key")?;
+    Ok(Order {
+        id: id(row, 0, "orders.id", OrderId::parse)?,
+        user_id: user_id(row, 1, "orders.user_id")?,
+        sale_id: id(row, 2, "orders.sale_id", SaleId::parse)?,
+        product_id: id(row, 3, "orders.product_id", ProductId::parse)?,
+        quantity: quantity(row, 4, "orders.quantity")?,
+        amount_cents: int(row, 5, "orders.amount_cents")?,
+        currency: currency(row, 6, "orders.currency")?,
+        status: OrderStatus::parse(status).ok_or_else(|| corrupt("orders.status", status))?,
+        idempotency_key: IdempotencyKey::parse(key)
+            .map_err(|_| corrupt("orders.idempotency_key", key))?,
+        created_at: timestamp(row, 9, "orders.created_at")?,
+        expires_at: timestamp(row, 10, "orders.expires_at")?,
+    })
+}
+
+pub(crate) const USER_COLUMNS: &str = "id, email, password_hash, created_at";
+
+pub(crate) fn user(row: &Row<'_>) -> Result<User, StoreError> {
+    let email = text(row, 1, "users.email")?;
+    Ok(User {
+        id: user_id(row, 0, "users.id")?,
+        email: Email::parse(email).map_err(|_| corrupt("users.email", email))?,
+        // Never shown in an error: it is a secret.
+        password_hash: text(row, 2, "users.password_hash")?.to_owned(),
+        created_at: timestamp(row, 3, "users.created_at")?,
+    })
+}
+
+/// Runs a query and maps every row.
+pub(crate) fn all<T>(
+    statement: &mut Statement<'_>,
+    params: impl Params,
+    what: &str,
+    mut map: impl FnMut(&Row<'_>) -> Result<T, StoreError>,
+) -> Result<Vec<T>, StoreError> {
+    let mut rows = statement.query(params).context(what)?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().context(what)? {
+        out.push(map(row)?);
+    }
+    Ok(out)
+}
+
+/// Runs a query expected to match at most one row and maps it.
+pub(crate) fn first<T>(
+    statement: &mut Statement<'_>,
+    params: impl Params,
+    what: &str,
+    mut map: impl FnMut(&Row<'_>) -> Result<T, StoreError>,
+) -> Result<Option<T>, StoreError> {
+    let mut rows = statement.query(params).context(what)?;
+    match rows.next().context(what)? {
+        Some(row) => map(row).map(Some),
+        None => Ok(None),
+    }
+}
+
+pub(crate) fn text<'r>(
+    row: &'r Row<'_>,
+    index: usize,
+    column: &str,
+) -> Result<&'r str, StoreError> {
+    match row.get_ref(index).context(column)? {
+        ValueRef::Text(bytes) => std::str::from_utf8(bytes)
+            .map_err(|_| StoreError::Corrupt(format!("{column} is not utf-8"))),
+        other => Err(StoreError::Corrupt(format!(
+            "{column} holds {:?}, not text",
+            other.data_type()
+        ))),
+    }
+}
+
+pub(crate) fn int(row: &Row<'_>, index: usize, column: &str) -> Result<i64, StoreError> {
+    match optional_int(row, index, column)? {
+        Some(value) => Ok(value),
+        None => Err(StoreError::Corrupt(format!("{column} is null"))),
+    }
+}
+
+pub(crate) fn optional_int(
+    row: &Row<'_>,
+    index: usize,
+    column: &str,
+) -> Result<Option<i64>, StoreError> {
+    match row.get_ref(index).context(column)? {
+        ValueRef::Integer(value) => Ok(Some(value)),
+        ValueRef::Null => Ok(None),
+        other => Err(StoreError::Corrupt(format!(
+            "{column} holds {:?}, not an integer",
+            other.data_type()
+        ))),
+    }
+}
+
+pub(crate) fn id<T>(
+    row: &Row<'_>,
+    index: usize,
+    column: &str,
+    parse: fn(&str) -> Option<T>,
+) -> Result<T, StoreError> {
+    let value = text(row, index, column)?;
+    parse(value).ok_or_else(|| corrupt(column, value))
+}
+
+pub(crate) fn user_id(row: &Row<'_>, index: usize, column: &str) -> Result<UserId, StoreError> {
+    let value = text(row, index, column)?;
+    UserId::parse(value).map_err(|_| corrupt(column, value))
+}
+
+pub(crate) fn quantity(row: &Row<'_>, index: usize, column: &str) -> Result<Quantity, StoreError> {
+    let value = int(row, index, column)?;
+    Quantity::parse("quantity", value).map_err(|_| corrupt(column, value))
+}
+
+/// A count that must fit in the domain's `u32` quantities (sums of quantities
+/// of one sale never exceed its quantity).
+pub(crate) fn units(row: &Row<'_>, index: usize, column: &str) -> Result<u32, StoreError> {
+    let value = int(row, index, column)?;
+    u32::try_from(value).map_err(|_| corrupt(column, value))
+}
+
+/// A non-negative count.
+pub(crate) fn count(row: &Row<'_>, index: usize, column: &str) -> Result<u64, StoreError> {
+    let value = int(row, index, column)?;
+    u64::try_from(value).map_err(|_| corrupt(column, value))
+}
+
+fn cents(row: &Row<'_>, index: usize, column: &str) -> Result<Cents, StoreError> {
+    let value = int(row, index, column)?;
+    Cents::parse("price_cents", value).map_err(|_| corrupt(column, value))
+}
+
+fn currency(row: &Row<'_>, index: usize, column: &str) -> Result<Currency, StoreError> {
+    let value = text(row, index, column)?;
+    Currency::parse(value).map_err(|_| corrupt(column, value))
+}
+
+fn timestamp(row: &Row<'_>, index: usize, column: &str) -> Result<Timestamp, StoreError> {
+    int(row, index, column).map(Timestamp::from_millis)
+}
+
+fn corrupt(column: &str, value: impl std::fmt::Debug) -> StoreError {
+    StoreError::Corrupt(format!("{column} holds {value:?}, which is not valid"))
+}
+
+#[cfg(test)]
+mod tests {
+    use rusqlite::Connection;
+
+    use super::*;
+
+    #[test]
+    fn a_row_with_an_unknown_status_is_corrupt_and_says_where() {
+        let conn = Connection::open_in_memory().unwrap();
+        let mut statement = conn
+            .prepare(
+                "SELECT '0190a4a0-0000-7000-8000-000000000001', 'u1', \
+                 '0190a4a0-0000-7000-8000-000000000002', '0190a4a0-0000-7000-8000-000000000003', \
+                 1, 100, 'EUR', 'shipped', 'k', 0, 0",
+            )
+            .unwrap();
+        let err = first(&mut statement, [], "reading order", order).unwrap_err();
+        match err {
+            StoreError::Corrupt(message) => {
+                assert_eq!(
+                    message,
+                    r#"orders.status holds "shipped", which is not valid"#
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_null_where_a_value_belongs_is_corrupt() {
+        let conn = Connection::open_in_memory().unwrap();
+        let mut statement = conn
+            .prepare("SELECT 'not-a-uuid', 'SKU', 'name', 1, 'EUR', NULL")
+            .unwrap();
+        let err = first(&mut statement, [], "reading product", product).unwrap_err();
+        assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");
+    }
+}
