@@ -66,7 +66,11 @@ impl AccountService {
         };
         let user = self.store.user_by_email(&email).await?;
         let hash = user.as_ref().map(|u| u.password_hash.clone());
-        if !self.hasher.verify(password.expose().to_owned(), hash).await? {
+        if !self
+            .hasher
+            .verify(password.expose().to_owned(), hash)
+            .await?
+        {
             return Err(BAD);
         }
         let Some(user) = user else { return Err(BAD) };

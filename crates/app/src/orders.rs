@@ -56,7 +56,10 @@ impl OrderService {
         before: Option<OrderId>,
         limit: u32,
     ) -> Result<(Vec<Order>, Option<OrderId>), AppError> {
-        let mut items = self.store.orders_of(&caller.user, before, limit + 1).await?;
+        let mut items = self
+            .store
+            .orders_of(&caller.user, before, limit + 1)
+            .await?;
         let next = (items.len() > limit as usize).then(|| {
             items.truncate(limit as usize);
             items.last().map(|o| o.id)

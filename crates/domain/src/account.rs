@@ -80,7 +80,10 @@ impl Password {
         if (8..=256).contains(&chars) {
             Ok(Self(text.to_owned()))
         } else {
-            Err(ValidationError::new("password", "must be 8 to 256 characters"))
+            Err(ValidationError::new(
+                "password",
+                "must be 8 to 256 characters",
+            ))
         }
     }
 
@@ -111,8 +114,19 @@ mod tests {
 
     #[test]
     fn emails_are_normalised_and_shape_checked() {
-        assert_eq!(Email::parse("  Ada@Example.COM ").unwrap().as_str(), "ada@example.com");
-        for bad in ["", "ada", "ada@", "@example.com", "ada@example", "a b@example.com", "a@b@c.d"] {
+        assert_eq!(
+            Email::parse("  Ada@Example.COM ").unwrap().as_str(),
+            "ada@example.com"
+        );
+        for bad in [
+            "",
+            "ada",
+            "ada@",
+            "@example.com",
+            "ada@example",
+            "a b@example.com",
+            "a@b@c.d",
+        ] {
             assert!(Email::parse(bad).is_err(), "{bad} accepted");
         }
     }

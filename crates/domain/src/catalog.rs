@@ -114,7 +114,8 @@ impl Sale {
             None => product.price,
         };
         let quantity = Quantity::parse("quantity", request.quantity)?;
-        let per_user_limit = Quantity::parse("per_user_limit", request.per_user_limit.unwrap_or(1))?;
+        let per_user_limit =
+            Quantity::parse("per_user_limit", request.per_user_limit.unwrap_or(1))?;
         let starts_at = request.starts_at.unwrap_or(now);
         if let Some(ends_at) = request.ends_at {
             if ends_at <= starts_at {
@@ -133,7 +134,10 @@ impl Sale {
             .ok_or_else(|| {
                 ValidationError::new(
                     "payment_window_secs",
-                    format!("must be from 1 to {} seconds", Self::MAX_PAYMENT_WINDOW_SECS),
+                    format!(
+                        "must be from 1 to {} seconds",
+                        Self::MAX_PAYMENT_WINDOW_SECS
+                    ),
                 )
             })?;
         Ok(Self {
@@ -197,11 +201,15 @@ mod tests {
             "sku"
         );
         assert_eq!(
-            Product::create("has space", "x", 1, "EUR", NOW).unwrap_err().field,
+            Product::create("has space", "x", 1, "EUR", NOW)
+                .unwrap_err()
+                .field,
             "sku"
         );
         assert_eq!(
-            Product::create("A", "   ", 1, "EUR", NOW).unwrap_err().field,
+            Product::create("A", "   ", 1, "EUR", NOW)
+                .unwrap_err()
+                .field,
             "name"
         );
         assert_eq!(
@@ -229,10 +237,16 @@ mod tests {
         let mut req = request(1);
         req.starts_at = Some(NOW.plus_secs(60));
         req.ends_at = Some(NOW.plus_secs(30));
-        assert_eq!(Sale::create(&product(), &req, NOW).unwrap_err().field, "ends_at");
+        assert_eq!(
+            Sale::create(&product(), &req, NOW).unwrap_err().field,
+            "ends_at"
+        );
         req.starts_at = Some(NOW.plus_millis(-10_000));
         req.ends_at = Some(NOW.plus_millis(-5_000));
-        assert_eq!(Sale::create(&product(), &req, NOW).unwrap_err().field, "ends_at");
+        assert_eq!(
+            Sale::create(&product(), &req, NOW).unwrap_err().field,
+            "ends_at"
+        );
     }
 
     #[test]

@@ -63,7 +63,10 @@ impl Cents {
         } else {
             Err(ValidationError::new(
                 field,
-                format!("must be an integer number of minor units from 0 to {}", Self::MAX),
+                format!(
+                    "must be an integer number of minor units from 0 to {}",
+                    Self::MAX
+                ),
             ))
         }
     }

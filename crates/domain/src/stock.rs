@@ -226,9 +226,15 @@ mod tests {
     #[test]
     fn a_user_cannot_pass_the_limit_in_one_purchase_or_in_several() {
         let mut book = StockBook::new(terms(10, 2));
-        assert_eq!(book.reserve(&user("a"), qty(3), NOW), Err(Refusal::LimitExceeded));
+        assert_eq!(
+            book.reserve(&user("a"), qty(3), NOW),
+            Err(Refusal::LimitExceeded)
+        );
         assert_eq!(book.reserve(&user("a"), qty(2), NOW), Ok(()));
-        assert_eq!(book.reserve(&user("a"), qty(1), NOW), Err(Refusal::LimitExceeded));
+        assert_eq!(
+            book.reserve(&user("a"), qty(1), NOW),
+            Err(Refusal::LimitExceeded)
+        );
         assert_eq!(book.remaining(), 8);
     }
 
@@ -237,8 +243,14 @@ mod tests {
         let mut book = StockBook::new(terms(10, 2));
         let before = NOW.plus_millis(-1);
         let at_end = NOW.plus_secs(60);
-        assert_eq!(book.reserve(&user("a"), qty(1), before), Err(Refusal::SaleNotActive));
-        assert_eq!(book.reserve(&user("a"), qty(1), at_end), Err(Refusal::SaleNotActive));
+        assert_eq!(
+            book.reserve(&user("a"), qty(1), before),
+            Err(Refusal::SaleNotActive)
+        );
+        assert_eq!(
+            book.reserve(&user("a"), qty(1), at_end),
+            Err(Refusal::SaleNotActive)
+        );
     }
 
     #[test]

@@ -41,7 +41,10 @@ impl Timestamp {
     /// the error.
     pub fn parse_rfc3339(field: &'static str, text: &str) -> Result<Self, ValidationError> {
         let parsed = OffsetDateTime::parse(text, &Rfc3339).map_err(|_| {
-            ValidationError::new(field, "must be an RFC 3339 timestamp, e.g. 2026-11-11T00:00:00Z")
+            ValidationError::new(
+                field,
+                "must be an RFC 3339 timestamp, e.g. 2026-11-11T00:00:00Z",
+            )
         })?;
         let millis = parsed.unix_timestamp_nanos() / 1_000_000;
         i64::try_from(millis)

@@ -3,6 +3,9 @@
 //! decisions), never oversell, never pass a per-user limit, never create two
 //! orders for one idempotency key, and return stock exactly once.
 
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::HashMap;
 
 use proptest::prelude::*;

@@ -187,7 +187,8 @@ mod tests {
         let key = JwtKey::new(b"secret");
         let token = key.sign(&user("alice"), Role::Customer, LATER);
         let parts: Vec<&str> = token.split('.').collect();
-        let admin = URL_SAFE_NO_PAD.encode(format!(r#"{{"sub":"alice","role":"admin","exp":{LATER}}}"#));
+        let admin =
+            URL_SAFE_NO_PAD.encode(format!(r#"{{"sub":"alice","role":"admin","exp":{LATER}}}"#));
         let tampered = format!("{}.{}.{}", parts[0], admin, parts[2]);
         assert_eq!(key.verify(&tampered, NOW), Err(JwtError::Signature));
     }
@@ -200,7 +201,10 @@ mod tests {
         );
         let mut mac = HmacSha256::new_from_slice(key).unwrap();
         mac.update(signed.as_bytes());
-        format!("{signed}.{}", URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes()))
+        format!(
+            "{signed}.{}",
+            URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+        )
     }
 
     #[test]
@@ -220,13 +224,29 @@ mod tests {
         let key = JwtKey::new(b"secret");
         let no_exp = hand_made(b"secret", r#"{"alg":"HS256"}"#, r#"{"sub":"bob"}"#);
         assert_eq!(key.verify(&no_exp, NOW), Err(JwtError::Claims));
-        let no_sub = hand_made(b"secret", r#"{"alg":"HS256"}"#, &format!(r#"{{"exp":{LATER}}}"#));
+        let no_sub = hand_made(
+            b"secret",
+            r#"{"alg":"HS256"}"#,
+            &format!(r#"{{"exp":{LATER}}}"#),
+        );
         assert_eq!(key.verify(&no_sub, NOW), Err(JwtError::Claims));
-        let empty_sub = hand_made(b"secret", r#"{"alg":"HS256"}"#, &format!(r#"{{"sub":"","exp":{LATER}}}"#));
+        let empty_sub = hand_made(
+            b"secret",
+            r#"{"alg":"HS256"}"#,
+            &format!(r#"{{"sub":"","exp":{LATER}}}"#),
+        );
         assert_eq!(key.verify(&empty_sub, NOW), Err(JwtError::Claims));
-        let bad_role = hand_made(b"secret", r#"{"alg":"HS256"}"#, &format!(r#"{{"sub":"a","role":"root","exp":{LATER}}}"#));
+        let bad_role = hand_made(
+            b"secret",
+            r#"{"alg":"HS256"}"#,
+            &format!(r#"{{"sub":"a","role":"root","exp":{LATER}}}"#),
+        );
         assert_eq!(key.verify(&bad_role, NOW), Err(JwtError::Claims));
-        let none_alg = hand_made(b"secret", r#"{"alg":"none"}"#, &format!(r#"{{"sub":"a","exp":{LATER}}}"#));
+        let none_alg = hand_made(
+            b"secret",
+            r#"{"alg":"none"}"#,
+            &format!(r#"{{"sub":"a","exp":{LATER}}}"#),
+        );
         assert_eq!(key.verify(&none_alg, NOW), Err(JwtError::Algorithm));
     }
 }

@@ -88,7 +88,12 @@ struct Shard {
 }
 
 impl Shard {
-    fn rotate_if_due(&mut self, now: Timestamp, settings: &KeyMemorySettings, per_generation: usize) {
+    fn rotate_if_due(
+        &mut self,
+        now: Timestamp,
+        settings: &KeyMemorySettings,
+        per_generation: usize,
+    ) {
         let age = now.as_millis() - self.current_since.as_millis();
         if age >= 2 * settings.retention_ms {
             self.current.clear();
@@ -270,11 +275,19 @@ mod tests {
     fn answers_are_kept_for_at_least_the_retention_and_at_most_twice_it() {
         let memory = KeyMemory::new(settings(1000, 1_000_000), T0);
         let k = key("u", "k");
-        memory.lock(&k).remember(k.clone(), answer(), T0.plus_millis(500));
+        memory
+            .lock(&k)
+            .remember(k.clone(), answer(), T0.plus_millis(500));
         // Rotation at 1000 ms moves it to the previous generation: still known.
-        assert!(matches!(memory.lock(&k).lookup(&k, T0.plus_millis(1499)), Lookup::Remembered(_)));
+        assert!(matches!(
+            memory.lock(&k).lookup(&k, T0.plus_millis(1499)),
+            Lookup::Remembered(_)
+        ));
         // At 2000 ms after the generation started it is gone.
-        assert!(matches!(memory.lock(&k).lookup(&k, T0.plus_millis(3100)), Lookup::Unknown));
+        assert!(matches!(
+            memory.lock(&k).lookup(&k, T0.plus_millis(3100)),
+            Lookup::Unknown
+        ));
     }
 
     #[test]
@@ -286,7 +299,10 @@ mod tests {
             memory.lock(k).remember(k.clone(), answer(), T0);
         }
         assert!(memory.remembered_len() <= 128);
-        assert!(matches!(memory.lock(&keys[1999]).lookup(&keys[1999], T0), Lookup::Remembered(_)));
+        assert!(matches!(
+            memory.lock(&keys[1999]).lookup(&keys[1999], T0),
+            Lookup::Remembered(_)
+        ));
     }
 
     #[test]
@@ -295,7 +311,9 @@ mod tests {
         let k = key("u", "k");
         let fp = answer().fingerprint;
         memory.lock(&k).start(k.clone(), fp);
-        let Lookup::InFlight { mut wait, .. } = memory.lock(&k).lookup(&k, T0.plus_millis(1_000_000)) else {
+        let Lookup::InFlight { mut wait, .. } =
+            memory.lock(&k).lookup(&k, T0.plus_millis(1_000_000))
+        else {
             panic!("in-flight key expired");
         };
         assert!(wait.try_recv().is_err());
@@ -303,11 +321,15 @@ mod tests {
             fingerprint: fp,
             answer: Answer::Won(OrderId::generate()),
         };
-        let waiters = memory.lock(&k).finish(&k, Some(won), T0.plus_millis(1_000_000));
+        let waiters = memory
+            .lock(&k)
+            .finish(&k, Some(won), T0.plus_millis(1_000_000));
         for w in waiters {
             w.send(()).unwrap();
         }
         assert!(wait.try_recv().is_ok());
-        assert!(matches!(memory.lock(&k).lookup(&k, T0.plus_millis(1_000_001)), Lookup::Remembered(r) if r == won));
+        assert!(
+            matches!(memory.lock(&k).lookup(&k, T0.plus_millis(1_000_001)), Lookup::Remembered(r) if r == won)
+        );
     }
 }

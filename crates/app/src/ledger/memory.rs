@@ -43,7 +43,9 @@ impl SaleEntry {
     fn book(&self) -> MutexGuard<'_, StockBook> {
         // The book's methods leave it consistent at every return, so a panic
         // elsewhere while it was held leaves nothing half-done.
-        self.book.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.book
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn reserve(&self, user: &UserId, quantity: Quantity, now: Timestamp) -> Result<(), Refusal> {
@@ -215,8 +217,9 @@ impl StockLedger for MemoryLedger {
         let mut restored = HashMap::with_capacity(sales.len());
         for snapshot in sales {
             let terms = SaleTerms::of(&snapshot.sale);
-            let book = StockBook::restore(terms, snapshot.holdings)
-                .map_err(|e| LedgerError::Inconsistent(format!("sale {}: {e}", snapshot.sale.id)))?;
+            let book = StockBook::restore(terms, snapshot.holdings).map_err(|e| {
+                LedgerError::Inconsistent(format!("sale {}: {e}", snapshot.sale.id))
+            })?;
             if book.remaining() != snapshot.remaining {
                 return Err(LedgerError::Inconsistent(format!(
                     "sale {}: its stock column says {} left, its orders say {}",
@@ -230,8 +233,10 @@ impl StockLedger for MemoryLedger {
         *self.sales.write().unwrap_or_else(|p| p.into_inner()) = restored;
         for record in keys {
             let key = ScopedKey::new(&record.user_id, &record.key);
-            let quantity = Quantity::parse("quantity", i64::from(record.quantity))
-                .map_err(|e| LedgerError::Inconsistent(format!("order {}: {e}", record.order_id)))?;
+            let quantity =
+                Quantity::parse("quantity", i64::from(record.quantity)).map_err(|e| {
+                    LedgerError::Inconsistent(format!("order {}: {e}", record.order_id))
+                })?;
             let remembered = Remembered {
                 fingerprint: Fingerprint {
                     sale_id: record.sale_id,

@@ -95,8 +95,7 @@ pub trait StockLedger: Send + Sync + 'static {
     async fn settle(&self, attempt: &Attempt, settlement: Settlement) -> Result<(), LedgerError>;
 
     /// Returns the units of a cancelled order.
-    async fn release(&self, sale: SaleId, user: &UserId, quantity: u32)
-    -> Result<(), LedgerError>;
+    async fn release(&self, sale: SaleId, user: &UserId, quantity: u32) -> Result<(), LedgerError>;
 
     /// Units purchases can still take; `None` for a sale it does not track.
     async fn remaining(&self, sale: SaleId) -> Result<Option<u64>, LedgerError>;

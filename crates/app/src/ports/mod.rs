@@ -9,6 +9,6 @@ pub mod store;
 pub use clock::{Clock, SystemClock};
 pub use ledger::{Attempt, Decision, LedgerError, Settlement, StockLedger};
 pub use store::{
-    CancelOutcome, CatalogStore, CommitOutcome, KeyRecord, OrderStore, SaleCounts,
-    SaleSnapshot, Store, StoreError, UserStore,
+    CancelOutcome, CatalogStore, CommitOutcome, KeyRecord, OrderStore, SaleCounts, SaleSnapshot,
+    Store, StoreError, UserStore,
 };

@@ -119,8 +119,7 @@ pub trait OrderStore: Send + Sync {
     /// Cancels the order if its status allows, returning its units to the sale
     /// and writing `order.cancelled`, all in one transaction: a compare-and-set on
     /// the status, so units come back exactly once however often it is called.
-    async fn cancel_order(&self, id: OrderId, now: Timestamp)
-    -> Result<CancelOutcome, StoreError>;
+    async fn cancel_order(&self, id: OrderId, now: Timestamp) -> Result<CancelOutcome, StoreError>;
     async fn sale_counts(&self, sale: SaleId) -> Result<SaleCounts, StoreError>;
     /// Winning keys of orders created at or after `since`.
     async fn keys_since(&self, since: Timestamp) -> Result<Vec<KeyRecord>, StoreError>;

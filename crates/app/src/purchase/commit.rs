@@ -65,8 +65,8 @@ pub(crate) struct Job {
 /// Why a job was not queued; the job comes back so its reservation can be
 /// given back.
 pub(crate) enum Rejected {
-    Full(Job),
-    Closed(Job),
+    Full(Box<Job>),
+    Closed(Box<Job>),
 }
 
 struct Metrics {
@@ -141,15 +141,15 @@ impl GroupCommitter {
     /// Queues a reserved order without waiting.
     pub(crate) fn submit(&self, job: Job) -> Result<(), Rejected> {
         if self.closed.load(Ordering::Acquire) {
-            return Err(Rejected::Closed(job));
+            return Err(Rejected::Closed(Box::new(job)));
         }
         match self.queue.try_send(job) {
             Ok(()) => {
                 self.shared.metrics.depth.set(self.depth() as f64);
                 Ok(())
             }
-            Err(mpsc::error::TrySendError::Full(job)) => Err(Rejected::Full(job)),
-            Err(mpsc::error::TrySendError::Closed(job)) => Err(Rejected::Closed(job)),
+            Err(mpsc::error::TrySendError::Full(job)) => Err(Rejected::Full(Box::new(job))),
+            Err(mpsc::error::TrySendError::Closed(job)) => Err(Rejected::Closed(Box::new(job))),
         }
     }
 
@@ -168,12 +168,21 @@ impl GroupCommitter {
         let mut receiver = self.receiver.lock().await;
         receiver.close();
         while let Ok(job) = receiver.try_recv() {
-            abandon(&self.shared, job, AppError::Unavailable("shutting down".into())).await;
+            abandon(
+                &self.shared,
+                job,
+                AppError::Unavailable("shutting down".into()),
+            )
+            .await;
         }
     }
 }
 
-async fn work(receiver: Arc<Mutex<mpsc::Receiver<Job>>>, shared: Arc<Shared>, stop: CancellationToken) {
+async fn work(
+    receiver: Arc<Mutex<mpsc::Receiver<Job>>>,
+    shared: Arc<Shared>,
+    stop: CancellationToken,
+) {
     loop {
         let batch = {
             let mut receiver = receiver.lock().await;
@@ -272,7 +281,10 @@ async fn finish(shared: &Shared, job: Job, outcome: CommitOutcome) {
                 sale_id = %attempt.fingerprint.sale_id,
                 "ledger drift: the store refused a reserved order as sold out"
             );
-            (Settlement::Abandoned, Err(AppError::Refused(Refusal::SoldOut)))
+            (
+                Settlement::Abandoned,
+                Err(AppError::Refused(Refusal::SoldOut)),
+            )
         }
     };
     if let Err(err) = shared.ledger.settle(&attempt, settlement).await {
@@ -283,7 +295,11 @@ async fn finish(shared: &Shared, job: Job, outcome: CommitOutcome) {
 }
 
 async fn abandon(shared: &Shared, job: Job, err: AppError) {
-    if let Err(settle_err) = shared.ledger.settle(&job.attempt, Settlement::Abandoned).await {
+    if let Err(settle_err) = shared
+        .ledger
+        .settle(&job.attempt, Settlement::Abandoned)
+        .await
+    {
         tracing::error!(error = %settle_err, "giving back an uncommitted reservation failed");
     }
     let _ = job.reply.send(Err(err));

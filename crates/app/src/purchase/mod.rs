@@ -211,7 +211,9 @@ impl PurchaseService {
                 Rejected::Full(job) => (job, AppError::Overloaded("the order queue is full")),
                 Rejected::Closed(job) => (job, AppError::Unavailable("shutting down".into())),
             };
-            self.ledger.settle(&job.attempt, Settlement::Abandoned).await?;
+            self.ledger
+                .settle(&job.attempt, Settlement::Abandoned)
+                .await?;
             return Err(err);
         }
         // The worker settles the reservation whatever happens to this request.
