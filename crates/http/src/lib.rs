@@ -1,0 +1,61 @@
+//! Stampede's HTTP edge (API.md): an axum router over the application services.
+//!
+//! - [`routes`]: one module of handlers per area (catalog, purchase, orders,
+//!   accounts, operations).
+//! - [`extract`]: authentication and input extractors that fail with problems.
+//! - [`problem`]: RFC 9457 problem+json, the only error shape we send.
+//! - [`dto`]: the JSON shapes on the wire.
+//! - [`telemetry`]: request ids, trace spans, metrics, the problem safety net.
+//! - [`openapi`]: the generated OpenAPI 3.1 document.
+
+pub mod dto;
+pub mod extract;
+pub mod openapi;
+pub mod problem;
+pub mod routes;
+pub mod state;
+pub mod telemetry;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::middleware;
+use axum::routing::{get, post};
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::limit::RequestBodyLimitLayer;
+
+pub use state::{AppState, HttpSettings};
+
+use problem::ApiError;
+use routes::{accounts, catalog, ops, orders, purchase};
+
+/// The whole API. Layers, outermost first: observe (ids, span, metrics) →
+/// problemify → catch panics → body limit → routes.
+pub fn router(state: AppState, settings: HttpSettings) -> Router {
+    Router::new()
+        .route(
+            "/api/v1/products",
+            post(catalog::create_product).get(catalog::list_products),
+        )
+        .route("/api/v1/products/{id}", get(catalog::get_product))
+        .route("/api/v1/sales", post(catalog::create_sale))
+        .route("/api/v1/sales/{id}", get(catalog::get_sale))
+        .route("/api/v1/sales/{id}/stats", get(catalog::sale_stats))
+        .route("/api/v1/sales/{id}/purchase", post(purchase::purchase))
+        .route("/api/v1/orders", get(orders::list_orders))
+        .route("/api/v1/orders/{id}", get(orders::get_order))
+        .route("/api/v1/orders/{id}/cancel", post(orders::cancel_order))
+        .route("/api/v1/users", post(accounts::register))
+        .route("/api/v1/sessions", post(accounts::login))
+        .route("/api/v1/openapi.json", get(ops::openapi_json))
+        .route("/livez", get(ops::livez))
+        .route("/readyz", get(ops::readyz))
+        .route("/startupz", get(ops::startupz))
+        .route("/metrics", get(ops::metrics))
+        .fallback(|| async { ApiError::not_found() })
+        .layer(DefaultBodyLimit::max(settings.max_body_bytes))
+        .layer(RequestBodyLimitLayer::new(settings.max_body_bytes))
+        .layer(CatchPanicLayer::new())
+        .layer(middleware::from_fn(telemetry::problemify))
+        .layer(middleware::from_fn(telemetry::observe))
+        .with_state(state)
+}

@@ -1,0 +1,273 @@
+//! The OpenAPI 3.1 document, generated from the handlers' annotations. Error
+//! answers are added here from one table, so each operation declares every
+//! problem status it can answer and the table is the one place to keep true.
+
+use std::sync::OnceLock;
+
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+use utoipa::{Modify, OpenApi};
+
+use crate::dto;
+use crate::problem::{CONTENT_TYPE, Problem};
+use crate::routes::{accounts, catalog, ops, orders, purchase};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Stampede", description = "Flash-sale order platform: API version 1 (see API.md)."),
+    paths(
+        catalog::create_product, catalog::get_product, catalog::list_products,
+        catalog::create_sale, catalog::get_sale, catalog::sale_stats,
+        purchase::purchase,
+        orders::get_order, orders::list_orders, orders::cancel_order,
+        accounts::register, accounts::login,
+        ops::livez, ops::readyz, ops::startupz, ops::metrics, ops::openapi_json,
+    ),
+    components(schemas(Problem, dto::ProductBody, dto::SaleBody, dto::OrderBody)),
+    modifiers(&Security, &Problems),
+    tags(
+        (name = "catalog", description = "Products"),
+        (name = "sales", description = "Flash sales and purchases"),
+        (name = "orders", description = "The caller's orders"),
+        (name = "accounts", description = "Optional accounts and sessions"),
+        (name = "operations", description = "Probes, metrics, this document"),
+    )
+)]
+struct ApiDoc;
+
+struct Security;
+
+impl Modify for Security {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some("HS256 JWT with `sub`, `role` and `exp` claims"))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// An operation and the problems it can answer: (method, path, [(status, slugs)]).
+type OperationProblems = (&'static str, &'static str, &'static [(u16, &'static str)]);
+
+/// Which problems each operation can answer.
+const PROBLEMS: &[OperationProblems] = &[
+    (
+        "post",
+        "/api/v1/products",
+        &[
+            (400, "bad-request"),
+            (401, "unauthorized"),
+            (403, "forbidden"),
+            (409, "conflict"),
+            (413, "payload-too-large"),
+            (415, "unsupported-media-type"),
+            (422, "validation"),
+            (500, "internal"),
+            (503, "unavailable"),
+        ],
+    ),
+    (
+        "get",
+        "/api/v1/products/{id}",
+        &[(404, "not-found"), (500, "internal"), (503, "unavailable")],
+    ),
+    (
+        "get",
+        "/api/v1/products",
+        &[
+            (400, "bad-request"),
+            (422, "validation"),
+            (500, "internal"),
+            (503, "unavailable"),
+        ],
+    ),
+    (
+        "post",
+        "/api/v1/sales",
+        &[
+            (400, "bad-request"),
+            (401, "unauthorized"),
+            (403, "forbidden"),
+            (413, "payload-too-large"),
+            (415, "unsupported-media-type"),
+            (422, "validation"),
+            (500, "internal"),
+            (503, "unavailable"),
+        ],
+    ),
+    (
+        "get",
+        "/api/v1/sales/{id}",
+        &[(404, "not-found"), (500, "internal"), (503, "unavailable")],
+    ),
+    (
+        "get",
+        "/api/v1/sales/{id}/stats",
+        &[
+            (401, "unauthorized"),
+            (403, "forbidden"),
+            (404, "not-found"),
+            (500, "internal"),
+            (503, "unavailable"),
+        ],
+    ),
+    (
+        "post",
+        "/api/v1/sales/{id}/purchase",
+        &[
+            (400, "bad-request"),
+            (401, "unauthorized"),
+            (403, "forbidden"),
+            (404, "not-found"),
+            (409, "sold-out, limit-exceeded, sale-not-active"),
+            (413, "payload-too-large"),
+            (415, "unsupported-media-type"),
+            (422, "validation, idempotency-mismatch"),
+            (500, "internal"),
+            (503, "overloaded, unavailable"),
+        ],
+    ),
+    (
+        "get",
+        "/api/v1/orders/{id}",
+        &[
+            (401, "unauthorized"),
+            (404, "not-found"),
+            (500, "internal"),
+            (503, "unavailable"),
+        ],
+    ),
+    (
+        "get",
+        "/api/v1/orders",
+        &[
+            (400, "bad-request"),
+            (401, "unauthorized"),
+            (422, "validation"),
+            (500, "internal"),
+            (503, "unavailable"),
+        ],
+    ),
+    (
+        "post",
+        "/api/v1/orders/{id}/cancel",
+        &[
+            (401, "unauthorized"),
+            (404, "not-found"),
+            (409, "invalid-state"),
+            (500, "internal"),
+            (503, "unavailable"),
+        ],
+    ),
+    (
+        "post",
+        "/api/v1/users",
+        &[
+            (400, "bad-request"),
+            (409, "conflict"),
+            (413, "payload-too-large"),
+            (415, "unsupported-media-type"),
+            (422, "validation"),
+            (500, "internal"),
+            (503, "overloaded, unavailable"),
+        ],
+    ),
+    (
+        "post",
+        "/api/v1/sessions",
+        &[
+            (400, "bad-request"),
+            (401, "unauthorized"),
+            (413, "payload-too-large"),
+            (415, "unsupported-media-type"),
+            (422, "validation"),
+            (500, "internal"),
+            (503, "overloaded, unavailable"),
+        ],
+    ),
+    ("get", "/readyz", &[(503, "unavailable")]),
+    ("get", "/startupz", &[(503, "unavailable")]),
+];
+
+struct Problems;
+
+impl Modify for Problems {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for (method, path, problems) in PROBLEMS {
+            let Some(item) = openapi.paths.paths.get_mut(*path) else {
+                continue;
+            };
+            let operation = match *method {
+                "get" => item.get.as_mut(),
+                "post" => item.post.as_mut(),
+                _ => None,
+            };
+            let Some(operation) = operation else { continue };
+            for (status, slugs) in *problems {
+                let response = ResponseBuilder::new()
+                    .description(format!("Problem: {slugs}"))
+                    .content(
+                        CONTENT_TYPE,
+                        ContentBuilder::new()
+                            .schema(Some(Ref::from_schema_name("Problem")))
+                            .build(),
+                    )
+                    .build();
+                operation
+                    .responses
+                    .responses
+                    .insert(status.to_string(), response.into());
+            }
+        }
+    }
+}
+
+/// The document, rendered once.
+pub fn document_json() -> String {
+    static DOCUMENT: OnceLock<String> = OnceLock::new();
+    DOCUMENT
+        .get_or_init(|| {
+            ApiDoc::openapi()
+                .to_json()
+                .unwrap_or_else(|_| "{}".to_owned())
+        })
+        .clone()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_problem_row_names_a_documented_operation() {
+        let doc = ApiDoc::openapi();
+        for (method, path, _) in PROBLEMS {
+            let item = doc
+                .paths
+                .paths
+                .get(*path)
+                .unwrap_or_else(|| panic!("{path} undocumented"));
+            let op = match *method {
+                "get" => item.get.as_ref(),
+                _ => item.post.as_ref(),
+            };
+            assert!(op.is_some(), "{method} {path} undocumented");
+        }
+    }
+
+    #[test]
+    fn the_document_is_openapi_3_1() {
+        let json: serde_json::Value = serde_json::from_str(&document_json()).unwrap();
+        assert_eq!(json["openapi"], "3.1.0");
+        assert!(
+            json["paths"]["/api/v1/sales/{id}/purchase"]["post"]["responses"]["409"].is_object()
+        );
+    }
+}

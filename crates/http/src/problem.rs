@@ -1,0 +1,278 @@
+//! RFC 9457 problem details: the one error type of the HTTP edge. Every 4xx and
+//! 5xx this service sends is `application/problem+json` with a stable `type`
+//! slug from API.md; internal causes are logged here and never sent.
+
+use std::borrow::Cow;
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use stampede_app::AppError;
+use stampede_domain::ValidationError;
+use stampede_domain::stock::Refusal;
+use utoipa::ToSchema;
+
+/// Base of every problem `type`; the slug after it is the stable code.
+pub const TYPE_BASE: &str = "https://stampede.dev/problems/";
+
+pub const CONTENT_TYPE: &str = "application/problem+json";
+
+/// A problem kind: status, slug and title fixed together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Kind {
+    pub status: StatusCode,
+    pub slug: &'static str,
+    pub title: &'static str,
+}
+
+macro_rules! kinds {
+    ($($name:ident = $status:ident, $slug:literal, $title:literal;)*) => {
+        impl Kind {
+            $(pub const $name: Kind = Kind { status: StatusCode::$status, slug: $slug, title: $title };)*
+            /// Every kind, for documentation and tests.
+            pub const ALL: &'static [Kind] = &[$(Kind::$name),*];
+        }
+    };
+}
+
+kinds! {
+    BAD_REQUEST = BAD_REQUEST, "bad-request", "Bad request";
+    UNAUTHORIZED = UNAUTHORIZED, "unauthorized", "Missing or invalid credentials";
+    FORBIDDEN = FORBIDDEN, "forbidden", "Not allowed for this role";
+    NOT_FOUND = NOT_FOUND, "not-found", "Not found";
+    METHOD_NOT_ALLOWED = METHOD_NOT_ALLOWED, "method-not-allowed", "Method not allowed";
+    SOLD_OUT = CONFLICT, "sold-out", "Sold out";
+    LIMIT_EXCEEDED = CONFLICT, "limit-exceeded", "Per-user limit exceeded";
+    SALE_NOT_ACTIVE = CONFLICT, "sale-not-active", "Sale not active";
+    INVALID_STATE = CONFLICT, "invalid-state", "Invalid state for this operation";
+    CONFLICT = CONFLICT, "conflict", "Already exists";
+    PAYLOAD_TOO_LARGE = PAYLOAD_TOO_LARGE, "payload-too-large", "Payload too large";
+    UNSUPPORTED_MEDIA_TYPE = UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type", "Unsupported media type";
+    VALIDATION = UNPROCESSABLE_ENTITY, "validation", "Invalid request";
+    IDEMPOTENCY_MISMATCH = UNPROCESSABLE_ENTITY, "idempotency-mismatch", "Idempotency key reused for another request";
+    RATE_LIMITED = TOO_MANY_REQUESTS, "rate-limited", "Too many requests";
+    OVERLOADED = SERVICE_UNAVAILABLE, "overloaded", "Overloaded";
+    UNAVAILABLE = SERVICE_UNAVAILABLE, "unavailable", "Temporarily unavailable";
+    INTERNAL = INTERNAL_SERVER_ERROR, "internal", "Internal error";
+}
+
+impl Kind {
+    /// The kind a bare status maps to, for responses made outside our handlers
+    /// (the framework's own rejections).
+    pub fn for_status(status: StatusCode) -> Kind {
+        match status {
+            StatusCode::BAD_REQUEST => Kind::BAD_REQUEST,
+            StatusCode::UNAUTHORIZED => Kind::UNAUTHORIZED,
+            StatusCode::FORBIDDEN => Kind::FORBIDDEN,
+            StatusCode::NOT_FOUND => Kind::NOT_FOUND,
+            StatusCode::METHOD_NOT_ALLOWED => Kind::METHOD_NOT_ALLOWED,
+            StatusCode::CONFLICT => Kind::CONFLICT,
+            StatusCode::PAYLOAD_TOO_LARGE => Kind::PAYLOAD_TOO_LARGE,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => Kind::UNSUPPORTED_MEDIA_TYPE,
+            StatusCode::UNPROCESSABLE_ENTITY => Kind::VALIDATION,
+            StatusCode::TOO_MANY_REQUESTS => Kind::RATE_LIMITED,
+            StatusCode::SERVICE_UNAVAILABLE => Kind::UNAVAILABLE,
+            s if s.is_client_error() => Kind {
+                status: s,
+                ..Kind::BAD_REQUEST
+            },
+            s => Kind {
+                status: s,
+                ..Kind::INTERNAL
+            },
+        }
+    }
+}
+
+/// One invalid field, in a `validation` problem's `errors` member.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+/// An RFC 9457 problem details object.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Problem {
+    /// `https://stampede.dev/problems/<slug>`; the slug is the stable code.
+    #[serde(rename = "type")]
+    #[schema(example = "https://stampede.dev/problems/sold-out")]
+    pub type_: String,
+    pub title: &'static str,
+    #[schema(value_type = u16)]
+    pub status: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<Cow<'static, str>>,
+    /// Invalid fields (`validation` only).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldError>,
+    /// Seconds to wait before retrying (`429` and `503`; also in `Retry-After`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_after: Option<u32>,
+}
+
+/// An error answer of the HTTP edge.
+#[derive(Debug)]
+pub struct ApiError {
+    kind: Kind,
+    detail: Option<Cow<'static, str>>,
+    errors: Vec<FieldError>,
+    retry_after: Option<u32>,
+}
+
+impl ApiError {
+    pub fn new(kind: Kind) -> Self {
+        Self {
+            kind,
+            detail: None,
+            errors: Vec::new(),
+            retry_after: None,
+        }
+    }
+
+    pub fn with_detail(mut self, detail: impl Into<Cow<'static, str>>) -> Self {
+        self.detail = Some(detail.into());
+        self
+    }
+
+    pub fn retry_after(mut self, secs: u32) -> Self {
+        self.retry_after = Some(secs);
+        self
+    }
+
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    pub fn bad_request(detail: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(Kind::BAD_REQUEST).with_detail(detail)
+    }
+
+    pub fn not_found() -> Self {
+        Self::new(Kind::NOT_FOUND)
+    }
+
+    pub fn validation(err: ValidationError) -> Self {
+        let detail = err.to_string();
+        let mut problem = Self::new(Kind::VALIDATION).with_detail(detail);
+        problem.errors.push(FieldError {
+            field: err.field.to_owned(),
+            message: err.message,
+        });
+        problem
+    }
+
+    pub fn problem(&self) -> Problem {
+        Problem {
+            type_: format!("{TYPE_BASE}{}", self.kind.slug),
+            title: self.kind.title,
+            status: self.kind.status.as_u16(),
+            detail: self.detail.clone(),
+            errors: self.errors.clone(),
+            retry_after: self.retry_after,
+        }
+    }
+}
+
+fn refusal_kind(refusal: Refusal) -> (Kind, &'static str) {
+    match refusal {
+        Refusal::SoldOut => (Kind::SOLD_OUT, "fewer units are left than were asked for"),
+        Refusal::LimitExceeded => (
+            Kind::LIMIT_EXCEEDED,
+            "this purchase would pass the sale's per-user limit",
+        ),
+        Refusal::SaleNotActive => (
+            Kind::SALE_NOT_ACTIVE,
+            "the sale has not started or has ended",
+        ),
+    }
+}
+
+impl From<AppError> for ApiError {
+    fn from(err: AppError) -> Self {
+        let retry_after = err.retry_after_secs();
+        let problem = match err {
+            AppError::NotFound => Self::not_found(),
+            AppError::Validation(v) => Self::validation(v),
+            AppError::Conflict { field } => {
+                Self::new(Kind::CONFLICT).with_detail(format!("{field} already exists"))
+            }
+            AppError::Refused(refusal) => {
+                let (kind, detail) = refusal_kind(refusal);
+                Self::new(kind).with_detail(detail)
+            }
+            AppError::InvalidState(detail) => Self::new(Kind::INVALID_STATE).with_detail(detail),
+            AppError::IdempotencyMismatch => Self::new(Kind::IDEMPOTENCY_MISMATCH)
+                .with_detail("this Idempotency-Key was first used with another path or body"),
+            AppError::Unauthorized(detail) => Self::new(Kind::UNAUTHORIZED).with_detail(detail),
+            AppError::Forbidden => Self::new(Kind::FORBIDDEN),
+            AppError::Overloaded(detail) => Self::new(Kind::OVERLOADED).with_detail(detail),
+            AppError::Unavailable(cause) => {
+                tracing::warn!(cause = %cause, "answering 503 unavailable");
+                Self::new(Kind::UNAVAILABLE)
+                    .with_detail("the service cannot take this request right now")
+            }
+            AppError::Internal(cause) => {
+                tracing::error!(cause = %cause, "internal error");
+                Self::new(Kind::INTERNAL)
+            }
+        };
+        Self {
+            retry_after,
+            ..problem
+        }
+    }
+}
+
+impl From<ValidationError> for ApiError {
+    fn from(err: ValidationError) -> Self {
+        Self::validation(err)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = match serde_json::to_vec(&self.problem()) {
+            Ok(body) => body,
+            Err(_) => br#"{"type":"https://stampede.dev/problems/internal","title":"Internal error","status":500}"#.to_vec(),
+        };
+        let mut response = (self.kind.status, body).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
+        if let Some(secs) = self.retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if self.kind == Kind::UNAUTHORIZED {
+            // RFC 6750: say which scheme is expected.
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_slug_is_unique() {
+        let mut slugs: Vec<_> = Kind::ALL.iter().map(|k| k.slug).collect();
+        slugs.sort_unstable();
+        slugs.dedup();
+        assert_eq!(slugs.len(), Kind::ALL.len());
+    }
+
+    #[test]
+    fn overload_answers_ask_the_client_to_retry() {
+        let err = ApiError::from(AppError::Overloaded("queue full"));
+        assert_eq!(err.kind(), Kind::OVERLOADED);
+        assert_eq!(err.problem().retry_after, Some(1));
+    }
+
+    #[test]
+    fn internal_causes_are_never_sent() {
+        let err = ApiError::from(AppError::Internal("secret path /var/db".into()));
+        let body = serde_json::to_string(&err.problem()).unwrap();
+        assert!(!body.contains("secret"));
+    }
+}

@@ -1,0 +1,15 @@
+//! Handlers, one module per area of API.md.
+
+pub mod accounts;
+pub mod catalog;
+pub mod ops;
+pub mod orders;
+pub mod purchase;
+
+use axum::http::{HeaderName, HeaderValue, header};
+
+/// A `Location` header for a created resource.
+pub(crate) fn location(path: String) -> [(HeaderName, HeaderValue); 1] {
+    let value = HeaderValue::try_from(path).unwrap_or_else(|_| HeaderValue::from_static("/"));
+    [(header::LOCATION, value)]
+}

@@ -1,0 +1,91 @@
+//! Operations endpoints: health probes, Prometheus metrics, the OpenAPI document.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+
+use crate::dto::HealthBody;
+use crate::openapi;
+use crate::problem::{ApiError, Kind};
+use crate::state::AppState;
+
+const OK: HealthBody = HealthBody { status: "ok" };
+
+fn unavailable(detail: &'static str) -> ApiError {
+    ApiError::new(Kind::UNAVAILABLE)
+        .with_detail(detail)
+        .retry_after(1)
+}
+
+/// 200 while the process runs.
+#[utoipa::path(get, path = "/livez", tag = "operations",
+    responses((status = 200, description = "Alive", body = HealthBody)))]
+pub async fn livez() -> Json<HealthBody> {
+    Json(OK)
+}
+
+/// 200 when ready for traffic: started, not draining, the store answers.
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses((status = 200, description = "Ready", body = HealthBody)))]
+pub async fn readyz(State(state): State<AppState>) -> Result<Json<HealthBody>, ApiError> {
+    let app = state.app();
+    if !app.lifecycle.is_started() {
+        return Err(unavailable("starting"));
+    }
+    if app.lifecycle.is_draining() {
+        return Err(unavailable("draining"));
+    }
+    if !app.store_ok().await {
+        return Err(unavailable("the store does not answer"));
+    }
+    Ok(Json(OK))
+}
+
+/// 200 once start-up (migrations, ledger rebuild) is done.
+#[utoipa::path(get, path = "/startupz", tag = "operations",
+    responses((status = 200, description = "Started", body = HealthBody)))]
+pub async fn startupz(State(state): State<AppState>) -> Result<Json<HealthBody>, ApiError> {
+    if state.app().lifecycle.is_started() {
+        Ok(Json(OK))
+    } else {
+        Err(unavailable("starting"))
+    }
+}
+
+/// Prometheus text exposition.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Metrics", content_type = "text/plain")))]
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    let app = state.app();
+    // Gauges read at scrape time rather than kept up on the hot path.
+    for (sale, remaining) in app.catalog.live_remaining().await {
+        metrics::gauge!("stampede_sale_remaining", "sale_id" => sale.to_string())
+            .set(remaining as f64);
+    }
+    metrics::gauge!("stampede_commit_queue_depth").set(app.purchases.queue_depth() as f64);
+    state.prometheus().run_upkeep();
+    let body = state.prometheus().render();
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        )],
+        body,
+    )
+        .into_response()
+}
+
+/// This API's OpenAPI 3.1 document.
+#[utoipa::path(get, path = "/api/v1/openapi.json", tag = "operations",
+    responses((status = 200, description = "The OpenAPI document", content_type = "application/json")))]
+pub async fn openapi_json() -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        openapi::document_json(),
+    )
+        .into_response()
+}

@@ -1,0 +1,45 @@
+//! What every handler can reach: the application and the metrics handle.
+
+use std::sync::Arc;
+
+use metrics_exporter_prometheus::PrometheusHandle;
+use stampede_app::App;
+
+/// Settings of the HTTP edge.
+#[derive(Debug, Clone, Copy)]
+pub struct HttpSettings {
+    /// Bodies larger than this are refused with 413, from `Content-Length`
+    /// before reading when the client sends one.
+    pub max_body_bytes: usize,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 1024 * 1024,
+        }
+    }
+}
+
+struct Inner {
+    app: Arc<App>,
+    prometheus: PrometheusHandle,
+}
+
+/// Cheap to clone: one `Arc`.
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+impl AppState {
+    pub fn new(app: Arc<App>, prometheus: PrometheusHandle) -> Self {
+        Self(Arc::new(Inner { app, prometheus }))
+    }
+
+    pub fn app(&self) -> &App {
+        &self.0.app
+    }
+
+    pub fn prometheus(&self) -> &PrometheusHandle {
+        &self.0.prometheus
+    }
+}
