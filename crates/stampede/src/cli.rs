@@ -1,0 +1,171 @@
+//! The command line of API.md. Every `serve` flag also reads a `STAMPEDE_*`
+//! environment variable and a key of the same name in the `--config` file;
+//! flags win over the environment, which wins over the file.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "stampede",
+    version,
+    about = "A flash-sale order platform in one binary"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the service (embedded mode: SQLite and in-process components).
+    Serve(Box<ServeArgs>),
+    /// Print a signed JWT for a user.
+    Token(TokenArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RoleArg {
+    /// Serve the API and run the background workers.
+    All,
+    /// Serve the API only (cluster mode).
+    Api,
+    /// Run the background workers only (cluster mode).
+    Worker,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SqliteSync {
+    /// fsync on every commit: a 2xx survives power loss.
+    Full,
+    /// Survives a crash of the process, not of the machine.
+    Normal,
+}
+
+#[derive(Debug, Clone, Default, Args)]
+pub struct ServeArgs {
+    /// TOML file with settings (keys as the flags, with underscores).
+    #[arg(long, env = "STAMPEDE_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, env = "STAMPEDE_LISTEN", value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// Directory of the SQLite database and the generated JWT secret [default: ./stampede-data].
+    #[arg(long, env = "STAMPEDE_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// What this node does [default: all].
+    #[arg(long, env = "STAMPEDE_ROLE", value_enum)]
+    pub role: Option<RoleArg>,
+    /// HS256 secret for tokens; without one, a secret is generated and kept in the data directory.
+    #[arg(
+        long,
+        env = "STAMPEDE_JWT_SECRET",
+        hide_env_values = true,
+        value_name = "SECRET"
+    )]
+    pub jwt_secret: Option<String>,
+    /// PostgreSQL URL (cluster mode).
+    #[arg(
+        long,
+        env = "STAMPEDE_DATABASE_URL",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    pub database_url: Option<String>,
+    /// Redis URL (cluster mode).
+    #[arg(
+        long,
+        env = "STAMPEDE_REDIS_URL",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    pub redis_url: Option<String>,
+    /// NATS URL (cluster mode).
+    #[arg(
+        long,
+        env = "STAMPEDE_NATS_URL",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    pub nats_url: Option<String>,
+    /// Prefix of every Redis key, stream and subject [default: stampede].
+    #[arg(long, env = "STAMPEDE_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// Log filter, e.g. `info` or `stampede=debug,info` [default: info].
+    #[arg(long, env = "STAMPEDE_LOG", value_name = "FILTER")]
+    pub log: Option<String>,
+    /// Log format [default: pretty on a terminal, json otherwise].
+    #[arg(long, env = "STAMPEDE_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// Largest request body in bytes [default: 1048576].
+    #[arg(long, env = "STAMPEDE_MAX_BODY_BYTES", value_name = "BYTES")]
+    pub max_body_bytes: Option<usize>,
+    /// SQLite durability [default: full].
+    #[arg(long, env = "STAMPEDE_SQLITE_SYNCHRONOUS", value_enum)]
+    pub sqlite_synchronous: Option<SqliteSync>,
+    /// Reserved orders that may wait for a commit before purchases get 503 [default: 8192].
+    #[arg(long, env = "STAMPEDE_COMMIT_QUEUE_CAPACITY", value_name = "N")]
+    pub commit_queue_capacity: Option<usize>,
+    /// Most orders in one group commit [default: 512].
+    #[arg(long, env = "STAMPEDE_COMMIT_MAX_BATCH", value_name = "N")]
+    pub commit_max_batch: Option<usize>,
+    /// Group commits in flight at once [default: 2].
+    #[arg(long, env = "STAMPEDE_COMMIT_WORKERS", value_name = "N")]
+    pub commit_workers: Option<usize>,
+    /// Lifetime of tokens from POST /api/v1/sessions [default: 3600].
+    #[arg(long, env = "STAMPEDE_SESSION_TTL_SECS", value_name = "SECS")]
+    pub session_ttl_secs: Option<u32>,
+    /// How long purchase answers are remembered per Idempotency-Key, at least [default: 86400].
+    #[arg(long, env = "STAMPEDE_IDEMPOTENCY_RETENTION_SECS", value_name = "SECS")]
+    pub idempotency_retention_secs: Option<u32>,
+    /// Most purchase answers remembered in memory [default: 1000000].
+    #[arg(long, env = "STAMPEDE_IDEMPOTENCY_CAPACITY", value_name = "N")]
+    pub idempotency_capacity: Option<usize>,
+    /// Longest wait for in-flight requests on shutdown [default: 30].
+    #[arg(long, env = "STAMPEDE_SHUTDOWN_GRACE_SECS", value_name = "SECS")]
+    pub shutdown_grace_secs: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TokenRole {
+    Customer,
+    Admin,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct TokenArgs {
+    /// The user id (`sub` claim): any non-empty string up to 128 bytes.
+    #[arg(long)]
+    pub sub: String,
+    #[arg(long, value_enum, default_value = "customer")]
+    pub role: TokenRole,
+    /// Lifetime in seconds.
+    #[arg(long, default_value_t = 3600)]
+    pub ttl: u32,
+    /// Where `stampede serve` keeps its generated secret (used without STAMPEDE_JWT_SECRET).
+    #[arg(
+        long,
+        env = "STAMPEDE_DATA_DIR",
+        default_value = "./stampede-data",
+        value_name = "DIR"
+    )]
+    pub data_dir: PathBuf,
+    #[arg(
+        long,
+        env = "STAMPEDE_JWT_SECRET",
+        hide_env_values = true,
+        value_name = "SECRET"
+    )]
+    pub jwt_secret: Option<String>,
+}

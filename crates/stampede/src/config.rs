@@ -1,0 +1,370 @@
+//! Typed settings, resolved once at start: defaults, then the TOML file, then
+//! the environment and flags (clap merges those two, flags first). A bad value
+//! stops the start with a message naming the setting, its flag and variable.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+use stampede_app::AppSettings;
+use stampede_app::auth::PasswordSettings;
+use stampede_app::ledger::KeyMemorySettings;
+use stampede_app::purchase::CommitSettings;
+use stampede_http::HttpSettings;
+
+use crate::cli::{LogFormat, RoleArg, ServeArgs, SqliteSync};
+
+/// A value that must never be printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: String) -> Self {
+        Self(value)
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// The `--config` file: the same keys as the flags, with underscores.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSettings {
+    listen: Option<SocketAddr>,
+    data_dir: Option<PathBuf>,
+    role: Option<RoleArg>,
+    jwt_secret: Option<String>,
+    database_url: Option<String>,
+    redis_url: Option<String>,
+    nats_url: Option<String>,
+    namespace: Option<String>,
+    log: Option<String>,
+    log_format: Option<LogFormat>,
+    max_body_bytes: Option<usize>,
+    sqlite_synchronous: Option<SqliteSync>,
+    commit_queue_capacity: Option<usize>,
+    commit_max_batch: Option<usize>,
+    commit_workers: Option<usize>,
+    session_ttl_secs: Option<u32>,
+    idempotency_retention_secs: Option<u32>,
+    idempotency_capacity: Option<usize>,
+    shutdown_grace_secs: Option<u32>,
+}
+
+#[derive(Debug, Clone)]
+pub struct LogSettings {
+    pub filter: String,
+    /// `None`: pretty on a terminal, JSON otherwise.
+    pub format: Option<LogFormat>,
+}
+
+/// Everything `stampede serve` needs, validated.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub role: RoleArg,
+    pub jwt_secret: Option<Secret>,
+    pub namespace: String,
+    pub log: LogSettings,
+    pub http: HttpSettings,
+    pub sqlite_synchronous: SqliteSync,
+    pub app: AppSettings,
+    pub key_memory: KeyMemorySettings,
+    pub shutdown_grace: Duration,
+    /// Things worth a warning once logging is up.
+    pub warnings: Vec<String>,
+}
+
+fn invalid(name: &str, message: impl fmt::Display) -> anyhow::Error {
+    let flag = name.replace('_', "-");
+    let var = format!("STAMPEDE_{}", name.to_uppercase());
+    anyhow::anyhow!("invalid setting `{name}` (--{flag}, {var}): {message}")
+}
+
+fn within<T: PartialOrd + fmt::Display + Copy>(
+    name: &str,
+    value: T,
+    min: T,
+    max: T,
+) -> anyhow::Result<T> {
+    if value < min || value > max {
+        return Err(invalid(
+            name,
+            format!("must be from {min} to {max}, got {value}"),
+        ));
+    }
+    Ok(value)
+}
+
+fn read_file(path: &Path) -> anyhow::Result<FileSettings> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("in config file {}", path.display()))
+}
+
+impl Settings {
+    /// Resolves and validates the settings of `stampede serve`.
+    pub fn load(args: &ServeArgs) -> anyhow::Result<Self> {
+        let file = match &args.config {
+            Some(path) => read_file(path)?,
+            None => FileSettings::default(),
+        };
+        let mut warnings = Vec::new();
+
+        let role = args.role.or(file.role).unwrap_or(RoleArg::All);
+        let cluster = [
+            (
+                "database_url",
+                args.database_url.clone().or(file.database_url),
+            ),
+            ("redis_url", args.redis_url.clone().or(file.redis_url)),
+            ("nats_url", args.nats_url.clone().or(file.nats_url)),
+        ];
+        if let Some((name, _)) = cluster.iter().find(|(_, v)| v.is_some()) {
+            return Err(invalid(
+                name,
+                "cluster mode (PostgreSQL, Redis, NATS) is not available in this version yet; \
+                 unset it to run embedded",
+            ));
+        }
+        if role != RoleArg::All {
+            return Err(invalid(
+                "role",
+                "`api` and `worker` are cluster-mode roles and need a database_url; embedded mode runs `all`",
+            ));
+        }
+
+        let jwt_secret = args.jwt_secret.clone().or(file.jwt_secret);
+        if let Some(secret) = &jwt_secret {
+            if secret.is_empty() {
+                return Err(invalid("jwt_secret", "must not be empty"));
+            }
+            if secret.len() < 32 {
+                warnings.push(
+                    "STAMPEDE_JWT_SECRET is shorter than 32 bytes; use a longer random secret"
+                        .into(),
+                );
+            }
+        }
+
+        let namespace = args
+            .namespace
+            .clone()
+            .or(file.namespace)
+            .unwrap_or_else(|| "stampede".into());
+        let namespace_ok = !namespace.is_empty()
+            && namespace.len() <= 64
+            && namespace
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !namespace_ok {
+            return Err(invalid(
+                "namespace",
+                "must be 1 to 64 letters, digits, `-` or `_`",
+            ));
+        }
+
+        let max_body_bytes = within(
+            "max_body_bytes",
+            args.max_body_bytes
+                .or(file.max_body_bytes)
+                .unwrap_or(1024 * 1024),
+            1024,
+            64 * 1024 * 1024,
+        )?;
+        let commit = CommitSettings {
+            queue_capacity: within(
+                "commit_queue_capacity",
+                args.commit_queue_capacity
+                    .or(file.commit_queue_capacity)
+                    .unwrap_or(8192),
+                1,
+                1_000_000,
+            )?,
+            max_batch: within(
+                "commit_max_batch",
+                args.commit_max_batch
+                    .or(file.commit_max_batch)
+                    .unwrap_or(512),
+                1,
+                10_000,
+            )?,
+            workers: within(
+                "commit_workers",
+                args.commit_workers.or(file.commit_workers).unwrap_or(2),
+                1,
+                64,
+            )?,
+        };
+        let session_ttl_secs = within(
+            "session_ttl_secs",
+            args.session_ttl_secs
+                .or(file.session_ttl_secs)
+                .unwrap_or(3600),
+            60,
+            30 * 24 * 3600,
+        )?;
+        let retention_secs = within(
+            "idempotency_retention_secs",
+            args.idempotency_retention_secs
+                .or(file.idempotency_retention_secs)
+                .unwrap_or(86_400),
+            1,
+            30 * 24 * 3600,
+        )?;
+        if retention_secs < 86_400 {
+            warnings.push(format!(
+                "idempotency answers are remembered for {retention_secs} s, less than the 24 hours API.md promises"
+            ));
+        }
+        let key_memory = KeyMemorySettings {
+            retention_ms: i64::from(retention_secs) * 1000,
+            capacity: within(
+                "idempotency_capacity",
+                args.idempotency_capacity
+                    .or(file.idempotency_capacity)
+                    .unwrap_or(1_000_000),
+                1000,
+                100_000_000,
+            )?,
+        };
+        let shutdown_grace_secs = within(
+            "shutdown_grace_secs",
+            args.shutdown_grace_secs
+                .or(file.shutdown_grace_secs)
+                .unwrap_or(30),
+            1,
+            3600,
+        )?;
+        let filter = args
+            .log
+            .clone()
+            .or(file.log)
+            .unwrap_or_else(|| "info".into());
+        if tracing_subscriber::EnvFilter::try_new(&filter).is_err() {
+            bail!(invalid(
+                "log",
+                format!("`{filter}` is not a log filter (e.g. `info`, `stampede=debug,info`)")
+            ));
+        }
+
+        Ok(Self {
+            listen: args
+                .listen
+                .or(file.listen)
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
+            data_dir: args
+                .data_dir
+                .clone()
+                .or(file.data_dir)
+                .unwrap_or_else(|| PathBuf::from("./stampede-data")),
+            role,
+            jwt_secret: jwt_secret.map(Secret::new),
+            namespace,
+            log: LogSettings {
+                filter,
+                format: args.log_format.or(file.log_format),
+            },
+            http: HttpSettings { max_body_bytes },
+            sqlite_synchronous: args
+                .sqlite_synchronous
+                .or(file.sqlite_synchronous)
+                .unwrap_or(SqliteSync::Full),
+            app: AppSettings {
+                commit,
+                passwords: PasswordSettings::default(),
+                session_ttl_secs,
+                key_retention_ms: key_memory.retention_ms,
+            },
+            key_memory,
+            shutdown_grace: Duration::from_secs(u64::from(shutdown_grace_secs)),
+            warnings,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_need_no_configuration() {
+        let settings = Settings::load(&ServeArgs::default()).unwrap();
+        assert_eq!(settings.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(settings.data_dir, PathBuf::from("./stampede-data"));
+        assert_eq!(settings.namespace, "stampede");
+        assert_eq!(settings.http.max_body_bytes, 1024 * 1024);
+        assert_eq!(settings.sqlite_synchronous, SqliteSync::Full);
+        assert!(settings.warnings.is_empty());
+    }
+
+    #[test]
+    fn flags_win_over_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("stampede.toml");
+        std::fs::write(&path, "listen = \"0.0.0.0:9000\"\ncommit_max_batch = 64\n").unwrap();
+        let args = ServeArgs {
+            config: Some(path),
+            commit_max_batch: Some(128),
+            ..ServeArgs::default()
+        };
+        let settings = Settings::load(&args).unwrap();
+        assert_eq!(settings.listen.to_string(), "0.0.0.0:9000");
+        assert_eq!(settings.app.commit.max_batch, 128);
+    }
+
+    #[test]
+    fn a_bad_value_names_the_setting_its_flag_and_its_variable() {
+        let args = ServeArgs {
+            commit_max_batch: Some(0),
+            ..ServeArgs::default()
+        };
+        let message = Settings::load(&args).unwrap_err().to_string();
+        assert!(message.contains("commit_max_batch"), "{message}");
+        assert!(message.contains("--commit-max-batch"), "{message}");
+        assert!(message.contains("STAMPEDE_COMMIT_MAX_BATCH"), "{message}");
+    }
+
+    #[test]
+    fn unknown_keys_in_the_file_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("stampede.toml");
+        std::fs::write(&path, "lisen = \"0.0.0.0:9000\"\n").unwrap();
+        let args = ServeArgs {
+            config: Some(path),
+            ..ServeArgs::default()
+        };
+        let message = format!("{:#}", Settings::load(&args).unwrap_err());
+        assert!(message.contains("lisen"), "{message}");
+    }
+
+    #[test]
+    fn cluster_settings_are_refused_until_cluster_mode_exists() {
+        let args = ServeArgs {
+            database_url: Some("postgres://localhost/test".into()),
+            ..ServeArgs::default()
+        };
+        let message = Settings::load(&args).unwrap_err().to_string();
+        assert!(message.contains("database_url"), "{message}");
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        assert_eq!(
+            format!("{:?}", Secret::new("hunter2".into())),
+            "Secret(***)"
+        );
+    }
+}

@@ -1,0 +1,30 @@
+//! The `stampede` binary as a library, so tests can start it in-process.
+//!
+//! - [`cli`]: the command line (every flag also reads a `STAMPEDE_*` variable).
+//! - [`config`]: settings layered defaults → TOML file → environment → flags,
+//!   validated at start with errors that name the setting.
+//! - [`secret`]: the JWT secret, from the environment or the data directory.
+//! - [`logging`]: JSON or human logs.
+//! - [`startup`]: builds every adapter, wires the app, serves, shuts down.
+//! - [`token`]: `stampede token`, which prints a signed JWT.
+
+pub mod cli;
+pub mod config;
+pub mod logging;
+pub mod secret;
+pub mod startup;
+pub mod token;
+
+/// `stampede serve`: runs until SIGTERM or SIGINT, then drains and exits.
+pub fn serve(args: cli::ServeArgs) -> anyhow::Result<()> {
+    let settings = config::Settings::load(&args)?;
+    logging::init(&settings.log)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("stampede")
+        .build()?;
+    runtime.block_on(async {
+        let server = startup::Server::build(settings).await?;
+        server.run_until_stopped(startup::shutdown_signal()).await
+    })
+}

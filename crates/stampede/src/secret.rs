@@ -1,0 +1,98 @@
+//! The JWT secret: `STAMPEDE_JWT_SECRET` if set, else the one kept in the data
+//! directory (`jwt-secret`, created with 32 random bytes on first start, readable
+//! by the owner only), so a fresh install needs no configuration and
+//! `stampede token --data-dir` signs tokens the server accepts.
+
+use std::fs::OpenOptions;
+use std::io::{ErrorKind, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+
+use crate::config::Secret;
+
+const FILE: &str = "jwt-secret";
+
+pub fn path_in(data_dir: &Path) -> PathBuf {
+    data_dir.join(FILE)
+}
+
+fn read(path: &Path) -> anyhow::Result<Secret> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text = text.trim();
+    if text.is_empty() {
+        bail!(
+            "{} is empty; delete it to have a new secret generated",
+            path.display()
+        );
+    }
+    Ok(Secret::new(text.to_owned()))
+}
+
+/// The secret kept in `data_dir`, created if there is none yet.
+pub fn load_or_create(data_dir: &Path) -> anyhow::Result<Secret> {
+    let path = path_in(data_dir);
+    let mut random = [0u8; 32];
+    getrandom::fill(&mut random).map_err(|e| anyhow::anyhow!("reading randomness: {e}"))?;
+    let fresh: String = random.iter().map(|b| format!("{b:02x}")).collect();
+    match OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+    {
+        Ok(mut file) => {
+            file.write_all(fresh.as_bytes())
+                .and_then(|()| file.sync_all())
+                .with_context(|| format!("writing {}", path.display()))?;
+            tracing::info!(path = %path.display(), "generated a JWT secret");
+            Ok(Secret::new(fresh))
+        }
+        Err(err) if err.kind() == ErrorKind::AlreadyExists => read(&path),
+        Err(err) => Err(err).with_context(|| format!("creating {}", path.display())),
+    }
+}
+
+/// The secret kept in `data_dir`, which must exist.
+pub fn load_existing(data_dir: &Path) -> anyhow::Result<Secret> {
+    let path = path_in(data_dir);
+    if !path.exists() {
+        bail!(
+            "no JWT secret: set STAMPEDE_JWT_SECRET, or point --data-dir at the data directory of \
+             a `stampede serve` that has started once ({} does not exist)",
+            path.display()
+        );
+    }
+    read(&path)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    #[test]
+    fn a_generated_secret_is_kept_private_and_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = load_or_create(dir.path()).unwrap();
+        let second = load_or_create(dir.path()).unwrap();
+        assert_eq!(first, second);
+        assert_eq!(first.expose().len(), 64);
+        let mode = std::fs::metadata(path_in(dir.path()))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(load_existing(dir.path()).unwrap(), first);
+    }
+
+    #[test]
+    fn signing_without_any_secret_explains_what_to_do() {
+        let dir = tempfile::tempdir().unwrap();
+        let message = load_existing(dir.path()).unwrap_err().to_string();
+        assert!(message.contains("STAMPEDE_JWT_SECRET"), "{message}");
+    }
+}

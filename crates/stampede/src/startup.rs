@@ -1,0 +1,177 @@
+//! The one place that builds adapters, wires the app, serves and shuts down.
+//!
+//! Start-up, in order: data directory → JWT secret → metrics recorder → SQLite
+//! store (migrations) → stock ledger rebuilt from the store → services and commit
+//! workers → listener. Shutdown, in stages: stop accepting and fail readiness
+//! (new purchases get 503) → finish in-flight requests within the grace period →
+//! commit every queued order → close the store.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use stampede_app::App;
+use stampede_app::auth::JwtKey;
+use stampede_app::ledger::MemoryLedger;
+use stampede_app::ports::{Clock, SystemClock};
+use stampede_http::AppState;
+use stampede_store_sqlite::{SqliteSettings, SqliteStore, Synchronous};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::SqliteSync;
+use crate::config::Settings;
+use crate::secret;
+
+/// A built server, bound to its address, not yet serving.
+pub struct Server {
+    app: Arc<App>,
+    listener: TcpListener,
+    router: axum::Router,
+    local_addr: SocketAddr,
+    grace: Duration,
+}
+
+impl Server {
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        for warning in &settings.warnings {
+            tracing::warn!("{warning}");
+        }
+        let data_dir = settings.data_dir.clone();
+        std::fs::create_dir_all(&data_dir)
+            .with_context(|| format!("creating data directory {}", data_dir.display()))?;
+
+        let secret = match &settings.jwt_secret {
+            Some(secret) => secret.clone(),
+            None => secret::load_or_create(&data_dir)?,
+        };
+        let jwt = JwtKey::new(secret.expose().as_bytes());
+        // Before anything makes a metric handle.
+        let prometheus = stampede_http::telemetry::prometheus();
+
+        let sqlite = SqliteSettings {
+            synchronous: match settings.sqlite_synchronous {
+                SqliteSync::Full => Synchronous::Full,
+                SqliteSync::Normal => Synchronous::Normal,
+            },
+            ..SqliteSettings::default()
+        };
+        let db_path = data_dir.join("stampede.db");
+        let store = tokio::task::spawn_blocking(move || SqliteStore::open(&db_path, sqlite))
+            .await
+            .context("opening the store")?
+            .context("opening the SQLite store")?;
+        tracing::info!(path = %data_dir.join("stampede.db").display(), "store open, migrations applied");
+
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let ledger = Arc::new(MemoryLedger::new(settings.key_memory, clock.now()));
+        let app = Arc::new(
+            App::start(Arc::new(store), ledger, clock, jwt, settings.app.clone())
+                .await
+                .context("starting the services")?,
+        );
+        let router = stampede_http::router(AppState::new(app.clone(), prometheus), settings.http);
+        let listener = TcpListener::bind(settings.listen)
+            .await
+            .with_context(|| format!("listening on {}", settings.listen))?;
+        let local_addr = listener.local_addr()?;
+        Ok(Self {
+            app,
+            listener,
+            router,
+            local_addr,
+            grace: settings.shutdown_grace,
+        })
+    }
+
+    /// The bound address (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    pub fn app(&self) -> Arc<App> {
+        self.app.clone()
+    }
+
+    /// Serves until `shutdown` completes, then shuts down in stages.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let Self {
+            app,
+            listener,
+            router,
+            local_addr,
+            grace,
+        } = self;
+        app.lifecycle.mark_started();
+        tracing::info!(addr = %local_addr, "serving");
+
+        let draining = CancellationToken::new();
+        let graceful = {
+            let app = app.clone();
+            let draining = draining.clone();
+            async move {
+                shutdown.await;
+                tracing::info!("shutdown requested: draining");
+                app.lifecycle.start_draining();
+                draining.cancel();
+            }
+        };
+        let mut serving = tokio::spawn(
+            axum::serve(listener, router)
+                .with_graceful_shutdown(graceful)
+                .into_future(),
+        );
+        let served = tokio::select! {
+            result = &mut serving => Some(result),
+            () = draining.cancelled() => None,
+        };
+        let result = match served {
+            Some(result) => result,
+            None => match tokio::time::timeout(grace, &mut serving).await {
+                Ok(result) => result,
+                Err(_) => {
+                    tracing::warn!(
+                        grace_secs = grace.as_secs(),
+                        "grace period over: closing the remaining connections"
+                    );
+                    serving.abort();
+                    Ok(Ok(()))
+                }
+            },
+        };
+        // Whatever happened to the listener, commit what was accepted.
+        app.shutdown().await;
+        tracing::info!("stopped");
+        result.context("server task")?.context("serving HTTP")
+    }
+}
+
+/// Completes on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    let interrupt = async {
+        if let Err(err) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %err, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        () = interrupt => {},
+        () = terminate => {},
+    }
+}

@@ -1,0 +1,31 @@
+//! `stampede token`: prints a signed JWT, for admins, scripts and load tests.
+
+use stampede_app::auth::JwtKey;
+use stampede_domain::account::Role;
+use stampede_domain::ids::UserId;
+use stampede_domain::time::Timestamp;
+
+use crate::cli::{TokenArgs, TokenRole};
+use crate::config::Secret;
+use crate::secret;
+
+/// The token `args` asks for.
+pub fn mint(args: &TokenArgs) -> anyhow::Result<String> {
+    let secret = match &args.jwt_secret {
+        Some(value) if !value.is_empty() => Secret::new(value.clone()),
+        _ => secret::load_existing(&args.data_dir)?,
+    };
+    let user =
+        UserId::parse(args.sub.clone()).map_err(|e| anyhow::anyhow!("--sub: {}", e.message))?;
+    let role = match args.role {
+        TokenRole::Customer => Role::Customer,
+        TokenRole::Admin => Role::Admin,
+    };
+    let exp = Timestamp::now().as_millis().div_euclid(1000) + i64::from(args.ttl);
+    Ok(JwtKey::new(secret.expose().as_bytes()).sign(&user, role, exp))
+}
+
+pub fn print(args: TokenArgs) -> anyhow::Result<()> {
+    println!("{}", mint(&args)?);
+    Ok(())
+}

@@ -1,0 +1,219 @@
+//! `spawn_app()`: the real server on port 0 with a fresh data directory, and a
+//! typed client for the tests.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use reqwest::{Method, RequestBuilder, Response, StatusCode};
+use serde_json::{Value, json};
+use stampede::cli::{ServeArgs, TokenArgs, TokenRole};
+use stampede::config::Settings;
+use stampede::startup::Server;
+use stampede_app::App;
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub const SECRET: &str = "test-secret-that-is-long-enough-for-hs256";
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub client: reqwest::Client,
+    pub app: Arc<App>,
+    pub dir: TempDir,
+    stop: Option<oneshot::Sender<()>>,
+    serving: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+/// Settings for a test server: port 0, its own data directory, quiet logs.
+pub fn test_args(dir: &TempDir) -> ServeArgs {
+    ServeArgs {
+        listen: Some("127.0.0.1:0".parse().unwrap()),
+        data_dir: Some(dir.path().to_path_buf()),
+        jwt_secret: Some(SECRET.into()),
+        log: Some("warn".into()),
+        shutdown_grace_secs: Some(5),
+        ..ServeArgs::default()
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(customise: impl FnOnce(&mut ServeArgs)) -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    spawn_app_in(dir, customise).await
+}
+
+/// Starts a server on an existing data directory (to restart on the same data).
+pub async fn spawn_app_in(dir: TempDir, customise: impl FnOnce(&mut ServeArgs)) -> TestApp {
+    let mut args = test_args(&dir);
+    customise(&mut args);
+    let settings = Settings::load(&args).unwrap();
+    stampede::logging::init(&settings.log).unwrap();
+    let server = Server::build(settings).await.unwrap();
+    let addr = server.local_addr();
+    let app = server.app();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let serving = tokio::spawn(server.run_until_stopped(async {
+        let _ = stopped.await;
+    }));
+    TestApp {
+        addr,
+        client: reqwest::Client::new(),
+        app,
+        dir,
+        stop: Some(stop),
+        serving: Some(serving),
+    }
+}
+
+pub fn token(sub: &str, role: TokenRole) -> String {
+    stampede::token::mint(&TokenArgs {
+        sub: sub.into(),
+        role,
+        ttl: 3600,
+        data_dir: "/nonexistent".into(),
+        jwt_secret: Some(SECRET.into()),
+    })
+    .unwrap()
+}
+
+pub fn admin() -> String {
+    token("admin", TokenRole::Admin)
+}
+
+pub fn customer(name: &str) -> String {
+    token(name, TokenRole::Customer)
+}
+
+/// Asserts a problem+json answer with this status and slug; returns its body.
+pub async fn assert_problem(response: Response, status: StatusCode, slug: &str) -> Value {
+    assert_eq!(response.status(), status, "status");
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    assert_eq!(content_type, "application/problem+json", "content type");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(
+        body["type"].as_str().unwrap(),
+        format!("https://stampede.dev/problems/{slug}"),
+        "problem {body}"
+    );
+    assert_eq!(body["status"], status.as_u16());
+    assert!(body["title"].is_string());
+    body
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn request(&self, method: Method, path: &str, token: Option<&str>) -> RequestBuilder {
+        let builder = self.client.request(method, self.url(path));
+        match token {
+            Some(token) => builder.bearer_auth(token),
+            None => builder,
+        }
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> Response {
+        self.request(Method::GET, path, token).send().await.unwrap()
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: &Value) -> Response {
+        self.request(Method::POST, path, token)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn create_product(&self, sku: &str) -> Value {
+        let response = self
+            .post(
+                "/api/v1/products",
+                Some(&admin()),
+                &json!({"sku": sku, "name": "Phone X", "price_cents": 49900, "currency": "EUR"}),
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+        response.json().await.unwrap()
+    }
+
+    /// A product and an active sale of it; `extra` overrides sale fields.
+    pub async fn create_sale(&self, quantity: u64, per_user_limit: u64, extra: Value) -> Value {
+        let product = self.create_product(&format!("SKU-{}", uuid_like())).await;
+        let mut body = json!({
+            "product_id": product["id"],
+            "quantity": quantity,
+            "per_user_limit": per_user_limit,
+        });
+        if let (Some(body), Some(extra)) = (body.as_object_mut(), extra.as_object()) {
+            for (k, v) in extra {
+                body.insert(k.clone(), v.clone());
+            }
+        }
+        let response = self.post("/api/v1/sales", Some(&admin()), &body).await;
+        assert_eq!(
+            response.status(),
+            StatusCode::CREATED,
+            "{:?}",
+            response.text().await
+        );
+        response.json().await.unwrap()
+    }
+
+    pub async fn purchase(&self, token: &str, sale_id: &str, key: &str, quantity: u64) -> Response {
+        self.request(
+            Method::POST,
+            &format!("/api/v1/sales/{sale_id}/purchase"),
+            Some(token),
+        )
+        .header("Idempotency-Key", key)
+        .json(&json!({ "quantity": quantity }))
+        .send()
+        .await
+        .unwrap()
+    }
+
+    pub async fn sale(&self, sale_id: &str) -> Value {
+        let response = self.get(&format!("/api/v1/sales/{sale_id}"), None).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        response.json().await.unwrap()
+    }
+
+    pub async fn stats(&self, sale_id: &str) -> Value {
+        let response = self
+            .get(&format!("/api/v1/sales/{sale_id}/stats"), Some(&admin()))
+            .await;
+        assert_eq!(response.status(), StatusCode::OK);
+        response.json().await.unwrap()
+    }
+
+    /// Stops the server gracefully and waits for it; returns its data directory.
+    pub async fn stop(mut self) -> TempDir {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(serving) = self.serving.take() {
+            serving.await.unwrap().unwrap();
+        }
+        self.dir
+    }
+}
+
+/// A unique-enough suffix for SKUs and keys.
+pub fn uuid_like() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{nanos:x}-{}", N.fetch_add(1, Ordering::Relaxed))
+}

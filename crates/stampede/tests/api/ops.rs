@@ -1,0 +1,96 @@
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::{customer, spawn_app};
+
+#[tokio::test]
+async fn probes_answer_ok_once_started() {
+    let app = spawn_app().await;
+    for path in ["/livez", "/readyz", "/startupz"] {
+        let response = app.get(path, None).await;
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        assert_eq!(response.json::<Value>().await.unwrap()["status"], "ok");
+    }
+}
+
+#[tokio::test]
+async fn every_response_carries_a_request_id_and_keeps_the_clients() {
+    let app = spawn_app().await;
+    let generated = app.get("/livez", None).await;
+    assert!(generated.headers().get("x-request-id").is_some());
+    let response = app
+        .request(reqwest::Method::GET, "/livez", None)
+        .header("x-request-id", "client-chosen-42")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["x-request-id"], "client-chosen-42");
+}
+
+#[tokio::test]
+async fn metrics_expose_requests_purchase_outcomes_queue_and_stock() {
+    let app = spawn_app().await;
+    let sale = app.create_sale(1, 1, json!({})).await;
+    let id = sale["id"].as_str().unwrap();
+    app.purchase(&customer("alice"), id, "k", 1).await;
+    app.purchase(&customer("bob"), id, "k", 1).await;
+    let response = app.get("/metrics", None).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let text = response.text().await.unwrap();
+    for needle in [
+        "stampede_http_requests_total{",
+        "route=\"/api/v1/sales/{id}/purchase\"",
+        "stampede_http_request_duration_seconds_bucket{",
+        "stampede_purchases_total{outcome=\"won\"}",
+        "stampede_purchases_total{outcome=\"sold_out\"}",
+        "stampede_commit_queue_depth",
+        "stampede_commit_batch_size_bucket",
+        &format!("stampede_sale_remaining{{sale_id=\"{id}\"}} 0"),
+    ] {
+        assert!(text.contains(needle), "missing {needle} in\n{text}");
+    }
+}
+
+#[tokio::test]
+async fn the_openapi_document_describes_every_route() {
+    let app = spawn_app().await;
+    let doc: Value = app
+        .get("/api/v1/openapi.json", None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(doc["openapi"], "3.1.0");
+    for (path, method) in [
+        ("/api/v1/products", "post"),
+        ("/api/v1/products", "get"),
+        ("/api/v1/products/{id}", "get"),
+        ("/api/v1/sales", "post"),
+        ("/api/v1/sales/{id}", "get"),
+        ("/api/v1/sales/{id}/stats", "get"),
+        ("/api/v1/sales/{id}/purchase", "post"),
+        ("/api/v1/orders", "get"),
+        ("/api/v1/orders/{id}", "get"),
+        ("/api/v1/orders/{id}/cancel", "post"),
+        ("/api/v1/users", "post"),
+        ("/api/v1/sessions", "post"),
+        ("/livez", "get"),
+        ("/readyz", "get"),
+        ("/startupz", "get"),
+        ("/metrics", "get"),
+    ] {
+        assert!(
+            doc["paths"][path][method].is_object(),
+            "{method} {path} undocumented"
+        );
+    }
+    let purchase = &doc["paths"]["/api/v1/sales/{id}/purchase"]["post"]["responses"];
+    for status in [
+        "202", "400", "401", "403", "404", "409", "413", "415", "422", "503",
+    ] {
+        assert!(
+            purchase[status].is_object(),
+            "purchase does not declare {status}"
+        );
+    }
+}

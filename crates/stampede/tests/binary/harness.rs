@@ -1,0 +1,259 @@
+//! Starting, killing and stopping the real binary, and a crowd to throw at it.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use stampede::cli::{TokenArgs, TokenRole};
+
+pub const SECRET: &str = "binary-test-secret-long-enough-for-hs256";
+
+pub fn token(sub: &str, role: TokenRole) -> String {
+    stampede::token::mint(&TokenArgs {
+        sub: sub.into(),
+        role,
+        ttl: 3600,
+        data_dir: "/nonexistent".into(),
+        jwt_secret: Some(SECRET.into()),
+    })
+    .unwrap()
+}
+
+/// A running `stampede serve`.
+pub struct Binary {
+    child: Child,
+    pub addr: SocketAddr,
+}
+
+impl Binary {
+    /// Starts the binary on port 0 with `data_dir` and waits until it serves.
+    pub fn start(data_dir: &Path) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_stampede"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .env("STAMPEDE_JWT_SECRET", SECRET)
+            .env("STAMPEDE_LOG", "info")
+            .env("STAMPEDE_LOG_FORMAT", "json")
+            .env("STAMPEDE_SHUTDOWN_GRACE_SECS", "10")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawning stampede");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        // Keep draining the logs so the child never blocks on a full pipe.
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let Ok(event) = serde_json::from_str::<Value>(&line) else {
+                    continue;
+                };
+                if event["fields"]["message"] == "serving"
+                    && let Some(tx) = tx.take()
+                {
+                    let addr = event["fields"]["addr"].as_str().unwrap_or_default();
+                    let _ = tx.send(addr.to_owned());
+                }
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("stampede did not start serving within a minute");
+        Self {
+            child,
+            addr: addr.parse().expect("bound address"),
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGKILL: no chance to flush or clean up.
+    pub fn kill_9(mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("reaping");
+    }
+
+    /// SIGTERM, then wait for the exit (at most a minute).
+    pub fn terminate(mut self) -> ExitStatus {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()
+            .expect("kill -TERM");
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("waiting") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "stampede did not exit after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An API client for one binary.
+pub struct Api {
+    pub client: reqwest::Client,
+    pub base: String,
+}
+
+impl Api {
+    pub fn new(binary: &Binary) -> Self {
+        Self {
+            client: reqwest::Client::new(),
+            base: format!("http://{}", binary.addr),
+        }
+    }
+
+    pub async fn create_sale(&self, quantity: u64, per_user_limit: u64) -> String {
+        let admin = token("admin", TokenRole::Admin);
+        let product: Value = self
+            .client
+            .post(format!("{}/api/v1/products", self.base))
+            .bearer_auth(&admin)
+            .json(
+                &json!({"sku": "CRASH-1", "name": "Phone", "price_cents": 100, "currency": "EUR"}),
+            )
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let sale: Value = self
+            .client
+            .post(format!("{}/api/v1/sales", self.base))
+            .bearer_auth(&admin)
+            .json(&json!({"product_id": product["id"], "quantity": quantity, "per_user_limit": per_user_limit}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        sale["id"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn purchase(
+        &self,
+        user: &str,
+        sale: &str,
+        key: &str,
+    ) -> Result<(StatusCode, Value), reqwest::Error> {
+        let response = self
+            .client
+            .post(format!("{}/api/v1/sales/{sale}/purchase", self.base))
+            .bearer_auth(token(user, TokenRole::Customer))
+            .header("Idempotency-Key", key)
+            .json(&json!({"quantity": 1}))
+            .send()
+            .await?;
+        let status = response.status();
+        Ok((status, response.json().await?))
+    }
+
+    pub async fn stats(&self, sale: &str) -> Value {
+        self.client
+            .get(format!("{}/api/v1/sales/{sale}/stats", self.base))
+            .bearer_auth(token("admin", TokenRole::Admin))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    pub async fn order(&self, user: &str, id: &str) -> (StatusCode, Value) {
+        let response = self
+            .client
+            .get(format!("{}/api/v1/orders/{id}", self.base))
+            .bearer_auth(token(user, TokenRole::Customer))
+            .send()
+            .await
+            .unwrap();
+        (response.status(), response.json().await.unwrap())
+    }
+
+    pub async fn orders_of(&self, user: &str) -> Vec<Value> {
+        let page: Value = self
+            .client
+            .get(format!("{}/api/v1/orders?limit=100", self.base))
+            .bearer_auth(token(user, TokenRole::Customer))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        page["items"].as_array().unwrap().clone()
+    }
+}
+
+/// What each (user, key) was answered, for requests that got an answer.
+pub type Answers = Arc<Mutex<HashMap<(String, String), (StatusCode, Value)>>>;
+
+/// Fires `users × keys` purchases at once; answers are recorded as they come.
+/// Returns the tasks (which end with an error when the server dies) and the answers.
+pub fn crowd(
+    api: &Arc<Api>,
+    sale: &str,
+    users: usize,
+    keys: usize,
+) -> (Vec<tokio::task::JoinHandle<()>>, Answers) {
+    let answers: Answers = Arc::default();
+    let mut tasks = Vec::new();
+    for user in 0..users {
+        for key in 0..keys {
+            let api = api.clone();
+            let sale = sale.to_owned();
+            let answers = answers.clone();
+            tasks.push(tokio::spawn(async move {
+                let (user, key) = (format!("buyer-{user}"), format!("key-{key}"));
+                if let Ok(answer) = api.purchase(&user, &sale, &key).await {
+                    answers.lock().unwrap().insert((user, key), answer);
+                }
+            }));
+        }
+    }
+    (tasks, answers)
+}
+
+/// Waits until `answers` holds at least `n` answers with `status`.
+pub async fn wait_for(answers: &Answers, status: StatusCode, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let count = answers
+            .lock()
+            .unwrap()
+            .values()
+            .filter(|(s, _)| *s == status)
+            .count();
+        if count >= n {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {count} answers with {status} after a minute"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}

@@ -1,0 +1,9 @@
+//! Tests on the real `stampede` binary: crash it with SIGKILL, stop it with
+//! SIGTERM, restart it on the same data directory, and check the contract.
+
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod crash;
+mod harness;
+mod shutdown;
