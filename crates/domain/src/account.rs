@@ -36,7 +36,8 @@ impl Role {
 }
 
 /// An e-mail address, trimmed and lower-cased so one mailbox is one account.
-/// Only the shape is checked: something, an `@`, a domain with a dot.
+/// Only the shape is checked: something, an `@`, a domain with a dot inside,
+/// no spaces or control characters (the pattern in the OpenAPI document).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Email(String);
 
@@ -44,7 +45,7 @@ impl Email {
     pub fn parse(text: &str) -> Result<Self, ValidationError> {
         let text = text.trim().to_lowercase();
         let valid = text.len() <= 254
-            && !text.chars().any(char::is_whitespace)
+            && !text.chars().any(|c| c.is_whitespace() || c.is_control())
             && text.split_once('@').is_some_and(|(local, domain)| {
                 !local.is_empty()
                     && !domain.contains('@')

@@ -1,7 +1,7 @@
 //! The JSON shapes of API.md, as the wire sees them. Requests are parsed into
 //! domain types by the handlers; responses are built from domain types here.
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 use stampede_app::accounts::Session;
 use stampede_app::catalog::{SaleStats, SaleView};
 use stampede_domain::account::User;
@@ -9,20 +9,61 @@ use stampede_domain::catalog::{Product, SaleStatus};
 use stampede_domain::order::{Order, OrderStatus};
 use utoipa::ToSchema;
 
+/// JSON Schema's `integer` includes numbers written with a zero fraction, such
+/// as `2.0`; serde's integers do not. These accept both, and nothing else.
+mod whole {
+    use super::{Deserialize, Deserializer};
+
+    fn to_i64<E: serde::de::Error>(number: serde_json::Number) -> Result<i64, E> {
+        if let Some(n) = number.as_i64() {
+            return Ok(n);
+        }
+        match number.as_f64() {
+            Some(f) if f.fract() == 0.0 && f >= i64::MIN as f64 && f < i64::MAX as f64 => {
+                Ok(f as i64)
+            }
+            _ => Err(E::custom(format!(
+                "expected a whole number in range, got {number}"
+            ))),
+        }
+    }
+
+    pub fn number<'de, D: Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
+        to_i64(serde_json::Number::deserialize(deserializer)?)
+    }
+
+    pub fn optional<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<i64>, D::Error> {
+        Option::<serde_json::Number>::deserialize(deserializer)?
+            .map(to_i64)
+            .transpose()
+    }
+}
+
 /// `POST /api/v1/products`
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct NewProductBody {
-    /// 1–64 printable ASCII characters, unique.
-    #[schema(example = "PHONE-X-128")]
+    /// 1–64 printable ASCII characters without spaces, unique.
+    #[schema(
+        example = "PHONE-X-128",
+        min_length = 1,
+        max_length = 64,
+        pattern = r"^[!-~]+$"
+    )]
     pub sku: String,
-    /// 1–200 characters.
-    #[schema(example = "Phone X 128 GB")]
+    /// 1–200 characters, not only spaces.
+    #[schema(
+        example = "Phone X 128 GB",
+        min_length = 1,
+        max_length = 200,
+        pattern = r"\S"
+    )]
     pub name: String,
     /// Integer minor units, 0 to 10^12.
-    #[schema(example = 49900)]
+    #[schema(example = 49900, minimum = 0, maximum = 1_000_000_000_000_i64)]
+    #[serde(deserialize_with = "whole::number")]
     pub price_cents: i64,
     /// ISO 4217 code.
-    #[schema(example = "EUR")]
+    #[schema(example = "EUR", pattern = r"^[A-Z]{3}$")]
     pub currency: String,
 }
 
@@ -52,20 +93,32 @@ impl From<&Product> for ProductBody {
 /// `POST /api/v1/sales`
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct NewSaleBody {
+    /// An existing product; an unknown one is a `validation` problem.
+    #[schema(
+        pattern = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+    )]
     pub product_id: String,
     /// Defaults to the product's price.
+    #[schema(minimum = 0, maximum = 1_000_000_000_000_i64)]
+    #[serde(default, deserialize_with = "whole::optional")]
     pub price_cents: Option<i64>,
     /// Units on sale, 1 to 10^9.
-    #[schema(example = 100)]
+    #[schema(example = 100, minimum = 1, maximum = 1_000_000_000)]
+    #[serde(deserialize_with = "whole::number")]
     pub quantity: i64,
     /// Most units one user may hold; defaults to 1.
-    #[schema(example = 1)]
+    #[schema(example = 1, minimum = 1, maximum = 1_000_000_000)]
+    #[serde(default, deserialize_with = "whole::optional")]
     pub per_user_limit: Option<i64>,
     /// RFC 3339; defaults to now.
+    #[schema(format = DateTime)]
     pub starts_at: Option<String>,
     /// RFC 3339, after `starts_at` and in the future; absent: no end.
+    #[schema(format = DateTime)]
     pub ends_at: Option<String>,
     /// 1 to 604800; defaults to 900.
+    #[schema(minimum = 1, maximum = 604_800)]
+    #[serde(default, deserialize_with = "whole::optional")]
     pub payment_window_secs: Option<i64>,
 }
 
@@ -170,8 +223,8 @@ impl From<&SaleStats> for SaleStatsBody {
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct PurchaseBody {
     /// Units to buy; defaults to 1.
-    #[serde(default = "one")]
-    #[schema(example = 1)]
+    #[serde(default = "one", deserialize_with = "whole::number")]
+    #[schema(example = 1, minimum = 1, maximum = 1_000_000_000)]
     pub quantity: i64,
 }
 
@@ -243,9 +296,15 @@ pub struct PageBody<T: ToSchema> {
 /// `POST /api/v1/users` and `POST /api/v1/sessions`
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct CredentialsBody {
-    #[schema(example = "ada@example.com")]
+    /// Compared case-insensitively.
+    #[schema(
+        example = "ada@example.com",
+        max_length = 254,
+        pattern = r"^[^@\s\u0000-\u001f\u007f-\u009f]+@[^@.\s\u0000-\u001f\u007f-\u009f][^@\s\u0000-\u001f\u007f-\u009f]*\.[^@\s\u0000-\u001f\u007f-\u009f]*[^@.\s\u0000-\u001f\u007f-\u009f]$"
+    )]
     pub email: String,
     /// 8 to 256 characters.
+    #[schema(min_length = 8, max_length = 256)]
     pub password: String,
 }
 
@@ -285,4 +344,30 @@ impl From<&Session> for SessionBody {
 pub struct HealthBody {
     #[schema(example = "ok")]
     pub status: &'static str,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn whole_numbers_may_carry_a_zero_fraction_and_nothing_else_gets_in() {
+        let body: PurchaseBody = serde_json::from_str(r#"{"quantity": 2.0}"#).unwrap();
+        assert_eq!(body.quantity, 2);
+        let body: PurchaseBody = serde_json::from_str("{}").unwrap();
+        assert_eq!(body.quantity, 1);
+        for bad in [
+            r#"{"quantity": 2.5}"#,
+            r#"{"quantity": "2"}"#,
+            r#"{"quantity": 1e30}"#,
+            r#"{"quantity": null}"#,
+        ] {
+            assert!(serde_json::from_str::<PurchaseBody>(bad).is_err(), "{bad}");
+        }
+        let sale: NewSaleBody =
+            serde_json::from_str(r#"{"product_id": "p", "quantity": 5, "per_user_limit": null}"#)
+                .unwrap();
+        assert_eq!(sale.per_user_limit, None);
+        assert_eq!(sale.payment_window_secs, None);
+    }
 }

@@ -173,8 +173,9 @@ impl PageQuery {
         &self,
         parse: impl FnOnce(&str) -> Option<T>,
     ) -> Result<Option<T>, ValidationError> {
-        match &self.cursor {
-            None => Ok(None),
+        match self.cursor.as_deref() {
+            // `?cursor=` is the first page, as without one.
+            None | Some("") => Ok(None),
             Some(text) => parse(text).map(Some).ok_or_else(|| {
                 ValidationError::new("cursor", "is not a cursor this listing gave out")
             }),

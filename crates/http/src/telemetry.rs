@@ -126,9 +126,9 @@ pub async fn observe(request: Request, next: Next) -> Response {
     }
     let status = response.status().as_u16().to_string();
     let method = method.as_str().to_owned();
-    metrics::counter!("stampede_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status)
-        .increment(1);
-    metrics::histogram!("stampede_http_request_duration_seconds", "method" => method, "route" => route)
+    let labels = [("method", method), ("route", route), ("status", status)];
+    metrics::counter!("stampede_http_requests_total", &labels).increment(1);
+    metrics::histogram!("stampede_http_request_duration_seconds", &labels)
         .record(started.elapsed().as_secs_f64());
     response
 }

@@ -56,8 +56,8 @@ pub async fn get_product(
 
 /// List products in creation order.
 #[utoipa::path(get, path = "/api/v1/products", tag = "catalog",
-    params(("limit" = Option<u32>, Query, description = "1 to 100, default 20"),
-           ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page")),
+    params(("limit" = Option<u32>, Query, minimum = 1, maximum = 100, description = "1 to 100, default 20"),
+           ("cursor" = Option<String>, Query, pattern = r"^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})?$", description = "`next_cursor` of the previous page")),
     responses((status = 200, description = "A page of products", body = PageBody<ProductBody>)))]
 pub async fn list_products(
     State(state): State<AppState>,

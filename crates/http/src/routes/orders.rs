@@ -25,8 +25,8 @@ pub async fn get_order(
 
 /// The caller's orders, newest first.
 #[utoipa::path(get, path = "/api/v1/orders", tag = "orders", security(("bearer" = [])),
-    params(("limit" = Option<u32>, Query, description = "1 to 100, default 20"),
-           ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page")),
+    params(("limit" = Option<u32>, Query, minimum = 1, maximum = 100, description = "1 to 100, default 20"),
+           ("cursor" = Option<String>, Query, pattern = r"^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})?$", description = "`next_cursor` of the previous page")),
     responses((status = 200, description = "A page of orders", body = PageBody<OrderBody>)))]
 pub async fn list_orders(
     State(state): State<AppState>,

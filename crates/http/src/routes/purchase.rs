@@ -21,7 +21,7 @@ pub const REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
 #[utoipa::path(post, path = "/api/v1/sales/{id}/purchase", tag = "sales",
     request_body = PurchaseBody, security(("bearer" = [])),
     params(("id" = String, Path, description = "Sale id"),
-           ("Idempotency-Key" = String, Header, description = "1–128 printable ASCII characters; a retry with the same key gets the first answer")),
+           ("Idempotency-Key" = String, Header, min_length = 1, max_length = 128, pattern = r"^[!-~]([ -~]*[!-~])?$", description = "1–128 printable ASCII characters; a retry with the same key gets the first answer")),
     responses((status = 202, description = "The order is durable", body = OrderBody,
         headers(("Location" = String, description = "The order's URL"),
                 ("Idempotent-Replayed" = String, description = "`true` when this answers an earlier request with the same key")))))]

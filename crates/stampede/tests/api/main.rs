@@ -13,3 +13,4 @@ mod ops;
 mod orders;
 mod purchase;
 mod restart;
+mod states;
