@@ -11,6 +11,7 @@ use stampede_domain::ids::{ProductId, SaleId};
 use stampede_domain::order::OrderStatus;
 
 use crate::error::AppError;
+use crate::paging;
 use crate::ports::{CatalogStore, Clock, OrderStore, StockLedger};
 
 /// Every sale, by id. Filled at start and on creation; a miss falls back to
@@ -137,12 +138,8 @@ impl CatalogService {
         after: Option<ProductId>,
         limit: u32,
     ) -> Result<(Vec<Product>, Option<ProductId>), AppError> {
-        let mut items = self.store.products(after, limit + 1).await?;
-        let next = (items.len() > limit as usize).then(|| {
-            items.truncate(limit as usize);
-            items.last().map(|p| p.id)
-        });
-        Ok((items, next.flatten()))
+        let items = self.store.products(after, limit + 1).await?;
+        Ok(paging::split(items, limit, |p| p.id))
     }
 
     pub async fn create_sale(

@@ -18,6 +18,7 @@ pub mod error;
 pub mod ledger;
 pub mod lifecycle;
 pub mod orders;
+pub mod paging;
 pub mod ports;
 pub mod purchase;
 

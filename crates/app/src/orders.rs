@@ -8,6 +8,7 @@ use stampede_domain::ids::{OrderId, UserId};
 use stampede_domain::order::{CancelDecision, Order};
 
 use crate::error::AppError;
+use crate::paging;
 use crate::ports::{CancelOutcome, Clock, OrderStore, StockLedger};
 
 /// Who is asking: the claims of a verified token.
@@ -56,15 +57,11 @@ impl OrderService {
         before: Option<OrderId>,
         limit: u32,
     ) -> Result<(Vec<Order>, Option<OrderId>), AppError> {
-        let mut items = self
+        let items = self
             .store
             .orders_of(&caller.user, before, limit + 1)
             .await?;
-        let next = (items.len() > limit as usize).then(|| {
-            items.truncate(limit as usize);
-            items.last().map(|o| o.id)
-        });
-        Ok((items, next.flatten()))
+        Ok(paging::split(items, limit, |o| o.id))
     }
 
     /// Cancels an unpaid order and returns its units to the sale, exactly once:

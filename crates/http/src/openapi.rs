@@ -4,6 +4,7 @@
 
 use std::sync::OnceLock;
 
+use utoipa::openapi::path::{Operation, PathItem};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
@@ -201,15 +202,14 @@ struct Problems;
 impl Modify for Problems {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         for (method, path, problems) in PROBLEMS {
-            let Some(item) = openapi.paths.paths.get_mut(*path) else {
+            let Some(operation) = openapi
+                .paths
+                .paths
+                .get_mut(*path)
+                .and_then(|item| operation(item, method))
+            else {
                 continue;
             };
-            let operation = match *method {
-                "get" => item.get.as_mut(),
-                "post" => item.post.as_mut(),
-                _ => None,
-            };
-            let Some(operation) = operation else { continue };
             for (status, slugs) in *problems {
                 let response = ResponseBuilder::new()
                     .description(format!("Problem: {slugs}"))
@@ -226,6 +226,15 @@ impl Modify for Problems {
                     .insert(status.to_string(), response.into());
             }
         }
+    }
+}
+
+/// The operation of `item` for a lower-case method name.
+fn operation<'a>(item: &'a mut PathItem, method: &str) -> Option<&'a mut Operation> {
+    match method {
+        "get" => item.get.as_mut(),
+        "post" => item.post.as_mut(),
+        _ => None,
     }
 }
 
@@ -247,18 +256,17 @@ mod tests {
 
     #[test]
     fn every_problem_row_names_a_documented_operation() {
-        let doc = ApiDoc::openapi();
+        let mut doc = ApiDoc::openapi();
         for (method, path, _) in PROBLEMS {
             let item = doc
                 .paths
                 .paths
-                .get(*path)
+                .get_mut(*path)
                 .unwrap_or_else(|| panic!("{path} undocumented"));
-            let op = match *method {
-                "get" => item.get.as_ref(),
-                _ => item.post.as_ref(),
-            };
-            assert!(op.is_some(), "{method} {path} undocumented");
+            assert!(
+                operation(item, method).is_some(),
+                "{method} {path} undocumented"
+            );
         }
     }
 

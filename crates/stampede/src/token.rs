@@ -15,14 +15,19 @@ pub fn mint(args: &TokenArgs) -> anyhow::Result<String> {
         Some(value) if !value.is_empty() => Secret::new(value.clone()),
         _ => secret::load_existing(&args.data_dir)?,
     };
-    let user =
-        UserId::parse(args.sub.clone()).map_err(|e| anyhow::anyhow!("--sub: {}", e.message))?;
-    let role = match args.role {
+    sign(secret.expose(), &args.sub, args.role, args.ttl)
+}
+
+/// A token for `sub` with `role`, valid for `ttl` seconds from now, signed
+/// with `secret`.
+pub fn sign(secret: &str, sub: &str, role: TokenRole, ttl: u32) -> anyhow::Result<String> {
+    let user = UserId::parse(sub).map_err(|e| anyhow::anyhow!("--sub: {}", e.message))?;
+    let role = match role {
         TokenRole::Customer => Role::Customer,
         TokenRole::Admin => Role::Admin,
     };
-    let exp = Timestamp::now().as_millis().div_euclid(1000) + i64::from(args.ttl);
-    Ok(JwtKey::new(secret.expose().as_bytes()).sign(&user, role, exp))
+    let exp = Timestamp::now().as_millis().div_euclid(1000) + i64::from(ttl);
+    Ok(JwtKey::new(secret.as_bytes()).sign(&user, role, exp))
 }
 
 pub fn print(args: TokenArgs) -> anyhow::Result<()> {

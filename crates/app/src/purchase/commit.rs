@@ -70,6 +70,9 @@ pub(crate) enum Rejected {
 }
 
 struct Metrics {
+    /// Purchases won, counted here because the commit always finishes, even
+    /// when the requester has gone.
+    won: Counter,
     depth: Gauge,
     batch_size: Histogram,
     commit_seconds: Histogram,
@@ -80,6 +83,7 @@ struct Metrics {
 impl Metrics {
     fn new() -> Self {
         Self {
+            won: counter!("stampede_purchases_total", "outcome" => "won"),
             depth: gauge!("stampede_commit_queue_depth"),
             batch_size: histogram!("stampede_commit_batch_size"),
             commit_seconds: histogram!("stampede_commit_duration_seconds"),
@@ -257,7 +261,10 @@ async fn finish(shared: &Shared, job: Job, outcome: CommitOutcome) {
         reply,
     } = job;
     let (settlement, answer) = match outcome {
-        CommitOutcome::Created => (Settlement::Won(order.id), Ok(Committed::Created(order))),
+        CommitOutcome::Created => {
+            shared.metrics.won.increment(1);
+            (Settlement::Won(order.id), Ok(Committed::Created(order)))
+        }
         CommitOutcome::KeyTaken(existing) => {
             let fingerprint = Fingerprint {
                 sale_id: existing.sale_id,

@@ -43,9 +43,9 @@ pub struct Purchased {
 /// giving up; each wait ends when that request is committed or abandoned.
 const MAX_WAITS: usize = 8;
 
-/// Purchase outcomes by reason, as counters made once.
+/// Purchase outcomes by reason, as counters made once (`won` is counted by
+/// the commit stage).
 struct Outcomes {
-    won: Counter,
     replayed: Counter,
     sold_out: Counter,
     limit_exceeded: Counter,
@@ -61,7 +61,6 @@ impl Outcomes {
     fn new() -> Self {
         let c = |outcome: &'static str| counter!("stampede_purchases_total", "outcome" => outcome);
         Self {
-            won: c("won"),
             replayed: c("replayed"),
             sold_out: c("sold_out"),
             limit_exceeded: c("limit_exceeded"),
@@ -77,7 +76,7 @@ impl Outcomes {
     fn count(&self, result: &Result<Purchased, AppError>) {
         let counter = match result {
             Ok(p) if p.replayed => &self.replayed,
-            Ok(_) => &self.won,
+            Ok(_) => return,
             Err(AppError::Refused(Refusal::SoldOut)) => &self.sold_out,
             Err(AppError::Refused(Refusal::LimitExceeded)) => &self.limit_exceeded,
             Err(AppError::Refused(Refusal::SaleNotActive)) => &self.sale_not_active,

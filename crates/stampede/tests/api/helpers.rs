@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde_json::{Value, json};
-use stampede::cli::{ServeArgs, TokenArgs, TokenRole};
+use stampede::cli::{ServeArgs, TokenRole};
 use stampede::config::Settings;
 use stampede::startup::Server;
 use stampede_app::App;
@@ -70,14 +70,7 @@ pub async fn spawn_app_in(dir: TempDir, customise: impl FnOnce(&mut ServeArgs)) 
 }
 
 pub fn token(sub: &str, role: TokenRole) -> String {
-    stampede::token::mint(&TokenArgs {
-        sub: sub.into(),
-        role,
-        ttl: 3600,
-        data_dir: "/nonexistent".into(),
-        jwt_secret: Some(SECRET.into()),
-    })
-    .unwrap()
+    stampede::token::sign(SECRET, sub, role, 3600).unwrap()
 }
 
 pub fn admin() -> String {

@@ -10,19 +10,12 @@ use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use stampede::cli::{TokenArgs, TokenRole};
+use stampede::cli::TokenRole;
 
 pub const SECRET: &str = "binary-test-secret-long-enough-for-hs256";
 
 pub fn token(sub: &str, role: TokenRole) -> String {
-    stampede::token::mint(&TokenArgs {
-        sub: sub.into(),
-        role,
-        ttl: 3600,
-        data_dir: "/nonexistent".into(),
-        jwt_secret: Some(SECRET.into()),
-    })
-    .unwrap()
+    stampede::token::sign(SECRET, sub, role, 3600).unwrap()
 }
 
 /// A running `stampede serve`.
