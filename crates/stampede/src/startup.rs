@@ -63,7 +63,6 @@ impl Server {
             .await
             .context("opening the store")?
             .context("opening the SQLite store")?;
-        tracing::info!(path = %data_dir.join("stampede.db").display(), "store open, migrations applied");
 
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let ledger = Arc::new(MemoryLedger::new(settings.key_memory, clock.now()));
