@@ -61,6 +61,18 @@ uuid_id!(
     /// An event in the outbox; consumers deduplicate by it.
     EventId
 );
+uuid_id!(
+    /// One attempt to pay an order.
+    PaymentId
+);
+uuid_id!(
+    /// A webhook subscription.
+    SubscriptionId
+);
+uuid_id!(
+    /// One event to deliver to one webhook subscription.
+    DeliveryId
+);
 
 /// The buyer: the `sub` claim of a token. Any non-empty string up to 128 bytes, so
 /// an external identity provider's subjects work unchanged.

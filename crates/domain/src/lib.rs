@@ -8,6 +8,8 @@
 //!   where "no oversell" (I1) and "per-user limits hold" (I3) are decided.
 //! - [`idempotency`]: keys, request fingerprints and what a repeated request is answered (I4).
 //! - [`order`]: orders and their state machine (I6, I7).
+//! - [`payment`]: payment attempts and what a provider's answer does to an order.
+//! - [`webhook`]: subscriptions to events and their deliveries.
 //! - [`account`]: users, e-mail addresses, passwords and roles.
 //! - [`error`]: the validation error every parser returns.
 
@@ -18,8 +20,10 @@ pub mod idempotency;
 pub mod ids;
 pub mod money;
 pub mod order;
+pub mod payment;
 pub mod quantity;
 pub mod stock;
 pub mod time;
+pub mod webhook;
 
 pub use error::ValidationError;

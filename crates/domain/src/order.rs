@@ -56,6 +56,10 @@ impl OrderStatus {
     pub fn is_cancellable(self) -> bool {
         Self::CANCELLABLE.contains(&self)
     }
+
+    /// The statuses in which an order may be paid, and in which it expires when
+    /// its payment window passes: the same set as [`Self::CANCELLABLE`].
+    pub const OPEN: [Self; 2] = Self::CANCELLABLE;
 }
 
 /// A winning purchase.
@@ -123,9 +127,54 @@ impl CancelDecision {
     }
 }
 
+/// What a pay request does to an order in a given status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PayDecision {
+    /// Start a payment.
+    Pay,
+    /// Already paid: refuse (`invalid-state`).
+    AlreadyPaid,
+    /// Cancelled or expired: refuse (`invalid-state`).
+    Closed,
+}
+
+impl PayDecision {
+    pub fn for_status(status: OrderStatus) -> Self {
+        match status {
+            OrderStatus::Pending | OrderStatus::AwaitingPayment => Self::Pay,
+            OrderStatus::Paid | OrderStatus::Fulfilled => Self::AlreadyPaid,
+            OrderStatus::Cancelled => Self::Closed,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_open_orders_can_be_paid() {
+        assert_eq!(
+            PayDecision::for_status(OrderStatus::AwaitingPayment),
+            PayDecision::Pay
+        );
+        assert_eq!(
+            PayDecision::for_status(OrderStatus::Pending),
+            PayDecision::Pay
+        );
+        assert_eq!(
+            PayDecision::for_status(OrderStatus::Paid),
+            PayDecision::AlreadyPaid
+        );
+        assert_eq!(
+            PayDecision::for_status(OrderStatus::Cancelled),
+            PayDecision::Closed
+        );
+        for status in OrderStatus::OPEN {
+            assert_eq!(PayDecision::for_status(status), PayDecision::Pay);
+            assert_eq!(CancelDecision::for_status(status), CancelDecision::Cancel);
+        }
+    }
 
     #[test]
     fn statuses_round_trip_through_text() {
