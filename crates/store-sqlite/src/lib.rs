@@ -11,9 +11,12 @@
 //!   commands waiting at that moment share one transaction and one fsync, each
 //!   in its own savepoint, answered only after `COMMIT`.
 //! - The SQL lives per area: `catalog.rs` (products, sales, ledger snapshots),
-//!   `orders.rs` (group commit of orders, cancel, order reads) and `users.rs`.
-//!   Each write also records its event in the outbox (`outbox.rs`), in the same
-//!   transaction (I8).
+//!   `orders.rs` (group commit of orders, cancel, the expiry sweep, order
+//!   reads), `payments.rs` (attempts and the provider's answers),
+//!   `webhooks.rs` (subscriptions and deliveries) and `users.rs`. Each change
+//!   also records its event in the outbox (`outbox.rs`), in the same
+//!   transaction (I8); `outbox.rs` also reads the outbox as a log by `seq` and
+//!   keeps the consumers' cursors.
 //! - `rows.rs` turns rows back into domain values through the domain's
 //!   parsers, and `error.rs` turns SQLite errors into the port's
 //!   [`StoreError`].
@@ -29,24 +32,31 @@ mod lock;
 mod migrations;
 mod orders;
 mod outbox;
+mod payments;
 mod readers;
 mod rows;
 mod settings;
 mod users;
+mod webhooks;
 mod writer;
 
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 use stampede_app::ports::{
-    CancelOutcome, CatalogStore, CommitOutcome, KeyRecord, OrderStore, SaleCounts, SaleSnapshot,
-    Store, StoreError, UserStore,
+    AttemptResult, CancelOutcome, CatalogStore, CommitOutcome, DueDelivery, KeyRecord, OrderStore,
+    OutboxStore, PayOutcome, PaymentStore, SaleCounts, SaleSnapshot, SettleOutcome, Store,
+    StoreError, StoredEvent, UserStore, WebhookStore,
 };
 use stampede_domain::account::{Email, User};
 use stampede_domain::catalog::{Product, Sale};
-use stampede_domain::ids::{OrderId, ProductId, SaleId, UserId};
+use stampede_domain::ids::{
+    DeliveryId, OrderId, PaymentId, ProductId, SaleId, SubscriptionId, UserId,
+};
 use stampede_domain::order::Order;
+use stampede_domain::payment::{Payment, PaymentResult};
 use stampede_domain::time::Timestamp;
+use stampede_domain::webhook::{Delivery, DeliveryStatus, Subscription};
 
 pub use settings::{SqliteSettings, Synchronous};
 
@@ -220,6 +230,213 @@ impl OrderStore for SqliteStore {
         self.readers
             .run("listing recent idempotency keys", move |conn| {
                 orders::keys_since(conn, since)
+            })
+            .await
+    }
+
+    /// One writer command: the sweep's select and every compare-and-set share
+    /// one transaction (and its group commit).
+    #[tracing::instrument(level = "debug", skip_all, fields(limit = limit))]
+    async fn expire_due(&self, now: Timestamp, limit: u32) -> Result<Vec<Order>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        self.writer
+            .run("expiring due orders", move |conn| {
+                orders::expire_due(conn, now, limit)
+            })
+            .await
+    }
+}
+
+#[async_trait]
+impl PaymentStore for SqliteStore {
+    #[tracing::instrument(level = "debug", skip_all, fields(order_id = %payment.order_id, payment_id = %payment.id))]
+    async fn request_payment(&self, payment: &Payment) -> Result<PayOutcome, StoreError> {
+        let payment = payment.clone();
+        self.writer
+            .run("requesting payment", move |conn| {
+                payments::request(conn, &payment)
+            })
+            .await
+    }
+
+    async fn payment(&self, id: PaymentId) -> Result<Option<Payment>, StoreError> {
+        self.readers
+            .run("reading payment", move |conn| payments::payment(conn, id))
+            .await
+    }
+
+    async fn payments_of(&self, order: OrderId) -> Result<Vec<Payment>, StoreError> {
+        self.readers
+            .run("listing an order's payments", move |conn| {
+                payments::payments_of(conn, order)
+            })
+            .await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(payment_id = %id))]
+    async fn mark_submitted(
+        &self,
+        id: PaymentId,
+        provider_ref: &str,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let provider_ref = provider_ref.to_owned();
+        self.writer
+            .run("marking a payment submitted", move |conn| {
+                payments::mark_submitted(conn, id, &provider_ref, now)
+            })
+            .await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(payment_id = %id))]
+    async fn settle_payment(
+        &self,
+        id: PaymentId,
+        result: &PaymentResult,
+        now: Timestamp,
+    ) -> Result<SettleOutcome, StoreError> {
+        let result = result.clone();
+        self.writer
+            .run("settling payment", move |conn| {
+                payments::settle(conn, id, &result, now)
+            })
+            .await
+    }
+}
+
+#[async_trait]
+impl OutboxStore for SqliteStore {
+    async fn events_after(&self, after: i64, limit: u32) -> Result<Vec<StoredEvent>, StoreError> {
+        self.readers
+            .run("reading the outbox", move |conn| {
+                outbox::events_after(conn, after, limit)
+            })
+            .await
+    }
+
+    async fn events_of(&self, aggregate_id: &str) -> Result<Vec<StoredEvent>, StoreError> {
+        let aggregate_id = aggregate_id.to_owned();
+        self.readers
+            .run("reading an aggregate's events", move |conn| {
+                outbox::events_of(conn, &aggregate_id)
+            })
+            .await
+    }
+
+    async fn last_seq(&self) -> Result<i64, StoreError> {
+        self.readers
+            .run("reading the last outbox position", outbox::last_seq)
+            .await
+    }
+
+    async fn cursor(&self, consumer: &str) -> Result<i64, StoreError> {
+        let consumer = consumer.to_owned();
+        self.readers
+            .run("reading a consumer's cursor", move |conn| {
+                outbox::cursor(conn, &consumer)
+            })
+            .await
+    }
+
+    async fn save_cursor(&self, consumer: &str, seq: i64) -> Result<(), StoreError> {
+        let consumer = consumer.to_owned();
+        self.writer
+            .run("saving a consumer's cursor", move |conn| {
+                outbox::save_cursor(conn, &consumer, seq)
+            })
+            .await
+    }
+}
+
+#[async_trait]
+impl WebhookStore for SqliteStore {
+    async fn insert_subscription(&self, subscription: &Subscription) -> Result<(), StoreError> {
+        let subscription = subscription.clone();
+        self.writer
+            .run("inserting webhook subscription", move |conn| {
+                webhooks::insert_subscription(conn, &subscription)
+            })
+            .await
+    }
+
+    async fn subscription(&self, id: SubscriptionId) -> Result<Option<Subscription>, StoreError> {
+        self.readers
+            .run("reading webhook subscription", move |conn| {
+                webhooks::subscription(conn, id)
+            })
+            .await
+    }
+
+    async fn subscriptions(&self) -> Result<Vec<Subscription>, StoreError> {
+        self.readers
+            .run("listing webhook subscriptions", webhooks::subscriptions)
+            .await
+    }
+
+    async fn delete_subscription(&self, id: SubscriptionId) -> Result<bool, StoreError> {
+        self.writer
+            .run("deleting webhook subscription", move |conn| {
+                webhooks::delete_subscription(conn, id)
+            })
+            .await
+    }
+
+    async fn enqueue_deliveries(
+        &self,
+        event: &StoredEvent,
+        subscriptions: &[SubscriptionId],
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        if subscriptions.is_empty() {
+            return Ok(());
+        }
+        let event = event.clone();
+        let subscriptions = subscriptions.to_vec();
+        self.writer
+            .run("scheduling webhook deliveries", move |conn| {
+                webhooks::enqueue_deliveries(conn, &event, &subscriptions, now)
+            })
+            .await
+    }
+
+    async fn due_deliveries(
+        &self,
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<DueDelivery>, StoreError> {
+        self.readers
+            .run("reading due webhook deliveries", move |conn| {
+                webhooks::due_deliveries(conn, now, limit)
+            })
+            .await
+    }
+
+    async fn record_attempt(
+        &self,
+        id: DeliveryId,
+        result: &AttemptResult,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let result = result.clone();
+        self.writer
+            .run("recording a webhook delivery attempt", move |conn| {
+                webhooks::record_attempt(conn, id, &result, now)
+            })
+            .await
+    }
+
+    async fn deliveries(
+        &self,
+        subscription: SubscriptionId,
+        status: Option<DeliveryStatus>,
+        before: Option<DeliveryId>,
+        limit: u32,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        self.readers
+            .run("listing webhook deliveries", move |conn| {
+                webhooks::deliveries(conn, subscription, status, before, limit)
             })
             .await
     }

@@ -13,7 +13,10 @@ use stampede_app::ports::StoreError;
 use crate::error::Context;
 
 /// Every migration, oldest first. Append only: never edit a released one.
-const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_initial.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/0001_initial.sql"),
+    include_str!("../migrations/0002_order_lifecycle.sql"),
+];
 
 /// The schema version this build writes.
 pub(crate) const LATEST: usize = MIGRATIONS.len();
@@ -60,6 +63,56 @@ mod tests {
         assert_eq!(apply(&mut conn).unwrap(), 0);
         assert_eq!(version(&conn).unwrap(), LATEST);
         assert_eq!(apply(&mut conn).unwrap(), LATEST);
+    }
+
+    /// Version 1's outbox rows survive the rebuild into a log, numbered in the
+    /// order they were written.
+    #[test]
+    fn the_outbox_keeps_its_events_in_order_when_it_becomes_a_log() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(MIGRATIONS[0]).unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        // Ids out of order on purpose: the order written is what counts.
+        for (id, kind) in [
+            ("c", "product.created"),
+            ("a", "sale.created"),
+            ("b", "order.created"),
+        ] {
+            conn.execute(
+                "INSERT INTO outbox (id, event_type, aggregate_id, payload, created_at, \
+                 published_at) VALUES (?1, ?2, 'x', '{}', 7, NULL)",
+                [id, kind],
+            )
+            .unwrap();
+        }
+        assert_eq!(apply(&mut conn).unwrap(), 1);
+        let mut statement = conn
+            .prepare("SELECT seq, id, event_type FROM outbox ORDER BY seq")
+            .unwrap();
+        let rows: Vec<(i64, String, String)> = statement
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                (1, "c".into(), "product.created".into()),
+                (2, "a".into(), "sale.created".into()),
+                (3, "b".into(), "order.created".into()),
+            ]
+        );
+        // The next event continues the sequence.
+        conn.execute(
+            "INSERT INTO outbox (id, event_type, aggregate_id, payload, created_at) \
+             VALUES ('d', 'user.registered', 'x', '{}', 8)",
+            [],
+        )
+        .unwrap();
+        let last: i64 = conn
+            .query_row("SELECT max(seq) FROM outbox", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(last, 4);
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! Orders: the group commit of winning purchases, the cancel compare-and-set,
-//! and the reads (one order, a buyer's orders, a sale's counts, recent keys).
+//! Orders: the group commit of winning purchases, the status compare-and-set
+//! behind cancel, expiry and payment, the expiry sweep, and the reads (one
+//! order, a buyer's orders, a sale's counts, recent keys).
 
 use rusqlite::{Connection, params};
 use stampede_app::ports::{CancelOutcome, CommitOutcome, KeyRecord, SaleCounts, StoreError};
@@ -89,9 +90,10 @@ fn by_key(
     )
 }
 
-// The statuses a cancel may leave, bound as parameters below: the domain says
-// which they are, and this fails to compile if their number changes.
-const _: () = assert!(OrderStatus::CANCELLABLE.len() == 2);
+// The statuses a change may leave (cancellable, open), bound as parameters
+// below: the domain says which they are, and this fails to compile if their
+// number changes.
+const _: () = assert!(OrderStatus::CANCELLABLE.len() == 2 && OrderStatus::OPEN.len() == 2);
 
 /// A compare-and-set on the status: only the call that moves the order to
 /// `cancelled` returns its units to the sale and writes `order.cancelled`, so
@@ -102,46 +104,115 @@ pub(crate) fn cancel(
     now: Timestamp,
 ) -> Result<CancelOutcome, StoreError> {
     let what = "cancelling order";
-    let cancelled = {
-        let mut statement = conn
-            .prepare_cached(&format!(
-                "UPDATE orders SET status = ?1, updated_at = ?2 \
-                 WHERE id = ?3 AND status IN (?4, ?5) RETURNING {ORDER_COLUMNS}"
-            ))
-            .context(what)?;
-        rows::first(
-            &mut statement,
-            params![
-                OrderStatus::Cancelled.as_str(),
-                now.as_millis(),
-                id.to_string(),
-                OrderStatus::CANCELLABLE[0].as_str(),
-                OrderStatus::CANCELLABLE[1].as_str(),
-            ],
-            what,
-            rows::order,
-        )?
-    };
-    let Some(order) = cancelled else {
+    let from = OrderStatus::CANCELLABLE;
+    let Some(order) = transition(conn, id, from, OrderStatus::Cancelled, now, what)? else {
         return Ok(match self::order(conn, id)? {
             Some(order) => CancelOutcome::Unchanged(order),
             None => CancelOutcome::NotFound,
         });
     };
+    restock(conn, &order, "returning a cancelled order's units")?;
+    outbox::record(conn, &Event::OrderCancelled(&order, now))?;
+    Ok(CancelOutcome::Cancelled(order))
+}
+
+/// Moves order `id` from one of the statuses in `from` to `to`, stamping
+/// `updated_at`, and returns it as it is now; `None` if it is not in one of
+/// `from` (or does not exist), in which case nothing changed. The one way an
+/// order's status changes after its commit, so every change is a
+/// compare-and-set and happens at most once.
+pub(crate) fn transition(
+    conn: &Connection,
+    id: OrderId,
+    from: [OrderStatus; 2],
+    to: OrderStatus,
+    now: Timestamp,
+    what: &str,
+) -> Result<Option<Order>, StoreError> {
+    let mut statement = conn
+        .prepare_cached(&format!(
+            "UPDATE orders SET status = ?1, updated_at = ?2 \
+             WHERE id = ?3 AND status IN (?4, ?5) RETURNING {ORDER_COLUMNS}"
+        ))
+        .context(what)?;
+    rows::first(
+        &mut statement,
+        params![
+            to.as_str(),
+            now.as_millis(),
+            id.to_string(),
+            from[0].as_str(),
+            from[1].as_str(),
+        ],
+        what,
+        rows::order,
+    )
+}
+
+/// Gives a cancelled or expired order's units back to its sale.
+fn restock(conn: &Connection, order: &Order, what: &str) -> Result<(), StoreError> {
     let restocked = conn
         .prepare_cached("UPDATE sales SET remaining = remaining + ?1 WHERE id = ?2")
         .and_then(|mut statement| {
             statement.execute(params![order.quantity.get(), order.sale_id.to_string()])
         })
-        .context("returning a cancelled order's units")?;
+        .context(what)?;
     if restocked != 1 {
         return Err(StoreError::Corrupt(format!(
             "order {} belongs to sale {}, which does not exist",
             order.id, order.sale_id
         )));
     }
-    outbox::record(conn, &Event::OrderCancelled(&order, now))?;
-    Ok(CancelOutcome::Cancelled(order))
+    Ok(())
+}
+
+/// The open statuses as SQL literals, `'pending', 'awaiting_payment'`: the
+/// expiry query must spell the `orders_expiring` index's condition as
+/// literals for SQLite to use that partial index (a bound parameter does
+/// not prove the implication at prepare time). A test checks the plan.
+fn open_statuses_sql() -> String {
+    OrderStatus::OPEN
+        .map(|status| format!("'{}'", status.as_str()))
+        .join(", ")
+}
+
+/// Expires up to `limit` due open orders, oldest `expires_at` first, in the
+/// caller's transaction: for each, the same compare-and-set as a cancel, the
+/// units back to the sale and `order.expired`. Only the writer runs this, so
+/// the select and the updates see the same orders; the compare-and-set still
+/// guards each one, so an order is expired at most once whatever runs beside.
+pub(crate) fn expire_due(
+    conn: &Connection,
+    now: Timestamp,
+    limit: u32,
+) -> Result<Vec<Order>, StoreError> {
+    let what = "expiring due orders";
+    let due = {
+        let mut statement = conn
+            .prepare_cached(&format!(
+                "SELECT id FROM orders WHERE status IN ({}) AND expires_at <= ?1 \
+                 ORDER BY expires_at LIMIT ?2",
+                open_statuses_sql()
+            ))
+            .context(what)?;
+        rows::all(
+            &mut statement,
+            params![now.as_millis(), limit],
+            what,
+            |row| rows::id(row, 0, "orders.id", OrderId::parse),
+        )?
+    };
+    let mut expired = Vec::with_capacity(due.len());
+    for id in due {
+        let from = OrderStatus::OPEN;
+        let Some(order) = transition(conn, id, from, OrderStatus::Cancelled, now, what)? else {
+            continue;
+        };
+        restock(conn, &order, "returning an expired order's units")?;
+        outbox::record(conn, &Event::OrderExpired(&order, now))?;
+        expired.push(order);
+    }
+    Ok(expired)
 }
 
 pub(crate) fn order(conn: &Connection, id: OrderId) -> Result<Option<Order>, StoreError> {
@@ -271,4 +342,37 @@ pub(crate) fn keys_since(
             quantity: rows::units(row, 4, "orders.quantity")?,
         })
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The sweep must read the partial index, not scan the orders: the
+    /// query's `IN` list has to match the index's condition exactly.
+    #[test]
+    fn the_expiry_sweep_reads_the_expiring_index() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        crate::migrations::apply(&mut conn).unwrap();
+        let sql = format!(
+            "EXPLAIN QUERY PLAN SELECT id FROM orders WHERE status IN ({}) \
+             AND expires_at <= ?1 ORDER BY expires_at LIMIT ?2",
+            open_statuses_sql()
+        );
+        let plan: Vec<String> = conn
+            .prepare(&sql)
+            .unwrap()
+            .query_map(params![0, 10], |row| row.get(3))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert!(
+            plan.iter().any(|step| step.contains("orders_expiring")),
+            "{plan:?}"
+        );
+        assert!(
+            !plan.iter().any(|step| step.contains("TEMP B-TREE")),
+            "sorted by the index, not afterwards: {plan:?}"
+        );
+    }
 }

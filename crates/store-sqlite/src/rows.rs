@@ -8,15 +8,21 @@
 
 use rusqlite::types::ValueRef;
 use rusqlite::{Params, Row, Statement};
-use stampede_app::ports::StoreError;
+use stampede_app::ports::{StoreError, StoredEvent};
 use stampede_domain::account::{Email, User};
 use stampede_domain::catalog::{Product, Sale};
 use stampede_domain::idempotency::IdempotencyKey;
-use stampede_domain::ids::{OrderId, ProductId, SaleId, UserId};
+use stampede_domain::ids::{
+    DeliveryId, EventId, OrderId, PaymentId, ProductId, SaleId, SubscriptionId, UserId,
+};
 use stampede_domain::money::{Cents, Currency};
 use stampede_domain::order::{Order, OrderStatus};
+use stampede_domain::payment::{Payment, PaymentStatus};
 use stampede_domain::quantity::Quantity;
 use stampede_domain::time::Timestamp;
+use stampede_domain::webhook::{
+    Delivery, DeliveryStatus, EventFilter, SigningSecret, Subscription, WebhookUrl,
+};
 
 use crate::error::Context;
 
@@ -88,6 +94,123 @@ pub(crate) fn user(row: &Row<'_>) -> Result<User, StoreError> {
     })
 }
 
+pub(crate) const PAYMENT_COLUMNS: &str = "id, order_id, amount_cents, currency, status, \
+     provider_ref, refund_required, reason, created_at, updated_at";
+
+pub(crate) fn payment(row: &Row<'_>) -> Result<Payment, StoreError> {
+    let status = text(row, 4, "payments.status")?;
+    let refund_required = int(row, 6, "payments.refund_required")?;
+    Ok(Payment {
+        id: id(row, 0, "payments.id", PaymentId::parse)?,
+        order_id: id(row, 1, "payments.order_id", OrderId::parse)?,
+        amount_cents: int(row, 2, "payments.amount_cents")?,
+        currency: currency(row, 3, "payments.currency")?,
+        status: PaymentStatus::parse(status).ok_or_else(|| corrupt("payments.status", status))?,
+        provider_ref: optional_text(row, 5, "payments.provider_ref")?.map(str::to_owned),
+        refund_required: match refund_required {
+            0 => false,
+            1 => true,
+            other => return Err(corrupt("payments.refund_required", other)),
+        },
+        reason: optional_text(row, 7, "payments.reason")?.map(str::to_owned),
+        created_at: timestamp(row, 8, "payments.created_at")?,
+        updated_at: timestamp(row, 9, "payments.updated_at")?,
+    })
+}
+
+// The three lists below are qualified with their table, so they can be
+// joined (`due_deliveries` reads all three in one row); each mapping function
+// takes the index of the list's first column in the row.
+
+pub(crate) const EVENT_COLUMNS: &str = "outbox.seq, outbox.id, outbox.event_type, \
+     outbox.aggregate_id, outbox.payload, outbox.created_at";
+
+/// An outbox row from column `first` on; a payload that is not JSON is
+/// corruption.
+pub(crate) fn event(row: &Row<'_>, first: usize) -> Result<StoredEvent, StoreError> {
+    let payload = text(row, first + 4, "outbox.payload")?;
+    Ok(StoredEvent {
+        seq: int(row, first, "outbox.seq")?,
+        id: id(row, first + 1, "outbox.id", EventId::parse)?,
+        event_type: text(row, first + 2, "outbox.event_type")?.to_owned(),
+        aggregate_id: text(row, first + 3, "outbox.aggregate_id")?.to_owned(),
+        payload: serde_json::from_str(payload)
+            .map_err(|err| StoreError::Corrupt(format!("outbox.payload is not json: {err}")))?,
+        created_at: timestamp(row, first + 5, "outbox.created_at")?,
+    })
+}
+
+pub(crate) const SUBSCRIPTION_COLUMNS: &str = "webhook_subscriptions.id, \
+     webhook_subscriptions.url, webhook_subscriptions.event_types, \
+     webhook_subscriptions.secret, webhook_subscriptions.created_at";
+
+/// A subscription from column `first` on. Never shows the secret in an error.
+pub(crate) fn subscription(row: &Row<'_>, first: usize) -> Result<Subscription, StoreError> {
+    let url = text(row, first + 1, "webhook_subscriptions.url")?;
+    let types = text(row, first + 2, "webhook_subscriptions.event_types")?;
+    let events = serde_json::from_str::<Vec<String>>(types)
+        .ok()
+        .and_then(|types| EventFilter::parse(&types).ok())
+        .ok_or_else(|| corrupt("webhook_subscriptions.event_types", types))?;
+    let secret = text(row, first + 3, "webhook_subscriptions.secret")?;
+    Ok(Subscription {
+        id: id(
+            row,
+            first,
+            "webhook_subscriptions.id",
+            SubscriptionId::parse,
+        )?,
+        url: WebhookUrl::parse(url).map_err(|_| corrupt("webhook_subscriptions.url", url))?,
+        events,
+        secret: SigningSecret::parse(secret).map_err(|_| {
+            StoreError::Corrupt("webhook_subscriptions.secret is not a valid secret".into())
+        })?,
+        created_at: timestamp(row, first + 4, "webhook_subscriptions.created_at")?,
+    })
+}
+
+pub(crate) const DELIVERY_COLUMNS: &str = "webhook_deliveries.id, \
+     webhook_deliveries.subscription_id, webhook_deliveries.event_id, \
+     webhook_deliveries.event_type, webhook_deliveries.status, webhook_deliveries.attempts, \
+     webhook_deliveries.next_attempt_at, webhook_deliveries.last_error, \
+     webhook_deliveries.last_status, webhook_deliveries.created_at, \
+     webhook_deliveries.updated_at";
+
+/// A delivery from column `first` on.
+pub(crate) fn delivery(row: &Row<'_>, first: usize) -> Result<Delivery, StoreError> {
+    let status = text(row, first + 4, "webhook_deliveries.status")?;
+    let last_status = optional_int(row, first + 8, "webhook_deliveries.last_status")?;
+    Ok(Delivery {
+        id: id(row, first, "webhook_deliveries.id", DeliveryId::parse)?,
+        subscription_id: id(
+            row,
+            first + 1,
+            "webhook_deliveries.subscription_id",
+            SubscriptionId::parse,
+        )?,
+        event_id: id(
+            row,
+            first + 2,
+            "webhook_deliveries.event_id",
+            EventId::parse,
+        )?,
+        event_type: text(row, first + 3, "webhook_deliveries.event_type")?.to_owned(),
+        status: DeliveryStatus::parse(status)
+            .ok_or_else(|| corrupt("webhook_deliveries.status", status))?,
+        attempts: units(row, first + 5, "webhook_deliveries.attempts")?,
+        next_attempt_at: timestamp(row, first + 6, "webhook_deliveries.next_attempt_at")?,
+        last_error: optional_text(row, first + 7, "webhook_deliveries.last_error")?
+            .map(str::to_owned),
+        last_status: last_status
+            .map(|value| {
+                u16::try_from(value).map_err(|_| corrupt("webhook_deliveries.last_status", value))
+            })
+            .transpose()?,
+        created_at: timestamp(row, first + 9, "webhook_deliveries.created_at")?,
+        updated_at: timestamp(row, first + 10, "webhook_deliveries.updated_at")?,
+    })
+}
+
 /// Runs a query and maps every row.
 pub(crate) fn all<T>(
     statement: &mut Statement<'_>,
@@ -129,6 +252,17 @@ pub(crate) fn text<'r>(
             "{column} holds {:?}, not text",
             other.data_type()
         ))),
+    }
+}
+
+pub(crate) fn optional_text<'r>(
+    row: &'r Row<'_>,
+    index: usize,
+    column: &str,
+) -> Result<Option<&'r str>, StoreError> {
+    match row.get_ref(index).context(column)? {
+        ValueRef::Null => Ok(None),
+        _ => text(row, index, column).map(Some),
     }
 }
 

@@ -8,7 +8,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use stampede_app::ports::{CatalogStore, CommitOutcome, OrderStore, Store, StoreError, UserStore};
+use stampede_app::ports::{
+    CatalogStore, CommitOutcome, OrderStore, OutboxStore, Store, StoreError, UserStore,
+};
 use stampede_domain::account::{Email, User};
 use stampede_domain::catalog::{Product, Sale, SaleRequest};
 use stampede_domain::idempotency::IdempotencyKey;
@@ -129,7 +131,7 @@ async fn a_second_open_of_the_same_file_fails_while_the_first_is_open() {
 fn outbox(path: &Path) -> Vec<(String, String, serde_json::Value)> {
     let conn = rusqlite::Connection::open(path).unwrap();
     let mut statement = conn
-        .prepare("SELECT event_type, aggregate_id, payload FROM outbox ORDER BY id")
+        .prepare("SELECT event_type, aggregate_id, payload FROM outbox ORDER BY seq")
         .unwrap();
     statement
         .query_map([], |row| {
@@ -272,4 +274,100 @@ async fn a_database_written_by_a_newer_build_is_refused() {
     }
     let err = SqliteStore::open(&db(&dir), SqliteSettings::default()).unwrap_err();
     assert!(err.to_string().contains("newer than this build"), "{err}");
+}
+
+#[tokio::test]
+async fn a_database_from_the_first_schema_keeps_its_orders_and_events() {
+    let dir = TempDir::new().unwrap();
+    let path = db(&dir);
+    // Written as the first release left it: schema 1, a published and a
+    // pending event.
+    let sale_id = "0190a4a0-0000-7000-8000-000000000002";
+    let order_id = "0190a4a0-0000-7000-8000-000000000003";
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(include_str!("../migrations/0001_initial.sql"))
+            .unwrap();
+        conn.execute_batch(&format!(
+            "INSERT INTO products VALUES ('0190a4a0-0000-7000-8000-000000000001', 'SKU', \
+             'Phone', 100, 'EUR', 0);
+             INSERT INTO sales VALUES ('{sale_id}', '0190a4a0-0000-7000-8000-000000000001', \
+             100, 'EUR', 5, 4, 5, 0, NULL, 60, 0);
+             INSERT INTO orders VALUES ('{order_id}', 'ada', '{sale_id}', \
+             '0190a4a0-0000-7000-8000-000000000001', 1, 100, 'EUR', 'awaiting_payment', 'k', \
+             0, 60000, 0);
+             INSERT INTO outbox VALUES ('0190a4a0-0000-7000-8000-00000000000b', \
+             'sale.created', '{sale_id}', '{{}}', 0, 5);
+             INSERT INTO outbox VALUES ('0190a4a0-0000-7000-8000-00000000000a', \
+             'order.created', '{order_id}', '{{\"id\":\"{order_id}\"}}', 0, NULL);
+             PRAGMA user_version = 1;"
+        ))
+        .unwrap();
+    }
+    let store = open(&path);
+    let events = store.events_after(0, 10).await.unwrap();
+    let kinds: Vec<(i64, &str)> = events
+        .iter()
+        .map(|e| (e.seq, e.event_type.as_str()))
+        .collect();
+    assert_eq!(kinds, [(1, "sale.created"), (2, "order.created")]);
+    assert_eq!(events[1].payload["id"], order_id);
+    // The old order expires like a new one, and its event follows.
+    let expired = store
+        .expire_due(Timestamp::from_millis(60_000), 10)
+        .await
+        .unwrap();
+    assert_eq!(expired.len(), 1);
+    assert_eq!(expired[0].status, OrderStatus::Cancelled);
+    let history = store.events_of(order_id).await.unwrap();
+    let kinds: Vec<(i64, &str)> = history
+        .iter()
+        .map(|e| (e.seq, e.event_type.as_str()))
+        .collect();
+    assert_eq!(kinds, [(2, "order.created"), (3, "order.expired")]);
+    assert_eq!(store.last_seq().await.unwrap(), 3);
+}
+
+#[tokio::test]
+async fn an_outbox_row_whose_payload_is_not_json_is_corrupt() {
+    let dir = TempDir::new().unwrap();
+    let store = open(&db(&dir));
+    stored_sale(&store, 1).await;
+    store.close().await;
+    drop(store);
+    {
+        let conn = rusqlite::Connection::open(db(&dir)).unwrap();
+        conn.execute("UPDATE outbox SET payload = '{not json' WHERE seq = 2", [])
+            .unwrap();
+    }
+    let store = open(&db(&dir));
+    assert_eq!(store.events_after(0, 1).await.unwrap().len(), 1);
+    match store.events_after(0, 10).await.unwrap_err() {
+        StoreError::Corrupt(message) => {
+            assert!(
+                message.starts_with("outbox.payload is not json"),
+                "{message}"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn seq_is_never_handed_out_twice_even_after_old_events_are_pruned() {
+    let dir = TempDir::new().unwrap();
+    let store = open(&db(&dir));
+    stored_sale(&store, 1).await;
+    let last = store.last_seq().await.unwrap();
+    store.close().await;
+    drop(store);
+    {
+        let conn = rusqlite::Connection::open(db(&dir)).unwrap();
+        conn.execute("DELETE FROM outbox", []).unwrap();
+    }
+    let store = open(&db(&dir));
+    stored_sale(&store, 1).await;
+    let events = store.events_after(0, 10).await.unwrap();
+    assert_eq!(events.len(), 2);
+    assert!(events[0].seq > last, "{} reused", events[0].seq);
 }

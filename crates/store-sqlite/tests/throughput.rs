@@ -1,6 +1,8 @@
 //! A throwaway measurement, not a test: how many orders per second
-//! `commit_orders` makes durable with batches of 256 on one sale. Ignored by
-//! default; run it in release mode:
+//! `commit_orders` makes durable with batches of 256 on one sale, with and
+//! without the expiry sweep's index (`orders_expiring`, migration 0002), to
+//! show what that index costs the purchase path. Ignored by default; run it
+//! in release mode:
 //!
 //! ```text
 //! cargo test --release -p stampede-store-sqlite --test throughput -- --ignored --nocapture
@@ -11,6 +13,7 @@
 // Test code: a failed expectation is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -27,13 +30,30 @@ use tempfile::TempDir;
 const BATCH: usize = 256;
 const BATCHES: usize = 400;
 
-async fn run(synchronous: Synchronous, callers: usize, random_users: bool) -> f64 {
+/// Creates the schema, then takes the expiry index out again: the schema as
+/// it would be without it.
+fn without_expiry_index(path: &Path) {
+    SqliteStore::open(path, SqliteSettings::default()).unwrap();
+    let conn = rusqlite::Connection::open(path).unwrap();
+    conn.execute_batch("DROP INDEX orders_expiring").unwrap();
+}
+
+async fn run(
+    synchronous: Synchronous,
+    callers: usize,
+    random_users: bool,
+    expiry_index: bool,
+) -> f64 {
     let dir = TempDir::new().unwrap();
     let settings = SqliteSettings {
         synchronous,
         ..SqliteSettings::default()
     };
-    let store = Arc::new(SqliteStore::open(&dir.path().join("bench.db"), settings).unwrap());
+    let path = dir.path().join("bench.db");
+    if !expiry_index {
+        without_expiry_index(&path);
+    }
+    let store = Arc::new(SqliteStore::open(&path, settings).unwrap());
     let now = Timestamp::now();
     let product = Product::create("BENCH", "Phone", 49_900, "EUR", now).unwrap();
     store.insert_product(&product).await.unwrap();
@@ -101,14 +121,17 @@ async fn commit_orders_throughput_with_batches_of_256() {
             (Synchronous::Normal, 2, true),
             (Synchronous::Full, 2, false),
         ] {
-            let rate = run(synchronous, callers, random_users).await;
-            println!(
-                "round {round}: synchronous={} callers={callers} random_users={random_users}: \
-                 {:.0} orders/s ({} orders in batches of {BATCH})",
-                synchronous.as_str(),
-                rate,
-                BATCH * BATCHES
-            );
+            // Side by side, so both see the same machine.
+            for expiry_index in [false, true] {
+                let rate = run(synchronous, callers, random_users, expiry_index).await;
+                println!(
+                    "round {round}: synchronous={} callers={callers} random_users={random_users} \
+                     expiry_index={expiry_index}: {:.0} orders/s ({} orders in batches of {BATCH})",
+                    synchronous.as_str(),
+                    rate,
+                    BATCH * BATCHES
+                );
+            }
         }
     }
 }

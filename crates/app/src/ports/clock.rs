@@ -22,9 +22,14 @@ impl Clock for SystemClock {
 #[derive(Debug)]
 pub struct ManualClock(AtomicI64);
 
+/// A shared [`ManualClock`]: hand it to the app as a `Clock`, keep it to move time.
+pub type ManualClockHandle = std::sync::Arc<ManualClock>;
+
 impl ManualClock {
-    pub fn new(at: Timestamp) -> Self {
-        Self(AtomicI64::new(at.as_millis()))
+    /// A shared clock at `at`: the app holds it as its `Clock`, the test keeps
+    /// it to move time.
+    pub fn new(at: Timestamp) -> std::sync::Arc<Self> {
+        std::sync::Arc::new(Self(AtomicI64::new(at.as_millis())))
     }
 
     pub fn advance_millis(&self, millis: i64) {

@@ -1,14 +1,23 @@
-//! Ports: the small traits the services use to reach the outside world. Each has
-//! an in-process adapter and, for cluster mode, adapters for external engines,
-//! and every adapter runs the same contract suite (`crate::contract`).
+//! Ports: the small traits the services use to reach the outside world — the
+//! store of record, the stock ledger, the event bus, the payment provider,
+//! outbound webhooks and the clock. Each has an in-process adapter and, for
+//! cluster mode, adapters for external engines, and every adapter runs the
+//! same contract suite (`crate::contract`).
 
+pub mod bus;
 pub mod clock;
 pub mod ledger;
+pub mod notify;
+pub mod payment;
 pub mod store;
 
-pub use clock::{Clock, SystemClock};
+pub use bus::{BusError, EventBus, Subscription};
+pub use clock::{Clock, ManualClock, ManualClockHandle, SystemClock};
 pub use ledger::{Attempt, Decision, LedgerError, Settlement, StockLedger};
+pub use notify::{SendError, WebhookSender};
+pub use payment::{ChargeError, ChargeRequest, PaymentProvider};
 pub use store::{
-    CancelOutcome, CatalogStore, CommitOutcome, KeyRecord, OrderStore, SaleCounts, SaleSnapshot,
-    Store, StoreError, UserStore,
+    AttemptResult, CancelOutcome, CatalogStore, CommitOutcome, DueDelivery, KeyRecord, OrderStore,
+    OutboxStore, PayOutcome, PaymentStore, SaleCounts, SaleSnapshot, SettleOutcome, Store,
+    StoreError, StoredEvent, UserStore, WebhookStore,
 };

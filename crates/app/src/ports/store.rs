@@ -8,9 +8,13 @@ use async_trait::async_trait;
 use stampede_domain::account::{Email, User};
 use stampede_domain::catalog::{Product, Sale};
 use stampede_domain::idempotency::IdempotencyKey;
-use stampede_domain::ids::{OrderId, ProductId, SaleId, UserId};
+use stampede_domain::ids::{
+    DeliveryId, EventId, OrderId, PaymentId, ProductId, SaleId, SubscriptionId, UserId,
+};
 use stampede_domain::order::{Order, OrderStatus};
+use stampede_domain::payment::{Payment, PaymentResult};
 use stampede_domain::time::Timestamp;
+use stampede_domain::webhook::{Delivery, DeliveryStatus, Subscription};
 
 /// Why the store could not do what was asked.
 #[derive(Debug, thiserror::Error)]
@@ -83,6 +87,81 @@ pub struct KeyRecord {
     pub quantity: u32,
 }
 
+/// What a pay request did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PayOutcome {
+    /// A new attempt is recorded with its `payment.requested` event.
+    Requested(Payment),
+    /// An attempt is already waiting for the provider: this one, nothing new.
+    InFlight(Payment),
+    /// The order is not open (paid, cancelled, expired): nothing written.
+    NotPayable(Order),
+    NotFound,
+}
+
+/// What a provider's answer did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SettleOutcome {
+    /// Approved, and the order moved from open to `paid` (`order.paid`).
+    Paid(Order),
+    /// Approved, but the order was no longer open: the payment is flagged for
+    /// refund (`payment.refund_required`), the order unchanged.
+    RefundRequired(Order),
+    /// Declined or failed (`payment.declined` / `payment.failed`); the order
+    /// stays open and may be paid again.
+    NotPaid(Order),
+    /// The attempt already had its answer: nothing written (webhooks repeat).
+    AlreadySettled(Payment),
+    NotFound,
+}
+
+/// An outbox row as consumers read it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredEvent {
+    /// Position in the outbox: strictly increasing in commit order, so a
+    /// consumer's progress is one number.
+    pub seq: i64,
+    pub id: EventId,
+    /// `<aggregate>.<past tense>`, e.g. `order.paid`.
+    pub event_type: String,
+    /// The order (for order and payment events), product, sale or user.
+    pub aggregate_id: String,
+    pub payload: serde_json::Value,
+    pub created_at: Timestamp,
+}
+
+/// A delivery due now, with what is needed to send it.
+#[derive(Debug, Clone)]
+pub struct DueDelivery {
+    pub delivery: Delivery,
+    pub subscription: Subscription,
+    pub event: StoredEvent,
+}
+
+/// How a delivery attempt ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttemptResult {
+    Delivered {
+        status: u16,
+    },
+    /// Try again at `retry_at`.
+    Failed {
+        error: String,
+        status: Option<u16>,
+        retry_at: Timestamp,
+    },
+    /// The last attempt failed: dead letter.
+    Dead {
+        error: String,
+        status: Option<u16>,
+    },
+    /// Not attempted (the endpoint's breaker is open): same attempt count,
+    /// tried again at `retry_at`.
+    Postponed {
+        retry_at: Timestamp,
+    },
+}
+
 #[async_trait]
 pub trait CatalogStore: Send + Sync {
     /// Fails with `Conflict { field: "sku" }` if the SKU exists.
@@ -123,6 +202,95 @@ pub trait OrderStore: Send + Sync {
     async fn sale_counts(&self, sale: SaleId) -> Result<SaleCounts, StoreError>;
     /// Winning keys of orders created at or after `since`.
     async fn keys_since(&self, since: Timestamp) -> Result<Vec<KeyRecord>, StoreError>;
+    /// Expires up to `limit` open orders whose payment window closed at or
+    /// before `now`, oldest first: each is a compare-and-set to `cancelled`
+    /// that returns its units to the sale and writes `order.expired`, in one
+    /// transaction, so an expiry is applied exactly once however often and on
+    /// however many nodes the sweep runs. Returns the expired orders.
+    async fn expire_due(&self, now: Timestamp, limit: u32) -> Result<Vec<Order>, StoreError>;
+}
+
+#[async_trait]
+pub trait PaymentStore: Send + Sync {
+    /// Starts paying an open order: records `payment` (status `requested`)
+    /// with `payment.requested`, unless an attempt is already in flight or the
+    /// order is not open.
+    async fn request_payment(&self, payment: &Payment) -> Result<PayOutcome, StoreError>;
+    async fn payment(&self, id: PaymentId) -> Result<Option<Payment>, StoreError>;
+    /// The order's attempts, oldest first.
+    async fn payments_of(&self, order: OrderId) -> Result<Vec<Payment>, StoreError>;
+    /// `requested → submitted`, keeping the provider's reference. A payment
+    /// in any other status is left alone (a redelivered request).
+    async fn mark_submitted(
+        &self,
+        id: PaymentId,
+        provider_ref: &str,
+        now: Timestamp,
+    ) -> Result<(), StoreError>;
+    /// Applies the provider's final answer, once: the payment's status, and
+    /// on approval the order's compare-and-set to `paid` — or the refund flag
+    /// when the order was cancelled first (I7) — with their events, in one
+    /// transaction.
+    async fn settle_payment(
+        &self,
+        id: PaymentId,
+        result: &PaymentResult,
+        now: Timestamp,
+    ) -> Result<SettleOutcome, StoreError>;
+}
+
+/// The outbox as a log: the in-process event bus reads it, and each consumer
+/// keeps its position in it durably.
+#[async_trait]
+pub trait OutboxStore: Send + Sync {
+    /// Events with `seq > after`, in order.
+    async fn events_after(&self, after: i64, limit: u32) -> Result<Vec<StoredEvent>, StoreError>;
+    /// The events of one aggregate (an order's history), in order.
+    async fn events_of(&self, aggregate_id: &str) -> Result<Vec<StoredEvent>, StoreError>;
+    /// The last `seq` written (0 when empty).
+    async fn last_seq(&self) -> Result<i64, StoreError>;
+    /// A consumer's position: the last `seq` it finished (0 if it never ran).
+    async fn cursor(&self, consumer: &str) -> Result<i64, StoreError>;
+    /// Moves a consumer's position forward (never back).
+    async fn save_cursor(&self, consumer: &str, seq: i64) -> Result<(), StoreError>;
+}
+
+#[async_trait]
+pub trait WebhookStore: Send + Sync {
+    async fn insert_subscription(&self, subscription: &Subscription) -> Result<(), StoreError>;
+    async fn subscription(&self, id: SubscriptionId) -> Result<Option<Subscription>, StoreError>;
+    async fn subscriptions(&self) -> Result<Vec<Subscription>, StoreError>;
+    /// Removes the subscription and its deliveries; `false` if there was none.
+    async fn delete_subscription(&self, id: SubscriptionId) -> Result<bool, StoreError>;
+    /// Schedules `event` for each subscription, due now; a (subscription,
+    /// event) pair already scheduled is left as it is, so a redelivered event
+    /// is delivered once.
+    async fn enqueue_deliveries(
+        &self,
+        event: &StoredEvent,
+        subscriptions: &[SubscriptionId],
+        now: Timestamp,
+    ) -> Result<(), StoreError>;
+    /// Pending deliveries due at `now`, oldest first.
+    async fn due_deliveries(
+        &self,
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<DueDelivery>, StoreError>;
+    async fn record_attempt(
+        &self,
+        id: DeliveryId,
+        result: &AttemptResult,
+        now: Timestamp,
+    ) -> Result<(), StoreError>;
+    /// A subscription's deliveries, newest first, optionally of one status.
+    async fn deliveries(
+        &self,
+        subscription: SubscriptionId,
+        status: Option<DeliveryStatus>,
+        before: Option<DeliveryId>,
+        limit: u32,
+    ) -> Result<Vec<Delivery>, StoreError>;
 }
 
 #[async_trait]
@@ -134,7 +302,17 @@ pub trait UserStore: Send + Sync {
 
 /// The whole store of record, as startup wires it.
 #[async_trait]
-pub trait Store: CatalogStore + OrderStore + UserStore + Send + Sync + 'static {
+pub trait Store:
+    CatalogStore
+    + OrderStore
+    + UserStore
+    + PaymentStore
+    + OutboxStore
+    + WebhookStore
+    + Send
+    + Sync
+    + 'static
+{
     /// A cheap round trip, for readiness.
     async fn ping(&self) -> Result<(), StoreError>;
     /// Finishes queued writes and closes connections; later calls fail with
