@@ -1,38 +1,57 @@
 //! Stampede's application layer: the services the HTTP edge calls, the ports
-//! (traits) they use to reach storage and the stock ledger, and the in-process
-//! adapters of embedded mode.
+//! (traits) they use to reach storage, the stock ledger, the event bus, the
+//! payment provider and outbound webhooks, the in-process adapters of embedded
+//! mode, and the background workers.
 //!
-//! - [`ports`]: `Store` (store of record), `StockLedger` (decides purchases), `Clock`.
-//! - [`ledger`]: the in-memory stock ledger.
+//! - [`ports`]: the traits adapters implement.
+//! - [`ledger`]: the in-memory stock ledger; [`bus`]: the in-process event bus
+//!   over the outbox, and the loop that runs a consumer.
 //! - [`purchase`]: the purchase path and its group-commit stage.
-//! - [`catalog`], [`orders`], [`accounts`]: the other services.
-//! - [`auth`]: HS256 tokens and argon2id password hashes.
-//! - [`App`]: all services wired over one store and one ledger.
+//! - [`catalog`], [`orders`], [`accounts`], [`payments`], [`webhooks`]: the
+//!   services; [`detail`]: the fan-out order view; [`live`]: events for SSE.
+//! - [`expiry`]: the payment-window sweep.
+//! - [`auth`]: tokens, password hashes, webhook signatures.
+//! - [`App`]: all of it wired over one set of adapters.
 
 pub mod accounts;
 pub mod auth;
+pub mod bus;
 pub mod catalog;
 #[cfg(feature = "contract-tests")]
 pub mod contract;
+pub mod detail;
 pub mod error;
+pub mod expiry;
 pub mod ledger;
 pub mod lifecycle;
+pub mod live;
 pub mod orders;
 pub mod paging;
+pub mod payments;
 pub mod ports;
 pub mod purchase;
+pub mod webhooks;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 pub use error::AppError;
 
 use accounts::AccountService;
 use auth::{JwtKey, PasswordHasher, PasswordSettings};
+use bus::run_consumer;
 use catalog::{CatalogService, SaleDirectory};
+use detail::DetailService;
+use expiry::ExpirySweeper;
 use lifecycle::Lifecycle;
+use live::LiveEvents;
 use orders::OrderService;
-use ports::{Clock, StockLedger, Store};
+use payments::{PaymentService, PaymentSettings, PaymentWorker};
+use ports::{Clock, EventBus, PaymentProvider, StockLedger, Store, WebhookSender};
 use purchase::{CommitSettings, PurchaseService};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use webhooks::{DeliveryWorker, WebhookFanout, WebhookService, WebhookSettings};
 
 /// Settings of the services, validated by the caller.
 #[derive(Debug, Clone)]
@@ -44,6 +63,14 @@ pub struct AppSettings {
     /// Winning keys of orders younger than this are loaded into the ledger's
     /// memory at start (the ledger keeps answers at least this long).
     pub key_retention_ms: i64,
+    pub payments: PaymentSettings,
+    pub webhooks: WebhookSettings,
+    /// How often the expiry sweep runs.
+    pub expiry_interval: Duration,
+    /// The order detail view's budget.
+    pub detail_budget: Duration,
+    /// Run the background workers (payments, expiry, webhooks, live events).
+    pub run_workers: bool,
 }
 
 impl Default for AppSettings {
@@ -53,31 +80,58 @@ impl Default for AppSettings {
             passwords: PasswordSettings::default(),
             session_ttl_secs: 3600,
             key_retention_ms: 24 * 3600 * 1000,
+            payments: PaymentSettings::default(),
+            webhooks: WebhookSettings::default(),
+            expiry_interval: Duration::from_millis(250),
+            detail_budget: Duration::from_secs(2),
+            run_workers: true,
         }
     }
 }
 
-/// Every service, wired over one store and one ledger.
+/// The adapters the app runs on, one per port.
+pub struct Adapters {
+    pub store: Arc<dyn Store>,
+    pub ledger: Arc<dyn StockLedger>,
+    pub bus: Arc<dyn EventBus>,
+    pub provider: Arc<dyn PaymentProvider>,
+    pub sender: Arc<dyn WebhookSender>,
+    pub clock: Arc<dyn Clock>,
+    pub jwt: JwtKey,
+}
+
+/// Every service, wired over one set of adapters, and the background workers.
 pub struct App {
-    pub catalog: CatalogService,
+    pub catalog: Arc<CatalogService>,
     pub purchases: PurchaseService,
-    pub orders: OrderService,
+    pub orders: Arc<OrderService>,
     pub accounts: AccountService,
+    pub payments: Arc<PaymentService>,
+    pub webhooks: Arc<WebhookService>,
+    pub detail: DetailService,
+    pub live: Arc<LiveEvents>,
+    pub expiry: Arc<ExpirySweeper>,
     pub lifecycle: Arc<Lifecycle>,
     pub jwt: JwtKey,
     pub clock: Arc<dyn Clock>,
     store: Arc<dyn Store>,
+    workers: TaskTracker,
+    stop_workers: CancellationToken,
 }
 
 impl App {
-    /// Rebuilds the ledger from the store and starts the commit workers.
-    pub async fn start(
-        store: Arc<dyn Store>,
-        ledger: Arc<dyn StockLedger>,
-        clock: Arc<dyn Clock>,
-        jwt: JwtKey,
-        settings: AppSettings,
-    ) -> Result<Self, AppError> {
+    /// Rebuilds the ledger from the store, starts the commit workers and,
+    /// unless disabled, the background workers.
+    pub async fn start(adapters: Adapters, settings: AppSettings) -> Result<Self, AppError> {
+        let Adapters {
+            store,
+            ledger,
+            bus,
+            provider,
+            sender,
+            clock,
+            jwt,
+        } = adapters;
         let lifecycle = Arc::new(Lifecycle::default());
         let now = clock.now();
         let snapshots = store.sale_snapshots().await?;
@@ -93,23 +147,51 @@ impl App {
         ledger.restore(snapshots, keys, now).await?;
         let directory = Arc::new(SaleDirectory::new(store.clone(), sales));
         let hasher = PasswordHasher::new(settings.passwords)?;
-        Ok(Self {
-            catalog: CatalogService::new(
-                store.clone(),
-                store.clone(),
-                ledger.clone(),
-                directory.clone(),
-                clock.clone(),
-            ),
+        let catalog = Arc::new(CatalogService::new(
+            store.clone(),
+            store.clone(),
+            ledger.clone(),
+            directory.clone(),
+            clock.clone(),
+        ));
+        let orders = Arc::new(OrderService::new(
+            store.clone(),
+            store.clone(),
+            ledger.clone(),
+            bus.clone(),
+            clock.clone(),
+        ));
+        let payments = Arc::new(PaymentService::new(
+            store.clone(),
+            bus.clone(),
+            clock.clone(),
+            settings.payments.clone(),
+        ));
+        let webhooks = Arc::new(WebhookService::new(store.clone(), clock.clone()));
+        let expiry = Arc::new(ExpirySweeper::new(
+            store.clone(),
+            ledger.clone(),
+            bus.clone(),
+            clock.clone(),
+            settings.expiry_interval,
+        ));
+        let app = Self {
             purchases: PurchaseService::new(
                 directory,
-                ledger.clone(),
+                ledger,
                 store.clone(),
+                bus.clone(),
                 clock.clone(),
                 lifecycle.clone(),
                 settings.commit,
             ),
-            orders: OrderService::new(store.clone(), ledger, clock.clone()),
+            detail: DetailService::new(
+                orders.clone(),
+                catalog.clone(),
+                store.clone(),
+                store.clone(),
+                settings.detail_budget,
+            ),
             accounts: AccountService::new(
                 store.clone(),
                 hasher,
@@ -117,11 +199,50 @@ impl App {
                 settings.session_ttl_secs,
                 clock.clone(),
             ),
+            live: Arc::new(LiveEvents::new()),
+            catalog,
+            orders,
+            payments,
+            webhooks,
+            expiry,
             lifecycle,
             jwt,
             clock,
             store,
-        })
+            workers: TaskTracker::new(),
+            stop_workers: CancellationToken::new(),
+        };
+        if settings.run_workers {
+            app.spawn_workers(bus, provider, sender, settings.webhooks);
+        }
+        Ok(app)
+    }
+
+    fn spawn_workers(
+        &self,
+        bus: Arc<dyn EventBus>,
+        provider: Arc<dyn PaymentProvider>,
+        sender: Arc<dyn WebhookSender>,
+        webhook_settings: WebhookSettings,
+    ) {
+        let stop = &self.stop_workers;
+        let payment_worker = Arc::new(PaymentWorker::new(self.payments.clone(), provider));
+        self.workers.spawn(run_consumer(
+            bus.clone(),
+            Arc::new(payment_worker),
+            stop.clone(),
+        ));
+        let fanout = Arc::new(WebhookFanout::new(self.webhooks.clone()));
+        self.workers
+            .spawn(run_consumer(bus.clone(), fanout, stop.clone()));
+        let delivery = Arc::new(DeliveryWorker::new(
+            self.webhooks.clone(),
+            sender,
+            webhook_settings,
+        ));
+        self.workers.spawn(delivery.run(stop.clone()));
+        self.workers.spawn(self.expiry.clone().run(stop.clone()));
+        self.workers.spawn(self.live.clone().run(bus, stop.clone()));
     }
 
     /// Whether the store answers.
@@ -130,10 +251,18 @@ impl App {
     }
 
     /// The last stage of shutdown: no new purchases, every queued order
-    /// committed, the store closed.
+    /// committed, the background workers at a safe point, the store closed.
     pub async fn shutdown(&self) {
         self.lifecycle.start_draining();
         self.purchases.shutdown().await;
+        self.stop_workers.cancel();
+        self.workers.close();
+        if tokio::time::timeout(Duration::from_secs(10), self.workers.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("background workers did not stop within 10 s");
+        }
         self.store.close().await;
     }
 }

@@ -9,7 +9,9 @@ use stampede_domain::order::{CancelDecision, Order};
 
 use crate::error::AppError;
 use crate::paging;
-use crate::ports::{CancelOutcome, Clock, OrderStore, StockLedger};
+use crate::ports::{
+    CancelOutcome, Clock, EventBus, OrderStore, OutboxStore, StockLedger, StoredEvent,
+};
 
 /// Who is asking: the claims of a verified token.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,26 +21,32 @@ pub struct Caller {
 }
 
 impl Caller {
-    fn may_see(&self, order: &Order) -> bool {
+    pub(crate) fn may_see(&self, order: &Order) -> bool {
         self.role == Role::Admin || order.user_id == self.user
     }
 }
 
 pub struct OrderService {
     store: Arc<dyn OrderStore>,
+    outbox: Arc<dyn OutboxStore>,
     ledger: Arc<dyn StockLedger>,
+    bus: Arc<dyn EventBus>,
     clock: Arc<dyn Clock>,
 }
 
 impl OrderService {
     pub(crate) fn new(
         store: Arc<dyn OrderStore>,
+        outbox: Arc<dyn OutboxStore>,
         ledger: Arc<dyn StockLedger>,
+        bus: Arc<dyn EventBus>,
         clock: Arc<dyn Clock>,
     ) -> Self {
         Self {
             store,
+            outbox,
             ledger,
+            bus,
             clock,
         }
     }
@@ -48,6 +56,20 @@ impl OrderService {
             Some(order) if caller.may_see(&order) => Ok(order),
             _ => Err(AppError::NotFound),
         }
+    }
+
+    /// The order's events so far (its status changes and payments), oldest
+    /// first, after `after_seq`.
+    pub async fn history(
+        &self,
+        caller: &Caller,
+        id: OrderId,
+        after_seq: i64,
+    ) -> Result<Vec<StoredEvent>, AppError> {
+        self.get(caller, id).await?;
+        let mut events = self.outbox.events_of(&id.to_string()).await?;
+        events.retain(|e| e.seq > after_seq);
+        Ok(events)
     }
 
     /// A page of the caller's orders, newest first, and the cursor of the next.
@@ -76,6 +98,7 @@ impl OrderService {
         }
         match self.store.cancel_order(id, self.clock.now()).await? {
             CancelOutcome::Cancelled(order) => {
+                self.bus.notify();
                 self.ledger
                     .release(order.sale_id, &order.user_id, order.quantity.get())
                     .await

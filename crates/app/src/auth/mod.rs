@@ -1,7 +1,9 @@
-//! Authentication: HS256 bearer tokens and argon2id password hashes.
+//! Authentication: HS256 bearer tokens, argon2id password hashes, and the
+//! HMAC signatures of webhooks in both directions.
 
 mod jwt;
 mod password;
+pub mod signature;
 
 pub use jwt::{Claims, JwtError, JwtKey};
 pub use password::{PasswordHasher, PasswordSettings};

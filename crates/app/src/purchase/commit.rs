@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::error::AppError;
-use crate::ports::{Attempt, CommitOutcome, OrderStore, Settlement, StockLedger};
+use crate::ports::{Attempt, CommitOutcome, EventBus, OrderStore, Settlement, StockLedger};
 
 /// Sizes of the commit stage.
 #[derive(Debug, Clone, Copy)]
@@ -96,6 +96,8 @@ impl Metrics {
 struct Shared {
     store: Arc<dyn OrderStore>,
     ledger: Arc<dyn StockLedger>,
+    /// Told after each commit: `order.created` events are waiting.
+    bus: Arc<dyn EventBus>,
     max_batch: usize,
     metrics: Metrics,
 }
@@ -114,6 +116,7 @@ impl GroupCommitter {
     pub(crate) fn start(
         store: Arc<dyn OrderStore>,
         ledger: Arc<dyn StockLedger>,
+        bus: Arc<dyn EventBus>,
         settings: CommitSettings,
     ) -> Self {
         let capacity = settings.queue_capacity.max(1);
@@ -122,6 +125,7 @@ impl GroupCommitter {
         let shared = Arc::new(Shared {
             store,
             ledger,
+            bus,
             max_batch: settings.max_batch.max(1),
             metrics: Metrics::new(),
         });
@@ -223,6 +227,7 @@ async fn commit(shared: &Shared, batch: Vec<Job>) {
         .record(started.elapsed().as_secs_f64());
     match result {
         Ok(outcomes) if outcomes.len() == batch.len() => {
+            shared.bus.notify();
             for (job, outcome) in batch.into_iter().zip(outcomes) {
                 finish(shared, job, outcome).await;
             }

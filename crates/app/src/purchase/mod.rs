@@ -20,7 +20,7 @@ use commit::{Committed, GroupCommitter, Job, Rejected};
 use crate::catalog::SaleDirectory;
 use crate::error::AppError;
 use crate::lifecycle::Lifecycle;
-use crate::ports::{Attempt, Clock, Decision, OrderStore, Settlement, StockLedger};
+use crate::ports::{Attempt, Clock, Decision, EventBus, OrderStore, Settlement, StockLedger};
 
 /// A purchase as the HTTP edge hands it over: every part already validated.
 #[derive(Debug, Clone)]
@@ -105,11 +105,12 @@ impl PurchaseService {
         sales: Arc<SaleDirectory>,
         ledger: Arc<dyn StockLedger>,
         store: Arc<dyn OrderStore>,
+        bus: Arc<dyn EventBus>,
         clock: Arc<dyn Clock>,
         lifecycle: Arc<Lifecycle>,
         settings: CommitSettings,
     ) -> Self {
-        let committer = GroupCommitter::start(store.clone(), ledger.clone(), settings);
+        let committer = GroupCommitter::start(store.clone(), ledger.clone(), bus, settings);
         Self {
             sales,
             ledger,

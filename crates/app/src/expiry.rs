@@ -1,0 +1,84 @@
+//! Payment-window expiry (I6): a sweep asks the store for open orders whose
+//! `expires_at` has passed and expires them — each a compare-and-set in the
+//! store that returns its units to the sale with `order.expired` — then gives
+//! the units back to the ledger. Driven by the store's timestamps, never by a
+//! timer alone, so downtime delays an expiry but never loses or repeats one.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use metrics::counter;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::AppError;
+use crate::ports::{Clock, EventBus, OrderStore, StockLedger};
+
+/// Orders expired per transaction.
+const BATCH: u32 = 500;
+
+pub struct ExpirySweeper {
+    store: Arc<dyn OrderStore>,
+    ledger: Arc<dyn StockLedger>,
+    bus: Arc<dyn EventBus>,
+    clock: Arc<dyn Clock>,
+    interval: Duration,
+}
+
+impl ExpirySweeper {
+    pub fn new(
+        store: Arc<dyn OrderStore>,
+        ledger: Arc<dyn StockLedger>,
+        bus: Arc<dyn EventBus>,
+        clock: Arc<dyn Clock>,
+        interval: Duration,
+    ) -> Self {
+        Self {
+            store,
+            ledger,
+            bus,
+            clock,
+            interval,
+        }
+    }
+
+    /// One sweep: expires what is due (up to a batch); returns how many.
+    pub async fn sweep_once(&self) -> Result<usize, AppError> {
+        let expired = self.store.expire_due(self.clock.now(), BATCH).await?;
+        for order in &expired {
+            // The store already has the units back; a ledger that cannot take
+            // them is rebuilt from the store at the next start.
+            if let Err(err) = self
+                .ledger
+                .release(order.sale_id, &order.user_id, order.quantity.get())
+                .await
+            {
+                tracing::error!(order_id = %order.id, error = %err, "returning expired units to the ledger failed");
+            }
+        }
+        if !expired.is_empty() {
+            counter!("stampede_orders_expired_total").increment(expired.len() as u64);
+            tracing::debug!(orders = expired.len(), "expired unpaid orders");
+            self.bus.notify();
+        }
+        Ok(expired.len())
+    }
+
+    /// Sweeps every `interval` (at once again while batches come back full)
+    /// until `stop`.
+    pub async fn run(self: Arc<Self>, stop: CancellationToken) {
+        while !stop.is_cancelled() {
+            let pause = match self.sweep_once().await {
+                Ok(n) if n as u32 == BATCH => Duration::ZERO,
+                Ok(_) => self.interval,
+                Err(err) => {
+                    tracing::warn!(error = %err, "expiry sweep failed");
+                    self.interval * 4
+                }
+            };
+            tokio::select! {
+                () = stop.cancelled() => break,
+                () = tokio::time::sleep(pause) => {}
+            }
+        }
+    }
+}

@@ -1,0 +1,207 @@
+//! The delivery worker: POSTs due deliveries, signed with the subscription's
+//! secret. Each endpoint has its own circuit breaker, so a dead endpoint is
+//! skipped quickly (its deliveries postponed, attempts unspent) instead of
+//! tying up the worker; a failed attempt is rescheduled with full-jitter
+//! backoff, and the last one leaves a dead letter visible through the API.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use metrics::counter;
+use serde_json::json;
+use stampede_domain::ids::SubscriptionId;
+use stampede_flow::breaker::{CircuitBreaker, Outcome};
+use stampede_flow::retry::Rng;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::{WebhookService, WebhookSettings};
+use crate::auth::signature;
+use crate::error::AppError;
+use crate::ports::{AttemptResult, DueDelivery, WebhookSender};
+
+pub struct DeliveryWorker {
+    service: Arc<WebhookService>,
+    sender: Arc<dyn WebhookSender>,
+    settings: WebhookSettings,
+    breakers: Mutex<HashMap<SubscriptionId, CircuitBreaker>>,
+    rng: Mutex<Rng>,
+}
+
+/// The JSON every subscriber receives.
+pub fn envelope(due: &DueDelivery) -> serde_json::Value {
+    json!({
+        "id": due.event.id.to_string(),
+        "type": due.event.event_type,
+        "created_at": due.event.created_at.to_rfc3339(),
+        "data": due.event.payload,
+    })
+}
+
+impl DeliveryWorker {
+    pub fn new(
+        service: Arc<WebhookService>,
+        sender: Arc<dyn WebhookSender>,
+        settings: WebhookSettings,
+    ) -> Self {
+        Self {
+            service,
+            sender,
+            settings,
+            breakers: Mutex::new(HashMap::new()),
+            rng: Mutex::new(Rng::new()),
+        }
+    }
+
+    fn breaker(&self, id: SubscriptionId) -> CircuitBreaker {
+        let mut breakers = self.breakers.lock().unwrap_or_else(|p| p.into_inner());
+        breakers
+            .entry(id)
+            .or_insert_with(|| CircuitBreaker::new(format!("webhook:{id}"), self.settings.breaker))
+            .clone()
+    }
+
+    fn backoff(&self, attempts: u32) -> Duration {
+        let mut rng = self.rng.lock().unwrap_or_else(|p| p.into_inner());
+        self.settings
+            .backoff
+            .backoff(attempts.saturating_sub(1), &mut rng)
+    }
+
+    /// Attempts every delivery due now (up to a batch); returns how many.
+    pub async fn deliver_due(self: &Arc<Self>) -> Result<usize, AppError> {
+        let now = self.service.clock.now();
+        let due = self.service.store.due_deliveries(now, 128).await?;
+        let count = due.len();
+        let slots = Arc::new(Semaphore::new(self.settings.concurrency.max(1)));
+        let mut attempts = JoinSet::new();
+        for delivery in due {
+            let worker = self.clone();
+            let slots = slots.clone();
+            attempts.spawn(async move {
+                let _slot = slots.acquire_owned().await;
+                worker.attempt(delivery).await
+            });
+        }
+        while let Some(joined) = attempts.join_next().await {
+            match joined {
+                Ok(Ok(())) => {}
+                Ok(Err(err)) => tracing::warn!(error = %err, "recording a delivery attempt failed"),
+                Err(err) => tracing::error!(error = %err, "delivery task failed"),
+            }
+        }
+        Ok(count)
+    }
+
+    async fn attempt(&self, due: DueDelivery) -> Result<(), AppError> {
+        let breaker = self.breaker(due.subscription.id);
+        let store = &self.service.store;
+        let clock = &self.service.clock;
+        let permit = match breaker.try_acquire() {
+            Ok(permit) => permit,
+            Err(rejected) => {
+                counter!("stampede_webhook_attempts_total", "result" => "postponed").increment(1);
+                let retry_at = clock
+                    .now()
+                    .plus_millis(rejected.retry_after.as_millis() as i64);
+                store
+                    .record_attempt(
+                        due.delivery.id,
+                        &AttemptResult::Postponed { retry_at },
+                        clock.now(),
+                    )
+                    .await?;
+                return Ok(());
+            }
+        };
+        let body =
+            serde_json::to_vec(&envelope(&due)).map_err(|e| AppError::Internal(e.to_string()))?;
+        let headers = [
+            ("content-type", "application/json".to_owned()),
+            ("stampede-event-id", due.event.id.to_string()),
+            ("stampede-event-type", due.event.event_type.clone()),
+            ("stampede-delivery-id", due.delivery.id.to_string()),
+            (
+                signature::HEADER,
+                signature::sign(
+                    due.subscription.secret.expose().as_bytes(),
+                    &body,
+                    clock.now(),
+                ),
+            ),
+        ];
+        let sent = self
+            .sender
+            .post(
+                due.subscription.url.as_str(),
+                &headers,
+                body,
+                self.settings.timeout,
+            )
+            .await;
+        let attempts = due.delivery.attempts + 1;
+        let (ok, error, status) = match sent {
+            Ok(status) if (200..300).contains(&status) => (true, String::new(), Some(status)),
+            Ok(status) => (false, format!("answered {status}"), Some(status)),
+            Err(err) => (false, err.0, None),
+        };
+        permit.record(if ok {
+            Outcome::Success
+        } else {
+            Outcome::Failure
+        });
+        let result = if ok {
+            AttemptResult::Delivered {
+                status: status.unwrap_or(200),
+            }
+        } else if attempts >= self.settings.max_attempts {
+            tracing::warn!(delivery_id = %due.delivery.id, url = due.subscription.url.as_str(), error, "webhook delivery dead after its last attempt");
+            AttemptResult::Dead { error, status }
+        } else {
+            let retry_at = clock
+                .now()
+                .plus_millis(self.backoff(attempts).as_millis() as i64);
+            AttemptResult::Failed {
+                error,
+                status,
+                retry_at,
+            }
+        };
+        counter!("stampede_webhook_attempts_total", "result" => match result {
+            AttemptResult::Delivered { .. } => "delivered",
+            AttemptResult::Failed { .. } => "failed",
+            AttemptResult::Dead { .. } => "dead",
+            AttemptResult::Postponed { .. } => "postponed",
+        })
+        .increment(1);
+        store
+            .record_attempt(due.delivery.id, &result, clock.now())
+            .await?;
+        Ok(())
+    }
+
+    /// Delivers until `stop`, waking on new deliveries or every poll.
+    pub async fn run(self: Arc<Self>, stop: CancellationToken) {
+        while !stop.is_cancelled() {
+            let woken = self.service.wake.notified();
+            let pause = match self.deliver_due().await {
+                Ok(n) if n > 0 => Duration::ZERO,
+                Ok(_) => self.settings.poll,
+                Err(err) => {
+                    tracing::warn!(error = %err, "reading due deliveries failed");
+                    self.settings.poll * 4
+                }
+            };
+            if pause.is_zero() {
+                continue;
+            }
+            tokio::select! {
+                () = stop.cancelled() => break,
+                () = woken => {}
+                () = tokio::time::sleep(pause) => {}
+            }
+        }
+    }
+}

@@ -1,0 +1,150 @@
+//! Webhook notifications (shared/DESIGN.md section 8): admins subscribe a URL
+//! to event types; the `webhooks` consumer turns each event into one delivery
+//! per matching subscription (idempotent per subscription and event), and the
+//! delivery worker POSTs them signed, retrying with backoff and full jitter
+//! behind a circuit breaker per endpoint, until delivered or dead-lettered.
+
+mod delivery;
+mod fanout;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use stampede_domain::ids::{DeliveryId, SubscriptionId};
+use stampede_domain::webhook::{
+    Delivery, DeliveryStatus, EventFilter, SigningSecret, Subscription, WebhookUrl,
+};
+use stampede_flow::breaker::BreakerConfig;
+use stampede_flow::retry::RetryPolicy;
+use tokio::sync::Notify;
+
+pub use delivery::DeliveryWorker;
+pub use fanout::WebhookFanout;
+
+use crate::error::AppError;
+use crate::paging;
+use crate::ports::{Clock, WebhookStore};
+
+/// How deliveries are attempted.
+#[derive(Debug, Clone)]
+pub struct WebhookSettings {
+    /// Longest wait for one POST.
+    pub timeout: Duration,
+    /// Attempts before a delivery is dead.
+    pub max_attempts: u32,
+    /// The schedule between attempts (full jitter, capped).
+    pub backoff: RetryPolicy,
+    /// The breaker each endpoint gets.
+    pub breaker: BreakerConfig,
+    /// POSTs in flight at once, across endpoints.
+    pub concurrency: usize,
+    /// How often the worker looks for due deliveries without a wake-up.
+    pub poll: Duration,
+}
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(5),
+            max_attempts: 8,
+            backoff: RetryPolicy {
+                max_attempts: 8,
+                base: Duration::from_secs(1),
+                cap: Duration::from_secs(600),
+            },
+            breaker: BreakerConfig {
+                minimum_calls: 5,
+                wait_in_open: Duration::from_secs(30),
+                ..BreakerConfig::default()
+            },
+            concurrency: 16,
+            poll: Duration::from_millis(250),
+        }
+    }
+}
+
+/// A new subscription's fields as an admin sends them.
+#[derive(Debug, Clone)]
+pub struct NewSubscription {
+    pub url: String,
+    pub event_types: Vec<String>,
+    /// Generated when absent.
+    pub secret: Option<String>,
+}
+
+pub struct WebhookService {
+    store: Arc<dyn WebhookStore>,
+    clock: Arc<dyn Clock>,
+    /// Wakes the delivery worker when deliveries were scheduled.
+    pub(crate) wake: Arc<Notify>,
+}
+
+impl WebhookService {
+    pub(crate) fn new(store: Arc<dyn WebhookStore>, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            store,
+            clock,
+            wake: Arc::new(Notify::new()),
+        }
+    }
+
+    /// Validates and stores a subscription; the secret (given or generated)
+    /// is in the result, the only time it is shown.
+    pub async fn subscribe(&self, new: NewSubscription) -> Result<Subscription, AppError> {
+        let url = WebhookUrl::parse(&new.url)?;
+        let events = EventFilter::parse(&new.event_types)?;
+        let secret = match new.secret {
+            Some(secret) => SigningSecret::parse(&secret)?,
+            None => SigningSecret::parse(&random_secret()?)?,
+        };
+        let subscription = Subscription {
+            id: SubscriptionId::generate(),
+            url,
+            events,
+            secret,
+            created_at: self.clock.now(),
+        };
+        self.store.insert_subscription(&subscription).await?;
+        Ok(subscription)
+    }
+
+    pub async fn list(&self) -> Result<Vec<Subscription>, AppError> {
+        Ok(self.store.subscriptions().await?)
+    }
+
+    pub async fn get(&self, id: SubscriptionId) -> Result<Subscription, AppError> {
+        self.store.subscription(id).await?.ok_or(AppError::NotFound)
+    }
+
+    pub async fn unsubscribe(&self, id: SubscriptionId) -> Result<(), AppError> {
+        if self.store.delete_subscription(id).await? {
+            Ok(())
+        } else {
+            Err(AppError::NotFound)
+        }
+    }
+
+    /// A page of a subscription's deliveries, newest first (dead letters
+    /// with `status = dead`).
+    pub async fn deliveries(
+        &self,
+        id: SubscriptionId,
+        status: Option<DeliveryStatus>,
+        before: Option<DeliveryId>,
+        limit: u32,
+    ) -> Result<(Vec<Delivery>, Option<DeliveryId>), AppError> {
+        self.get(id).await?;
+        let items = self.store.deliveries(id, status, before, limit + 1).await?;
+        Ok(paging::split(items, limit, |d| d.id))
+    }
+}
+
+fn random_secret() -> Result<String, AppError> {
+    let mut bytes = [0u8; 24];
+    getrandom::fill(&mut bytes)
+        .map_err(|e| AppError::Internal(format!("reading randomness: {e}")))?;
+    Ok(format!(
+        "whsec_{}",
+        bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    ))
+}

@@ -1,0 +1,16 @@
+//! Adapters for what Stampede calls out to over HTTP:
+//!
+//! - [`SimulatedProvider`]: the built-in payment provider, for tests and
+//!   drills — latency, declines and errors as settings; it confirms each
+//!   charge later by calling Stampede's signed payment webhook, like a real
+//!   provider.
+//! - [`HttpWebhookSender`]: POSTs webhook notifications.
+//! - [`client`]: the shared HTTP client setup (TLS by rustls on ring).
+
+mod client;
+mod payment_sim;
+mod webhook_sender;
+
+pub use client::{client, install_tls_provider};
+pub use payment_sim::{SimulatedProvider, SimulatedSettings};
+pub use webhook_sender::HttpWebhookSender;

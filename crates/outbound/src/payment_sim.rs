@@ -1,0 +1,168 @@
+//! The simulated payment provider. It behaves like a real one, with knobs:
+//! each charge takes a random latency, fails with `error_rate` (retryable),
+//! and is otherwise accepted — once per payment id, like a provider's
+//! idempotency key — and answered `confirm_delay` later on Stampede's payment
+//! webhook, signed, approved or (with `decline_rate`) declined. Webhook calls
+//! that fail are retried a few times, as providers do.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::json;
+use stampede_app::auth::signature;
+use stampede_app::ports::{ChargeError, ChargeRequest, Clock, PaymentProvider};
+use stampede_domain::ids::PaymentId;
+
+/// The knobs of the simulation.
+#[derive(Debug, Clone)]
+pub struct SimulatedSettings {
+    /// Each charge call takes a latency drawn uniformly from this range.
+    pub latency_min: Duration,
+    pub latency_max: Duration,
+    /// Share of accepted charges answered `declined` (0.0–1.0).
+    pub decline_rate: f64,
+    /// Share of charge calls that fail with a retryable error (0.0–1.0).
+    pub error_rate: f64,
+    /// How long after accepting a charge the webhook is called.
+    pub confirm_delay: Duration,
+    /// Stampede's payment webhook.
+    pub webhook_url: String,
+    pub webhook_secret: Vec<u8>,
+}
+
+impl Default for SimulatedSettings {
+    /// Approves every payment and confirms well within a second (API.md).
+    fn default() -> Self {
+        Self {
+            latency_min: Duration::from_millis(5),
+            latency_max: Duration::from_millis(20),
+            decline_rate: 0.0,
+            error_rate: 0.0,
+            confirm_delay: Duration::from_millis(100),
+            webhook_url: "http://127.0.0.1:8080/api/v1/payments/webhook".into(),
+            webhook_secret: Vec::new(),
+        }
+    }
+}
+
+pub struct SimulatedProvider {
+    settings: SimulatedSettings,
+    client: reqwest::Client,
+    clock: Arc<dyn Clock>,
+    /// Charges taken and not yet confirmed, by payment id: a repeat returns
+    /// the same reference and starts no second confirmation.
+    taken: Arc<Mutex<HashMap<PaymentId, String>>>,
+    rng: Mutex<fastrand::Rng>,
+}
+
+impl SimulatedProvider {
+    pub fn new(settings: SimulatedSettings, clock: Arc<dyn Clock>) -> reqwest::Result<Self> {
+        Ok(Self {
+            client: crate::client("stampede-simulated-provider")?,
+            settings,
+            clock,
+            taken: Arc::default(),
+            rng: Mutex::new(fastrand::Rng::new()),
+        })
+    }
+
+    fn roll(&self) -> f64 {
+        self.rng.lock().unwrap_or_else(|p| p.into_inner()).f64()
+    }
+
+    fn latency(&self) -> Duration {
+        let (min, max) = (self.settings.latency_min, self.settings.latency_max);
+        if max <= min {
+            return min;
+        }
+        let span = (max - min).as_micros() as u64;
+        let pick = self
+            .rng
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .u64(0..=span);
+        min + Duration::from_micros(pick)
+    }
+
+    /// Calls the webhook with the answer, retrying a failed call up to five
+    /// times; forgets the charge once answered.
+    fn confirm_later(&self, payment_id: PaymentId, provider_ref: String, approved: bool) {
+        let client = self.client.clone();
+        let settings = self.settings.clone();
+        let clock = self.clock.clone();
+        let taken = self.taken.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(settings.confirm_delay).await;
+            let body = if approved {
+                json!({"payment_id": payment_id.to_string(), "status": "approved", "provider_ref": provider_ref})
+            } else {
+                json!({"payment_id": payment_id.to_string(), "status": "declined", "provider_ref": provider_ref,
+                       "reason": "card declined (simulated)"})
+            };
+            let body = body.to_string().into_bytes();
+            for attempt in 0..6u32 {
+                if attempt > 0 {
+                    tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
+                }
+                let signed = signature::sign(&settings.webhook_secret, &body, clock.now());
+                let sent = client
+                    .post(&settings.webhook_url)
+                    .header("content-type", "application/json")
+                    .header(signature::HEADER, signed)
+                    .timeout(Duration::from_secs(5))
+                    .body(body.clone())
+                    .send()
+                    .await;
+                match sent {
+                    Ok(response) if response.status().is_success() => {
+                        taken
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .remove(&payment_id);
+                        return;
+                    }
+                    Ok(response) if response.status().is_client_error() => {
+                        tracing::warn!(payment_id = %payment_id, status = response.status().as_u16(), "simulated provider: webhook refused");
+                        taken
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .remove(&payment_id);
+                        return;
+                    }
+                    Ok(response) => tracing::debug!(
+                        status = response.status().as_u16(),
+                        "simulated provider: webhook failed; retrying"
+                    ),
+                    Err(err) => {
+                        tracing::debug!(error = %err, "simulated provider: webhook unreachable; retrying")
+                    }
+                }
+            }
+            tracing::warn!(payment_id = %payment_id, "simulated provider: gave up calling the webhook");
+        });
+    }
+}
+
+#[async_trait]
+impl PaymentProvider for SimulatedProvider {
+    async fn charge(&self, request: &ChargeRequest) -> Result<String, ChargeError> {
+        tokio::time::sleep(self.latency()).await;
+        if self.roll() < self.settings.error_rate {
+            return Err(ChargeError::Retryable("simulated provider error".into()));
+        }
+        let provider_ref = {
+            let mut taken = self.taken.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(existing) = taken.get(&request.payment_id) {
+                return Ok(existing.clone());
+            }
+            let provider_ref = format!("sim_{}", request.payment_id.as_uuid().simple());
+            taken.insert(request.payment_id, provider_ref.clone());
+            provider_ref
+        };
+        let approved = self.roll() >= self.settings.decline_rate;
+        self.confirm_later(request.payment_id, provider_ref.clone(), approved);
+        Ok(provider_ref)
+    }
+}
