@@ -351,6 +351,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_documented_event_types_are_the_subscribable_ones() {
+        let schema =
+            serde_json::to_value(<EventTypeName as utoipa::PartialSchema>::schema()).unwrap();
+        let mut documented: Vec<String> = serde_json::from_value(schema["enum"].clone()).unwrap();
+        documented.sort();
+        let mut known: Vec<String> = stampede_domain::webhook::EVENT_TYPES
+            .iter()
+            .map(|t| (*t).to_owned())
+            .collect();
+        known.push("*".to_owned());
+        known.sort();
+        assert_eq!(documented, known);
+    }
+
+    #[test]
     fn whole_numbers_may_carry_a_zero_fraction_and_nothing_else_gets_in() {
         let body: PurchaseBody = serde_json::from_str(r#"{"quantity": 2.0}"#).unwrap();
         assert_eq!(body.quantity, 2);
@@ -370,4 +385,208 @@ mod tests {
         assert_eq!(sale.per_user_limit, None);
         assert_eq!(sale.payment_window_secs, None);
     }
+}
+
+/// One attempt to pay an order.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PaymentBody {
+    pub id: String,
+    pub order_id: String,
+    pub amount_cents: i64,
+    pub currency: String,
+    /// `requested`, `submitted`, `approved`, `declined` or `failed`.
+    pub status: &'static str,
+    pub provider_ref: Option<String>,
+    /// Approved after the order was cancelled or expired: to be refunded.
+    pub refund_required: bool,
+    pub reason: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl From<&stampede_domain::payment::Payment> for PaymentBody {
+    fn from(p: &stampede_domain::payment::Payment) -> Self {
+        Self {
+            id: p.id.to_string(),
+            order_id: p.order_id.to_string(),
+            amount_cents: p.amount_cents,
+            currency: p.currency.to_string(),
+            status: p.status.as_str(),
+            provider_ref: p.provider_ref.clone(),
+            refund_required: p.refund_required,
+            reason: p.reason.clone(),
+            created_at: p.created_at.to_rfc3339(),
+            updated_at: p.updated_at.to_rfc3339(),
+        }
+    }
+}
+
+/// An event, as webhooks and event streams carry it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventBody {
+    /// Unique: consumers deduplicate by it.
+    pub id: String,
+    /// e.g. `order.paid`.
+    #[serde(rename = "type")]
+    pub type_: String,
+    pub created_at: String,
+    /// The entity as it was after the change.
+    #[schema(value_type = Object)]
+    pub data: serde_json::Value,
+}
+
+impl From<&stampede_app::ports::StoredEvent> for EventBody {
+    fn from(e: &stampede_app::ports::StoredEvent) -> Self {
+        Self {
+            id: e.id.to_string(),
+            type_: e.event_type.clone(),
+            created_at: e.created_at.to_rfc3339(),
+            data: e.payload.clone(),
+        }
+    }
+}
+
+/// An order with everything around it; missing parts are `null` and named
+/// in `degraded`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OrderDetailBody {
+    pub order: OrderBody,
+    pub product: Option<ProductBody>,
+    pub sale: Option<SaleBody>,
+    pub payments: Option<Vec<PaymentBody>>,
+    pub events: Option<Vec<EventBody>>,
+    /// Parts that failed or missed the deadline: `product`, `sale`, `payments`, `events`.
+    pub degraded: Vec<&'static str>,
+}
+
+impl From<&stampede_app::detail::OrderDetail> for OrderDetailBody {
+    fn from(d: &stampede_app::detail::OrderDetail) -> Self {
+        Self {
+            order: OrderBody::from(&d.order),
+            product: d.product.as_ref().map(ProductBody::from),
+            sale: d.sale.as_ref().map(SaleBody::from),
+            payments: d
+                .payments
+                .as_ref()
+                .map(|ps| ps.iter().map(PaymentBody::from).collect()),
+            events: d
+                .events
+                .as_ref()
+                .map(|es| es.iter().map(EventBody::from).collect()),
+            degraded: d.degraded.clone(),
+        }
+    }
+}
+
+/// `POST /api/v1/webhooks`
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct NewSubscriptionBody {
+    /// `http://` or `https://`.
+    #[schema(
+        example = "https://hooks.example.com/stampede",
+        max_length = 2048,
+        pattern = r"^https?://[!-~]+$"
+    )]
+    pub url: String,
+    /// Event types, or `["*"]` for all of them.
+    #[schema(value_type = Vec<EventTypeName>, example = json!(["order.paid", "order.expired"]), min_items = 1, max_items = 32)]
+    pub event_types: Vec<String>,
+    /// Signing secret (16–256 printable characters); generated when absent.
+    #[schema(min_length = 16, max_length = 256, pattern = r"^[!-~]+$")]
+    pub secret: Option<String>,
+}
+
+/// An event type a subscription can ask for (the OpenAPI document's view of
+/// `stampede_domain::webhook::EVENT_TYPES`; a test keeps the two equal).
+#[derive(Debug, Serialize, ToSchema)]
+pub enum EventTypeName {
+    #[serde(rename = "*")]
+    All,
+    #[serde(rename = "order.created")]
+    OrderCreated,
+    #[serde(rename = "order.paid")]
+    OrderPaid,
+    #[serde(rename = "order.cancelled")]
+    OrderCancelled,
+    #[serde(rename = "order.expired")]
+    OrderExpired,
+    #[serde(rename = "payment.requested")]
+    PaymentRequested,
+    #[serde(rename = "payment.submitted")]
+    PaymentSubmitted,
+    #[serde(rename = "payment.declined")]
+    PaymentDeclined,
+    #[serde(rename = "payment.failed")]
+    PaymentFailed,
+    #[serde(rename = "payment.refund_required")]
+    PaymentRefundRequired,
+    #[serde(rename = "product.created")]
+    ProductCreated,
+    #[serde(rename = "sale.created")]
+    SaleCreated,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SubscriptionBody {
+    pub id: String,
+    pub url: String,
+    pub event_types: Vec<String>,
+    pub created_at: String,
+    /// Only in the answer to its creation: keep it to verify signatures.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+}
+
+impl SubscriptionBody {
+    pub fn of(s: &stampede_domain::webhook::Subscription, with_secret: bool) -> Self {
+        Self {
+            id: s.id.to_string(),
+            url: s.url.as_str().to_owned(),
+            event_types: s.events.types().to_vec(),
+            created_at: s.created_at.to_rfc3339(),
+            secret: with_secret.then(|| s.secret.expose().to_owned()),
+        }
+    }
+}
+
+/// One event for one subscription.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeliveryBody {
+    pub id: String,
+    pub subscription_id: String,
+    pub event_id: String,
+    pub event_type: String,
+    /// `pending`, `delivered` or `dead` (a dead letter: every attempt failed).
+    pub status: &'static str,
+    pub attempts: u32,
+    pub next_attempt_at: String,
+    pub last_error: Option<String>,
+    pub last_status: Option<u16>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl From<&stampede_domain::webhook::Delivery> for DeliveryBody {
+    fn from(d: &stampede_domain::webhook::Delivery) -> Self {
+        Self {
+            id: d.id.to_string(),
+            subscription_id: d.subscription_id.to_string(),
+            event_id: d.event_id.to_string(),
+            event_type: d.event_type.clone(),
+            status: d.status.as_str(),
+            attempts: d.attempts,
+            next_attempt_at: d.next_attempt_at.to_rfc3339(),
+            last_error: d.last_error.clone(),
+            last_status: d.last_status,
+            created_at: d.created_at.to_rfc3339(),
+            updated_at: d.updated_at.to_rfc3339(),
+        }
+    }
+}
+
+/// What the payment webhook did.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConfirmationBody {
+    /// `paid`, `refund_required`, `not_paid` or `already_settled`.
+    pub outcome: &'static str,
 }

@@ -26,7 +26,7 @@ use tower_http::limit::RequestBodyLimitLayer;
 pub use state::{AppState, HttpSettings};
 
 use problem::ApiError;
-use routes::{accounts, catalog, ops, orders, purchase};
+use routes::{accounts, catalog, ops, orders, payments, purchase, webhooks};
 
 /// The whole API. Layers, outermost first: observe (ids, span, metrics) →
 /// problemify → catch panics → body limit → routes.
@@ -44,6 +44,22 @@ pub fn router(state: AppState, settings: HttpSettings) -> Router {
         .route("/api/v1/orders", get(orders::list_orders))
         .route("/api/v1/orders/{id}", get(orders::get_order))
         .route("/api/v1/orders/{id}/cancel", post(orders::cancel_order))
+        .route("/api/v1/orders/{id}/pay", post(payments::pay))
+        .route("/api/v1/orders/{id}/events", get(orders::events))
+        .route("/api/v1/orders/{id}/detail", get(orders::detail))
+        .route("/api/v1/payments/webhook", post(payments::webhook))
+        .route(
+            "/api/v1/webhooks",
+            post(webhooks::create).get(webhooks::list),
+        )
+        .route(
+            "/api/v1/webhooks/{id}",
+            get(webhooks::get).delete(webhooks::delete),
+        )
+        .route(
+            "/api/v1/webhooks/{id}/deliveries",
+            get(webhooks::deliveries),
+        )
         .route("/api/v1/users", post(accounts::register))
         .route("/api/v1/sessions", post(accounts::login))
         .route("/api/v1/openapi.json", get(ops::openapi_json))

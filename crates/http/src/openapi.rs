@@ -11,7 +11,7 @@ use utoipa::{Modify, OpenApi};
 
 use crate::dto;
 use crate::problem::{CONTENT_TYPE, Problem};
-use crate::routes::{accounts, catalog, ops, orders, purchase};
+use crate::routes::{accounts, catalog, ops, orders, payments, purchase, webhooks};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -21,6 +21,8 @@ use crate::routes::{accounts, catalog, ops, orders, purchase};
         catalog::create_sale, catalog::get_sale, catalog::sale_stats,
         purchase::purchase,
         orders::get_order, orders::list_orders, orders::cancel_order,
+        orders::detail, orders::events, payments::pay, payments::webhook,
+        webhooks::create, webhooks::list, webhooks::get, webhooks::delete, webhooks::deliveries,
         accounts::register, accounts::login,
         ops::livez, ops::readyz, ops::startupz, ops::metrics, ops::openapi_json,
     ),
@@ -31,6 +33,8 @@ use crate::routes::{accounts, catalog, ops, orders, purchase};
         (name = "sales", description = "Flash sales and purchases"),
         (name = "orders", description = "The caller's orders"),
         (name = "accounts", description = "Optional accounts and sessions"),
+        (name = "payments", description = "The payment provider's webhook"),
+        (name = "webhooks", description = "Event notifications to your endpoints"),
         (name = "operations", description = "Probes, metrics, this document"),
     )
 )]
@@ -58,144 +62,36 @@ impl Modify for Security {
 type OperationProblems = (&'static str, &'static str, &'static [(u16, &'static str)]);
 
 /// Which problems each operation can answer.
+#[rustfmt::skip]
 const PROBLEMS: &[OperationProblems] = &[
-    (
-        "post",
-        "/api/v1/products",
-        &[
-            (400, "bad-request"),
-            (401, "unauthorized"),
-            (403, "forbidden"),
-            (409, "conflict"),
-            (413, "payload-too-large"),
-            (415, "unsupported-media-type"),
-            (422, "validation"),
-            (500, "internal"),
-            (503, "unavailable"),
-        ],
-    ),
-    (
-        "get",
-        "/api/v1/products/{id}",
-        &[(404, "not-found"), (500, "internal"), (503, "unavailable")],
-    ),
-    (
-        "get",
-        "/api/v1/products",
-        &[
-            (400, "bad-request"),
-            (422, "validation"),
-            (500, "internal"),
-            (503, "unavailable"),
-        ],
-    ),
-    (
-        "post",
-        "/api/v1/sales",
-        &[
-            (400, "bad-request"),
-            (401, "unauthorized"),
-            (403, "forbidden"),
-            (413, "payload-too-large"),
-            (415, "unsupported-media-type"),
-            (422, "validation"),
-            (500, "internal"),
-            (503, "unavailable"),
-        ],
-    ),
-    (
-        "get",
-        "/api/v1/sales/{id}",
-        &[(404, "not-found"), (500, "internal"), (503, "unavailable")],
-    ),
-    (
-        "get",
-        "/api/v1/sales/{id}/stats",
-        &[
-            (401, "unauthorized"),
-            (403, "forbidden"),
-            (404, "not-found"),
-            (500, "internal"),
-            (503, "unavailable"),
-        ],
-    ),
-    (
-        "post",
-        "/api/v1/sales/{id}/purchase",
-        &[
-            (400, "bad-request"),
-            (401, "unauthorized"),
-            (403, "forbidden"),
-            (404, "not-found"),
-            (409, "sold-out, limit-exceeded, sale-not-active"),
-            (413, "payload-too-large"),
-            (415, "unsupported-media-type"),
-            (422, "validation, idempotency-mismatch"),
-            (500, "internal"),
-            (503, "overloaded, unavailable"),
-        ],
-    ),
-    (
-        "get",
-        "/api/v1/orders/{id}",
-        &[
-            (401, "unauthorized"),
-            (404, "not-found"),
-            (500, "internal"),
-            (503, "unavailable"),
-        ],
-    ),
-    (
-        "get",
-        "/api/v1/orders",
-        &[
-            (400, "bad-request"),
-            (401, "unauthorized"),
-            (422, "validation"),
-            (500, "internal"),
-            (503, "unavailable"),
-        ],
-    ),
-    (
-        "post",
-        "/api/v1/orders/{id}/cancel",
-        &[
-            (401, "unauthorized"),
-            (404, "not-found"),
-            (409, "invalid-state"),
-            (500, "internal"),
-            (503, "unavailable"),
-        ],
-    ),
-    (
-        "post",
-        "/api/v1/users",
-        &[
-            (400, "bad-request"),
-            (409, "conflict"),
-            (413, "payload-too-large"),
-            (415, "unsupported-media-type"),
-            (422, "validation"),
-            (500, "internal"),
-            (503, "overloaded, unavailable"),
-        ],
-    ),
-    (
-        "post",
-        "/api/v1/sessions",
-        &[
-            (400, "bad-request"),
-            (401, "unauthorized"),
-            (413, "payload-too-large"),
-            (415, "unsupported-media-type"),
-            (422, "validation"),
-            (500, "internal"),
-            (503, "overloaded, unavailable"),
-        ],
-    ),
+    ("post", "/api/v1/products", &[(400, "bad-request"), (401, "unauthorized"), (403, "forbidden"), (409, "conflict"), (413, "payload-too-large"), (415, "unsupported-media-type"), (422, "validation"), (500, "internal"), (503, "unavailable")]),
+    ("get", "/api/v1/products/{id}", &[(404, "not-found"), (500, "internal"), (503, "unavailable")]),
+    ("get", "/api/v1/products", &[(400, "bad-request"), (422, "validation"), (500, "internal"), (503, "unavailable")]),
+    ("post", "/api/v1/sales", &[(400, "bad-request"), (401, "unauthorized"), (403, "forbidden"), (413, "payload-too-large"), (415, "unsupported-media-type"), (422, "validation"), (500, "internal"), (503, "unavailable")]),
+    ("get", "/api/v1/sales/{id}", &[(404, "not-found"), (500, "internal"), (503, "unavailable")]),
+    ("get", "/api/v1/sales/{id}/stats", &[(401, "unauthorized"), (403, "forbidden"), (404, "not-found"), (500, "internal"), (503, "unavailable")]),
+    ("post", "/api/v1/sales/{id}/purchase", &[(400, "bad-request"), (401, "unauthorized"), (403, "forbidden"), (404, "not-found"), (409, "sold-out, limit-exceeded, sale-not-active"), (413, "payload-too-large"), (415, "unsupported-media-type"), (422, "validation, idempotency-mismatch"), (500, "internal"), (503, "overloaded, unavailable")]),
+    ("get", "/api/v1/orders/{id}", &[(401, "unauthorized"), (404, "not-found"), (500, "internal"), (503, "unavailable")]),
+    ("get", "/api/v1/orders", &[(400, "bad-request"), (401, "unauthorized"), (422, "validation"), (500, "internal"), (503, "unavailable")]),
+    ("post", "/api/v1/orders/{id}/cancel", &[(401, "unauthorized"), (404, "not-found"), (409, "invalid-state"), (500, "internal"), (503, "unavailable")]),
+    ("post", "/api/v1/orders/{id}/pay", &[(401, "unauthorized"), (404, "not-found"), (409, "invalid-state"), (500, "internal"), (503, "unavailable")]),
+    ("get", "/api/v1/orders/{id}/detail", &[(401, "unauthorized"), (404, "not-found"), (500, "internal"), (503, "unavailable")]),
+    ("get", "/api/v1/orders/{id}/events", &[(401, "unauthorized"), (404, "not-found"), (500, "internal"), (503, "unavailable")]),
+    ("post", "/api/v1/payments/webhook", &[(400, "bad-request"), (401, "unauthorized"), (404, "not-found"), (413, "payload-too-large"), (422, "validation"), (500, "internal"), (503, "unavailable")]),
+    ("post", "/api/v1/webhooks", &[(400, "bad-request"), (401, "unauthorized"), (403, "forbidden"), (413, "payload-too-large"), (415, "unsupported-media-type"), (422, "validation"), (500, "internal"), (503, "unavailable")]),
+    ("get", "/api/v1/webhooks", &[(401, "unauthorized"), (403, "forbidden"), (500, "internal"), (503, "unavailable")]),
+    ("get", "/api/v1/webhooks/{id}", &[(401, "unauthorized"), (403, "forbidden"), (404, "not-found"), (500, "internal"), (503, "unavailable")]),
+    ("delete", "/api/v1/webhooks/{id}", &[(401, "unauthorized"), (403, "forbidden"), (404, "not-found"), (500, "internal"), (503, "unavailable")]),
+    ("get", "/api/v1/webhooks/{id}/deliveries", &[(400, "bad-request"), (401, "unauthorized"), (403, "forbidden"), (404, "not-found"), (422, "validation"), (500, "internal"), (503, "unavailable")]),
+    ("post", "/api/v1/users", &[(400, "bad-request"), (409, "conflict"), (413, "payload-too-large"), (415, "unsupported-media-type"), (422, "validation"), (500, "internal"), (503, "overloaded, unavailable")]),
+    ("post", "/api/v1/sessions", &[(400, "bad-request"), (401, "unauthorized"), (413, "payload-too-large"), (415, "unsupported-media-type"), (422, "validation"), (500, "internal"), (503, "overloaded, unavailable")]),
     ("get", "/readyz", &[(503, "unavailable")]),
     ("get", "/startupz", &[(503, "unavailable")]),
 ];
+
+/// Operations that answer no problem of their own (only the framework's).
+#[cfg(test)]
+const WITHOUT_PROBLEMS: &[&str] = &["/livez", "/metrics", "/api/v1/openapi.json"];
 
 struct Problems;
 
@@ -234,6 +130,7 @@ fn operation<'a>(item: &'a mut PathItem, method: &str) -> Option<&'a mut Operati
     match method {
         "get" => item.get.as_mut(),
         "post" => item.post.as_mut(),
+        "delete" => item.delete.as_mut(),
         _ => None,
     }
 }
@@ -267,6 +164,28 @@ mod tests {
                 operation(item, method).is_some(),
                 "{method} {path} undocumented"
             );
+        }
+    }
+
+    #[test]
+    fn every_operation_has_a_row_in_the_problem_table() {
+        let doc = ApiDoc::openapi();
+        for (path, item) in &doc.paths.paths {
+            if WITHOUT_PROBLEMS.contains(&path.as_str()) {
+                continue;
+            }
+            for (method, op) in [
+                ("get", &item.get),
+                ("post", &item.post),
+                ("delete", &item.delete),
+            ] {
+                if op.is_some() {
+                    assert!(
+                        PROBLEMS.iter().any(|(m, p, _)| *m == method && p == path),
+                        "{method} {path} has no row in PROBLEMS"
+                    );
+                }
+            }
         }
     }
 

@@ -135,6 +135,68 @@ pub struct ServeArgs {
     /// Longest wait for in-flight requests on shutdown [default: 30].
     #[arg(long, env = "STAMPEDE_SHUTDOWN_GRACE_SECS", value_name = "SECS")]
     pub shutdown_grace_secs: Option<u32>,
+    /// Base URL at which this node is reachable, for the payment provider's
+    /// callbacks [default: http://<listen address>].
+    #[arg(long, env = "STAMPEDE_PUBLIC_URL", value_name = "URL")]
+    pub public_url: Option<String>,
+    /// Secret of the payment provider's webhook signatures; generated in the data directory when unset.
+    #[arg(
+        long,
+        env = "STAMPEDE_PAYMENT_WEBHOOK_SECRET",
+        hide_env_values = true,
+        value_name = "SECRET"
+    )]
+    pub payment_webhook_secret: Option<String>,
+    /// Longest wait for one call to the payment provider [default: 2000].
+    #[arg(long, env = "STAMPEDE_PAYMENT_TIMEOUT_MS", value_name = "MS")]
+    pub payment_timeout_ms: Option<u64>,
+    /// Failure rate (percent) that opens the payment provider's breaker [default: 50].
+    #[arg(
+        long,
+        env = "STAMPEDE_PAYMENT_BREAKER_FAILURE_RATE",
+        value_name = "PERCENT"
+    )]
+    pub payment_breaker_failure_rate: Option<f64>,
+    /// Calls that count as slow for the payment provider's breaker [default: 2000].
+    #[arg(long, env = "STAMPEDE_PAYMENT_BREAKER_SLOW_MS", value_name = "MS")]
+    pub payment_breaker_slow_ms: Option<u64>,
+    /// Slow-call rate (percent) that opens the payment provider's breaker [default: 100].
+    #[arg(
+        long,
+        env = "STAMPEDE_PAYMENT_BREAKER_SLOW_RATE",
+        value_name = "PERCENT"
+    )]
+    pub payment_breaker_slow_rate: Option<f64>,
+    /// How long the payment provider's breaker stays open [default: 10].
+    #[arg(long, env = "STAMPEDE_PAYMENT_BREAKER_OPEN_SECS", value_name = "SECS")]
+    pub payment_breaker_open_secs: Option<u64>,
+    /// Simulated provider: fastest charge call [default: 5].
+    #[arg(long, env = "STAMPEDE_PAYMENT_SIM_LATENCY_MIN_MS", value_name = "MS")]
+    pub payment_sim_latency_min_ms: Option<u64>,
+    /// Simulated provider: slowest charge call [default: 20].
+    #[arg(long, env = "STAMPEDE_PAYMENT_SIM_LATENCY_MAX_MS", value_name = "MS")]
+    pub payment_sim_latency_max_ms: Option<u64>,
+    /// Simulated provider: share of payments declined, 0 to 1 [default: 0].
+    #[arg(long, env = "STAMPEDE_PAYMENT_SIM_DECLINE_RATE", value_name = "RATE")]
+    pub payment_sim_decline_rate: Option<f64>,
+    /// Simulated provider: share of charge calls that fail, 0 to 1 [default: 0].
+    #[arg(long, env = "STAMPEDE_PAYMENT_SIM_ERROR_RATE", value_name = "RATE")]
+    pub payment_sim_error_rate: Option<f64>,
+    /// Simulated provider: delay before it confirms on the webhook [default: 100].
+    #[arg(long, env = "STAMPEDE_PAYMENT_SIM_CONFIRM_DELAY_MS", value_name = "MS")]
+    pub payment_sim_confirm_delay_ms: Option<u64>,
+    /// Attempts to deliver a webhook before it is dead-lettered [default: 8].
+    #[arg(long, env = "STAMPEDE_WEBHOOK_MAX_ATTEMPTS", value_name = "N")]
+    pub webhook_max_attempts: Option<u32>,
+    /// Longest wait for a webhook endpoint's answer [default: 5000].
+    #[arg(long, env = "STAMPEDE_WEBHOOK_TIMEOUT_MS", value_name = "MS")]
+    pub webhook_timeout_ms: Option<u64>,
+    /// First delay between webhook attempts; it doubles (full jitter) up to 10 minutes [default: 1000].
+    #[arg(long, env = "STAMPEDE_WEBHOOK_BACKOFF_MS", value_name = "MS")]
+    pub webhook_backoff_ms: Option<u64>,
+    /// How often unpaid orders past their payment window are expired [default: 250].
+    #[arg(long, env = "STAMPEDE_EXPIRY_INTERVAL_MS", value_name = "MS")]
+    pub expiry_interval_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -12,8 +12,13 @@ use serde::Deserialize;
 use stampede_app::AppSettings;
 use stampede_app::auth::PasswordSettings;
 use stampede_app::ledger::KeyMemorySettings;
+use stampede_app::payments::PaymentSettings;
 use stampede_app::purchase::CommitSettings;
+use stampede_app::webhooks::WebhookSettings;
+use stampede_flow::breaker::BreakerConfig;
+use stampede_flow::retry::RetryPolicy;
 use stampede_http::HttpSettings;
+use stampede_outbound::SimulatedSettings;
 
 use crate::cli::{LogFormat, RoleArg, ServeArgs, SqliteSync};
 
@@ -60,6 +65,22 @@ struct FileSettings {
     idempotency_retention_secs: Option<u32>,
     idempotency_capacity: Option<usize>,
     shutdown_grace_secs: Option<u32>,
+    public_url: Option<String>,
+    payment_webhook_secret: Option<String>,
+    payment_timeout_ms: Option<u64>,
+    payment_breaker_failure_rate: Option<f64>,
+    payment_breaker_slow_ms: Option<u64>,
+    payment_breaker_slow_rate: Option<f64>,
+    payment_breaker_open_secs: Option<u64>,
+    payment_sim_latency_min_ms: Option<u64>,
+    payment_sim_latency_max_ms: Option<u64>,
+    payment_sim_decline_rate: Option<f64>,
+    payment_sim_error_rate: Option<f64>,
+    payment_sim_confirm_delay_ms: Option<u64>,
+    webhook_max_attempts: Option<u32>,
+    webhook_timeout_ms: Option<u64>,
+    webhook_backoff_ms: Option<u64>,
+    expiry_interval_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -83,6 +104,11 @@ pub struct Settings {
     pub app: AppSettings,
     pub key_memory: KeyMemorySettings,
     pub shutdown_grace: Duration,
+    /// Where the payment provider calls back; `None`: this node's address.
+    pub public_url: Option<String>,
+    /// `None`: generated and kept in the data directory.
+    pub payment_webhook_secret: Option<Secret>,
+    pub payment_sim: SimulatedSettings,
     /// Things worth a warning once logging is up.
     pub warnings: Vec<String>,
 }
@@ -248,6 +274,157 @@ impl Settings {
             1,
             3600,
         )?;
+        let millis = |name: &str, value: u64, min: u64, max: u64| -> anyhow::Result<Duration> {
+            within(name, value, min, max).map(Duration::from_millis)
+        };
+        let rate = |name: &str, value: f64| within(name, value, 0.0, 1.0);
+        let percent = |name: &str, value: f64| within(name, value, 1.0, 100.0);
+
+        let public_url = args.public_url.clone().or(file.public_url);
+        if let Some(url) = &public_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err(invalid("public_url", "must start with http:// or https://"));
+        }
+        let payment_webhook_secret = args
+            .payment_webhook_secret
+            .clone()
+            .or(file.payment_webhook_secret);
+        if payment_webhook_secret.as_deref().is_some_and(str::is_empty) {
+            return Err(invalid("payment_webhook_secret", "must not be empty"));
+        }
+        let breaker_defaults = BreakerConfig::default();
+        let payments = PaymentSettings {
+            timeout: millis(
+                "payment_timeout_ms",
+                args.payment_timeout_ms
+                    .or(file.payment_timeout_ms)
+                    .unwrap_or(2000),
+                10,
+                60_000,
+            )?,
+            breaker: BreakerConfig {
+                failure_rate_threshold: percent(
+                    "payment_breaker_failure_rate",
+                    args.payment_breaker_failure_rate
+                        .or(file.payment_breaker_failure_rate)
+                        .unwrap_or(breaker_defaults.failure_rate_threshold),
+                )?,
+                slow_call_duration: millis(
+                    "payment_breaker_slow_ms",
+                    args.payment_breaker_slow_ms
+                        .or(file.payment_breaker_slow_ms)
+                        .unwrap_or(2000),
+                    1,
+                    600_000,
+                )?,
+                slow_call_rate_threshold: percent(
+                    "payment_breaker_slow_rate",
+                    args.payment_breaker_slow_rate
+                        .or(file.payment_breaker_slow_rate)
+                        .unwrap_or(breaker_defaults.slow_call_rate_threshold),
+                )?,
+                wait_in_open: Duration::from_secs(within(
+                    "payment_breaker_open_secs",
+                    args.payment_breaker_open_secs
+                        .or(file.payment_breaker_open_secs)
+                        .unwrap_or(10),
+                    1,
+                    3600,
+                )?),
+                ..breaker_defaults
+            },
+            ..PaymentSettings::default()
+        };
+        let latency_min = millis(
+            "payment_sim_latency_min_ms",
+            args.payment_sim_latency_min_ms
+                .or(file.payment_sim_latency_min_ms)
+                .unwrap_or(5),
+            0,
+            600_000,
+        )?;
+        let latency_max = millis(
+            "payment_sim_latency_max_ms",
+            args.payment_sim_latency_max_ms
+                .or(file.payment_sim_latency_max_ms)
+                .unwrap_or(20),
+            0,
+            600_000,
+        )?;
+        if latency_max < latency_min {
+            return Err(invalid(
+                "payment_sim_latency_max_ms",
+                "must not be below payment_sim_latency_min_ms",
+            ));
+        }
+        let payment_sim = SimulatedSettings {
+            latency_min,
+            latency_max,
+            decline_rate: rate(
+                "payment_sim_decline_rate",
+                args.payment_sim_decline_rate
+                    .or(file.payment_sim_decline_rate)
+                    .unwrap_or(0.0),
+            )?,
+            error_rate: rate(
+                "payment_sim_error_rate",
+                args.payment_sim_error_rate
+                    .or(file.payment_sim_error_rate)
+                    .unwrap_or(0.0),
+            )?,
+            confirm_delay: millis(
+                "payment_sim_confirm_delay_ms",
+                args.payment_sim_confirm_delay_ms
+                    .or(file.payment_sim_confirm_delay_ms)
+                    .unwrap_or(100),
+                0,
+                600_000,
+            )?,
+            ..SimulatedSettings::default()
+        };
+        let webhook_defaults = WebhookSettings::default();
+        let max_attempts = within(
+            "webhook_max_attempts",
+            args.webhook_max_attempts
+                .or(file.webhook_max_attempts)
+                .unwrap_or(webhook_defaults.max_attempts),
+            1,
+            100,
+        )?;
+        let webhooks = WebhookSettings {
+            max_attempts,
+            timeout: millis(
+                "webhook_timeout_ms",
+                args.webhook_timeout_ms
+                    .or(file.webhook_timeout_ms)
+                    .unwrap_or(5000),
+                10,
+                60_000,
+            )?,
+            backoff: RetryPolicy {
+                max_attempts,
+                base: millis(
+                    "webhook_backoff_ms",
+                    args.webhook_backoff_ms
+                        .or(file.webhook_backoff_ms)
+                        .unwrap_or(1000),
+                    1,
+                    3_600_000,
+                )?,
+                ..webhook_defaults.backoff
+            },
+            ..webhook_defaults
+        };
+        let expiry_interval = millis(
+            "expiry_interval_ms",
+            args.expiry_interval_ms
+                .or(file.expiry_interval_ms)
+                .unwrap_or(250),
+            10,
+            60_000,
+        )?;
+
         let filter = args
             .log
             .clone()
@@ -287,9 +464,16 @@ impl Settings {
                 passwords: PasswordSettings::default(),
                 session_ttl_secs,
                 key_retention_ms: key_memory.retention_ms,
+                payments,
+                webhooks,
+                expiry_interval,
+                ..AppSettings::default()
             },
             key_memory,
             shutdown_grace: Duration::from_secs(u64::from(shutdown_grace_secs)),
+            public_url,
+            payment_webhook_secret: payment_webhook_secret.map(Secret::new),
+            payment_sim,
             warnings,
         })
     }

@@ -1,6 +1,7 @@
-//! The JWT secret: `STAMPEDE_JWT_SECRET` if set, else the one kept in the data
-//! directory (`jwt-secret`, created with 32 random bytes on first start, readable
-//! by the owner only), so a fresh install needs no configuration and
+//! Secrets a fresh install needs without configuration: the JWT secret
+//! (`jwt-secret`) and the payment webhook secret (`payment-webhook-secret`).
+//! Each comes from its setting if set, else from the data directory — created
+//! with 32 random bytes on first start, readable by the owner only — so
 //! `stampede token --data-dir` signs tokens the server accepts.
 
 use std::fs::OpenOptions;
@@ -12,10 +13,13 @@ use anyhow::{Context, bail};
 
 use crate::config::Secret;
 
-const FILE: &str = "jwt-secret";
+/// The JWT secret's file.
+pub const JWT: &str = "jwt-secret";
+/// The payment webhook secret's file.
+pub const PAYMENT_WEBHOOK: &str = "payment-webhook-secret";
 
-pub fn path_in(data_dir: &Path) -> PathBuf {
-    data_dir.join(FILE)
+pub fn path_in(data_dir: &Path, name: &str) -> PathBuf {
+    data_dir.join(name)
 }
 
 fn read(path: &Path) -> anyhow::Result<Secret> {
@@ -31,9 +35,9 @@ fn read(path: &Path) -> anyhow::Result<Secret> {
     Ok(Secret::new(text.to_owned()))
 }
 
-/// The secret kept in `data_dir`, created if there is none yet.
-pub fn load_or_create(data_dir: &Path) -> anyhow::Result<Secret> {
-    let path = path_in(data_dir);
+/// The secret `name` kept in `data_dir`, created if there is none yet.
+pub fn load_or_create(data_dir: &Path, name: &str) -> anyhow::Result<Secret> {
+    let path = path_in(data_dir, name);
     let mut random = [0u8; 32];
     getrandom::fill(&mut random).map_err(|e| anyhow::anyhow!("reading randomness: {e}"))?;
     let fresh: String = random.iter().map(|b| format!("{b:02x}")).collect();
@@ -47,7 +51,7 @@ pub fn load_or_create(data_dir: &Path) -> anyhow::Result<Secret> {
             file.write_all(fresh.as_bytes())
                 .and_then(|()| file.sync_all())
                 .with_context(|| format!("writing {}", path.display()))?;
-            tracing::info!(path = %path.display(), "generated a JWT secret");
+            tracing::info!(path = %path.display(), "generated a secret");
             Ok(Secret::new(fresh))
         }
         Err(err) if err.kind() == ErrorKind::AlreadyExists => read(&path),
@@ -55,9 +59,9 @@ pub fn load_or_create(data_dir: &Path) -> anyhow::Result<Secret> {
     }
 }
 
-/// The secret kept in `data_dir`, which must exist.
+/// The JWT secret kept in `data_dir`, which must exist.
 pub fn load_existing(data_dir: &Path) -> anyhow::Result<Secret> {
-    let path = path_in(data_dir);
+    let path = path_in(data_dir, JWT);
     if !path.exists() {
         bail!(
             "no JWT secret: set STAMPEDE_JWT_SECRET, or point --data-dir at the data directory of \
@@ -77,11 +81,11 @@ mod tests {
     #[test]
     fn a_generated_secret_is_kept_private_and_reused() {
         let dir = tempfile::tempdir().unwrap();
-        let first = load_or_create(dir.path()).unwrap();
-        let second = load_or_create(dir.path()).unwrap();
+        let first = load_or_create(dir.path(), JWT).unwrap();
+        let second = load_or_create(dir.path(), JWT).unwrap();
         assert_eq!(first, second);
         assert_eq!(first.expose().len(), 64);
-        let mode = std::fs::metadata(path_in(dir.path()))
+        let mode = std::fs::metadata(path_in(dir.path(), JWT))
             .unwrap()
             .permissions()
             .mode();

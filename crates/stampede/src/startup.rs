@@ -1,10 +1,13 @@
 //! The one place that builds adapters, wires the app, serves and shuts down.
 //!
-//! Start-up, in order: data directory → JWT secret → metrics recorder → SQLite
-//! store (migrations) → stock ledger rebuilt from the store → services and commit
-//! workers → listener. Shutdown, in stages: stop accepting and fail readiness
-//! (new purchases get 503) → finish in-flight requests within the grace period →
-//! commit every queued order → close the store.
+//! Start-up, in order: data directory → secrets → metrics recorder → listener
+//! (bound first: the payment provider calls back to its address) → SQLite store
+//! (migrations) → stock ledger rebuilt from the store → event bus, payment
+//! provider, webhook sender → services, commit workers and background workers.
+//! Shutdown, in stages: stop accepting and fail readiness (new purchases get
+//! 503, event streams end) → finish in-flight requests within the grace period
+//! → commit every queued order → stop the background workers at a safe point →
+//! close the store.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -12,11 +15,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use stampede_app::App;
 use stampede_app::auth::JwtKey;
+use stampede_app::bus::OutboxBus;
 use stampede_app::ledger::MemoryLedger;
 use stampede_app::ports::{Clock, SystemClock};
+use stampede_app::{Adapters, App};
 use stampede_http::AppState;
+use stampede_outbound::{HttpWebhookSender, SimulatedProvider, SimulatedSettings};
 use stampede_store_sqlite::{SqliteSettings, SqliteStore, Synchronous};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -43,13 +48,21 @@ impl Server {
         std::fs::create_dir_all(&data_dir)
             .with_context(|| format!("creating data directory {}", data_dir.display()))?;
 
-        let secret = match &settings.jwt_secret {
+        let jwt_secret = match &settings.jwt_secret {
             Some(secret) => secret.clone(),
-            None => secret::load_or_create(&data_dir)?,
+            None => secret::load_or_create(&data_dir, secret::JWT)?,
         };
-        let jwt = JwtKey::new(secret.expose().as_bytes());
+        let webhook_secret = match &settings.payment_webhook_secret {
+            Some(secret) => secret.clone(),
+            None => secret::load_or_create(&data_dir, secret::PAYMENT_WEBHOOK)?,
+        };
         // Before anything makes a metric handle.
         let prometheus = stampede_http::telemetry::prometheus();
+
+        let listener = TcpListener::bind(settings.listen)
+            .await
+            .with_context(|| format!("listening on {}", settings.listen))?;
+        let local_addr = listener.local_addr()?;
 
         let sqlite = SqliteSettings {
             synchronous: match settings.sqlite_synchronous {
@@ -59,23 +72,44 @@ impl Server {
             ..SqliteSettings::default()
         };
         let db_path = data_dir.join("stampede.db");
-        let store = tokio::task::spawn_blocking(move || SqliteStore::open(&db_path, sqlite))
-            .await
-            .context("opening the store")?
-            .context("opening the SQLite store")?;
+        let store = Arc::new(
+            tokio::task::spawn_blocking(move || SqliteStore::open(&db_path, sqlite))
+                .await
+                .context("opening the store")?
+                .context("opening the SQLite store")?,
+        );
 
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let ledger = Arc::new(MemoryLedger::new(settings.key_memory, clock.now()));
+        let provider = SimulatedProvider::new(
+            SimulatedSettings {
+                webhook_url: format!(
+                    "{}/api/v1/payments/webhook",
+                    public_url(&settings, local_addr)
+                ),
+                webhook_secret: webhook_secret.expose().as_bytes().to_vec(),
+                ..settings.payment_sim.clone()
+            },
+            clock.clone(),
+        )
+        .context("building the payment provider's HTTP client")?;
+        let sender = HttpWebhookSender::new().context("building the webhook HTTP client")?;
+        let mut app_settings = settings.app.clone();
+        app_settings.payments.webhook_secret = webhook_secret.expose().as_bytes().to_vec();
+        let adapters = Adapters {
+            bus: Arc::new(OutboxBus::new(store.clone())),
+            ledger: Arc::new(MemoryLedger::new(settings.key_memory, clock.now())),
+            store,
+            provider: Arc::new(provider),
+            sender: Arc::new(sender),
+            clock,
+            jwt: JwtKey::new(jwt_secret.expose().as_bytes()),
+        };
         let app = Arc::new(
-            App::start(Arc::new(store), ledger, clock, jwt, settings.app.clone())
+            App::start(adapters, app_settings)
                 .await
                 .context("starting the services")?,
         );
         let router = stampede_http::router(AppState::new(app.clone(), prometheus), settings.http);
-        let listener = TcpListener::bind(settings.listen)
-            .await
-            .with_context(|| format!("listening on {}", settings.listen))?;
-        let local_addr = listener.local_addr()?;
         Ok(Self {
             app,
             listener,
@@ -148,6 +182,23 @@ impl Server {
         tracing::info!("stopped");
         result.context("server task")?.context("serving HTTP")
     }
+}
+
+/// The base URL other parties use to reach this node: the setting, or the
+/// bound address (loopback when bound to every interface).
+fn public_url(settings: &Settings, local_addr: SocketAddr) -> String {
+    if let Some(url) = &settings.public_url {
+        return url.trim_end_matches('/').to_owned();
+    }
+    let mut addr = local_addr;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(if addr.is_ipv4() {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        });
+    }
+    format!("http://{addr}")
 }
 
 /// Completes on SIGTERM or SIGINT.

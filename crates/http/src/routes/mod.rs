@@ -4,7 +4,9 @@ pub mod accounts;
 pub mod catalog;
 pub mod ops;
 pub mod orders;
+pub mod payments;
 pub mod purchase;
+pub mod webhooks;
 
 use axum::http::{HeaderName, HeaderValue, header};
 

@@ -1,10 +1,20 @@
 //! The caller's orders: read, list, cancel. Someone else's order is a 404.
 
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::sync::Arc;
+
 use axum::Json;
 use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::IntoResponse;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use stampede_app::orders::Caller;
+use stampede_app::ports::StoredEvent;
 use stampede_domain::ids::OrderId;
+use tokio::sync::broadcast;
 
-use crate::dto::{OrderBody, PageBody};
+use crate::dto::{EventBody, OrderBody, OrderDetailBody, PageBody};
 use crate::extract::{Authenticated, Page, PathId};
 use crate::problem::ApiError;
 use crate::state::AppState;
@@ -54,4 +64,115 @@ pub async fn cancel_order(
     let id = id.parse(OrderId::parse)?;
     let order = state.app().orders.cancel(&caller, id).await?;
     Ok(Json(OrderBody::from(&order)))
+}
+
+/// The order with its product, sale, payments and events, gathered
+/// concurrently under one deadline; parts that fail or are late are `null`
+/// and named in `degraded`.
+#[utoipa::path(get, path = "/api/v1/orders/{id}/detail", tag = "orders",
+    params(("id" = String, Path, description = "Order id")), security(("bearer" = [])),
+    responses((status = 200, description = "The order and what surrounds it", body = OrderDetailBody)))]
+pub async fn detail(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    id: PathId,
+) -> Result<Json<OrderDetailBody>, ApiError> {
+    let id = id.parse(OrderId::parse)?;
+    let detail = state.app().detail.detail(&caller, id).await?;
+    Ok(Json(OrderDetailBody::from(&detail)))
+}
+
+/// The order's status changes as server-sent events: its history first, then
+/// live. Each event's SSE `id` is its position; reconnecting with
+/// `Last-Event-ID` resumes after it. The stream ends when the node drains.
+#[utoipa::path(get, path = "/api/v1/orders/{id}/events", tag = "orders",
+    params(("id" = String, Path, description = "Order id"),
+           ("Last-Event-ID" = Option<String>, Header, description = "Resume after this event")),
+    security(("bearer" = [])),
+    responses((status = 200, description = "`text/event-stream` of events (`event:` is the type, `data:` an Event)",
+        content_type = "text/event-stream", body = EventBody)))]
+pub async fn events(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    id: PathId,
+    headers: HeaderMap,
+) -> Result<impl IntoResponse, ApiError> {
+    let id = id.parse(OrderId::parse)?;
+    let after = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<i64>().ok())
+        .unwrap_or(0);
+    // Subscribe before reading the history, so nothing falls between them.
+    let live = state.app().live.subscribe();
+    let history = state.app().orders.history(&caller, id, after).await?;
+    let drained = state.app().lifecycle.draining_token();
+    let feed = Feed {
+        queue: history.into_iter().map(Arc::new).collect(),
+        live,
+        last_seq: after,
+        order_id: id,
+        aggregate: id.to_string(),
+        caller,
+        state,
+    };
+    let stream = futures_util::stream::unfold(feed, move |feed| {
+        let drained = drained.clone();
+        async move {
+            tokio::select! {
+                () = drained.cancelled() => None,
+                next = feed.next() => next,
+            }
+        }
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+/// What an order's event stream has to send.
+struct Feed {
+    queue: VecDeque<Arc<StoredEvent>>,
+    live: broadcast::Receiver<Arc<StoredEvent>>,
+    last_seq: i64,
+    order_id: OrderId,
+    aggregate: String,
+    caller: Caller,
+    state: AppState,
+}
+
+impl Feed {
+    async fn next(mut self) -> Option<(Result<Event, Infallible>, Self)> {
+        loop {
+            if let Some(event) = self.queue.pop_front() {
+                if event.seq <= self.last_seq {
+                    continue;
+                }
+                self.last_seq = event.seq;
+                let sse = Event::default()
+                    .id(event.seq.to_string())
+                    .event(event.event_type.clone())
+                    .json_data(EventBody::from(event.as_ref()))
+                    .unwrap_or_else(|_| Event::default().comment("unserialisable event"));
+                return Some((Ok(sse), self));
+            }
+            match self.live.recv().await {
+                Ok(event) => {
+                    if event.aggregate_id == self.aggregate {
+                        self.queue.push_back(event);
+                    }
+                }
+                // Fell behind the live feed: catch up from the store.
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    let caught_up = self
+                        .state
+                        .app()
+                        .orders
+                        .history(&self.caller, self.order_id, self.last_seq)
+                        .await
+                        .ok()?;
+                    self.queue.extend(caught_up.into_iter().map(Arc::new));
+                }
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    }
 }

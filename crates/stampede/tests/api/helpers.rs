@@ -15,6 +15,8 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub const SECRET: &str = "test-secret-that-is-long-enough-for-hs256";
+/// The payment provider's webhook secret in tests.
+pub const PAYMENT_SECRET: &str = "test-payment-webhook-secret";
 
 pub struct TestApp {
     pub addr: SocketAddr,
@@ -33,6 +35,9 @@ pub fn test_args(dir: &TempDir) -> ServeArgs {
         jwt_secret: Some(SECRET.into()),
         log: Some("warn".into()),
         shutdown_grace_secs: Some(5),
+        payment_webhook_secret: Some(PAYMENT_SECRET.into()),
+        expiry_interval_ms: Some(50),
+        webhook_backoff_ms: Some(20),
         ..ServeArgs::default()
     }
 }
@@ -61,7 +66,7 @@ pub async fn spawn_app_in(dir: TempDir, customise: impl FnOnce(&mut ServeArgs)) 
     }));
     TestApp {
         addr,
-        client: reqwest::Client::new(),
+        client: stampede_outbound::client("stampede-tests").unwrap(),
         app,
         dir,
         stop: Some(stop),
@@ -209,4 +214,87 @@ pub fn uuid_like() -> String {
         .unwrap()
         .as_nanos();
     format!("{nanos:x}-{}", N.fetch_add(1, Ordering::Relaxed))
+}
+
+/// Polls `check` every 20 ms until it returns `Some`, for at most `secs`.
+pub async fn eventually<T, F, Fut>(secs: u64, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+impl TestApp {
+    pub async fn order(&self, token: &str, id: &str) -> Value {
+        let response = self.get(&format!("/api/v1/orders/{id}"), Some(token)).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        response.json().await.unwrap()
+    }
+
+    pub async fn pay(&self, token: &str, id: &str) -> Response {
+        self.request(
+            Method::POST,
+            &format!("/api/v1/orders/{id}/pay"),
+            Some(token),
+        )
+        .send()
+        .await
+        .unwrap()
+    }
+
+    pub async fn cancel(&self, token: &str, id: &str) -> Response {
+        self.request(
+            Method::POST,
+            &format!("/api/v1/orders/{id}/cancel"),
+            Some(token),
+        )
+        .send()
+        .await
+        .unwrap()
+    }
+
+    pub async fn detail(&self, token: &str, id: &str) -> Value {
+        let response = self
+            .get(&format!("/api/v1/orders/{id}/detail"), Some(token))
+            .await;
+        assert_eq!(response.status(), StatusCode::OK);
+        response.json().await.unwrap()
+    }
+
+    /// Posts a provider answer to the payment webhook, signed as the provider would.
+    pub async fn provider_says(&self, body: &Value) -> Response {
+        let body = serde_json::to_vec(body).unwrap();
+        let signature = stampede_app::auth::signature::sign(
+            PAYMENT_SECRET.as_bytes(),
+            &body,
+            stampede_domain::time::Timestamp::now(),
+        );
+        self.request(Method::POST, "/api/v1/payments/webhook", None)
+            .header("content-type", "application/json")
+            .header("stampede-signature", signature)
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Waits until the order has this status.
+    pub async fn wait_for_status(&self, token: &str, id: &str, status: &str) -> Value {
+        eventually(10, &format!("order {id} to become {status}"), || async {
+            let order = self.order(token, id).await;
+            (order["status"] == status).then_some(order)
+        })
+        .await
+    }
 }

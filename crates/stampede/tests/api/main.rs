@@ -7,10 +7,16 @@
 mod accounts;
 mod auth;
 mod catalog;
+mod detail;
 mod errors;
+mod expiry;
 mod helpers;
 mod ops;
 mod orders;
+mod payments;
 mod purchase;
+mod receiver;
 mod restart;
+mod sse;
 mod states;
+mod webhooks;

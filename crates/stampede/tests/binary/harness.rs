@@ -27,7 +27,14 @@ pub struct Binary {
 impl Binary {
     /// Starts the binary on port 0 with `data_dir` and waits until it serves.
     pub fn start(data_dir: &Path) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_stampede"))
+        Self::start_with(data_dir, &[])
+    }
+
+    /// [`start`](Self::start) with more environment.
+    pub fn start_with(data_dir: &Path, env: &[(&str, &str)]) -> Self {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_stampede"));
+        command.envs(env.iter().copied());
+        let mut child = command
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .env("STAMPEDE_JWT_SECRET", SECRET)
@@ -111,19 +118,30 @@ pub struct Api {
 impl Api {
     pub fn new(binary: &Binary) -> Self {
         Self {
-            client: reqwest::Client::new(),
+            client: stampede_outbound::client("stampede-tests").unwrap(),
             base: format!("http://{}", binary.addr),
         }
     }
 
     pub async fn create_sale(&self, quantity: u64, per_user_limit: u64) -> String {
+        self.create_sale_with(quantity, per_user_limit, json!({}))
+            .await
+    }
+
+    /// A sale with more fields (`extra` is merged into the request).
+    pub async fn create_sale_with(
+        &self,
+        quantity: u64,
+        per_user_limit: u64,
+        extra: Value,
+    ) -> String {
         let admin = token("admin", TokenRole::Admin);
         let product: Value = self
             .client
             .post(format!("{}/api/v1/products", self.base))
             .bearer_auth(&admin)
             .json(
-                &json!({"sku": "CRASH-1", "name": "Phone", "price_cents": 100, "currency": "EUR"}),
+                &json!({"sku": unique_sku(), "name": "Phone", "price_cents": 100, "currency": "EUR"}),
             )
             .send()
             .await
@@ -135,7 +153,13 @@ impl Api {
             .client
             .post(format!("{}/api/v1/sales", self.base))
             .bearer_auth(&admin)
-            .json(&json!({"product_id": product["id"], "quantity": quantity, "per_user_limit": per_user_limit}))
+            .json(&{
+                let mut body = json!({"product_id": product["id"], "quantity": quantity, "per_user_limit": per_user_limit});
+                for (k, v) in extra.as_object().into_iter().flatten() {
+                    body[k] = v.clone();
+                }
+                body
+            })
             .send()
             .await
             .unwrap()
@@ -249,4 +273,74 @@ pub async fn wait_for(answers: &Answers, status: StatusCode, n: usize) {
         );
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
+}
+
+impl Api {
+    /// Subscribes `url` to `types`; returns the subscription id.
+    pub async fn subscribe(&self, url: &str, types: &[&str]) -> String {
+        let subscription: Value = self
+            .client
+            .post(format!("{}/api/v1/webhooks", self.base))
+            .bearer_auth(token("admin", TokenRole::Admin))
+            .json(&json!({"url": url, "event_types": types}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        subscription["id"].as_str().unwrap().to_owned()
+    }
+
+    /// Every delivery of a subscription (all pages).
+    pub async fn deliveries(&self, subscription: &str) -> Vec<Value> {
+        let mut all = Vec::new();
+        let mut cursor = String::new();
+        loop {
+            let page: Value = self
+                .client
+                .get(format!(
+                    "{}/api/v1/webhooks/{subscription}/deliveries?limit=100&cursor={cursor}",
+                    self.base
+                ))
+                .bearer_auth(token("admin", TokenRole::Admin))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            all.extend(page["items"].as_array().unwrap().iter().cloned());
+            match page["next_cursor"].as_str() {
+                Some(next) => cursor = next.to_owned(),
+                None => return all,
+            }
+        }
+    }
+}
+
+/// Polls `check` every 50 ms until it returns `Some`, for at most `secs`.
+pub async fn eventually<T, F, Fut>(secs: u64, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn unique_sku() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "SKU-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }

@@ -5,5 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod crash;
+mod expiry;
 mod harness;
+mod outbox;
 mod shutdown;

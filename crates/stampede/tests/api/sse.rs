@@ -1,0 +1,111 @@
+//! `GET /api/v1/orders/{id}/events`: the order's history, then live changes,
+//! as server-sent events.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, assert_problem, customer, spawn_app};
+
+/// Reads SSE frames until `n` events have arrived (or 10 s pass).
+async fn read_events(response: &mut reqwest::Response, n: usize) -> Vec<(String, String, Value)> {
+    let mut buffer = String::new();
+    let mut events = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while events.len() < n {
+        let chunk = tokio::time::timeout_at(deadline, response.chunk())
+            .await
+            .expect("timed out waiting for events")
+            .unwrap()
+            .expect("stream ended");
+        buffer.push_str(std::str::from_utf8(&chunk).unwrap());
+        while let Some(end) = buffer.find("\n\n") {
+            let frame: String = buffer.drain(..end + 2).collect();
+            let (mut id, mut kind, mut data) = (String::new(), String::new(), String::new());
+            for line in frame.lines() {
+                if let Some(v) = line.strip_prefix("id:") {
+                    id = v.trim().to_owned();
+                } else if let Some(v) = line.strip_prefix("event:") {
+                    kind = v.trim().to_owned();
+                } else if let Some(v) = line.strip_prefix("data:") {
+                    data.push_str(v.trim());
+                }
+            }
+            if !kind.is_empty() {
+                events.push((id, kind, serde_json::from_str(&data).unwrap()));
+            }
+        }
+    }
+    events
+}
+
+async fn open(app: &TestApp, token: &str, order: &str, last: Option<&str>) -> reqwest::Response {
+    let mut request = app.request(
+        reqwest::Method::GET,
+        &format!("/api/v1/orders/{order}/events"),
+        Some(token),
+    );
+    if let Some(last) = last {
+        request = request.header("last-event-id", last);
+    }
+    let response = request.send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    response
+}
+
+#[tokio::test]
+async fn an_order_stream_sends_its_history_then_its_changes_as_they_happen() {
+    let app = spawn_app().await;
+    let sale = app.create_sale(5, 1, json!({})).await;
+    let order: Value = app
+        .purchase(&customer("alice"), sale["id"].as_str().unwrap(), "k", 1)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = order["id"].as_str().unwrap();
+
+    let mut stream = open(&app, &customer("alice"), id, None).await;
+    let history = read_events(&mut stream, 1).await;
+    assert_eq!(history[0].1, "order.created");
+    assert_eq!(history[0].2["data"]["id"], id);
+
+    assert_eq!(
+        app.pay(&customer("alice"), id).await.status(),
+        StatusCode::ACCEPTED
+    );
+    let live = read_events(&mut stream, 3).await;
+    let kinds: Vec<&str> = live.iter().map(|(_, kind, _)| kind.as_str()).collect();
+    assert_eq!(
+        kinds,
+        ["payment.requested", "payment.submitted", "order.paid"]
+    );
+    assert_eq!(live[2].2["data"]["status"], "paid");
+
+    // Resuming after the first event replays only what came after it.
+    let mut resumed = open(&app, &customer("alice"), id, Some(&history[0].0)).await;
+    let replay = read_events(&mut resumed, 3).await;
+    assert_eq!(replay[0].1, "payment.requested");
+    assert_eq!(replay[2].0, live[2].0);
+}
+
+#[tokio::test]
+async fn someone_elses_order_has_no_stream() {
+    let app = spawn_app().await;
+    let sale = app.create_sale(5, 1, json!({})).await;
+    let order: Value = app
+        .purchase(&customer("alice"), sale["id"].as_str().unwrap(), "k", 1)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let response = app
+        .get(
+            &format!("/api/v1/orders/{}/events", order["id"].as_str().unwrap()),
+            Some(&customer("bob")),
+        )
+        .await;
+    assert_problem(response, StatusCode::NOT_FOUND, "not-found").await;
+}
