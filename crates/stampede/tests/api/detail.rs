@@ -1,20 +1,14 @@
 //! `GET /api/v1/orders/{id}/detail`: fan-out/fan-in with graceful degradation.
 
 use reqwest::StatusCode;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::helpers::{admin, assert_problem, customer, spawn_app};
 
 #[tokio::test]
 async fn the_detail_gathers_the_order_product_sale_payments_and_events() {
     let app = spawn_app().await;
-    let sale = app.create_sale(5, 1, json!({})).await;
-    let order: Value = app
-        .purchase(&customer("alice"), sale["id"].as_str().unwrap(), "k", 1)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let (sale, order) = app.sale_and_order("alice").await;
     let id = order["id"].as_str().unwrap();
     let detail = app.detail(&customer("alice"), id).await;
     assert_eq!(detail["order"], order);
@@ -30,13 +24,7 @@ async fn the_detail_gathers_the_order_product_sale_payments_and_events() {
 #[tokio::test]
 async fn a_failing_soft_part_degrades_the_view_and_a_missing_order_fails_it() {
     let app = spawn_app().await;
-    let sale = app.create_sale(5, 1, json!({})).await;
-    let order: Value = app
-        .purchase(&customer("alice"), sale["id"].as_str().unwrap(), "k", 1)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let (sale, order) = app.sale_and_order("alice").await;
     let id = order["id"].as_str().unwrap();
     // Break the product behind the server's back: its part fails, the rest stands.
     let db = rusqlite::Connection::open(app.dir.path().join("stampede.db")).unwrap();

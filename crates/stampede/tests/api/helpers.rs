@@ -166,6 +166,16 @@ impl TestApp {
         response.json().await.unwrap()
     }
 
+    /// A fresh sale of 5 (one per user) and `user`'s order of one unit in it.
+    pub async fn sale_and_order(&self, user: &str) -> (Value, Value) {
+        let sale = self.create_sale(5, 1, json!({})).await;
+        let response = self
+            .purchase(&customer(user), sale["id"].as_str().unwrap(), "k", 1)
+            .await;
+        assert_eq!(response.status(), StatusCode::ACCEPTED);
+        (sale, response.json().await.unwrap())
+    }
+
     pub async fn purchase(&self, token: &str, sale_id: &str, key: &str, quantity: u64) -> Response {
         self.request(
             Method::POST,

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use reqwest::StatusCode;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::helpers::{TestApp, assert_problem, customer, spawn_app};
 
@@ -58,13 +58,7 @@ async fn open(app: &TestApp, token: &str, order: &str, last: Option<&str>) -> re
 #[tokio::test]
 async fn an_order_stream_sends_its_history_then_its_changes_as_they_happen() {
     let app = spawn_app().await;
-    let sale = app.create_sale(5, 1, json!({})).await;
-    let order: Value = app
-        .purchase(&customer("alice"), sale["id"].as_str().unwrap(), "k", 1)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let (_, order) = app.sale_and_order("alice").await;
     let id = order["id"].as_str().unwrap();
 
     let mut stream = open(&app, &customer("alice"), id, None).await;
@@ -94,13 +88,7 @@ async fn an_order_stream_sends_its_history_then_its_changes_as_they_happen() {
 #[tokio::test]
 async fn someone_elses_order_has_no_stream() {
     let app = spawn_app().await;
-    let sale = app.create_sale(5, 1, json!({})).await;
-    let order: Value = app
-        .purchase(&customer("alice"), sale["id"].as_str().unwrap(), "k", 1)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let (_, order) = app.sale_and_order("alice").await;
     let response = app
         .get(
             &format!("/api/v1/orders/{}/events", order["id"].as_str().unwrap()),

@@ -45,13 +45,7 @@ async fn subscribers_receive_signed_events_they_asked_for() {
     let receiver = Receiver::start(|_| 200).await;
     let subscription = subscribe(&app, &receiver.url, json!(["order.created", "order.paid"])).await;
     let secret = subscription["secret"].as_str().unwrap().to_owned();
-    let sale = app.create_sale(5, 1, json!({})).await;
-    let order: Value = app
-        .purchase(&customer("alice"), sale["id"].as_str().unwrap(), "k", 1)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let (_, order) = app.sale_and_order("alice").await;
     let id = order["id"].as_str().unwrap();
     assert_eq!(
         app.pay(&customer("alice"), id).await.status(),
