@@ -772,39 +772,15 @@ impl Metrics {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
-    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::atomic::{AtomicBool, Ordering};
 
-    use metrics::{Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit};
     use tokio::time::{advance, sleep};
 
     use super::*;
+    use crate::testing::TestRecorder;
 
-    /// Remembers every counter and gauge by name and labels, so tests can read
-    /// what the breaker reported.
-    #[derive(Default)]
-    struct TestRecorder {
-        values: Mutex<HashMap<String, Arc<AtomicU64>>>,
-    }
-
+    /// What the breaker named "psp" reported.
     impl TestRecorder {
-        fn handle(&self, key: &Key) -> Arc<AtomicU64> {
-            let labels: Vec<_> = key
-                .labels()
-                .map(|l| format!("{}={}", l.key(), l.value()))
-                .collect();
-            let id = format!("{}{{{}}}", key.name(), labels.join(","));
-            self.values.lock().unwrap().entry(id).or_default().clone()
-        }
-
-        fn read(&self, id: &str) -> u64 {
-            self.values
-                .lock()
-                .unwrap()
-                .get(id)
-                .map_or(0, |v| v.load(Ordering::Acquire))
-        }
-
         fn calls(&self, outcome: &str) -> u64 {
             self.read(&format!(
                 "stampede_breaker_calls_total{{breaker=psp,outcome={outcome}}}"
@@ -818,31 +794,13 @@ mod tests {
         }
 
         fn state(&self) -> f64 {
-            f64::from_bits(self.read("stampede_breaker_state{breaker=psp}"))
-        }
-    }
-
-    impl Recorder for TestRecorder {
-        fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
-        fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
-        fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
-        fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
-            Counter::from_arc(self.handle(key))
-        }
-        fn register_gauge(&self, key: &Key, _: &Metadata<'_>) -> Gauge {
-            Gauge::from_arc(self.handle(key))
-        }
-        fn register_histogram(&self, _: &Key, _: &Metadata<'_>) -> Histogram {
-            Histogram::noop()
+            self.gauge("stampede_breaker_state{breaker=psp}")
         }
     }
 
     /// A breaker named "psp" whose metrics go to the returned recorder.
     fn breaker(config: BreakerConfig) -> (CircuitBreaker, Arc<TestRecorder>) {
-        let recorder = Arc::new(TestRecorder::default());
-        let breaker =
-            metrics::with_local_recorder(&*recorder, || CircuitBreaker::new("psp", config));
-        (breaker, recorder)
+        crate::testing::recorded(|| CircuitBreaker::new("psp", config))
     }
 
     fn record(breaker: &CircuitBreaker, outcome: Outcome, times: u32) {

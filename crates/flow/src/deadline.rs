@@ -4,6 +4,24 @@
 //!
 //! A [`Deadline`] is a `tokio::time::Instant`, so it follows tokio's clock and
 //! tests can move it with `tokio::time::pause()` and `advance()`.
+//!
+//! # The scope
+//!
+//! Threading a deadline through every signature between the handler and the
+//! innermost call is noisy, and one forgotten parameter silently gives a call
+//! all the time in the world. So the edge can also run the request inside
+//! [`scope`], and anything it awaits can ask for [`current`] — or, for a call
+//! with a timeout of its own, [`Deadline::budget`], the tighter of the two.
+//! The [`Bulkhead`](crate::Bulkhead) does, so its wait never outlives the
+//! request.
+//!
+//! A scope only makes the deadline visible; it does not cancel anything
+//! (`deadline.run(scope(deadline, fut))` does both). It is a tokio
+//! task-local: it follows the future into every `.await`, but not into a
+//! `tokio::spawn`ed task, which must enter `scope(current…, fut)` itself if it
+//! works for the same request. Scopes nest, and an inner scope can only
+//! shorten the time: its deadline is the earlier of its own and the outer
+//! one's.
 
 use std::future::Future;
 use std::time::Duration;
@@ -53,6 +71,13 @@ impl Deadline {
         Ord::min(self, other)
     }
 
+    /// A deadline `max` from now, or the current [`scope`]'s if that is
+    /// earlier: the budget of an inward call with a timeout of its own.
+    pub fn budget(max: Duration) -> Self {
+        let own = Self::after(max);
+        current().map_or(own, |scope| scope.min(own))
+    }
+
     /// Runs `fut` until it finishes or the deadline passes, whichever is first.
     /// On expiry `fut` is dropped (cancelled) and [`Elapsed`] returned; an
     /// already-expired deadline still polls `fut` once, so work that is ready
@@ -63,6 +88,24 @@ impl Deadline {
             .await
             .map_err(|_| Elapsed)
     }
+}
+
+tokio::task_local! {
+    /// The deadline of the request the current task works for.
+    static SCOPE: Deadline;
+}
+
+/// Runs `fut` with `deadline` as the [`current`] deadline (or the enclosing
+/// scope's, if that is earlier). Does not enforce it: see the module
+/// documentation.
+pub async fn scope<F: Future>(deadline: Deadline, fut: F) -> F::Output {
+    let deadline = current().map_or(deadline, |outer| outer.min(deadline));
+    SCOPE.scope(deadline, fut).await
+}
+
+/// The deadline of the enclosing [`scope`], if the current task is in one.
+pub fn current() -> Option<Deadline> {
+    SCOPE.try_with(|deadline| *deadline).ok()
 }
 
 /// The deadline passed before the work finished.
@@ -149,5 +192,70 @@ mod tests {
             deadline.run(sleep(Duration::from_millis(1))).await,
             Err(Elapsed)
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn outside_a_scope_there_is_no_current_deadline_and_a_budget_is_its_own() {
+        assert_eq!(current(), None);
+        let budget = Deadline::budget(Duration::from_secs(2));
+        assert_eq!(budget.remaining(), Duration::from_secs(2));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_scope_makes_its_deadline_current_in_every_await_inside_it() {
+        let request = Deadline::after(Duration::from_secs(3));
+
+        async fn inner() -> Option<Deadline> {
+            sleep(Duration::from_millis(10)).await;
+            current()
+        }
+
+        assert_eq!(scope(request, inner()).await, Some(request));
+        assert_eq!(current(), None, "gone once the scope ends");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_budget_inside_a_scope_is_the_tighter_of_the_two() {
+        let request = Deadline::after(Duration::from_secs(3));
+        scope(request, async {
+            assert_eq!(Deadline::budget(Duration::from_secs(10)), request);
+            let short = Deadline::budget(Duration::from_secs(1));
+            assert_eq!(short.remaining(), Duration::from_secs(1));
+
+            advance(Duration::from_millis(2500)).await;
+            assert_eq!(
+                Deadline::budget(Duration::from_secs(1)).remaining(),
+                Duration::from_millis(500),
+                "the request's time shrinks as it moves inward"
+            );
+        })
+        .await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_inner_scope_can_shorten_the_deadline_but_never_extend_it() {
+        let request = Deadline::after(Duration::from_secs(3));
+        let later = Deadline::after(Duration::from_secs(30));
+        let sooner = Deadline::after(Duration::from_secs(1));
+
+        let (extended, shortened) = scope(request, async {
+            (
+                scope(later, async { current() }).await,
+                scope(sooner, async { current() }).await,
+            )
+        })
+        .await;
+
+        assert_eq!(extended, Some(request));
+        assert_eq!(shortened, Some(sooner));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_spawned_task_does_not_inherit_the_scope() {
+        let request = Deadline::after(Duration::from_secs(3));
+        let spawned = scope(request, async { tokio::spawn(async { current() }).await })
+            .await
+            .unwrap();
+        assert_eq!(spawned, None);
     }
 }
