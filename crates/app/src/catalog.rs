@@ -1,6 +1,9 @@
 //! Products and sales: admin writes, public reads. Sales never change once
-//! created, so every node keeps them all in memory ([`SaleDirectory`]); live
-//! `remaining` always comes from the stock ledger, never from a copy.
+//! created, so every node keeps them all in memory ([`SaleDirectory`]), and
+//! ids it does not hold are looked up through a cache that remembers unknown
+//! ids (a flood of made-up sale ids reaches the store once per id). Product
+//! reads are cache-aside ([`ReadCache`]). Live `remaining` always comes from
+//! the stock ledger, never from a copy.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -10,6 +13,7 @@ use stampede_domain::catalog::{Product, Sale, SaleRequest, SaleStatus};
 use stampede_domain::ids::{ProductId, SaleId};
 use stampede_domain::order::OrderStatus;
 
+use crate::cache::{CacheSettings, ReadCache};
 use crate::error::AppError;
 use crate::paging;
 use crate::ports::{CatalogStore, Clock, OrderStore, StockLedger};
@@ -18,14 +22,21 @@ use crate::ports::{CatalogStore, Clock, OrderStore, StockLedger};
 /// the store (a sale created by another node).
 pub(crate) struct SaleDirectory {
     sales: RwLock<HashMap<SaleId, Arc<Sale>>>,
+    /// Ids not in `sales`: remembered as unknown, or found (another node's).
+    others: ReadCache<SaleId, Arc<Sale>>,
     store: Arc<dyn CatalogStore>,
 }
 
 impl SaleDirectory {
-    pub(crate) fn new(store: Arc<dyn CatalogStore>, sales: impl IntoIterator<Item = Sale>) -> Self {
+    pub(crate) fn new(
+        store: Arc<dyn CatalogStore>,
+        sales: impl IntoIterator<Item = Sale>,
+        cache: CacheSettings,
+    ) -> Self {
         let sales = sales.into_iter().map(|s| (s.id, Arc::new(s))).collect();
         Self {
             sales: RwLock::new(sales),
+            others: ReadCache::new("sale", cache),
             store,
         }
     }
@@ -51,7 +62,14 @@ impl SaleDirectory {
         if let Some(sale) = self.cached(id) {
             return Ok(Some(sale));
         }
-        Ok(self.store.sale(id).await?.map(|sale| self.insert(sale)))
+        let found = self
+            .others
+            .get_or_load(id, || async {
+                Ok(self.store.sale(id).await?.map(Arc::new))
+            })
+            .await
+            .map_err(unshare)?;
+        Ok(found.map(|sale| self.insert((*sale).clone())))
     }
 
     pub(crate) fn all(&self) -> Vec<Arc<Sale>> {
@@ -93,6 +111,7 @@ pub struct NewProduct {
 
 pub struct CatalogService {
     store: Arc<dyn CatalogStore>,
+    products: ReadCache<ProductId, Product>,
     orders: Arc<dyn OrderStore>,
     ledger: Arc<dyn StockLedger>,
     sales: Arc<SaleDirectory>,
@@ -106,9 +125,11 @@ impl CatalogService {
         ledger: Arc<dyn StockLedger>,
         sales: Arc<SaleDirectory>,
         clock: Arc<dyn Clock>,
+        cache: CacheSettings,
     ) -> Self {
         Self {
             store,
+            products: ReadCache::new("product", cache),
             orders,
             ledger,
             sales,
@@ -125,11 +146,17 @@ impl CatalogService {
             self.clock.now(),
         )?;
         self.store.insert_product(&product).await?;
+        // A read of this id may have cached it as unknown.
+        self.products.invalidate(&product.id).await;
         Ok(product)
     }
 
     pub async fn product(&self, id: ProductId) -> Result<Product, AppError> {
-        self.store.product(id).await?.ok_or(AppError::NotFound)
+        self.products
+            .get_or_load(id, || async { Ok(self.store.product(id).await?) })
+            .await
+            .map_err(unshare)?
+            .ok_or(AppError::NotFound)
     }
 
     /// A page of products in creation order, and the cursor of the next page.
@@ -216,5 +243,16 @@ impl CatalogService {
         self.ledger.remaining(sale.id).await?.ok_or_else(|| {
             AppError::Unavailable(format!("sale {} is not open in the stock ledger", sale.id))
         })
+    }
+}
+
+/// A load error shared by every caller that waited on the load.
+fn unshare(err: Arc<AppError>) -> AppError {
+    match Arc::try_unwrap(err) {
+        Ok(err) => err,
+        Err(shared) => match &*shared {
+            AppError::Unavailable(cause) => AppError::Unavailable(cause.clone()),
+            other => AppError::Internal(other.to_string()),
+        },
     }
 }

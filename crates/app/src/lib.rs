@@ -16,6 +16,7 @@
 pub mod accounts;
 pub mod auth;
 pub mod bus;
+pub mod cache;
 pub mod catalog;
 #[cfg(feature = "contract-tests")]
 pub mod contract;
@@ -71,6 +72,8 @@ pub struct AppSettings {
     pub detail_budget: Duration,
     /// Run the background workers (payments, expiry, webhooks, live events).
     pub run_workers: bool,
+    /// The catalog read caches.
+    pub cache: cache::CacheSettings,
 }
 
 impl Default for AppSettings {
@@ -85,6 +88,7 @@ impl Default for AppSettings {
             expiry_interval: Duration::from_millis(250),
             detail_budget: Duration::from_secs(2),
             run_workers: true,
+            cache: cache::CacheSettings::default(),
         }
     }
 }
@@ -145,7 +149,7 @@ impl App {
             "rebuilding the stock ledger from the store"
         );
         ledger.restore(snapshots, keys, now).await?;
-        let directory = Arc::new(SaleDirectory::new(store.clone(), sales));
+        let directory = Arc::new(SaleDirectory::new(store.clone(), sales, settings.cache));
         let hasher = PasswordHasher::new(settings.passwords)?;
         let catalog = Arc::new(CatalogService::new(
             store.clone(),
@@ -153,6 +157,7 @@ impl App {
             ledger.clone(),
             directory.clone(),
             clock.clone(),
+            settings.cache,
         ));
         let orders = Arc::new(OrderService::new(
             store.clone(),

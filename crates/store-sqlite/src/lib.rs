@@ -28,6 +28,7 @@
 mod catalog;
 mod connection;
 mod error;
+mod guard;
 mod lock;
 mod migrations;
 mod orders;

@@ -13,6 +13,7 @@ use tokio::sync::Semaphore;
 
 use crate::connection;
 use crate::error::closed;
+use crate::guard::Guard;
 
 pub(crate) struct Readers {
     path: PathBuf,
@@ -23,6 +24,7 @@ pub(crate) struct Readers {
     /// One permit per connection: more queries than that wait here.
     permits: Semaphore,
     closed: AtomicBool,
+    guard: Guard,
 }
 
 impl Readers {
@@ -38,16 +40,35 @@ impl Readers {
             idle: Mutex::new(idle),
             permits: Semaphore::new(size),
             closed: AtomicBool::new(false),
+            guard: Guard::new("database_read"),
         })
     }
 
-    /// Runs `query` on an idle connection, off the async threads.
+    /// Runs `query` on an idle connection, off the async threads, behind the
+    /// read breaker.
     pub(crate) async fn run<T, F>(&self, what: &'static str, query: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        let _permit = self.permits.acquire().await.map_err(|_| closed())?;
+        self.guard.run(what, self.run_unguarded(what, query)).await
+    }
+
+    async fn run_unguarded<T, F>(&self, what: &'static str, query: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        // Waiting for a connection takes no longer than the request that
+        // asked has left (`stampede_flow::deadline::scope`).
+        let acquire = self.permits.acquire();
+        let _permit = match stampede_flow::deadline::current() {
+            Some(deadline) => deadline.run(acquire).await.map_err(|_| {
+                StoreError::Unavailable(format!("{what}: no reader free before the deadline"))
+            })?,
+            None => acquire.await,
+        }
+        .map_err(|_| closed())?;
         if self.closed.load(Ordering::Acquire) {
             return Err(closed());
         }

@@ -24,6 +24,7 @@ use stampede_app::ports::StoreError;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::{Context, closed};
+use crate::guard::Guard;
 
 /// Commands that may wait for the writer. When it is full, callers wait (the
 /// `send` is async) until the writer takes the next group: backpressure, never
@@ -97,6 +98,7 @@ pub(crate) struct Writer {
     /// Joined on close or drop, so the database and its lock are released when
     /// either returns.
     thread: Mutex<Option<JoinHandle<()>>>,
+    guard: Guard,
 }
 
 impl Writer {
@@ -113,13 +115,23 @@ impl Writer {
         Ok(Self {
             queue: Mutex::new(Some(queue)),
             thread: Mutex::new(Some(thread)),
+            guard: Guard::new("database_write"),
         })
     }
 
     /// Runs `op` on the write connection in the next group commit and returns
-    /// its result once the group is committed. If this future is dropped after
-    /// the command was sent, the write still happens.
+    /// its result once the group is committed, behind the write breaker. If
+    /// this future is dropped after the command was sent, the write still
+    /// happens.
     pub(crate) async fn run<T, F>(&self, what: &'static str, op: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.guard.run(what, self.run_unguarded(what, op)).await
+    }
+
+    async fn run_unguarded<T, F>(&self, what: &'static str, op: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,

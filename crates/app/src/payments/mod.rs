@@ -15,6 +15,7 @@ use stampede_domain::ids::{OrderId, PaymentId};
 use stampede_domain::order::{Order, PayDecision};
 use stampede_domain::payment::{Payment, PaymentResult};
 use stampede_flow::breaker::{BreakerConfig, CircuitBreaker, State};
+use stampede_flow::bulkhead::Bulkhead;
 use stampede_flow::retry::RetryPolicy;
 
 pub use worker::PaymentWorker;
@@ -84,6 +85,9 @@ pub struct PaymentService {
     store: Arc<dyn Store>,
     bus: Arc<dyn EventBus>,
     breaker: CircuitBreaker,
+    /// The provider's concurrency budget: a slow provider holds at most this
+    /// many of the worker's calls, and nothing else waits on it.
+    bulkhead: Bulkhead,
     clock: Arc<dyn Clock>,
     settings: PaymentSettings,
 }
@@ -97,6 +101,11 @@ impl PaymentService {
     ) -> Self {
         Self {
             breaker: CircuitBreaker::new("payment_provider", settings.breaker),
+            bulkhead: Bulkhead::new(
+                "payment_provider",
+                u32::try_from(settings.concurrency).unwrap_or(u32::MAX),
+                Duration::from_secs(60),
+            ),
             store,
             bus,
             clock,

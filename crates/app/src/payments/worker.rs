@@ -10,7 +10,6 @@ use stampede_domain::payment::{PaymentResult, PaymentStatus};
 use stampede_flow::breaker::BreakerError;
 use stampede_flow::deadline::Deadline;
 use stampede_flow::retry::{Retry, retry};
-use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use super::PaymentService;
@@ -99,7 +98,6 @@ impl Consumer for Arc<PaymentWorker> {
     }
 
     async fn handle(&self, events: &[StoredEvent]) -> Result<(), AppError> {
-        let slots = Arc::new(Semaphore::new(self.payments.settings.concurrency.max(1)));
         let mut sends = JoinSet::new();
         for event in events
             .iter()
@@ -110,9 +108,10 @@ impl Consumer for Arc<PaymentWorker> {
                 continue;
             };
             let worker = self.clone();
-            let slots = slots.clone();
             sends.spawn(async move {
-                let _slot = slots.acquire_owned().await;
+                let _slot = worker.payments.bulkhead.acquire().await.map_err(|full| {
+                    AppError::Unavailable(format!("payment provider busy: {full}"))
+                })?;
                 worker.send(id).await
             });
         }

@@ -12,6 +12,7 @@ use metrics::counter;
 use serde_json::json;
 use stampede_domain::ids::SubscriptionId;
 use stampede_flow::breaker::{CircuitBreaker, Outcome};
+use stampede_flow::bulkhead::Bulkhead;
 use stampede_flow::retry::Rng;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -22,11 +23,22 @@ use crate::auth::signature;
 use crate::error::AppError;
 use crate::ports::{AttemptResult, DueDelivery, WebhookSender};
 
+/// POSTs in flight to one endpoint at once.
+const PER_ENDPOINT: u32 = 4;
+
+#[derive(Clone)]
+struct Endpoint {
+    breaker: CircuitBreaker,
+    bulkhead: Bulkhead,
+}
+
 pub struct DeliveryWorker {
     service: Arc<WebhookService>,
     sender: Arc<dyn WebhookSender>,
     settings: WebhookSettings,
-    breakers: Mutex<HashMap<SubscriptionId, CircuitBreaker>>,
+    /// Per endpoint: a breaker, and a concurrency budget so one slow
+    /// endpoint cannot take every delivery slot.
+    endpoints: Mutex<HashMap<SubscriptionId, Endpoint>>,
     rng: Mutex<Rng>,
 }
 
@@ -50,16 +62,19 @@ impl DeliveryWorker {
             service,
             sender,
             settings,
-            breakers: Mutex::new(HashMap::new()),
+            endpoints: Mutex::new(HashMap::new()),
             rng: Mutex::new(Rng::new()),
         }
     }
 
-    fn breaker(&self, id: SubscriptionId) -> CircuitBreaker {
-        let mut breakers = self.breakers.lock().unwrap_or_else(|p| p.into_inner());
-        breakers
+    fn endpoint(&self, id: SubscriptionId) -> Endpoint {
+        let mut endpoints = self.endpoints.lock().unwrap_or_else(|p| p.into_inner());
+        endpoints
             .entry(id)
-            .or_insert_with(|| CircuitBreaker::new(format!("webhook:{id}"), self.settings.breaker))
+            .or_insert_with(|| Endpoint {
+                breaker: CircuitBreaker::new(format!("webhook:{id}"), self.settings.breaker),
+                bulkhead: Bulkhead::new(format!("webhook:{id}"), PER_ENDPOINT, Duration::ZERO),
+            })
             .clone()
     }
 
@@ -96,10 +111,22 @@ impl DeliveryWorker {
     }
 
     async fn attempt(&self, due: DueDelivery) -> Result<(), AppError> {
-        let breaker = self.breaker(due.subscription.id);
+        let endpoint = self.endpoint(due.subscription.id);
         let store = &self.service.store;
         let clock = &self.service.clock;
-        let permit = match breaker.try_acquire() {
+        // This endpoint already has its share of slots: try again shortly.
+        let Ok(_slot) = endpoint.bulkhead.try_acquire() else {
+            let retry_at = clock.now().plus_millis(100);
+            store
+                .record_attempt(
+                    due.delivery.id,
+                    &AttemptResult::Postponed { retry_at },
+                    clock.now(),
+                )
+                .await?;
+            return Ok(());
+        };
+        let permit = match endpoint.breaker.try_acquire() {
             Ok(permit) => permit,
             Err(rejected) => {
                 counter!("stampede_webhook_attempts_total", "result" => "postponed").increment(1);
