@@ -8,10 +8,13 @@
 //! - [`telemetry`]: request ids, trace spans, metrics, the problem safety net.
 //! - [`openapi`]: the generated OpenAPI 3.1 document.
 
+pub mod client_ip;
 pub mod dto;
 pub mod extract;
+pub mod limits;
 pub mod openapi;
 pub mod problem;
+pub mod protect;
 pub mod routes;
 pub mod state;
 pub mod telemetry;
@@ -29,8 +32,9 @@ use problem::ApiError;
 use routes::{accounts, catalog, ops, orders, payments, purchase, webhooks};
 
 /// The whole API. Layers, outermost first: observe (ids, span, metrics) →
-/// problemify → catch panics → body limit → routes.
-pub fn router(state: AppState, settings: HttpSettings) -> Router {
+/// problemify → catch panics → protect (rate limits, load shedding,
+/// deadline) → body limit → routes.
+pub fn router(state: AppState, settings: &HttpSettings) -> Router {
     Router::new()
         .route(
             "/api/v1/products",
@@ -70,6 +74,10 @@ pub fn router(state: AppState, settings: HttpSettings) -> Router {
         .fallback(|| async { ApiError::not_found() })
         .layer(DefaultBodyLimit::max(settings.max_body_bytes))
         .layer(RequestBodyLimitLayer::new(settings.max_body_bytes))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            protect::protect,
+        ))
         .layer(CatchPanicLayer::new())
         .layer(middleware::from_fn(telemetry::problemify))
         .layer(middleware::from_fn(telemetry::observe))

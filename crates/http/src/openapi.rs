@@ -93,6 +93,25 @@ const PROBLEMS: &[OperationProblems] = &[
 #[cfg(test)]
 const WITHOUT_PROBLEMS: &[&str] = &["/livez", "/metrics", "/api/v1/openapi.json"];
 
+/// Problems the protection layer (`protect.rs`) can answer on every API
+/// operation before its handler runs: a rate limit, load shedding, a passed
+/// deadline. Merged into each `/api/v1` row.
+const PROTECTION: &[(u16, &str)] = &[(429, "rate-limited"), (503, "overloaded, unavailable")];
+
+/// The rows of `problems`, with the protection layer's merged in for API paths.
+fn with_protection(path: &str, problems: &[(u16, &'static str)]) -> Vec<(u16, &'static str)> {
+    let mut rows = problems.to_vec();
+    if path.starts_with("/api/v1/") {
+        for (status, slugs) in PROTECTION {
+            match rows.iter_mut().find(|(s, _)| s == status) {
+                Some(row) => row.1 = slugs,
+                None => rows.push((*status, slugs)),
+            }
+        }
+    }
+    rows
+}
+
 struct Problems;
 
 impl Modify for Problems {
@@ -106,7 +125,7 @@ impl Modify for Problems {
             else {
                 continue;
             };
-            for (status, slugs) in *problems {
+            for (status, slugs) in with_protection(path, problems) {
                 let response = ResponseBuilder::new()
                     .description(format!("Problem: {slugs}"))
                     .content(
@@ -196,5 +215,17 @@ mod tests {
         assert!(
             json["paths"]["/api/v1/sales/{id}/purchase"]["post"]["responses"]["409"].is_object()
         );
+    }
+
+    #[test]
+    fn every_api_operation_documents_the_protection_layers_refusals() {
+        let json: serde_json::Value = serde_json::from_str(&document_json()).unwrap();
+        let orders = &json["paths"]["/api/v1/orders/{id}"]["get"]["responses"];
+        assert!(orders["429"].is_object());
+        assert_eq!(
+            orders["503"]["description"],
+            "Problem: overloaded, unavailable"
+        );
+        assert!(json["paths"]["/livez"]["get"]["responses"]["429"].is_null());
     }
 }

@@ -5,18 +5,23 @@ use std::sync::Arc;
 use metrics_exporter_prometheus::PrometheusHandle;
 use stampede_app::App;
 
+use crate::protect::{ProtectSettings, Protection};
+
 /// Settings of the HTTP edge.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct HttpSettings {
     /// Bodies larger than this are refused with 413, from `Content-Length`
     /// before reading when the client sends one.
     pub max_body_bytes: usize,
+    /// Rate limits, load shedding, deadlines.
+    pub protect: ProtectSettings,
 }
 
 impl Default for HttpSettings {
     fn default() -> Self {
         Self {
             max_body_bytes: 1024 * 1024,
+            protect: ProtectSettings::default(),
         }
     }
 }
@@ -24,6 +29,7 @@ impl Default for HttpSettings {
 struct Inner {
     app: Arc<App>,
     prometheus: PrometheusHandle,
+    protection: Protection,
 }
 
 /// Cheap to clone: one `Arc`.
@@ -31,8 +37,16 @@ struct Inner {
 pub struct AppState(Arc<Inner>);
 
 impl AppState {
-    pub fn new(app: Arc<App>, prometheus: PrometheusHandle) -> Self {
-        Self(Arc::new(Inner { app, prometheus }))
+    pub fn new(app: Arc<App>, prometheus: PrometheusHandle, settings: &HttpSettings) -> Self {
+        Self(Arc::new(Inner {
+            app,
+            prometheus,
+            protection: Protection::new(&settings.protect),
+        }))
+    }
+
+    pub fn protection(&self) -> &Protection {
+        &self.0.protection
     }
 
     pub fn app(&self) -> &App {

@@ -1,0 +1,152 @@
+//! The client's IP address, for per-IP rate limits. The peer address of the
+//! connection, unless that peer is a trusted proxy: then the rightmost address
+//! in `X-Forwarded-For` that is not itself a trusted proxy. Untrusted peers'
+//! `X-Forwarded-For` is ignored, so a client cannot pick its own IP.
+
+use std::net::IpAddr;
+
+use axum::http::HeaderMap;
+
+/// An address range: an address with a prefix length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl Cidr {
+    /// `10.0.0.0/8`, `fd00::/8`, or a bare address (a range of one).
+    pub fn parse(text: &str) -> Option<Self> {
+        let (addr, prefix) = match text.trim().split_once('/') {
+            Some((addr, prefix)) => (addr.parse::<IpAddr>().ok()?, prefix.parse::<u8>().ok()?),
+            None => {
+                let addr = text.trim().parse::<IpAddr>().ok()?;
+                (addr, if addr.is_ipv4() { 32 } else { 128 })
+            }
+        };
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        (prefix <= max).then_some(Self { addr, prefix })
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Which peers may tell us the client's address.
+#[derive(Debug, Clone, Default)]
+pub struct TrustedProxies(Vec<Cidr>);
+
+impl TrustedProxies {
+    pub fn new(ranges: Vec<Cidr>) -> Self {
+        Self(ranges)
+    }
+
+    /// Parses a comma-separated list; `None` names the first bad entry.
+    pub fn parse_list(text: &str) -> Result<Self, String> {
+        text.split(',')
+            .map(str::trim)
+            .filter(|part| !part.is_empty())
+            .map(|part| Cidr::parse(part).ok_or_else(|| part.to_owned()))
+            .collect::<Result<Vec<_>, _>>()
+            .map(Self)
+    }
+
+    fn trusts(&self, ip: IpAddr) -> bool {
+        self.0.iter().any(|range| range.contains(ip))
+    }
+
+    /// The client's address for a request that came from `peer`.
+    pub fn client_ip(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+        if self.0.is_empty() || !self.trusts(peer) {
+            return peer;
+        }
+        let forwarded = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(','))
+            .filter_map(|part| part.trim().parse::<IpAddr>().ok())
+            .collect::<Vec<_>>();
+        forwarded
+            .into_iter()
+            .rev()
+            .find(|ip| !self.trusts(*ip))
+            .unwrap_or(peer)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::HeaderValue;
+
+    use super::*;
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap()
+    }
+
+    fn xff(value: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-forwarded-for", HeaderValue::from_str(value).unwrap());
+        headers
+    }
+
+    #[test]
+    fn ranges_contain_what_they_should() {
+        let net = Cidr::parse("10.0.0.0/8").unwrap();
+        assert!(net.contains(ip("10.1.2.3")));
+        assert!(!net.contains(ip("11.0.0.1")));
+        assert!(!net.contains(ip("::1")));
+        assert!(Cidr::parse("::1").unwrap().contains(ip("::1")));
+        assert!(Cidr::parse("0.0.0.0/0").unwrap().contains(ip("8.8.8.8")));
+        assert_eq!(Cidr::parse("10.0.0.0/33"), None);
+        assert_eq!(Cidr::parse("nope"), None);
+    }
+
+    #[test]
+    fn an_untrusted_peer_cannot_choose_its_address() {
+        let proxies = TrustedProxies::parse_list("10.0.0.0/8").unwrap();
+        assert_eq!(
+            proxies.client_ip(ip("203.0.113.9"), &xff("1.2.3.4")),
+            ip("203.0.113.9")
+        );
+        assert_eq!(
+            TrustedProxies::default().client_ip(ip("10.0.0.1"), &xff("1.2.3.4")),
+            ip("10.0.0.1")
+        );
+    }
+
+    #[test]
+    fn behind_trusted_proxies_the_rightmost_untrusted_hop_is_the_client() {
+        let proxies = TrustedProxies::parse_list("10.0.0.0/8, 192.168.0.1").unwrap();
+        // A client forging a first entry does not move its real address.
+        let headers = xff("6.6.6.6, 198.51.100.7, 192.168.0.1");
+        assert_eq!(
+            proxies.client_ip(ip("10.0.0.2"), &headers),
+            ip("198.51.100.7")
+        );
+        assert_eq!(
+            proxies.client_ip(ip("10.0.0.2"), &HeaderMap::new()),
+            ip("10.0.0.2")
+        );
+        assert_eq!(
+            TrustedProxies::parse_list("10.0.0.0/8, bad").unwrap_err(),
+            "bad"
+        );
+    }
+}

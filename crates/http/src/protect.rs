@@ -1,0 +1,250 @@
+//! The edge's protection, in the order of shared/DESIGN.md section 4: the
+//! caller's token (verified once, here, when a rule counts users), rate
+//! limits, load shedding on an adaptive limit of requests in flight, and a
+//! deadline. Every refusal is decided before the request does any work:
+//! `429 rate-limited` with the `RateLimit-*` headers of both the widely
+//! deployed form and IETF draft-11, `503 overloaded`, or `503 unavailable`
+//! when the deadline passes — all with `Retry-After`.
+//!
+//! Probes and `/metrics` are never limited or shed: an overloaded node must
+//! still say so.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
+use axum::http::header::AUTHORIZATION;
+use axum::http::{HeaderName, HeaderValue};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use metrics::counter;
+use stampede_app::orders::Caller;
+use stampede_flow::adaptive::{AdaptiveConfig, AdaptiveLimit};
+use stampede_flow::deadline::{self, Deadline};
+use stampede_flow::limit::headers;
+
+use crate::client_ip::TrustedProxies;
+use crate::limits::{RateLimitRule, RateLimits, Refusal, Subject};
+use crate::problem::{ApiError, Kind};
+use crate::state::AppState;
+
+/// How the edge protects the service.
+#[derive(Debug, Clone)]
+pub struct ProtectSettings {
+    pub rate_limits: Vec<RateLimitRule>,
+    pub trusted_proxies: TrustedProxies,
+    /// `None`: no adaptive limit (requests in flight are not bounded here).
+    pub adaptive: Option<AdaptiveConfig>,
+    /// Each request's deadline, unless the client asks for less.
+    pub request_timeout: Duration,
+    /// The most a client may ask for with `Request-Timeout`.
+    pub max_request_timeout: Duration,
+}
+
+impl Default for ProtectSettings {
+    fn default() -> Self {
+        Self {
+            rate_limits: RateLimitRule::defaults(20),
+            trusted_proxies: TrustedProxies::default(),
+            adaptive: Some(AdaptiveConfig::default()),
+            request_timeout: Duration::from_secs(10),
+            max_request_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// The edge's state: compiled rules and the adaptive limit.
+pub struct Protection {
+    limits: RateLimits,
+    adaptive: Option<AdaptiveLimit>,
+    trusted: TrustedProxies,
+    request_timeout: Duration,
+    max_request_timeout: Duration,
+}
+
+impl Protection {
+    pub fn new(settings: &ProtectSettings) -> Self {
+        Self {
+            limits: RateLimits::new(&settings.rate_limits),
+            adaptive: settings
+                .adaptive
+                .map(|config| AdaptiveLimit::new("http", config)),
+            trusted: settings.trusted_proxies.clone(),
+            request_timeout: settings.request_timeout,
+            max_request_timeout: settings.max_request_timeout,
+        }
+    }
+
+    /// Forgets idle keys' limiter state; run every few seconds.
+    pub fn purge_idle(&self) -> usize {
+        self.limits.purge_idle()
+    }
+
+    /// The request's deadline: the default, or the client's
+    /// `Request-Timeout` (seconds) when shorter than the cap.
+    fn deadline(&self, request: &Request) -> Deadline {
+        let asked = request
+            .headers()
+            .get("request-timeout")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .filter(|secs| secs.is_finite() && *secs > 0.0)
+            .map(|secs| Duration::from_secs_f64(secs.min(self.max_request_timeout.as_secs_f64())));
+        Deadline::after(asked.unwrap_or(self.request_timeout))
+    }
+}
+
+const PROBES: &[&str] = &["/livez", "/readyz", "/startupz", "/metrics"];
+/// Long-lived by design: no deadline.
+const STREAMS: &[&str] = &["/api/v1/orders/{id}/events"];
+
+fn sale_in_path(route: &str, path: &str) -> Option<String> {
+    route
+        .starts_with("/api/v1/sales/{id}")
+        .then(|| path.split('/').nth(4).map(str::to_owned))
+        .flatten()
+}
+
+fn caller(state: &AppState, request: &Request) -> Option<Caller> {
+    let value = request.headers().get(AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    let app = state.app();
+    let claims = app.jwt.verify(token.trim(), app.clock.now()).ok()?;
+    Some(Caller {
+        user: claims.user,
+        role: claims.role,
+    })
+}
+
+fn too_many(refusal: &Refusal<'_>) -> Response {
+    counter!("stampede_http_refused_total", "reason" => "rate_limited").increment(1);
+    let retry_after = headers::retry_after(&refusal.decision)
+        .and_then(|secs| secs.parse::<u32>().ok())
+        .unwrap_or(1);
+    let mut response = ApiError::new(Kind::RATE_LIMITED)
+        .with_detail(format!("over the `{}` rate limit", refusal.rule))
+        .retry_after(retry_after)
+        .into_response();
+    let out = response.headers_mut();
+    let mut put = |name: &'static str, value: String| {
+        if let Ok(value) = HeaderValue::try_from(value) {
+            out.insert(HeaderName::from_static(name), value);
+        }
+    };
+    put(
+        headers::RATELIMIT_POLICY,
+        headers::policy(refusal.rule, &refusal.quota),
+    );
+    put(
+        headers::RATELIMIT,
+        headers::ratelimit(refusal.rule, &refusal.decision),
+    );
+    for (name, value) in headers::legacy(&refusal.quota, &refusal.decision) {
+        put(name, value);
+    }
+    response
+}
+
+fn overloaded() -> Response {
+    counter!("stampede_http_refused_total", "reason" => "overloaded").increment(1);
+    ApiError::new(Kind::OVERLOADED)
+        .with_detail("too many requests in flight; try again shortly")
+        .retry_after(1)
+        .into_response()
+}
+
+fn deadline_passed() -> Response {
+    counter!("stampede_http_refused_total", "reason" => "deadline").increment(1);
+    ApiError::new(Kind::UNAVAILABLE)
+        .with_detail("the request did not finish within its deadline")
+        .retry_after(1)
+        .into_response()
+}
+
+/// The middleware.
+pub async fn protect(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    let Some(route) = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+    else {
+        return next.run(request).await;
+    };
+    if PROBES.contains(&route.as_str()) {
+        return next.run(request).await;
+    }
+    let protection = state.protection();
+
+    if !protection.limits.is_empty() {
+        let method = request.method().clone();
+        let user = if protection.limits.needs_user(&method, &route) {
+            caller(&state, &request)
+        } else {
+            None
+        };
+        let peer = request
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |info| info.0.ip());
+        let ip = protection.trusted.client_ip(peer, request.headers());
+        let sale = sale_in_path(&route, request.uri().path());
+        let subject = Subject {
+            method: &method,
+            route: &route,
+            ip,
+            user: user.as_ref().map(|c| &c.user),
+            sale: sale.as_deref(),
+        };
+        match protection.limits.check(&subject) {
+            Err(refusal) => return too_many(&refusal),
+            Ok(wait) if !wait.is_zero() => tokio::time::sleep(wait).await,
+            Ok(_) => {}
+        }
+        if let Some(user) = user {
+            // Verified once: the handler's extractor takes it from here.
+            request.extensions_mut().insert(user);
+        }
+    }
+
+    let in_flight = match &protection.adaptive {
+        Some(limit) => match limit.try_acquire() {
+            Some(token) => Some(token),
+            None => return overloaded(),
+        },
+        None => None,
+    };
+    let started = Instant::now();
+    let response = if STREAMS.contains(&route.as_str()) {
+        next.run(request).await
+    } else {
+        let deadline = protection.deadline(&request);
+        match deadline::scope(deadline, deadline.run(next.run(request))).await {
+            Ok(response) => response,
+            Err(_) => deadline_passed(),
+        }
+    };
+    if let Some(token) = in_flight {
+        token.done(started.elapsed(), !response.status().is_server_error());
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sale_id_comes_from_sale_routes_only() {
+        assert_eq!(
+            sale_in_path("/api/v1/sales/{id}/purchase", "/api/v1/sales/abc/purchase").as_deref(),
+            Some("abc")
+        );
+        assert_eq!(
+            sale_in_path("/api/v1/orders/{id}", "/api/v1/orders/abc"),
+            None
+        );
+    }
+}
