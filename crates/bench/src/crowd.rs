@@ -1,0 +1,521 @@
+//! The crowd: `connections` keep-alive connections, one task each, firing
+//! either `GET /livez` (the ceiling) or purchases.
+//!
+//! - **Closed loop** (default): each connection sends its next request when
+//!   the previous answer arrives; latency is measured from the send.
+//! - **Open loop** (`--rate R`): request `i` is due at `start + i / R`. A
+//!   connection takes the next due request from a shared counter, waits for
+//!   its time, and sends it. When every connection is busy the schedule slips,
+//!   and because latency is measured from the *scheduled* time, the wait shows
+//!   in the figures (no coordinated omission). Tokio's timer has 1 ms
+//!   granularity, so a request may leave up to 1 ms early rather than late;
+//!   its latency is then measured from when it really left.
+//!
+//! Each purchase picks a customer at random and a fresh `Idempotency-Key`,
+//! or, with probability `replay_ratio`, repeats one of this connection's
+//! recent requests (same customer, same key), whose answer must then be the
+//! first one (API.md: a 202's order, or the same remembered refusal).
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST, HeaderName, HeaderValue, LOCATION};
+use hyper::{Method, Request, Uri};
+
+use crate::client::{Answer, Conn, Target};
+use crate::outcome::{Outcome, classify_livez, classify_purchase};
+use crate::progress::Progress;
+use crate::report::Recorder;
+use crate::users::Users;
+
+const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+
+/// Recent requests a connection remembers for replays.
+const HISTORY: usize = 64;
+
+/// Recorders shared by the connections (see [`crate::report`]).
+const SHARDS: usize = 8;
+
+/// Distinct error descriptions kept; past it they count as "other".
+const ERROR_KINDS: usize = 20;
+
+/// How much load, for how long.
+#[derive(Debug, Clone)]
+pub struct Load {
+    pub connections: usize,
+    /// Requests per second (open loop); `None`: closed loop.
+    pub rate: Option<f64>,
+    pub duration: Option<Duration>,
+    pub requests: Option<u64>,
+    pub timeout: Duration,
+}
+
+/// What the requests are.
+#[derive(Debug, Clone)]
+pub enum Work {
+    Livez,
+    Purchase(Arc<PurchaseWork>),
+}
+
+/// Everything a purchase request needs, built before the clock starts.
+#[derive(Debug)]
+pub struct PurchaseWork {
+    /// `/api/v1/sales/{id}/purchase`
+    pub path: Uri,
+    /// `{"quantity": n}`
+    pub body: Bytes,
+    pub quantity: u32,
+    pub users: Arc<Users>,
+    pub replay_ratio: f64,
+    /// Prefix of every key of this run, so reruns never reuse a key.
+    pub run_id: String,
+}
+
+/// A 202 to a fresh key: whose, and which order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WonOrder {
+    pub user: u32,
+    pub order_id: String,
+    pub quantity: u32,
+}
+
+/// What one phase found.
+#[derive(Debug, Default)]
+pub struct PhaseResult {
+    pub recorder: Recorder,
+    /// From the first request sent to the last answer received.
+    pub elapsed: Duration,
+    /// From the first request sent to the last win answered.
+    pub won_window: Duration,
+    pub won: Vec<WonOrder>,
+    pub replays_sent: u64,
+    pub replay_mismatches: u64,
+    pub errors: BTreeMap<String, u64>,
+}
+
+/// State every connection of a phase reads or adds to.
+pub(crate) struct Shared {
+    start: Instant,
+    deadline: Option<Instant>,
+    requests: Option<u64>,
+    /// Seconds between scheduled requests (open loop).
+    interval: Option<f64>,
+    tickets: AtomicU64,
+    recorders: Vec<Mutex<Recorder>>,
+}
+
+impl Shared {
+    fn recorder(&self, connection: usize) -> MutexGuard<'_, Recorder> {
+        // A recorder is only ever added to; a panic mid-record leaves at worst
+        // one count without its latency.
+        self.recorders[connection % SHARDS]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Counts so far, for progress lines.
+    pub(crate) fn snapshot(&self) -> Recorder {
+        let mut sum = Recorder::default();
+        for shard in &self.recorders {
+            sum.merge(&shard.lock().unwrap_or_else(|p| p.into_inner()));
+        }
+        sum
+    }
+
+    pub(crate) fn start(&self) -> Instant {
+        self.start
+    }
+}
+
+/// What one connection found, besides latencies.
+#[derive(Default)]
+struct ConnResult {
+    last_answer: Option<Instant>,
+    last_won: Option<Instant>,
+    won: Vec<WonOrder>,
+    replays_sent: u64,
+    replay_mismatches: u64,
+    errors: BTreeMap<String, u64>,
+}
+
+impl ConnResult {
+    fn error(&mut self, what: String) {
+        if self.errors.len() < ERROR_KINDS || self.errors.contains_key(&what) {
+            *self.errors.entry(what).or_default() += 1;
+        } else {
+            *self.errors.entry("other".to_owned()).or_default() += 1;
+        }
+    }
+}
+
+/// The first answer a key got, for checking its replays.
+#[derive(Debug, Clone)]
+enum First {
+    Won(Box<str>),
+    Refused(Outcome),
+}
+
+#[derive(Debug, Clone)]
+struct Sent {
+    user: u32,
+    key: HeaderValue,
+    first: First,
+}
+
+/// Runs one phase to its end and returns what it found.
+pub async fn run(
+    target: &Target,
+    work: Work,
+    load: &Load,
+    progress: Option<Progress>,
+) -> anyhow::Result<PhaseResult> {
+    let connections = load.connections.max(1);
+    // Connect everything before the clock starts: connection set-up is not
+    // what is measured.
+    let mut conns = Vec::with_capacity(connections);
+    for _ in 0..connections {
+        conns.push(Conn::open(target.addr).await?);
+    }
+    let start = Instant::now();
+    let shared = Arc::new(Shared {
+        start,
+        deadline: load.duration.map(|d| start + d),
+        requests: load.requests,
+        interval: load.rate.filter(|r| *r > 0.0).map(|r| 1.0 / r),
+        tickets: AtomicU64::new(0),
+        recorders: (0..SHARDS).map(|_| Mutex::default()).collect(),
+    });
+    let reporter = progress.map(|p| p.start(shared.clone()));
+    let mut tasks = Vec::with_capacity(connections);
+    for (index, conn) in conns.into_iter().enumerate() {
+        let shared = shared.clone();
+        let work = work.clone();
+        let target = target.clone();
+        let timeout = load.timeout;
+        tasks.push(tokio::spawn(async move {
+            drive(index, conn, &target, &work, &shared, timeout).await
+        }));
+    }
+    let mut result = PhaseResult::default();
+    let mut last_answer = start;
+    let mut last_won = None;
+    for task in tasks {
+        let conn = task.await.context("a connection task failed")?;
+        last_answer = last_answer.max(conn.last_answer.unwrap_or(start));
+        last_won = last_won.max(conn.last_won);
+        result.won.extend(conn.won);
+        result.replays_sent += conn.replays_sent;
+        result.replay_mismatches += conn.replay_mismatches;
+        for (what, n) in conn.errors {
+            *result.errors.entry(what).or_default() += n;
+        }
+    }
+    if let Some(reporter) = reporter {
+        reporter.abort();
+    }
+    result.recorder = shared.snapshot();
+    result.elapsed = last_answer.duration_since(start);
+    result.won_window = last_won.map_or(Duration::ZERO, |t| t.duration_since(start));
+    Ok(result)
+}
+
+/// One connection's loop.
+async fn drive(
+    index: usize,
+    mut conn: Conn,
+    target: &Target,
+    work: &Work,
+    shared: &Shared,
+    timeout: Duration,
+) -> ConnResult {
+    let mut result = ConnResult::default();
+    let mut rng = fastrand::Rng::new();
+    let mut history: Vec<Sent> = Vec::with_capacity(HISTORY);
+    let mut seq: u64 = 0;
+    let mut broken = false;
+    let mut failed_connects = 0u32;
+    loop {
+        let ticket = shared.tickets.fetch_add(1, Ordering::Relaxed);
+        if shared.requests.is_some_and(|n| ticket >= n) {
+            break;
+        }
+        let scheduled = match shared.interval {
+            Some(interval) => {
+                let due = shared.start + Duration::from_secs_f64(ticket as f64 * interval);
+                if shared.deadline.is_some_and(|d| due >= d) {
+                    break;
+                }
+                // Wake at most 1 ms early rather than up to 1 ms late.
+                if let Some(wake) = due.checked_sub(Duration::from_millis(1))
+                    && wake > Instant::now()
+                {
+                    tokio::time::sleep_until(wake.into()).await;
+                }
+                due
+            }
+            None => {
+                let now = Instant::now();
+                if shared.deadline.is_some_and(|d| now >= d) {
+                    break;
+                }
+                now
+            }
+        };
+        if broken {
+            match Conn::open(target.addr).await {
+                Ok(fresh) => {
+                    conn = fresh;
+                    broken = false;
+                    failed_connects = 0;
+                }
+                Err(err) => {
+                    result.error(format!("reconnect: {err:#}"));
+                    failed_connects += 1;
+                    if failed_connects >= 100 {
+                        // The server is gone; a phase bounded by --requests
+                        // alone would otherwise never end.
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            }
+        }
+
+        let (request, pending) = match work {
+            Work::Livez => (livez_request(target), None),
+            Work::Purchase(purchase) => {
+                let (request, pending) =
+                    purchase_request(target, purchase, index, &mut seq, &mut rng, &history);
+                (request, Some(pending))
+            }
+        };
+        if pending.as_ref().is_some_and(|p| p.replay.is_some()) {
+            result.replays_sent += 1;
+        }
+        let sent = Instant::now();
+        let answer = tokio::time::timeout(timeout, conn.send(request)).await;
+        let done = Instant::now();
+        let latency = done.duration_since(scheduled.min(sent));
+        result.last_answer = Some(done);
+
+        let outcome = match answer {
+            Ok(Ok(answer)) => match (work, pending) {
+                (Work::Livez, _) | (_, None) => {
+                    let outcome = classify_livez(answer.status);
+                    if outcome == Outcome::Error {
+                        result.error(format!("livez answered {}", answer.status));
+                    }
+                    outcome
+                }
+                (Work::Purchase(purchase), Some(pending)) => settle_purchase(
+                    purchase,
+                    pending,
+                    &answer,
+                    done,
+                    &mut result,
+                    &mut history,
+                    &mut rng,
+                ),
+            },
+            Ok(Err(err)) => {
+                result.error(format!("connection: {err}"));
+                broken = true;
+                Outcome::Error
+            }
+            Err(_) => {
+                result.error(format!("no answer within {timeout:?}"));
+                broken = true;
+                Outcome::Error
+            }
+        };
+        shared.recorder(index).record(outcome, latency);
+    }
+    result
+}
+
+fn livez_request(target: &Target) -> Request<Full<Bytes>> {
+    let mut request = Request::new(Full::new(Bytes::new()));
+    *request.uri_mut() = Uri::from_static("/livez");
+    request.headers_mut().insert(HOST, target.host.clone());
+    request
+}
+
+/// A purchase on its way: what to check its answer against.
+struct Pending {
+    user: u32,
+    key: HeaderValue,
+    /// The first answer, when this is a replay.
+    replay: Option<First>,
+}
+
+fn purchase_request(
+    target: &Target,
+    work: &PurchaseWork,
+    connection: usize,
+    seq: &mut u64,
+    rng: &mut fastrand::Rng,
+    history: &[Sent],
+) -> (Request<Full<Bytes>>, Pending) {
+    let pending = if !history.is_empty() && rng.f64() < work.replay_ratio {
+        let earlier = &history[rng.usize(..history.len())];
+        Pending {
+            user: earlier.user,
+            key: earlier.key.clone(),
+            replay: Some(earlier.first.clone()),
+        }
+    } else {
+        *seq += 1;
+        let key = format!("{}-{connection}-{seq}", work.run_id);
+        Pending {
+            user: rng.u32(..work.users.len().max(1)),
+            // Run ids and numbers are ASCII: always a valid header value.
+            key: HeaderValue::try_from(key).unwrap_or(HeaderValue::from_static("invalid")),
+            replay: None,
+        }
+    };
+    let mut request = Request::new(Full::new(work.body.clone()));
+    *request.method_mut() = Method::POST;
+    *request.uri_mut() = work.path.clone();
+    let headers = request.headers_mut();
+    headers.insert(HOST, target.host.clone());
+    if let Some(auth) = work.users.auth.get(pending.user as usize) {
+        headers.insert(AUTHORIZATION, auth.clone());
+    }
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(IDEMPOTENCY_KEY, pending.key.clone());
+    (request, pending)
+}
+
+/// Classifies a purchase's answer, checks a replay against its first answer,
+/// and remembers wins and remembered refusals.
+fn settle_purchase(
+    work: &PurchaseWork,
+    pending: Pending,
+    answer: &Answer,
+    done: Instant,
+    result: &mut ConnResult,
+    history: &mut Vec<Sent>,
+    rng: &mut fastrand::Rng,
+) -> Outcome {
+    let outcome = classify_purchase(answer.status, &answer.headers, &answer.body);
+    if outcome == Outcome::Error {
+        result.error(describe(answer));
+        return outcome;
+    }
+    let order_id = || order_id(answer);
+    match (pending.replay, outcome) {
+        (Some(First::Won(first)), Outcome::Replayed) if order_id().as_deref() == Some(&*first) => {
+            outcome
+        }
+        (Some(First::Refused(first)), now) if now == first => outcome,
+        // Answers that are never remembered (429, 503) may come back for any
+        // replay; a mismatch never may, the request being the same.
+        (Some(_), now)
+            if !now.is_remembered_refusal()
+                && !matches!(
+                    now,
+                    Outcome::Won | Outcome::Replayed | Outcome::IdempotencyMismatch
+                ) =>
+        {
+            outcome
+        }
+        (Some(first), now) => {
+            result.replay_mismatches += 1;
+            let first = match first {
+                First::Won(_) => "won",
+                First::Refused(o) => o.name(),
+            };
+            result.error(format!(
+                "replay did not get its first answer (first {first}, then {})",
+                now.name()
+            ));
+            Outcome::Error
+        }
+        (None, Outcome::Replayed) => {
+            result.error("a fresh key was answered as a replay".to_owned());
+            Outcome::Error
+        }
+        (None, Outcome::Won) => match order_id() {
+            Some(id) => {
+                result.last_won = Some(done);
+                result.won.push(WonOrder {
+                    user: pending.user,
+                    order_id: id.clone(),
+                    quantity: work.quantity,
+                });
+                remember(
+                    history,
+                    rng,
+                    Sent {
+                        user: pending.user,
+                        key: pending.key,
+                        first: First::Won(id.into_boxed_str()),
+                    },
+                );
+                outcome
+            }
+            None => {
+                result.error("a 202 without an order id".to_owned());
+                Outcome::Error
+            }
+        },
+        (None, now) => {
+            if now.is_remembered_refusal() {
+                remember(
+                    history,
+                    rng,
+                    Sent {
+                        user: pending.user,
+                        key: pending.key,
+                        first: First::Refused(now),
+                    },
+                );
+            }
+            outcome
+        }
+    }
+}
+
+fn remember(history: &mut Vec<Sent>, rng: &mut fastrand::Rng, sent: Sent) {
+    if history.len() < HISTORY {
+        history.push(sent);
+    } else {
+        let slot = rng.usize(..HISTORY);
+        history[slot] = sent;
+    }
+}
+
+/// The order id of a 202: the last segment of `Location`, else the body's `id`.
+fn order_id(answer: &Answer) -> Option<String> {
+    if let Some(id) = answer
+        .headers
+        .get(LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.rsplit('/').next())
+        .filter(|id| !id.is_empty())
+    {
+        return Some(id.to_owned());
+    }
+    #[derive(serde::Deserialize)]
+    struct Id {
+        id: String,
+    }
+    serde_json::from_slice::<Id>(&answer.body)
+        .ok()
+        .map(|o| o.id)
+}
+
+/// A short description of an unexpected answer, stable across requests so
+/// that equal failures add up.
+fn describe(answer: &Answer) -> String {
+    match crate::outcome::problem_slug(&answer.body) {
+        Some(slug) => format!("HTTP {} {}", answer.status, String::from_utf8_lossy(slug)),
+        None => format!("HTTP {}", answer.status),
+    }
+}

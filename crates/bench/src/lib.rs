@@ -1,0 +1,362 @@
+//! Stampede's flash-sale load generator and audit, called by the binary as
+//! `stampede bench flash-sale …` and `stampede audit …`.
+//!
+//! A run, in the order it happens ([`flash_sale`]):
+//!
+//! 1. [`users`]: a fresh run id; a token per customer (subs
+//!    `bench-<run id>-<i>`) minted from the server's JWT secret.
+//! 2. The sale: a product and a sale made through the admin API, or `--sale`.
+//! 3. [`crowd`]: the ceiling phase (`GET /livez`), then the purchase phase,
+//!    each with the same number of keep-alive connections ([`client`]), closed
+//!    or open loop; answers are classified ([`outcome`]) and their latencies
+//!    recorded in HDR histograms ([`report`]); a line per second on a
+//!    terminal ([`progress`]).
+//! 4. [`audit`]: the server's state checked against the contract.
+//! 5. [`report`]: the human report, and the JSON document with `--json`.
+//!
+//! Performance is measured here and in `cargo bench`, never asserted in tests.
+
+pub mod audit;
+pub mod cli;
+pub mod client;
+pub mod crowd;
+pub mod outcome;
+pub mod procfs;
+pub mod progress;
+pub mod report;
+pub mod users;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use bytes::Bytes;
+use hyper::{Method, StatusCode};
+use serde::Deserialize;
+
+use crate::audit::{AuditPlan, AuditReport};
+use crate::cli::{AuditArgs, BenchCommand, FlashSaleArgs};
+use crate::client::{Api, Target};
+use crate::crowd::{Load, PurchaseWork, Work};
+use crate::outcome::Outcome;
+use crate::progress::Progress;
+use crate::report::{PhaseSummary, ProcessUsage, ReplayStats, Report, round3};
+use crate::users::{Minter, Users};
+
+/// Exit code of a run whose audit found a violation.
+pub const EXIT_VIOLATION: u8 = 1;
+
+/// Orders made by the bench stay open for the longest window the API allows
+/// (a week), so a later `stampede audit` still finds them unexpired.
+const PAYMENT_WINDOW_SECS: u32 = 604_800;
+
+/// `stampede bench …`: runs, prints, and exits 1 if the audit failed.
+pub fn bench(command: BenchCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        BenchCommand::FlashSale(args) => {
+            let runtime = runtime(args.threads)?;
+            let json = args.json;
+            let (report, text) = runtime.block_on(flash_sale(&args))?;
+            if json {
+                eprint!("{text}");
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report).context("encoding the report")?
+                );
+            } else {
+                print!("{text}");
+            }
+            Ok(exit_code(report.audit_ok != Some(false)))
+        }
+    }
+}
+
+/// `stampede audit`: checks one sale, prints, and exits 1 on a violation.
+pub fn audit(args: AuditArgs) -> anyhow::Result<ExitCode> {
+    let runtime = runtime(None)?;
+    let report = runtime.block_on(audit_sale(&args))?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).context("encoding the report")?
+        );
+    } else {
+        println!(
+            "audit {}: {}",
+            if report.ok { "ok" } else { "FAILED" },
+            report.summary()
+        );
+        for violation in &report.violations {
+            println!("  - {violation}");
+        }
+    }
+    Ok(exit_code(report.ok))
+}
+
+fn exit_code(ok: bool) -> ExitCode {
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_VIOLATION)
+    }
+}
+
+fn runtime(threads: Option<usize>) -> anyhow::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(threads) = threads {
+        builder.worker_threads(threads.max(1));
+    }
+    builder
+        .enable_all()
+        .thread_name("stampede-bench")
+        .build()
+        .context("starting the runtime")
+}
+
+/// `stampede audit --sale ID [--users N --user-prefix P]`.
+pub async fn audit_sale(args: &AuditArgs) -> anyhow::Result<AuditReport> {
+    let target = Target::resolve(&args.server.target).await?;
+    let minter = Minter::from_args(&args.server)?;
+    let mut plan = AuditPlan::sale_only(args.sale.clone());
+    plan.concurrency = args.concurrency;
+    if let Some(prefix) = &args.user_prefix {
+        plan.users = (0..args.users).map(|i| format!("{prefix}{i}")).collect();
+    }
+    audit::run(&target, &minter, &plan).await
+}
+
+#[derive(Debug, Deserialize)]
+struct Created {
+    id: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct SaleTerms {
+    quantity: u64,
+    per_user_limit: u64,
+}
+
+/// The sale to buy from: the given one, or a new product and sale.
+/// Returns its id, stock and per-user limit.
+async fn prepare_sale(
+    api: &mut Api,
+    minter: &Minter,
+    run_id: &str,
+    args: &FlashSaleArgs,
+) -> anyhow::Result<(String, u64, u64)> {
+    if let Some(sale) = &args.sale {
+        let terms: SaleTerms = api
+            .json(
+                Method::GET,
+                &format!("/api/v1/sales/{sale}"),
+                None,
+                None,
+                StatusCode::OK,
+            )
+            .await
+            .with_context(|| format!("reading sale {sale}"))?;
+        return Ok((sale.clone(), terms.quantity, terms.per_user_limit));
+    }
+    let admin = minter.admin(run_id)?;
+    let product: Created = api
+        .json(
+            Method::POST,
+            "/api/v1/products",
+            Some(&admin),
+            Some(&serde_json::json!({
+                "sku": format!("BENCH-{run_id}"),
+                "name": format!("stampede bench {run_id}"),
+                "price_cents": 100,
+                "currency": "EUR",
+            })),
+            StatusCode::CREATED,
+        )
+        .await
+        .context("creating the product")?;
+    let sale: Created = api
+        .json(
+            Method::POST,
+            "/api/v1/sales",
+            Some(&admin),
+            Some(&serde_json::json!({
+                "product_id": product.id,
+                "quantity": args.stock,
+                "per_user_limit": args.per_user_limit,
+                "payment_window_secs": PAYMENT_WINDOW_SECS,
+            })),
+            StatusCode::CREATED,
+        )
+        .await
+        .context("creating the sale")?;
+    Ok((
+        sale.id,
+        u64::from(args.stock),
+        u64::from(args.per_user_limit),
+    ))
+}
+
+fn summary(result: &crowd::PhaseResult) -> PhaseSummary {
+    let requests = result.recorder.total();
+    let seconds = result.elapsed.as_secs_f64();
+    PhaseSummary {
+        requests,
+        seconds: round3(seconds),
+        rps: round3(per_second(requests, result.elapsed)),
+        errors: result.recorder.count(Outcome::Error),
+        latency_ms: result.recorder.latency_all(),
+    }
+}
+
+fn per_second(n: u64, over: Duration) -> f64 {
+    let secs = over.as_secs_f64();
+    if secs > 0.0 { n as f64 / secs } else { 0.0 }
+}
+
+/// `stampede bench flash-sale`: the report and its human rendering.
+pub async fn flash_sale(args: &FlashSaleArgs) -> anyhow::Result<(Report, String)> {
+    if args.connections == 0 {
+        bail!("--connections must be at least 1");
+    }
+    if args.users == 0 {
+        bail!("--users must be at least 1");
+    }
+    if !(0.0..=1.0).contains(&args.replay_ratio) {
+        bail!("--replay-ratio must be between 0 and 1");
+    }
+    if args.rate.is_some_and(|r| r.is_nan() || r <= 0.0) {
+        bail!("--rate must be above 0");
+    }
+    let target = Target::resolve(&args.server.target).await?;
+    let minter = Minter::from_args(&args.server)?;
+    let run_id = users::run_id();
+    let prefix = format!("bench-{run_id}-");
+    let users = Arc::new(Users::mint(&minter, &prefix, args.users)?);
+
+    let mut api = Api::new(target.clone());
+    let (sale_id, stock, per_user_limit) = prepare_sale(&mut api, &minter, &run_id, args).await?;
+    drop(api);
+
+    let duration = match (args.duration, args.requests) {
+        (Some(d), _) => Some(d),
+        (None, Some(_)) => None,
+        (None, None) => Some(Duration::from_secs(10)),
+    };
+    let load = Load {
+        connections: args.connections,
+        rate: args.rate,
+        duration,
+        requests: args.requests,
+        timeout: args.timeout,
+    };
+
+    // The ceiling first, with the same connections and length: both phases
+    // then see the same machine, minutes apart at most.
+    let livez = if args.no_ceiling {
+        None
+    } else {
+        Some(crowd::run(&target, Work::Livez, &load, Progress::for_phase("livez")).await?)
+    };
+
+    let work = Work::Purchase(Arc::new(PurchaseWork {
+        path: format!("/api/v1/sales/{sale_id}/purchase")
+            .parse()
+            .context("the sale id does not fit in a path")?,
+        body: Bytes::from(format!("{{\"quantity\":{}}}", args.quantity)),
+        quantity: args.quantity,
+        users: users.clone(),
+        replay_ratio: args.replay_ratio,
+        run_id: run_id.clone(),
+    }));
+    let server_cpu_before = args
+        .server_pid
+        .and_then(|pid| procfs::cpu_seconds(&pid.to_string()));
+    let own_cpu_before = procfs::cpu_seconds("self");
+    let purchase = crowd::run(&target, work, &load, Progress::for_phase("purchase")).await?;
+    let own_cpu = own_cpu_before
+        .zip(procfs::cpu_seconds("self"))
+        .map(|(a, b)| round3(b - a));
+    let server = args.server_pid.map(|pid| ProcessUsage {
+        peak_rss_kb: procfs::peak_rss_kb(pid),
+        cpu_s: server_cpu_before
+            .zip(procfs::cpu_seconds(&pid.to_string()))
+            .map(|(a, b)| round3(b - a)),
+    });
+
+    let recorder = &purchase.recorder;
+    let losing_rps = per_second(recorder.refusals(), purchase.elapsed);
+    let livez_summary = livez.as_ref().map(summary);
+    let livez_rps = livez_summary.as_ref().map(|s| s.rps);
+    let losing_ratio = livez_rps
+        .filter(|r| *r > 0.0)
+        .map(|r| round3(losing_rps / r));
+    let won = recorder.count(Outcome::Won);
+
+    let audit = if args.no_audit {
+        None
+    } else {
+        let plan = AuditPlan {
+            sale_id: sale_id.clone(),
+            users: (0..users.len()).map(|i| users.sub(i)).collect(),
+            won: purchase
+                .won
+                .iter()
+                .map(|w| (users.sub(w.user), w.order_id.clone(), w.quantity))
+                .collect(),
+            exclusive: args.sale.is_none(),
+            answers_complete: [Outcome::Error, Outcome::Overloaded, Outcome::Unavailable]
+                .iter()
+                .all(|o| recorder.count(*o) == 0),
+            sold_out_seen: recorder.count(Outcome::SoldOut) > 0,
+            concurrency: args.audit_concurrency,
+        };
+        Some(
+            audit::run(&target, &minter, &plan)
+                .await
+                .context("auditing the sale")?,
+        )
+    };
+
+    let report = Report {
+        run_id,
+        target: target.url.clone(),
+        sale_id,
+        user_prefix: prefix,
+        users: args.users,
+        stock,
+        per_user_limit,
+        quantity: args.quantity,
+        mode: if args.rate.is_some() {
+            "open"
+        } else {
+            "closed"
+        },
+        connections: args.connections,
+        rate: args.rate,
+        replay_ratio: args.replay_ratio,
+        livez: livez_summary,
+        livez_rps,
+        purchase: summary(&purchase),
+        losing_rps: round3(losing_rps),
+        losing_ratio,
+        won_per_sec: round3(per_second(won, purchase.won_window)),
+        won_window_s: round3(purchase.won_window.as_secs_f64()),
+        outcomes: report::outcome_counts(recorder),
+        latency_ms: report::outcome_latencies(recorder),
+        replays: ReplayStats {
+            sent: purchase.replays_sent,
+            mismatched: purchase.replay_mismatches,
+        },
+        errors: purchase.errors.clone(),
+        server,
+        generator_cpu_s: own_cpu,
+        audit_ok: audit.as_ref().map(|a| a.ok),
+        audit_violations: audit
+            .as_ref()
+            .map(|a| a.violations.clone())
+            .unwrap_or_default(),
+        audit,
+    };
+    let text = report::render(&report, recorder);
+    Ok((report, text))
+}
