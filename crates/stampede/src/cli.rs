@@ -24,6 +24,11 @@ pub enum Command {
     Serve(Box<ServeArgs>),
     /// Print a signed JWT for a user.
     Token(TokenArgs),
+    /// Load-test a running Stampede (`bench flash-sale`), then audit the sale.
+    Bench(stampede_bench::cli::BenchArgs),
+    /// Check a sale on a running Stampede against the contract (no oversell,
+    /// ledger = database, per-user limits); exits 1 on a violation.
+    Audit(Box<stampede_bench::cli::AuditArgs>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
@@ -42,6 +47,15 @@ pub enum RoleArg {
 pub enum LogFormat {
     Json,
     Pretty,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RateLimitsArg {
+    /// The config file's `[[rate_limits]]`, or the built-in per-user purchase limit.
+    Default,
+    /// No rate limits (load tests from few users; not for production).
+    Off,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
@@ -197,6 +211,39 @@ pub struct ServeArgs {
     /// How often unpaid orders past their payment window are expired [default: 250].
     #[arg(long, env = "STAMPEDE_EXPIRY_INTERVAL_MS", value_name = "MS")]
     pub expiry_interval_ms: Option<u64>,
+    /// How long product and sale reads stay cached (±10% jitter) [default: 30000].
+    #[arg(long, env = "STAMPEDE_CACHE_TTL_MS", value_name = "MS")]
+    pub cache_ttl_ms: Option<u64>,
+    /// How long an unknown product or sale id is remembered as unknown [default: 5000].
+    #[arg(long, env = "STAMPEDE_CACHE_NEGATIVE_TTL_MS", value_name = "MS")]
+    pub cache_negative_ttl_ms: Option<u64>,
+    /// Most entries per cache [default: 100000].
+    #[arg(long, env = "STAMPEDE_CACHE_CAPACITY", value_name = "N")]
+    pub cache_capacity: Option<u64>,
+    /// `default` (the built-in rules, or the config file's `[[rate_limits]]`) or `off` [default: default].
+    #[arg(long, env = "STAMPEDE_RATE_LIMITS", value_enum)]
+    pub rate_limits: Option<RateLimitsArg>,
+    /// The default rule: purchase attempts per user per second (burst as many) [default: 20].
+    #[arg(long, env = "STAMPEDE_PURCHASES_PER_USER_PER_SEC", value_name = "N")]
+    pub purchases_per_user_per_sec: Option<u32>,
+    /// Proxies whose X-Forwarded-For is believed: comma-separated addresses or CIDRs [default: none].
+    #[arg(long, env = "STAMPEDE_TRUSTED_PROXIES", value_name = "LIST")]
+    pub trusted_proxies: Option<String>,
+    /// Each request's deadline [default: 10000].
+    #[arg(long, env = "STAMPEDE_REQUEST_TIMEOUT_MS", value_name = "MS")]
+    pub request_timeout_ms: Option<u64>,
+    /// The longest deadline a client may ask for with `Request-Timeout: <seconds>` [default: 60000].
+    #[arg(long, env = "STAMPEDE_MAX_REQUEST_TIMEOUT_MS", value_name = "MS")]
+    pub max_request_timeout_ms: Option<u64>,
+    /// Upper bound of the adaptive limit on requests in flight; 0 turns it off [default: 4096].
+    #[arg(long, env = "STAMPEDE_MAX_IN_FLIGHT", value_name = "N")]
+    pub max_in_flight: Option<u32>,
+    /// Lower bound of the adaptive limit on requests in flight [default: 32].
+    #[arg(long, env = "STAMPEDE_MIN_IN_FLIGHT", value_name = "N")]
+    pub min_in_flight: Option<u32>,
+    /// A request slower than this counts against the adaptive limit [default: 250].
+    #[arg(long, env = "STAMPEDE_IN_FLIGHT_LATENCY_TARGET_MS", value_name = "MS")]
+    pub in_flight_latency_target_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -11,16 +11,21 @@ use anyhow::{Context, bail};
 use serde::Deserialize;
 use stampede_app::AppSettings;
 use stampede_app::auth::PasswordSettings;
+use stampede_app::cache::CacheSettings;
 use stampede_app::ledger::KeyMemorySettings;
 use stampede_app::payments::PaymentSettings;
 use stampede_app::purchase::CommitSettings;
 use stampede_app::webhooks::WebhookSettings;
+use stampede_flow::adaptive::AdaptiveConfig;
 use stampede_flow::breaker::BreakerConfig;
 use stampede_flow::retry::RetryPolicy;
 use stampede_http::HttpSettings;
+use stampede_http::client_ip::TrustedProxies;
+use stampede_http::limits::RateLimitRule;
+use stampede_http::protect::ProtectSettings;
 use stampede_outbound::SimulatedSettings;
 
-use crate::cli::{LogFormat, RoleArg, ServeArgs, SqliteSync};
+use crate::cli::{LogFormat, RateLimitsArg, RoleArg, ServeArgs, SqliteSync};
 
 /// A value that must never be printed.
 #[derive(Clone, PartialEq, Eq)]
@@ -81,6 +86,17 @@ struct FileSettings {
     webhook_timeout_ms: Option<u64>,
     webhook_backoff_ms: Option<u64>,
     expiry_interval_ms: Option<u64>,
+    cache_ttl_ms: Option<u64>,
+    cache_negative_ttl_ms: Option<u64>,
+    cache_capacity: Option<u64>,
+    rate_limits: Option<Vec<RateLimitRule>>,
+    purchases_per_user_per_sec: Option<u32>,
+    trusted_proxies: Option<String>,
+    request_timeout_ms: Option<u64>,
+    max_request_timeout_ms: Option<u64>,
+    max_in_flight: Option<u32>,
+    min_in_flight: Option<u32>,
+    in_flight_latency_target_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -148,6 +164,8 @@ impl Settings {
             None => FileSettings::default(),
         };
         let mut warnings = Vec::new();
+        // First: it only borrows the file, which later settings move out of.
+        let protect = protect_settings(args, &file)?;
 
         let role = args.role.or(file.role).unwrap_or(RoleArg::All);
         let cluster = [
@@ -425,6 +443,32 @@ impl Settings {
             60_000,
         )?;
 
+        let cache = CacheSettings {
+            ttl: millis(
+                "cache_ttl_ms",
+                args.cache_ttl_ms.or(file.cache_ttl_ms).unwrap_or(30_000),
+                1,
+                86_400_000,
+            )?,
+            negative_ttl: millis(
+                "cache_negative_ttl_ms",
+                args.cache_negative_ttl_ms
+                    .or(file.cache_negative_ttl_ms)
+                    .unwrap_or(5_000),
+                1,
+                86_400_000,
+            )?,
+            capacity: within(
+                "cache_capacity",
+                args.cache_capacity
+                    .or(file.cache_capacity)
+                    .unwrap_or(100_000),
+                100,
+                100_000_000,
+            )?,
+            ..CacheSettings::default()
+        };
+
         let filter = args
             .log
             .clone()
@@ -454,7 +498,10 @@ impl Settings {
                 filter,
                 format: args.log_format.or(file.log_format),
             },
-            http: HttpSettings { max_body_bytes },
+            http: HttpSettings {
+                max_body_bytes,
+                protect,
+            },
             sqlite_synchronous: args
                 .sqlite_synchronous
                 .or(file.sqlite_synchronous)
@@ -467,6 +514,7 @@ impl Settings {
                 payments,
                 webhooks,
                 expiry_interval,
+                cache,
                 ..AppSettings::default()
             },
             key_memory,
@@ -477,6 +525,99 @@ impl Settings {
             warnings,
         })
     }
+}
+
+/// Rate limits, load shedding and deadlines.
+fn protect_settings(args: &ServeArgs, file: &FileSettings) -> anyhow::Result<ProtectSettings> {
+    let per_user = within(
+        "purchases_per_user_per_sec",
+        args.purchases_per_user_per_sec
+            .or(file.purchases_per_user_per_sec)
+            .unwrap_or(20),
+        1,
+        1_000_000,
+    )?;
+    let rate_limits = match args.rate_limits.unwrap_or(RateLimitsArg::Default) {
+        RateLimitsArg::Off => Vec::new(),
+        RateLimitsArg::Default => match &file.rate_limits {
+            Some(rules) => rules.clone(),
+            None => RateLimitRule::defaults(per_user),
+        },
+    };
+    for rule in &rate_limits {
+        rule.validate()
+            .map_err(|message| invalid("rate_limits", message))?;
+    }
+    let trusted_proxies = match args
+        .trusted_proxies
+        .clone()
+        .or(file.trusted_proxies.clone())
+    {
+        Some(list) => TrustedProxies::parse_list(&list).map_err(|bad| {
+            invalid(
+                "trusted_proxies",
+                format!("`{bad}` is not an address or CIDR"),
+            )
+        })?,
+        None => TrustedProxies::default(),
+    };
+    let request_timeout = within(
+        "request_timeout_ms",
+        args.request_timeout_ms
+            .or(file.request_timeout_ms)
+            .unwrap_or(10_000),
+        10,
+        3_600_000,
+    )?;
+    let max_request_timeout = within(
+        "max_request_timeout_ms",
+        args.max_request_timeout_ms
+            .or(file.max_request_timeout_ms)
+            .unwrap_or(60_000),
+        10,
+        3_600_000,
+    )?;
+    let max_in_flight = within(
+        "max_in_flight",
+        args.max_in_flight.or(file.max_in_flight).unwrap_or(4096),
+        0,
+        1_000_000,
+    )?;
+    let adaptive = if max_in_flight == 0 {
+        None
+    } else {
+        let min = within(
+            "min_in_flight",
+            args.min_in_flight.or(file.min_in_flight).unwrap_or(32),
+            1,
+            max_in_flight,
+        )?;
+        let config = AdaptiveConfig {
+            initial: 512.clamp(min, max_in_flight),
+            min,
+            max: max_in_flight,
+            latency_target: Duration::from_millis(within(
+                "in_flight_latency_target_ms",
+                args.in_flight_latency_target_ms
+                    .or(file.in_flight_latency_target_ms)
+                    .unwrap_or(250),
+                1,
+                600_000,
+            )?),
+            ..AdaptiveConfig::default()
+        };
+        config
+            .validate()
+            .map_err(|err| invalid("max_in_flight", err))?;
+        Some(config)
+    };
+    Ok(ProtectSettings {
+        rate_limits,
+        trusted_proxies,
+        adaptive,
+        request_timeout: Duration::from_millis(request_timeout),
+        max_request_timeout: Duration::from_millis(max_request_timeout),
+    })
 }
 
 #[cfg(test)]

@@ -8,11 +8,13 @@ use stampede::cli::{Cli, Command};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve(args) => stampede::serve(*args),
-        Command::Token(args) => stampede::token::print(args),
+        Command::Serve(args) => stampede::serve(*args).map(|()| ExitCode::SUCCESS),
+        Command::Token(args) => stampede::token::print(args).map(|()| ExitCode::SUCCESS),
+        Command::Bench(args) => stampede_bench::bench(args.command),
+        Command::Audit(args) => stampede_bench::audit(*args),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(err) => {
             eprintln!("stampede: {err:#}");
             ExitCode::FAILURE

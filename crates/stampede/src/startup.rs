@@ -109,7 +109,9 @@ impl Server {
                 .await
                 .context("starting the services")?,
         );
-        let router = stampede_http::router(AppState::new(app.clone(), prometheus), settings.http);
+        let state = AppState::new(app.clone(), prometheus, &settings.http);
+        spawn_limiter_upkeep(&state);
+        let router = stampede_http::router(state, &settings.http);
         Ok(Self {
             app,
             listener,
@@ -154,8 +156,10 @@ impl Server {
                 draining.cancel();
             }
         };
+        // Peers' addresses reach the handlers, for per-IP rate limits.
+        let service = router.into_make_service_with_connect_info::<SocketAddr>();
         let mut serving = tokio::spawn(
-            axum::serve(listener, router)
+            axum::serve(listener, service)
                 .with_graceful_shutdown(graceful)
                 .into_future(),
         );
@@ -182,6 +186,19 @@ impl Server {
         tracing::info!("stopped");
         result.context("server task")?.context("serving HTTP")
     }
+}
+
+/// Drops idle keys' rate-limit state every ten seconds, so per-user state does
+/// not grow with every user ever seen. Stops with the runtime.
+fn spawn_limiter_upkeep(state: &AppState) {
+    let state = state.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(10));
+        loop {
+            tick.tick().await;
+            state.protection().purge_idle();
+        }
+    });
 }
 
 /// The base URL other parties use to reach this node: the setting, or the

@@ -14,6 +14,7 @@ mod helpers;
 mod ops;
 mod orders;
 mod payments;
+mod protect;
 mod purchase;
 mod receiver;
 mod restart;
