@@ -11,6 +11,7 @@
 //!   services; [`detail`]: the fan-out order view; [`live`]: events for SSE.
 //! - [`expiry`]: the payment-window sweep.
 //! - [`auth`]: tokens, password hashes, webhook signatures.
+//! - [`events`]: what the outbox records for each state change.
 //! - [`App`]: all of it wired over one set of adapters.
 
 pub mod accounts;
@@ -22,6 +23,7 @@ pub mod catalog;
 pub mod contract;
 pub mod detail;
 pub mod error;
+pub mod events;
 pub mod expiry;
 pub mod ledger;
 pub mod lifecycle;

@@ -128,6 +128,15 @@ pub struct ServeArgs {
     /// SQLite durability [default: full].
     #[arg(long, env = "STAMPEDE_SQLITE_SYNCHRONOUS", value_enum)]
     pub sqlite_synchronous: Option<SqliteSync>,
+    /// PostgreSQL connections per node [default: 16].
+    #[arg(long, env = "STAMPEDE_DB_POOL_SIZE", value_name = "N")]
+    pub db_pool_size: Option<usize>,
+    /// PostgreSQL aborts statements running longer [default: 10000].
+    #[arg(long, env = "STAMPEDE_DB_STATEMENT_TIMEOUT_MS", value_name = "MS")]
+    pub db_statement_timeout_ms: Option<u64>,
+    /// Longest wait for a free PostgreSQL connection before answering 503 [default: 5000].
+    #[arg(long, env = "STAMPEDE_DB_ACQUIRE_TIMEOUT_MS", value_name = "MS")]
+    pub db_acquire_timeout_ms: Option<u64>,
     /// Reserved orders that may wait for a commit before purchases get 503 [default: 8192].
     #[arg(long, env = "STAMPEDE_COMMIT_QUEUE_CAPACITY", value_name = "N")]
     pub commit_queue_capacity: Option<usize>,

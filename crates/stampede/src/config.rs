@@ -24,6 +24,7 @@ use stampede_http::client_ip::TrustedProxies;
 use stampede_http::limits::RateLimitRule;
 use stampede_http::protect::ProtectSettings;
 use stampede_outbound::SimulatedSettings;
+use stampede_store_postgres::PgSettings;
 
 use crate::cli::{LogFormat, RateLimitsArg, RoleArg, ServeArgs, SqliteSync};
 
@@ -63,6 +64,9 @@ struct FileSettings {
     log_format: Option<LogFormat>,
     max_body_bytes: Option<usize>,
     sqlite_synchronous: Option<SqliteSync>,
+    db_pool_size: Option<usize>,
+    db_statement_timeout_ms: Option<u64>,
+    db_acquire_timeout_ms: Option<u64>,
     commit_queue_capacity: Option<usize>,
     commit_max_batch: Option<usize>,
     commit_workers: Option<usize>,
@@ -117,6 +121,8 @@ pub struct Settings {
     pub log: LogSettings,
     pub http: HttpSettings,
     pub sqlite_synchronous: SqliteSync,
+    /// PostgreSQL (cluster mode); `None`: SQLite in the data directory.
+    pub database: Option<PgSettings>,
     pub app: AppSettings,
     pub key_memory: KeyMemorySettings,
     pub shutdown_grace: Duration,
@@ -150,6 +156,42 @@ fn within<T: PartialOrd + fmt::Display + Copy>(
     Ok(value)
 }
 
+/// PostgreSQL settings when a database URL is given.
+fn database_settings(args: &ServeArgs, file: &FileSettings) -> anyhow::Result<Option<PgSettings>> {
+    let Some(url) = args.database_url.clone().or(file.database_url.clone()) else {
+        return Ok(None);
+    };
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        return Err(invalid(
+            "database_url",
+            "must be a postgres:// or postgresql:// URL",
+        ));
+    }
+    let mut settings = PgSettings::new(url);
+    settings.pool_size = within(
+        "db_pool_size",
+        args.db_pool_size.or(file.db_pool_size).unwrap_or(16),
+        1,
+        1024,
+    )?;
+    let millis = |name, flag: Option<u64>, file: Option<u64>, default| {
+        within(name, flag.or(file).unwrap_or(default), 100, 600_000).map(Duration::from_millis)
+    };
+    settings.statement_timeout = millis(
+        "db_statement_timeout_ms",
+        args.db_statement_timeout_ms,
+        file.db_statement_timeout_ms,
+        10_000,
+    )?;
+    settings.acquire_timeout = millis(
+        "db_acquire_timeout_ms",
+        args.db_acquire_timeout_ms,
+        file.db_acquire_timeout_ms,
+        5_000,
+    )?;
+    Ok(Some(settings))
+}
+
 fn read_file(path: &Path) -> anyhow::Result<FileSettings> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading config file {}", path.display()))?;
@@ -168,25 +210,23 @@ impl Settings {
         let protect = protect_settings(args, &file)?;
 
         let role = args.role.or(file.role).unwrap_or(RoleArg::All);
+        let database = database_settings(args, &file)?;
         let cluster = [
-            (
-                "database_url",
-                args.database_url.clone().or(file.database_url),
-            ),
             ("redis_url", args.redis_url.clone().or(file.redis_url)),
             ("nats_url", args.nats_url.clone().or(file.nats_url)),
         ];
         if let Some((name, _)) = cluster.iter().find(|(_, v)| v.is_some()) {
             return Err(invalid(
                 name,
-                "cluster mode (PostgreSQL, Redis, NATS) is not available in this version yet; \
-                 unset it to run embedded",
+                "the Redis ledger and the NATS bus are not available in this version yet; \
+                 unset it (one node runs on PostgreSQL alone)",
             ));
         }
         if role != RoleArg::All {
             return Err(invalid(
                 "role",
-                "`api` and `worker` are cluster-mode roles and need a database_url; embedded mode runs `all`",
+                "`api` and `worker` nodes need the Redis ledger and the NATS bus, \
+                 not available in this version yet; run `all`",
             ));
         }
 
@@ -506,6 +546,7 @@ impl Settings {
                 .sqlite_synchronous
                 .or(file.sqlite_synchronous)
                 .unwrap_or(SqliteSync::Full),
+            database,
             app: AppSettings {
                 commit,
                 passwords: PasswordSettings::default(),
@@ -676,13 +717,38 @@ mod tests {
     }
 
     #[test]
-    fn cluster_settings_are_refused_until_cluster_mode_exists() {
+    fn a_postgres_url_selects_the_postgres_store_with_its_pool_settings() {
         let args = ServeArgs {
             database_url: Some("postgres://localhost/test".into()),
+            db_pool_size: Some(32),
+            ..ServeArgs::default()
+        };
+        let database = Settings::load(&args).unwrap().database.unwrap();
+        assert_eq!(database.url, "postgres://localhost/test");
+        assert_eq!(database.pool_size, 32);
+        assert_eq!(database.statement_timeout, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn a_database_url_that_is_not_postgres_is_refused() {
+        let args = ServeArgs {
+            database_url: Some("mysql://localhost/test".into()),
             ..ServeArgs::default()
         };
         let message = Settings::load(&args).unwrap_err().to_string();
         assert!(message.contains("database_url"), "{message}");
+        assert!(message.contains("postgres://"), "{message}");
+    }
+
+    #[test]
+    fn redis_and_nats_are_refused_until_their_adapters_exist() {
+        let args = ServeArgs {
+            database_url: Some("postgres://localhost/test".into()),
+            redis_url: Some("redis://localhost".into()),
+            ..ServeArgs::default()
+        };
+        let message = Settings::load(&args).unwrap_err().to_string();
+        assert!(message.contains("redis_url"), "{message}");
     }
 
     #[test]

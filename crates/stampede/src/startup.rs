@@ -1,8 +1,8 @@
 //! The one place that builds adapters, wires the app, serves and shuts down.
 //!
 //! Start-up, in order: data directory → secrets → metrics recorder → listener
-//! (bound first: the payment provider calls back to its address) → SQLite store
-//! (migrations) → stock ledger rebuilt from the store → event bus, payment
+//! (bound first: the payment provider calls back to its address) → store of
+//! record, SQLite or PostgreSQL (migrations) → stock ledger rebuilt from the store → event bus, payment
 //! provider, webhook sender → services, commit workers and background workers.
 //! Shutdown, in stages: stop accepting and fail readiness (new purchases get
 //! 503, event streams end) → finish in-flight requests within the grace period
@@ -18,10 +18,11 @@ use anyhow::Context;
 use stampede_app::auth::JwtKey;
 use stampede_app::bus::OutboxBus;
 use stampede_app::ledger::MemoryLedger;
-use stampede_app::ports::{Clock, SystemClock};
+use stampede_app::ports::{Clock, Store, SystemClock};
 use stampede_app::{Adapters, App};
 use stampede_http::AppState;
 use stampede_outbound::{HttpWebhookSender, SimulatedProvider, SimulatedSettings};
+use stampede_store_postgres::PgStore;
 use stampede_store_sqlite::{SqliteSettings, SqliteStore, Synchronous};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -29,6 +30,30 @@ use tokio_util::sync::CancellationToken;
 use crate::cli::SqliteSync;
 use crate::config::Settings;
 use crate::secret;
+
+/// The store of record: PostgreSQL when a database URL is set (cluster
+/// mode), else SQLite in the data directory (embedded mode).
+async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
+    if let Some(database) = &settings.database {
+        let store = PgStore::connect(database)
+            .await
+            .context("opening the PostgreSQL store")?;
+        return Ok(Arc::new(store));
+    }
+    let sqlite = SqliteSettings {
+        synchronous: match settings.sqlite_synchronous {
+            SqliteSync::Full => Synchronous::Full,
+            SqliteSync::Normal => Synchronous::Normal,
+        },
+        ..SqliteSettings::default()
+    };
+    let db_path = settings.data_dir.join("stampede.db");
+    let store = tokio::task::spawn_blocking(move || SqliteStore::open(&db_path, sqlite))
+        .await
+        .context("opening the store")?
+        .context("opening the SQLite store")?;
+    Ok(Arc::new(store))
+}
 
 /// A built server, bound to its address, not yet serving.
 pub struct Server {
@@ -64,20 +89,7 @@ impl Server {
             .with_context(|| format!("listening on {}", settings.listen))?;
         let local_addr = listener.local_addr()?;
 
-        let sqlite = SqliteSettings {
-            synchronous: match settings.sqlite_synchronous {
-                SqliteSync::Full => Synchronous::Full,
-                SqliteSync::Normal => Synchronous::Normal,
-            },
-            ..SqliteSettings::default()
-        };
-        let db_path = data_dir.join("stampede.db");
-        let store = Arc::new(
-            tokio::task::spawn_blocking(move || SqliteStore::open(&db_path, sqlite))
-                .await
-                .context("opening the store")?
-                .context("opening the SQLite store")?,
-        );
+        let store = open_store(&settings).await?;
 
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let provider = SimulatedProvider::new(

@@ -27,13 +27,9 @@ async fn a_failing_soft_part_degrades_the_view_and_a_missing_order_fails_it() {
     let (sale, order) = app.sale_and_order("alice").await;
     let id = order["id"].as_str().unwrap();
     // Break the product behind the server's back: its part fails, the rest stands.
-    let db = rusqlite::Connection::open(app.dir.path().join("stampede.db")).unwrap();
-    db.busy_timeout(std::time::Duration::from_secs(5)).unwrap();
-    db.execute(
-        "UPDATE products SET currency = 'broken' WHERE id = ?1",
-        [sale["product_id"].as_str().unwrap()],
-    )
-    .unwrap();
+    let product_id = sale["product_id"].as_str().unwrap();
+    let sql = "UPDATE products SET currency = 'broken' WHERE id = $1";
+    assert_eq!(app.sql(sql, product_id).await, 1);
     let detail = app.detail(&customer("alice"), id).await;
     assert!(detail["product"].is_null());
     assert_eq!(detail["degraded"], json!(["product"]));

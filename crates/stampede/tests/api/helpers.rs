@@ -1,5 +1,9 @@
 //! `spawn_app()`: the real server on port 0 with a fresh data directory, and a
 //! typed client for the tests.
+//!
+//! The same tests run twice: in the `api` binary on the embedded SQLite
+//! store, and in the `api-postgres` binary (`crate::ON_POSTGRES`) on a fresh
+//! PostgreSQL database per server deployment, dropped with it.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,6 +14,7 @@ use stampede::cli::{ServeArgs, TokenRole};
 use stampede::config::Settings;
 use stampede::startup::Server;
 use stampede_app::App;
+use stampede_store_postgres::testing::TestDatabase;
 use tempfile::TempDir;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -18,11 +23,35 @@ pub const SECRET: &str = "test-secret-that-is-long-enough-for-hs256";
 /// The payment provider's webhook secret in tests.
 pub const PAYMENT_SECRET: &str = "test-payment-webhook-secret";
 
+/// Where a server keeps its state: its data directory and, in the
+/// PostgreSQL run, its database. A restarted server gets the same one.
+pub struct Deployment {
+    pub dir: TempDir,
+    pub database: Option<TestDatabase>,
+}
+
+impl Deployment {
+    pub async fn new() -> Self {
+        let database = if crate::ON_POSTGRES {
+            // `None` outside CI when PostgreSQL is down: the test then runs
+            // on SQLite again rather than not at all.
+            TestDatabase::create().await
+        } else {
+            None
+        };
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+            database,
+        }
+    }
+}
+
 pub struct TestApp {
     pub addr: SocketAddr,
     pub client: reqwest::Client,
     pub app: Arc<App>,
     pub dir: TempDir,
+    pub database: Option<TestDatabase>,
     stop: Option<oneshot::Sender<()>>,
     serving: Option<JoinHandle<anyhow::Result<()>>>,
 }
@@ -47,13 +76,17 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(customise: impl FnOnce(&mut ServeArgs)) -> TestApp {
-    let dir = tempfile::tempdir().unwrap();
-    spawn_app_in(dir, customise).await
+    spawn_app_in(Deployment::new().await, customise).await
 }
 
-/// Starts a server on an existing data directory (to restart on the same data).
-pub async fn spawn_app_in(dir: TempDir, customise: impl FnOnce(&mut ServeArgs)) -> TestApp {
+/// Starts a server on an existing deployment (to restart on the same data).
+pub async fn spawn_app_in(
+    deployment: Deployment,
+    customise: impl FnOnce(&mut ServeArgs),
+) -> TestApp {
+    let Deployment { dir, database } = deployment;
     let mut args = test_args(&dir);
+    args.database_url = database.as_ref().map(|db| db.url.clone());
     customise(&mut args);
     let settings = Settings::load(&args).unwrap();
     stampede::logging::init(&settings.log).unwrap();
@@ -69,6 +102,7 @@ pub async fn spawn_app_in(dir: TempDir, customise: impl FnOnce(&mut ServeArgs)) 
         client: stampede_outbound::client("stampede-tests").unwrap(),
         app,
         dir,
+        database,
         stop: Some(stop),
         serving: Some(serving),
     }
@@ -203,15 +237,70 @@ impl TestApp {
         response.json().await.unwrap()
     }
 
-    /// Stops the server gracefully and waits for it; returns its data directory.
-    pub async fn stop(mut self) -> TempDir {
+    /// Stops the server gracefully and waits for it; returns its deployment.
+    pub async fn stop(mut self) -> Deployment {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
         if let Some(serving) = self.serving.take() {
             serving.await.unwrap().unwrap();
         }
-        self.dir
+        Deployment {
+            dir: self.dir,
+            database: self.database,
+        }
+    }
+
+    /// Runs one statement on the server's database behind its back (to make
+    /// states the API cannot, or to break data); `$1` is `param`. Returns the
+    /// rows changed.
+    pub async fn sql(&self, statement: &str, param: &str) -> u64 {
+        match &self.database {
+            Some(database) => {
+                let client = database.client().await;
+                client.execute(statement, &[&param]).await.unwrap()
+            }
+            None => {
+                let db = rusqlite::Connection::open(self.dir.path().join("stampede.db")).unwrap();
+                db.busy_timeout(std::time::Duration::from_secs(5)).unwrap();
+                db.execute(statement, [param]).unwrap() as u64
+            }
+        }
+    }
+
+    /// Holds the database's write lock on sales from outside until the guard
+    /// is released: the next group commit waits for it.
+    pub async fn hold_sales_lock(&self) -> SalesLock {
+        match &self.database {
+            Some(database) => {
+                let client = database.client().await;
+                client
+                    .batch_execute("BEGIN; LOCK TABLE sales IN EXCLUSIVE MODE")
+                    .await
+                    .unwrap();
+                SalesLock::Postgres(client)
+            }
+            None => {
+                let db = rusqlite::Connection::open(self.dir.path().join("stampede.db")).unwrap();
+                db.execute_batch("BEGIN IMMEDIATE").unwrap();
+                SalesLock::Sqlite(db)
+            }
+        }
+    }
+}
+
+/// A transaction holding a write lock, from [`TestApp::hold_sales_lock`].
+pub enum SalesLock {
+    Sqlite(rusqlite::Connection),
+    Postgres(tokio_postgres::Client),
+}
+
+impl SalesLock {
+    pub async fn release(self) {
+        match self {
+            Self::Sqlite(db) => db.execute_batch("COMMIT").unwrap(),
+            Self::Postgres(client) => client.batch_execute("COMMIT").await.unwrap(),
+        }
     }
 }
 

@@ -21,3 +21,6 @@ mod restart;
 mod sse;
 mod states;
 mod webhooks;
+
+/// This binary runs the servers on the embedded SQLite store.
+const ON_POSTGRES: bool = false;

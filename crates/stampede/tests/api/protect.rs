@@ -188,8 +188,7 @@ async fn a_client_deadline_shorter_than_the_work_ends_the_request_with_503() {
     let sale = app.create_sale(10, 1, json!({})).await;
     let id = sale["id"].as_str().unwrap().to_owned();
     // Hold the database's write lock from outside: the purchase's commit waits.
-    let db = rusqlite::Connection::open(app.dir.path().join("stampede.db")).unwrap();
-    db.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let lock = app.hold_sales_lock().await;
     let started = Instant::now();
     let response = app
         .request(
@@ -211,7 +210,7 @@ async fn a_client_deadline_shorter_than_the_work_ends_the_request_with_503() {
         "{problem}"
     );
     eprintln!("answered 503 after {took:?} with a 300 ms deadline");
-    db.execute_batch("COMMIT").unwrap();
+    lock.release().await;
     // The order was reserved and queued before the deadline passed; it commits
     // once the lock is free, and a retry with the key finds it.
     let retried = eventually(10, "the retry to be answered 202", || async {

@@ -6,14 +6,6 @@ use serde_json::{Value, json};
 
 use crate::helpers::{assert_problem, customer, spawn_app};
 
-/// Edits the server's database behind its back (payments arrive with the
-/// lifecycle issue; until then a paid order can only be made here).
-fn sql(app: &crate::helpers::TestApp, statement: &str, id: &str) {
-    let db = rusqlite::Connection::open(app.dir.path().join("stampede.db")).unwrap();
-    db.busy_timeout(std::time::Duration::from_secs(5)).unwrap();
-    assert_eq!(db.execute(statement, [id]).unwrap(), 1);
-}
-
 #[tokio::test]
 async fn a_paid_order_cannot_be_cancelled() {
     let app = spawn_app().await;
@@ -26,10 +18,10 @@ async fn a_paid_order_cannot_be_cancelled() {
         .await
         .unwrap();
     let order_id = order["id"].as_str().unwrap();
-    sql(
-        &app,
-        "UPDATE orders SET status = 'paid' WHERE id = ?1",
-        order_id,
+    assert_eq!(
+        app.sql("UPDATE orders SET status = 'paid' WHERE id = $1", order_id)
+            .await,
+        1
     );
     let response = app
         .request(
@@ -65,10 +57,13 @@ async fn corrupt_data_is_an_internal_error_that_reveals_nothing() {
     let app = spawn_app().await;
     let product = app.create_product("CORRUPT").await;
     let id = product["id"].as_str().unwrap();
-    sql(
-        &app,
-        "UPDATE products SET currency = 'not a currency' WHERE id = ?1",
-        id,
+    assert_eq!(
+        app.sql(
+            "UPDATE products SET currency = 'not a currency' WHERE id = $1",
+            id
+        )
+        .await,
+        1
     );
     let response = app.get(&format!("/api/v1/products/{id}"), None).await;
     let problem = assert_problem(response, StatusCode::INTERNAL_SERVER_ERROR, "internal").await;

@@ -1,0 +1,433 @@
+//! Stampede's store of record on PostgreSQL (cluster mode, shared/DESIGN.md
+//! section 2): the same [`Store`] port as the embedded SQLite store, with the
+//! same schema and the same answers — the contract suite runs on both.
+//!
+//! - [`PgStore::connect`] opens a pool (deadpool, `settings.rs`) and brings
+//!   the schema up to date under an advisory lock (`migrations.rs`, SQL in
+//!   `migrations/`), so nodes starting together migrate once.
+//! - Each write is one transaction from the pool. The purchase path's group
+//!   commit hands a batch of orders to [`OrderStore::commit_orders`], which
+//!   commits them in one set-based transaction (`orders.rs`).
+//! - Events go to the outbox in their change's transaction, in commit order
+//!   (`outbox.rs` says how); `rows.rs` turns rows back into domain values and
+//!   `error.rs` errors into the port's [`StoreError`].
+//!
+//! Where SQLite's single writer made a read-then-write atomic, these use row
+//! locks (`FOR UPDATE`) or compare-and-set updates, so any number of nodes
+//! can write at once.
+
+mod catalog;
+mod error;
+mod migrations;
+mod orders;
+mod outbox;
+mod payments;
+mod rows;
+mod settings;
+mod sql;
+#[cfg(feature = "testing")]
+pub mod testing;
+mod users;
+mod webhooks;
+
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use async_trait::async_trait;
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
+use stampede_app::ports::{
+    AttemptResult, CancelOutcome, CatalogStore, CommitOutcome, DueDelivery, KeyRecord, OrderStore,
+    OutboxStore, PayOutcome, PaymentStore, SaleCounts, SaleSnapshot, SettleOutcome, Store,
+    StoreError, StoredEvent, UserStore, WebhookStore,
+};
+use stampede_domain::account::{Email, User};
+use stampede_domain::catalog::{Product, Sale};
+use stampede_domain::ids::{
+    DeliveryId, OrderId, PaymentId, ProductId, SaleId, SubscriptionId, UserId,
+};
+use stampede_domain::order::Order;
+use stampede_domain::payment::{Payment, PaymentResult};
+use stampede_domain::time::Timestamp;
+use stampede_domain::webhook::{Delivery, DeliveryStatus, Subscription};
+use tokio_postgres::IsolationLevel;
+
+pub use settings::PgSettings;
+
+use error::Context;
+
+/// The store of record on PostgreSQL: a pool of connections, any number of
+/// nodes on one database.
+pub struct PgStore {
+    pool: Pool,
+    closed: AtomicBool,
+    /// Dropped after the pool: whatever must outlive the connections (a test
+    /// database's teardown).
+    _keep: Option<Box<dyn Send + Sync>>,
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgStore")
+            .field("pool", &self.pool.status())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Runs `$body` (an expression that may `.await` on `$tx`, giving a
+/// `Result`) in one read-write transaction and commits it.
+macro_rules! in_tx {
+    ($store:expr, $what:expr, |$tx:ident| $body:expr) => {{
+        let what = $what;
+        let mut client = $store.client(what).await?;
+        let $tx = client.transaction().await.context(what)?;
+        let out = $body?;
+        $tx.commit().await.context(what)?;
+        Ok(out)
+    }};
+}
+
+/// The same in a read-only repeatable-read transaction: several reads that
+/// must see one snapshot.
+macro_rules! in_snapshot {
+    ($store:expr, $what:expr, |$tx:ident| $body:expr) => {{
+        let what = $what;
+        let mut client = $store.client(what).await?;
+        let $tx = client
+            .build_transaction()
+            .isolation_level(IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await
+            .context(what)?;
+        let out = $body?;
+        $tx.commit().await.context(what)?;
+        Ok(out)
+    }};
+}
+
+impl PgStore {
+    /// Opens a pool on `settings.url` and migrates the schema. Fails with
+    /// `Unavailable` if the database cannot be reached or was written by a
+    /// newer build.
+    pub async fn connect(settings: &PgSettings) -> Result<Self, StoreError> {
+        let mut config = tokio_postgres::Config::from_str(&settings.url).map_err(|err| {
+            StoreError::Unavailable(format!("the database url is not valid: {err}"))
+        })?;
+        let timeout = format!(
+            "-c statement_timeout={}",
+            settings.statement_timeout.as_millis()
+        );
+        let options = match config.get_options() {
+            Some(given) => format!("{given} {timeout}"),
+            None => timeout,
+        };
+        config.options(&options);
+        if config.get_application_name().is_none() {
+            config.application_name("stampede");
+        }
+        config.connect_timeout(settings.acquire_timeout);
+        let manager = Manager::from_config(
+            config,
+            tokio_postgres::NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(settings.pool_size.max(1))
+            .wait_timeout(Some(settings.acquire_timeout))
+            .create_timeout(Some(settings.acquire_timeout))
+            .recycle_timeout(Some(settings.acquire_timeout))
+            .runtime(Runtime::Tokio1)
+            .build()
+            .map_err(|err| StoreError::Unavailable(format!("building the pool: {err}")))?;
+        let store = Self {
+            pool,
+            closed: AtomicBool::new(false),
+            _keep: None,
+        };
+        let mut client = store.client("connecting").await?;
+        let found = migrations::apply(&mut client).await?;
+        tracing::info!(
+            pool_size = settings.pool_size,
+            schema_found = found,
+            schema = migrations::LATEST,
+            "opened postgres store"
+        );
+        Ok(store)
+    }
+
+    /// Keeps `value` until the store is dropped, after its connections.
+    #[doc(hidden)]
+    pub fn keep(mut self, value: impl Send + Sync + 'static) -> Self {
+        self._keep = Some(Box::new(value));
+        self
+    }
+
+    /// Connections open and idle, for metrics and readiness.
+    pub fn pool_status(&self) -> (usize, usize) {
+        let status = self.pool.status();
+        (status.size, status.available)
+    }
+
+    async fn client(&self, what: &str) -> Result<Object, StoreError> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(error::closed());
+        }
+        self.pool.get().await.context(what)
+    }
+}
+
+#[async_trait]
+impl CatalogStore for PgStore {
+    async fn insert_product(&self, product: &Product) -> Result<(), StoreError> {
+        in_tx!(self, "inserting product", |tx| catalog::insert_product(
+            &tx, product
+        )
+        .await)
+    }
+
+    async fn product(&self, id: ProductId) -> Result<Option<Product>, StoreError> {
+        catalog::product(&self.client("reading product").await?, id).await
+    }
+
+    async fn products(
+        &self,
+        after: Option<ProductId>,
+        limit: u32,
+    ) -> Result<Vec<Product>, StoreError> {
+        catalog::products(&self.client("listing products").await?, after, limit).await
+    }
+
+    async fn insert_sale(&self, sale: &Sale) -> Result<(), StoreError> {
+        in_tx!(self, "inserting sale", |tx| catalog::insert_sale(&tx, sale)
+            .await)
+    }
+
+    async fn sale(&self, id: SaleId) -> Result<Option<Sale>, StoreError> {
+        catalog::sale(&self.client("reading sale").await?, id).await
+    }
+
+    async fn sale_snapshots(&self) -> Result<Vec<SaleSnapshot>, StoreError> {
+        in_snapshot!(self, "reading sale snapshots", |tx| {
+            catalog::sale_snapshots(&tx).await
+        })
+    }
+}
+
+#[async_trait]
+impl OrderStore for PgStore {
+    #[tracing::instrument(level = "debug", skip_all, fields(orders = orders.len()))]
+    async fn commit_orders(&self, orders: &[Order]) -> Result<Vec<CommitOutcome>, StoreError> {
+        if orders.is_empty() {
+            return Ok(Vec::new());
+        }
+        in_tx!(self, "committing orders", |tx| orders::commit(&tx, orders)
+            .await)
+    }
+
+    async fn order(&self, id: OrderId) -> Result<Option<Order>, StoreError> {
+        orders::order(&self.client("reading order").await?, id).await
+    }
+
+    async fn orders_of(
+        &self,
+        user: &UserId,
+        before: Option<OrderId>,
+        limit: u32,
+    ) -> Result<Vec<Order>, StoreError> {
+        let client = self.client("listing a user's orders").await?;
+        orders::orders_of(&client, user, before, limit).await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(order_id = %id))]
+    async fn cancel_order(&self, id: OrderId, now: Timestamp) -> Result<CancelOutcome, StoreError> {
+        in_tx!(self, "cancelling order", |tx| orders::cancel(&tx, id, now)
+            .await)
+    }
+
+    async fn sale_counts(&self, sale: SaleId) -> Result<SaleCounts, StoreError> {
+        in_snapshot!(self, "counting a sale's orders", |tx| {
+            orders::sale_counts(&tx, sale).await
+        })
+    }
+
+    async fn keys_since(&self, since: Timestamp) -> Result<Vec<KeyRecord>, StoreError> {
+        let client = self.client("listing recent idempotency keys").await?;
+        orders::keys_since(&client, since).await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(limit = limit))]
+    async fn expire_due(&self, now: Timestamp, limit: u32) -> Result<Vec<Order>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        in_tx!(self, "expiring due orders", |tx| orders::expire_due(
+            &tx, now, limit
+        )
+        .await)
+    }
+}
+
+#[async_trait]
+impl PaymentStore for PgStore {
+    #[tracing::instrument(level = "debug", skip_all, fields(order_id = %payment.order_id, payment_id = %payment.id))]
+    async fn request_payment(&self, payment: &Payment) -> Result<PayOutcome, StoreError> {
+        in_tx!(self, "requesting payment", |tx| payments::request(
+            &tx, payment
+        )
+        .await)
+    }
+
+    async fn payment(&self, id: PaymentId) -> Result<Option<Payment>, StoreError> {
+        payments::payment(&self.client("reading payment").await?, id).await
+    }
+
+    async fn payments_of(&self, order: OrderId) -> Result<Vec<Payment>, StoreError> {
+        let client = self.client("listing an order's payments").await?;
+        payments::payments_of(&client, order).await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(payment_id = %id))]
+    async fn mark_submitted(
+        &self,
+        id: PaymentId,
+        provider_ref: &str,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        in_tx!(self, "marking a payment submitted", |tx| {
+            payments::mark_submitted(&tx, id, provider_ref, now).await
+        })
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(payment_id = %id))]
+    async fn settle_payment(
+        &self,
+        id: PaymentId,
+        result: &PaymentResult,
+        now: Timestamp,
+    ) -> Result<SettleOutcome, StoreError> {
+        in_tx!(self, "settling payment", |tx| payments::settle(
+            &tx, id, result, now
+        )
+        .await)
+    }
+}
+
+#[async_trait]
+impl OutboxStore for PgStore {
+    async fn events_after(&self, after: i64, limit: u32) -> Result<Vec<StoredEvent>, StoreError> {
+        outbox::events_after(&self.client("reading the outbox").await?, after, limit).await
+    }
+
+    async fn events_of(&self, aggregate_id: &str) -> Result<Vec<StoredEvent>, StoreError> {
+        let client = self.client("reading an aggregate's events").await?;
+        outbox::events_of(&client, aggregate_id).await
+    }
+
+    async fn last_seq(&self) -> Result<i64, StoreError> {
+        outbox::last_seq(&self.client("reading the last outbox position").await?).await
+    }
+
+    async fn cursor(&self, consumer: &str) -> Result<i64, StoreError> {
+        outbox::cursor(&self.client("reading a consumer's cursor").await?, consumer).await
+    }
+
+    async fn save_cursor(&self, consumer: &str, seq: i64) -> Result<(), StoreError> {
+        let client = self.client("saving a consumer's cursor").await?;
+        outbox::save_cursor(&client, consumer, seq).await
+    }
+}
+
+#[async_trait]
+impl WebhookStore for PgStore {
+    async fn insert_subscription(&self, subscription: &Subscription) -> Result<(), StoreError> {
+        let client = self.client("inserting webhook subscription").await?;
+        webhooks::insert_subscription(&client, subscription).await
+    }
+
+    async fn subscription(&self, id: SubscriptionId) -> Result<Option<Subscription>, StoreError> {
+        webhooks::subscription(&self.client("reading webhook subscription").await?, id).await
+    }
+
+    async fn subscriptions(&self) -> Result<Vec<Subscription>, StoreError> {
+        webhooks::subscriptions(&self.client("listing webhook subscriptions").await?).await
+    }
+
+    async fn delete_subscription(&self, id: SubscriptionId) -> Result<bool, StoreError> {
+        let client = self.client("deleting webhook subscription").await?;
+        webhooks::delete_subscription(&client, id).await
+    }
+
+    async fn enqueue_deliveries(
+        &self,
+        event: &StoredEvent,
+        subscriptions: &[SubscriptionId],
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        if subscriptions.is_empty() {
+            return Ok(());
+        }
+        let client = self.client("scheduling webhook deliveries").await?;
+        webhooks::enqueue_deliveries(&client, event, subscriptions, now).await
+    }
+
+    async fn due_deliveries(
+        &self,
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<DueDelivery>, StoreError> {
+        let client = self.client("reading due webhook deliveries").await?;
+        webhooks::due_deliveries(&client, now, limit).await
+    }
+
+    async fn record_attempt(
+        &self,
+        id: DeliveryId,
+        result: &AttemptResult,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let client = self.client("recording a webhook delivery attempt").await?;
+        webhooks::record_attempt(&client, id, result, now).await
+    }
+
+    async fn deliveries(
+        &self,
+        subscription: SubscriptionId,
+        status: Option<DeliveryStatus>,
+        before: Option<DeliveryId>,
+        limit: u32,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        let client = self.client("listing webhook deliveries").await?;
+        webhooks::deliveries(&client, subscription, status, before, limit).await
+    }
+}
+
+#[async_trait]
+impl UserStore for PgStore {
+    async fn insert_user(&self, user: &User) -> Result<(), StoreError> {
+        in_tx!(self, "inserting user", |tx| users::insert_user(&tx, user)
+            .await)
+    }
+
+    async fn user_by_email(&self, email: &Email) -> Result<Option<User>, StoreError> {
+        users::user_by_email(&self.client("reading user by e-mail").await?, email).await
+    }
+}
+
+#[async_trait]
+impl Store for PgStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        let client = self.client("pinging").await?;
+        sql::execute(&client, "SELECT 1", &[], "pinging").await?;
+        Ok(())
+    }
+
+    /// Stops taking work and closes the pool. Each write was its own
+    /// transaction, committed before it answered: nothing is queued here.
+    async fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.pool.close();
+        tracing::info!("closed postgres store");
+    }
+}
