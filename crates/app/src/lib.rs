@@ -50,7 +50,9 @@ use lifecycle::Lifecycle;
 use live::LiveEvents;
 use orders::OrderService;
 use payments::{PaymentService, PaymentSettings, PaymentWorker};
-use ports::{Clock, EventBus, PaymentProvider, StockLedger, Store, WebhookSender};
+use ports::{
+    Clock, EventBus, PaymentProvider, Probe, StockLedger, Store, StoreProbe, WebhookSender,
+};
 use purchase::{CommitSettings, PurchaseService};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -104,6 +106,15 @@ pub struct Adapters {
     pub sender: Arc<dyn WebhookSender>,
     pub clock: Arc<dyn Clock>,
     pub jwt: JwtKey,
+    /// The dependencies readiness checks; empty: the store's ping alone.
+    pub probes: Vec<Arc<dyn Probe>>,
+}
+
+/// How one dependency answered a readiness check.
+#[derive(Debug, Clone)]
+pub struct Check {
+    pub name: &'static str,
+    pub result: Result<(), String>,
 }
 
 /// Every service, wired over one set of adapters, and the background workers.
@@ -121,6 +132,7 @@ pub struct App {
     pub jwt: JwtKey,
     pub clock: Arc<dyn Clock>,
     store: Arc<dyn Store>,
+    probes: Vec<Arc<dyn Probe>>,
     workers: TaskTracker,
     stop_workers: CancellationToken,
 }
@@ -137,7 +149,11 @@ impl App {
             sender,
             clock,
             jwt,
+            mut probes,
         } = adapters;
+        if probes.is_empty() {
+            probes.push(Arc::new(StoreProbe(store.clone())));
+        }
         let lifecycle = Arc::new(Lifecycle::default());
         let now = clock.now();
         let snapshots = store.sale_snapshots().await?;
@@ -216,6 +232,7 @@ impl App {
             jwt,
             clock,
             store,
+            probes,
             workers: TaskTracker::new(),
             stop_workers: CancellationToken::new(),
         };
@@ -252,9 +269,35 @@ impl App {
         self.workers.spawn(self.live.clone().run(bus, stop.clone()));
     }
 
-    /// Whether the store answers.
-    pub async fn store_ok(&self) -> bool {
-        self.store.ping().await.is_ok()
+    /// Checks every dependency at once, each within `budget`, and records
+    /// `stampede_dependency_up` and `stampede_dependency_check_seconds`.
+    pub async fn check_dependencies(&self, budget: Duration) -> Vec<Check> {
+        let checks = self.probes.iter().map(|probe| async move {
+            let started = std::time::Instant::now();
+            let result = match tokio::time::timeout(budget, probe.check()).await {
+                Ok(result) => result,
+                Err(_) => Err(format!("no answer within {} ms", budget.as_millis())),
+            };
+            let name = probe.name();
+            metrics::histogram!("stampede_dependency_check_seconds", "dependency" => name)
+                .record(started.elapsed().as_secs_f64());
+            metrics::gauge!("stampede_dependency_up", "dependency" => name)
+                .set(if result.is_ok() { 1.0 } else { 0.0 });
+            Check { name, result }
+        });
+        futures_util::future::join_all(checks).await
+    }
+
+    /// The store of record, for operations and tests.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Sets every dependency's own gauges; for `/metrics`.
+    pub fn record_dependency_gauges(&self) {
+        for probe in &self.probes {
+            probe.record_gauges();
+        }
     }
 
     /// The last stage of shutdown: no new purchases, every queued order

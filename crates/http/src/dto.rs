@@ -1,6 +1,8 @@
 //! The JSON shapes of API.md, as the wire sees them. Requests are parsed into
 //! domain types by the handlers; responses are built from domain types here.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Deserializer, Serialize};
 use stampede_app::accounts::Session;
 use stampede_app::catalog::{SaleStats, SaleView};
@@ -344,6 +346,16 @@ impl From<&Session> for SessionBody {
 pub struct HealthBody {
     #[schema(example = "ok")]
     pub status: &'static str,
+}
+
+/// Readiness: `ok`, and each dependency checked (`store`, in cluster mode
+/// also `ledger` and `bus`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReadyBody {
+    #[schema(example = "ok")]
+    pub status: &'static str,
+    #[schema(example = json!({"store": "ok"}))]
+    pub checks: BTreeMap<&'static str, &'static str>,
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@ use anyhow::Context;
 use stampede_app::auth::JwtKey;
 use stampede_app::bus::OutboxBus;
 use stampede_app::ledger::MemoryLedger;
-use stampede_app::ports::{Clock, Store, SystemClock};
+use stampede_app::ports::{Clock, Probe, Store, StoreProbe, SystemClock};
 use stampede_app::{Adapters, App};
 use stampede_http::AppState;
 use stampede_outbound::{HttpWebhookSender, SimulatedProvider, SimulatedSettings};
@@ -32,13 +32,16 @@ use crate::config::Settings;
 use crate::secret;
 
 /// The store of record: PostgreSQL when a database URL is set (cluster
-/// mode), else SQLite in the data directory (embedded mode).
-async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
+/// mode), else SQLite in the data directory (embedded mode); with the
+/// probes readiness checks.
+async fn open_store(settings: &Settings) -> anyhow::Result<(Arc<dyn Store>, Vec<Arc<dyn Probe>>)> {
     if let Some(database) = &settings.database {
-        let store = PgStore::connect(database)
-            .await
-            .context("opening the PostgreSQL store")?;
-        return Ok(Arc::new(store));
+        let store = Arc::new(
+            PgStore::connect(database)
+                .await
+                .context("opening the PostgreSQL store")?,
+        );
+        return Ok((store.clone(), vec![store]));
     }
     let sqlite = SqliteSettings {
         synchronous: match settings.sqlite_synchronous {
@@ -52,7 +55,8 @@ async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
         .await
         .context("opening the store")?
         .context("opening the SQLite store")?;
-    Ok(Arc::new(store))
+    let store: Arc<dyn Store> = Arc::new(store);
+    Ok((store.clone(), vec![Arc::new(StoreProbe(store))]))
 }
 
 /// A built server, bound to its address, not yet serving.
@@ -89,7 +93,7 @@ impl Server {
             .with_context(|| format!("listening on {}", settings.listen))?;
         let local_addr = listener.local_addr()?;
 
-        let store = open_store(&settings).await?;
+        let (store, probes) = open_store(&settings).await?;
 
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let provider = SimulatedProvider::new(
@@ -115,6 +119,7 @@ impl Server {
             sender: Arc::new(sender),
             clock,
             jwt: JwtKey::new(jwt_secret.expose().as_bytes()),
+            probes,
         };
         let app = Arc::new(
             App::start(adapters, app_settings)

@@ -37,7 +37,7 @@ use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
 use stampede_app::ports::{
     AttemptResult, CancelOutcome, CatalogStore, CommitOutcome, DueDelivery, KeyRecord, OrderStore,
-    OutboxStore, PayOutcome, PaymentStore, SaleCounts, SaleSnapshot, SettleOutcome, Store,
+    OutboxStore, PayOutcome, PaymentStore, Probe, SaleCounts, SaleSnapshot, SettleOutcome, Store,
     StoreError, StoredEvent, UserStore, WebhookStore,
 };
 use stampede_domain::account::{Email, User};
@@ -412,6 +412,27 @@ impl UserStore for PgStore {
 
     async fn user_by_email(&self, email: &Email) -> Result<Option<User>, StoreError> {
         users::user_by_email(&self.client("reading user by e-mail").await?, email).await
+    }
+}
+
+/// Readiness and pool gauges: `stampede_db_pool_connections{state}` (open,
+/// idle) and `stampede_db_pool_waiting` (requests waiting for one).
+#[async_trait]
+impl Probe for PgStore {
+    fn name(&self) -> &'static str {
+        "store"
+    }
+
+    async fn check(&self) -> Result<(), String> {
+        self.ping().await.map_err(|err| err.to_string())
+    }
+
+    fn record_gauges(&self) {
+        let status = self.pool.status();
+        metrics::gauge!("stampede_db_pool_connections", "state" => "open").set(status.size as f64);
+        metrics::gauge!("stampede_db_pool_connections", "state" => "idle")
+            .set(status.available as f64);
+        metrics::gauge!("stampede_db_pool_waiting").set(status.waiting as f64);
     }
 }
 

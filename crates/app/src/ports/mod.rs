@@ -6,6 +6,7 @@
 
 pub mod bus;
 pub mod clock;
+pub mod health;
 pub mod ledger;
 pub mod notify;
 pub mod payment;
@@ -13,6 +14,7 @@ pub mod store;
 
 pub use bus::{BusError, EventBus, Subscription};
 pub use clock::{Clock, ManualClock, ManualClockHandle, SystemClock};
+pub use health::{Probe, StoreProbe};
 pub use ledger::{Attempt, Decision, LedgerError, Settlement, StockLedger};
 pub use notify::{SendError, WebhookSender};
 pub use payment::{ChargeError, ChargeRequest, PaymentProvider};

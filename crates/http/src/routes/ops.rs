@@ -5,7 +5,10 @@ use axum::extract::State;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 
-use crate::dto::HealthBody;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::dto::{HealthBody, ReadyBody};
 use crate::openapi;
 use crate::problem::{ApiError, Kind};
 use crate::state::AppState;
@@ -25,10 +28,14 @@ pub async fn livez() -> Json<HealthBody> {
     Json(OK)
 }
 
-/// 200 when ready for traffic: started, not draining, the store answers.
+/// How long readiness waits for each dependency.
+const CHECK_BUDGET: Duration = Duration::from_secs(1);
+
+/// 200 when ready for traffic: started, not draining, every dependency
+/// answers. The body (or the problem's `checks` member) lists each one.
 #[utoipa::path(get, path = "/readyz", tag = "operations",
-    responses((status = 200, description = "Ready", body = HealthBody)))]
-pub async fn readyz(State(state): State<AppState>) -> Result<Json<HealthBody>, ApiError> {
+    responses((status = 200, description = "Ready", body = ReadyBody)))]
+pub async fn readyz(State(state): State<AppState>) -> Result<Json<ReadyBody>, ApiError> {
     let app = state.app();
     if !app.lifecycle.is_started() {
         return Err(unavailable("starting"));
@@ -36,10 +43,33 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<HealthBody>, A
     if app.lifecycle.is_draining() {
         return Err(unavailable("draining"));
     }
-    if !app.store_ok().await {
-        return Err(unavailable("the store does not answer"));
+    let checks = app.check_dependencies(CHECK_BUDGET).await;
+    let report: BTreeMap<&'static str, String> = checks
+        .iter()
+        .map(|check| {
+            let said = match &check.result {
+                Ok(()) => "ok".to_owned(),
+                Err(err) => err.clone(),
+            };
+            (check.name, said)
+        })
+        .collect();
+    if let Some(down) = checks.iter().find(|check| check.result.is_err()) {
+        tracing::warn!(dependency = down.name, checks = ?report, "not ready");
+        let down: Vec<&str> = checks
+            .iter()
+            .filter(|check| check.result.is_err())
+            .map(|check| check.name)
+            .collect();
+        // Names only: causes stay in the log.
+        return Err(ApiError::new(Kind::UNAVAILABLE)
+            .with_detail(format!("not answering: {}", down.join(", ")))
+            .retry_after(1));
     }
-    Ok(Json(OK))
+    Ok(Json(ReadyBody {
+        status: "ok",
+        checks: report.into_keys().map(|name| (name, "ok")).collect(),
+    }))
 }
 
 /// 200 once start-up (migrations, ledger rebuild) is done.
@@ -64,6 +94,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
             .set(remaining as f64);
     }
     metrics::gauge!("stampede_commit_queue_depth").set(app.purchases.queue_depth() as f64);
+    app.record_dependency_gauges();
     state.prometheus().run_upkeep();
     let body = state.prometheus().render();
     (

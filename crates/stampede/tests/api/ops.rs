@@ -14,6 +14,37 @@ async fn probes_answer_ok_once_started() {
 }
 
 #[tokio::test]
+async fn readiness_lists_each_dependency_and_names_the_one_that_is_down() {
+    let app = spawn_app().await;
+    let ready: Value = app.get("/readyz", None).await.json().await.unwrap();
+    assert_eq!(ready["checks"], json!({"store": "ok"}));
+    let metrics = app.get("/metrics", None).await.text().await.unwrap();
+    assert!(
+        metrics.contains("stampede_dependency_up{dependency=\"store\"} 1"),
+        "{metrics}"
+    );
+    if crate::ON_POSTGRES {
+        assert!(
+            metrics.contains("stampede_db_pool_connections{state=\"open\"}"),
+            "{metrics}"
+        );
+    }
+
+    // A store that stops answering takes the node out of rotation, by name.
+    app.app.store().close().await;
+    let response = app.get("/readyz", None).await;
+    let problem =
+        crate::helpers::assert_problem(response, StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+            .await;
+    assert_eq!(problem["detail"], "not answering: store");
+    let metrics = app.get("/metrics", None).await.text().await.unwrap();
+    assert!(
+        metrics.contains("stampede_dependency_up{dependency=\"store\"} 0"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
 async fn every_response_carries_a_request_id_and_keeps_the_clients() {
     let app = spawn_app().await;
     let generated = app.get("/livez", None).await;
