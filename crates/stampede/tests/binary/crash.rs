@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use reqwest::StatusCode;
 
-use crate::harness::{Api, Binary, crowd, wait_for};
+use crate::harness::{Api, Binary, DataDir, crowd, wait_for};
 
 const STOCK: u64 = 100;
 const USERS: usize = 320;
@@ -14,8 +14,8 @@ const KEYS: usize = 2;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sale_killed_mid_flight_keeps_every_promise_after_restart() {
-    let dir = tempfile::tempdir().unwrap();
-    let binary = Binary::start(dir.path());
+    let dir = DataDir::new();
+    let binary = Binary::start(&dir);
     let api = Arc::new(Api::new(&binary));
     let sale = api.create_sale(STOCK, 1).await;
 
@@ -50,7 +50,7 @@ async fn a_sale_killed_mid_flight_keeps_every_promise_after_restart() {
         );
     }
 
-    let binary = Binary::start(dir.path());
+    let binary = Binary::start(&dir);
     let api = Arc::new(Api::new(&binary));
 
     // The ledger rebuilt from the database agrees with it, and nothing is oversold.

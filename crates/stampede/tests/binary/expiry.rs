@@ -6,12 +6,12 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::harness::{Api, Binary, eventually};
+use crate::harness::{Api, Binary, DataDir, eventually};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expiry_missed_while_down_happens_once_after_the_restart() {
-    let dir = tempfile::tempdir().unwrap();
-    let binary = Binary::start(dir.path());
+    let dir = DataDir::new();
+    let binary = Binary::start(&dir);
     let api = Api::new(&binary);
     let sale = api
         .create_sale_with(5, 1, json!({"payment_window_secs": 2}))
@@ -34,7 +34,7 @@ async fn an_expiry_missed_while_down_happens_once_after_the_restart() {
     // The windows close while nothing runs.
     tokio::time::sleep(Duration::from_millis(2_500)).await;
 
-    let binary = Binary::start(dir.path());
+    let binary = Binary::start(&dir);
     let api = Api::new(&binary);
     for (user, id) in &orders {
         eventually(10, "the order to expire", || async {
@@ -51,7 +51,7 @@ async fn an_expiry_missed_while_down_happens_once_after_the_restart() {
     // Once: another sweep, and another restart, change nothing.
     tokio::time::sleep(Duration::from_millis(500)).await;
     binary.kill_9();
-    let binary = Binary::start(dir.path());
+    let binary = Binary::start(&dir);
     let api = Api::new(&binary);
     let stats = api.stats(&sale).await;
     assert_eq!(stats["remaining"], 5, "stock came back twice: {stats}");

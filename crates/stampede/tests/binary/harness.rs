@@ -11,8 +11,51 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use stampede::cli::TokenRole;
+use stampede_store_postgres::testing::TestDatabase;
 
 pub const SECRET: &str = "binary-test-secret-long-enough-for-hs256";
+
+/// Where a binary keeps its state: a data directory and, in the PostgreSQL
+/// run (`crate::ON_POSTGRES`), a fresh database dropped with it. A restart
+/// on the same `DataDir` finds the same data.
+pub struct DataDir {
+    dir: tempfile::TempDir,
+    database: Option<TestDatabase>,
+}
+
+impl DataDir {
+    /// Blocking (tests here are sync and async alike): the database is made
+    /// on a thread with its own runtime.
+    pub fn new() -> Self {
+        let database = if crate::ON_POSTGRES {
+            // `None` outside CI when PostgreSQL is down: SQLite again.
+            std::thread::spawn(|| {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap()
+                    .block_on(TestDatabase::create())
+            })
+            .join()
+            .unwrap()
+        } else {
+            None
+        };
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+            database,
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The database URL the binary is given, if any.
+    pub fn database_url(&self) -> Option<&str> {
+        self.database.as_ref().map(|db| db.url.as_str())
+    }
+}
 
 pub fn token(sub: &str, role: TokenRole) -> String {
     stampede::token::sign(SECRET, sub, role, 3600).unwrap()
@@ -25,14 +68,18 @@ pub struct Binary {
 }
 
 impl Binary {
-    /// Starts the binary on port 0 with `data_dir` and waits until it serves.
-    pub fn start(data_dir: &Path) -> Self {
-        Self::start_with(data_dir, &[])
+    /// Starts the binary on port 0 with `data` and waits until it serves.
+    pub fn start(data: &DataDir) -> Self {
+        Self::start_with(data, &[])
     }
 
     /// [`start`](Self::start) with more environment.
-    pub fn start_with(data_dir: &Path, env: &[(&str, &str)]) -> Self {
+    pub fn start_with(data: &DataDir, env: &[(&str, &str)]) -> Self {
+        let data_dir = data.path();
         let mut command = Command::new(env!("CARGO_BIN_EXE_stampede"));
+        if let Some(url) = data.database_url() {
+            command.env("STAMPEDE_DATABASE_URL", url);
+        }
         command.envs(env.iter().copied());
         let mut child = command
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])

@@ -10,3 +10,6 @@ mod expiry;
 mod harness;
 mod outbox;
 mod shutdown;
+
+/// This binary runs the servers on the embedded SQLite store.
+const ON_POSTGRES: bool = false;

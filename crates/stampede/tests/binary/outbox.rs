@@ -14,7 +14,7 @@ use axum::routing::post;
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::harness::{Api, Binary, crowd, eventually, wait_for};
+use crate::harness::{Api, Binary, DataDir, crowd, eventually, wait_for};
 
 /// Event ids received, with how often each came.
 type Seen = Arc<Mutex<HashMap<String, (usize, Value)>>>;
@@ -39,8 +39,8 @@ async fn receiver() -> (String, Seen) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_committed_before_a_crash_are_delivered_after_it_once_each() {
     let (url, seen) = receiver().await;
-    let dir = tempfile::tempdir().unwrap();
-    let binary = Binary::start(dir.path());
+    let dir = DataDir::new();
+    let binary = Binary::start(&dir);
     let api = Arc::new(Api::new(&binary));
     let subscription = api.subscribe(&url, &["order.created"]).await;
     let sale = api.create_sale(10_000, 1).await;
@@ -60,7 +60,7 @@ async fn events_committed_before_a_crash_are_delivered_after_it_once_each() {
         .collect();
     let delivered_before = seen.lock().unwrap().len();
 
-    let binary = Binary::start(dir.path());
+    let binary = Binary::start(&dir);
     let api = Api::new(&binary);
     let sold = api.stats(&sale).await["sold"].as_u64().unwrap() as usize;
     assert!(sold >= accepted.len());

@@ -5,12 +5,12 @@ use std::sync::Arc;
 
 use reqwest::StatusCode;
 
-use crate::harness::{Api, Binary, crowd, wait_for};
+use crate::harness::{Api, Binary, DataDir, crowd, wait_for};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_during_a_burst_drains_and_loses_no_accepted_order() {
-    let dir = tempfile::tempdir().unwrap();
-    let binary = Binary::start(dir.path());
+    let dir = DataDir::new();
+    let binary = Binary::start(&dir);
     let api = Arc::new(Api::new(&binary));
     let sale = api.create_sale(1_000, 1).await;
 
@@ -42,7 +42,7 @@ async fn sigterm_during_a_burst_drains_and_loses_no_accepted_order() {
         won.len()
     );
 
-    let binary = Binary::start(dir.path());
+    let binary = Binary::start(&dir);
     let api = Api::new(&binary);
     for (user, order_id) in &won {
         assert_eq!(

@@ -1,0 +1,22 @@
+//! The real-binary tests of `tests/binary` (SIGKILL mid-sale, SIGTERM,
+//! restarts, expiry across downtime), run again with the binary on a fresh
+//! PostgreSQL database: no acknowledged order may be lost there either.
+
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "../binary/bench.rs"]
+mod bench;
+#[path = "../binary/crash.rs"]
+mod crash;
+#[path = "../binary/expiry.rs"]
+mod expiry;
+#[path = "../binary/harness.rs"]
+mod harness;
+#[path = "../binary/outbox.rs"]
+mod outbox;
+#[path = "../binary/shutdown.rs"]
+mod shutdown;
+
+/// This binary runs the servers on PostgreSQL.
+const ON_POSTGRES: bool = true;
