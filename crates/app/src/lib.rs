@@ -46,6 +46,7 @@ use bus::run_consumer;
 use catalog::{CatalogService, SaleDirectory};
 use detail::DetailService;
 use expiry::ExpirySweeper;
+use ledger::LedgerRepair;
 use lifecycle::Lifecycle;
 use live::LiveEvents;
 use orders::OrderService;
@@ -201,7 +202,13 @@ impl App {
         let app = Self {
             purchases: PurchaseService::new(
                 directory,
-                ledger,
+                Arc::new(LedgerRepair::new(
+                    store.clone(),
+                    store.clone(),
+                    ledger,
+                    clock.clone(),
+                    settings.key_retention_ms,
+                )),
                 store.clone(),
                 bus.clone(),
                 clock.clone(),

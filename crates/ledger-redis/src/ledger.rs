@@ -753,6 +753,23 @@ fn parse_refusal(slug: &str) -> Option<Refusal> {
     .find(|r| r.slug() == slug)
 }
 
+/// Readiness: Redis answers `PING`.
+#[async_trait]
+impl stampede_app::ports::Probe for RedisLedger {
+    fn name(&self) -> &'static str {
+        "ledger"
+    }
+
+    async fn check(&self) -> Result<(), String> {
+        let mut con = self.con.clone();
+        redis::cmd("PING")
+            .query_async::<String>(&mut con)
+            .await
+            .map(|_| ())
+            .map_err(|err| format!("redis: {err}"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,5 +18,8 @@ mod keys;
 pub mod ledger;
 mod scripts;
 
+#[cfg(feature = "testing")]
+pub mod testing;
+
 pub use keys::hash_slot;
 pub use ledger::{RedisLedger, RedisLedgerSettings, Reservation};

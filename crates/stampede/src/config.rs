@@ -123,6 +123,8 @@ pub struct Settings {
     pub sqlite_synchronous: SqliteSync,
     /// PostgreSQL (cluster mode); `None`: SQLite in the data directory.
     pub database: Option<PgSettings>,
+    /// The Redis stock ledger (cluster mode); `None`: in process memory.
+    pub redis_url: Option<String>,
     pub app: AppSettings,
     pub key_memory: KeyMemorySettings,
     pub shutdown_grace: Duration,
@@ -211,15 +213,22 @@ impl Settings {
 
         let role = args.role.or(file.role).unwrap_or(RoleArg::All);
         let database = database_settings(args, &file)?;
-        let cluster = [
-            ("redis_url", args.redis_url.clone().or(file.redis_url)),
-            ("nats_url", args.nats_url.clone().or(file.nats_url)),
-        ];
-        if let Some((name, _)) = cluster.iter().find(|(_, v)| v.is_some()) {
+        let redis_url = args.redis_url.clone().or(file.redis_url);
+        if let Some(url) = &redis_url {
+            if database.is_none() {
+                return Err(invalid(
+                    "redis_url",
+                    "the Redis ledger is rebuilt from PostgreSQL: set database_url too",
+                ));
+            }
+            if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+                return Err(invalid("redis_url", "must be a redis:// or rediss:// URL"));
+            }
+        }
+        if args.nats_url.is_some() || file.nats_url.is_some() {
             return Err(invalid(
-                name,
-                "the Redis ledger and the NATS bus are not available in this version yet; \
-                 unset it (one node runs on PostgreSQL alone)",
+                "nats_url",
+                "the NATS bus is not available in this version yet; unset it",
             ));
         }
         if role != RoleArg::All {
@@ -547,6 +556,7 @@ impl Settings {
                 .or(file.sqlite_synchronous)
                 .unwrap_or(SqliteSync::Full),
             database,
+            redis_url,
             app: AppSettings {
                 commit,
                 passwords: PasswordSettings::default(),
@@ -741,14 +751,21 @@ mod tests {
     }
 
     #[test]
-    fn redis_and_nats_are_refused_until_their_adapters_exist() {
+    fn a_redis_ledger_needs_the_database_it_is_rebuilt_from() {
         let args = ServeArgs {
-            database_url: Some("postgres://localhost/test".into()),
             redis_url: Some("redis://localhost".into()),
             ..ServeArgs::default()
         };
         let message = Settings::load(&args).unwrap_err().to_string();
         assert!(message.contains("redis_url"), "{message}");
+        assert!(message.contains("database_url"), "{message}");
+        let args = ServeArgs {
+            redis_url: Some("redis://localhost".into()),
+            database_url: Some("postgres://localhost/test".into()),
+            ..ServeArgs::default()
+        };
+        let settings = Settings::load(&args).unwrap();
+        assert_eq!(settings.redis_url.as_deref(), Some("redis://localhost"));
     }
 
     #[test]

@@ -18,9 +18,10 @@ use anyhow::Context;
 use stampede_app::auth::JwtKey;
 use stampede_app::bus::OutboxBus;
 use stampede_app::ledger::MemoryLedger;
-use stampede_app::ports::{Clock, Probe, Store, StoreProbe, SystemClock};
+use stampede_app::ports::{Clock, Probe, StockLedger, Store, StoreProbe, SystemClock};
 use stampede_app::{Adapters, App};
 use stampede_http::AppState;
+use stampede_ledger_redis::{RedisLedger, RedisLedgerSettings};
 use stampede_outbound::{HttpWebhookSender, SimulatedProvider, SimulatedSettings};
 use stampede_store_postgres::PgStore;
 use stampede_store_sqlite::{SqliteSettings, SqliteStore, Synchronous};
@@ -59,6 +60,32 @@ async fn open_store(settings: &Settings) -> anyhow::Result<(Arc<dyn Store>, Vec<
     Ok((store.clone(), vec![Arc::new(StoreProbe(store))]))
 }
 
+/// The stock ledger: Redis when a Redis URL is set (cluster mode: shared by
+/// every node, under the namespace), else in this process's memory.
+async fn open_ledger(
+    settings: &Settings,
+    clock: &dyn Clock,
+    probes: &mut Vec<Arc<dyn Probe>>,
+) -> anyhow::Result<Arc<dyn StockLedger>> {
+    let Some(url) = &settings.redis_url else {
+        return Ok(Arc::new(MemoryLedger::new(
+            settings.key_memory,
+            clock.now(),
+        )));
+    };
+    let ledger_settings = RedisLedgerSettings {
+        key_retention: Duration::from_millis(settings.key_memory.retention_ms.max(1) as u64),
+        ..RedisLedgerSettings::default()
+    };
+    let ledger = Arc::new(
+        RedisLedger::connect(url, &settings.namespace, ledger_settings)
+            .await
+            .context("connecting the Redis stock ledger")?,
+    );
+    probes.push(ledger.clone());
+    Ok(ledger)
+}
+
 /// A built server, bound to its address, not yet serving.
 pub struct Server {
     app: Arc<App>,
@@ -93,7 +120,7 @@ impl Server {
             .with_context(|| format!("listening on {}", settings.listen))?;
         let local_addr = listener.local_addr()?;
 
-        let (store, probes) = open_store(&settings).await?;
+        let (store, mut probes) = open_store(&settings).await?;
 
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let provider = SimulatedProvider::new(
@@ -109,11 +136,12 @@ impl Server {
         )
         .context("building the payment provider's HTTP client")?;
         let sender = HttpWebhookSender::new().context("building the webhook HTTP client")?;
+        let ledger = open_ledger(&settings, clock.as_ref(), &mut probes).await?;
         let mut app_settings = settings.app.clone();
         app_settings.payments.webhook_secret = webhook_secret.expose().as_bytes().to_vec();
         let adapters = Adapters {
             bus: Arc::new(OutboxBus::new(store.clone())),
-            ledger: Arc::new(MemoryLedger::new(settings.key_memory, clock.now())),
+            ledger,
             store,
             provider: Arc::new(provider),
             sender: Arc::new(sender),

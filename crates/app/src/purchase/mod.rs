@@ -19,8 +19,11 @@ use commit::{Committed, GroupCommitter, Job, Rejected};
 
 use crate::catalog::SaleDirectory;
 use crate::error::AppError;
+use crate::ledger::LedgerRepair;
 use crate::lifecycle::Lifecycle;
-use crate::ports::{Attempt, Clock, Decision, EventBus, OrderStore, Settlement, StockLedger};
+use crate::ports::{
+    Attempt, Clock, Decision, EventBus, LedgerError, OrderStore, Settlement, StockLedger,
+};
 
 /// A purchase as the HTTP edge hands it over: every part already validated.
 #[derive(Debug, Clone)]
@@ -97,19 +100,22 @@ pub struct PurchaseService {
     committer: GroupCommitter,
     clock: Arc<dyn Clock>,
     lifecycle: Arc<Lifecycle>,
+    repair: Arc<LedgerRepair>,
     outcomes: Outcomes,
 }
 
 impl PurchaseService {
+    /// `repair` holds the ledger purchases are decided in.
     pub(crate) fn new(
         sales: Arc<SaleDirectory>,
-        ledger: Arc<dyn StockLedger>,
+        repair: Arc<LedgerRepair>,
         store: Arc<dyn OrderStore>,
         bus: Arc<dyn EventBus>,
         clock: Arc<dyn Clock>,
         lifecycle: Arc<Lifecycle>,
         settings: CommitSettings,
     ) -> Self {
+        let ledger = repair.ledger().clone();
         let committer = GroupCommitter::start(store.clone(), ledger.clone(), bus, settings);
         Self {
             sales,
@@ -118,6 +124,7 @@ impl PurchaseService {
             committer,
             clock,
             lifecycle,
+            repair,
             outcomes: Outcomes::new(),
         }
     }
@@ -161,7 +168,16 @@ impl PurchaseService {
         };
         let mut waits = 0;
         loop {
-            match self.ledger.decide(&attempt).await? {
+            let decision = match self.ledger.decide(&attempt).await {
+                Ok(decision) => decision,
+                // Unreachable, or lost this sale: if lost, the store has it.
+                Err(LedgerError::Unavailable(cause)) => {
+                    self.repair.rebuild_soon(request.sale_id);
+                    return Err(AppError::Unavailable(cause));
+                }
+                Err(err) => return Err(err.into()),
+            };
+            match decision {
                 Decision::Reserved => break,
                 Decision::Replay(Answer::Won(order_id)) => {
                     let order = self.store.order(order_id).await?.ok_or_else(|| {
@@ -186,8 +202,9 @@ impl PurchaseService {
                     wait.await;
                 }
                 Decision::UnknownSale => {
+                    self.repair.rebuild_soon(request.sale_id);
                     return Err(AppError::Unavailable(
-                        "the sale is not open in the stock ledger yet".into(),
+                        "the stock ledger is loading this sale".into(),
                     ));
                 }
             }

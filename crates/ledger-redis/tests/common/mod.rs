@@ -6,97 +6,14 @@
 #![allow(dead_code)] // Each test binary uses a part of it.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use redis::AsyncCommands;
 use stampede_app::contract::ledger::LedgerFixture;
 use stampede_app::ports::StockLedger;
+#[allow(unused_imports)] // Each test binary uses a part of it.
+pub use stampede_ledger_redis::testing::{
+    delete_matching, fresh_namespace, keys_matching, namespace_pattern, redis_or_skip, redis_url,
+};
 use stampede_ledger_redis::{RedisLedger, RedisLedgerSettings};
-
-/// The Redis of the tests: `REDIS_URL`, or the one on this machine.
-pub fn redis_url() -> String {
-    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
-}
-
-/// Whether Redis answers. When it does not, the test fails under `CI=true`
-/// (CI must run against a real Redis) and is skipped, with the reason
-/// printed, anywhere else. Every Redis test starts here.
-pub async fn redis_or_skip() -> Option<String> {
-    let url = redis_url();
-    let ping = async {
-        let client = redis::Client::open(url.as_str()).map_err(|e| e.to_string())?;
-        let mut con = client
-            .get_multiplexed_async_connection()
-            .await
-            .map_err(|e| e.to_string())?;
-        redis::cmd("PING")
-            .query_async::<String>(&mut con)
-            .await
-            .map_err(|e| e.to_string())
-    };
-    let reason = match tokio::time::timeout(Duration::from_secs(2), ping).await {
-        Ok(Ok(_)) => return Some(url),
-        Ok(Err(err)) => err,
-        Err(_) => "no answer within 2 s".to_owned(),
-    };
-    if std::env::var("CI").is_ok_and(|ci| ci == "true") {
-        panic!("Redis at {url} is unreachable under CI=true: {reason}");
-    }
-    eprintln!(
-        "skipped: Redis at {url} is unreachable ({reason}); set REDIS_URL or start redis-server"
-    );
-    None
-}
-
-/// A namespace no other test uses.
-pub fn fresh_namespace() -> String {
-    format!("stampede-test-{}", uuid::Uuid::new_v4().simple())
-}
-
-/// Deletes every key matching `pattern` (`SCAN MATCH` + `DEL`); returns how
-/// many there were.
-pub async fn delete_matching(url: &str, pattern: &str) -> usize {
-    let client = redis::Client::open(url).unwrap();
-    let mut con = client.get_multiplexed_async_connection().await.unwrap();
-    let keys = scan(&mut con, pattern).await;
-    for chunk in keys.chunks(500) {
-        let _: () = con.del(chunk).await.unwrap();
-    }
-    keys.len()
-}
-
-/// Every key matching `pattern`.
-pub async fn keys_matching(url: &str, pattern: &str) -> Vec<String> {
-    let client = redis::Client::open(url).unwrap();
-    let mut con = client.get_multiplexed_async_connection().await.unwrap();
-    scan(&mut con, pattern).await
-}
-
-async fn scan(con: &mut redis::aio::MultiplexedConnection, pattern: &str) -> Vec<String> {
-    let mut cursor = "0".to_owned();
-    let mut keys = Vec::new();
-    loop {
-        let (next, batch): (String, Vec<String>) = redis::cmd("SCAN")
-            .arg(&cursor)
-            .arg("MATCH")
-            .arg(pattern)
-            .arg("COUNT")
-            .arg(1000)
-            .query_async(con)
-            .await
-            .unwrap();
-        keys.extend(batch);
-        if next == "0" {
-            return keys;
-        }
-        cursor = next;
-    }
-}
-
-/// The pattern of every key of a namespace.
-pub fn namespace_pattern(namespace: &str) -> String {
-    format!("{{{namespace}:*")
-}
 
 /// A ledger in a namespace of its own, deleted at teardown.
 pub struct Fixture {

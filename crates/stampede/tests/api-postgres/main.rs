@@ -20,6 +20,8 @@ mod errors;
 mod expiry;
 #[path = "../api/helpers.rs"]
 mod helpers;
+#[path = "../api/ledger_loss.rs"]
+mod ledger_loss;
 #[path = "../api/ops.rs"]
 mod ops;
 #[path = "../api/orders.rs"]

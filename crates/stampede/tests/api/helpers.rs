@@ -2,8 +2,9 @@
 //! typed client for the tests.
 //!
 //! The same tests run twice: in the `api` binary on the embedded SQLite
-//! store, and in the `api-postgres` binary (`crate::ON_POSTGRES`) on a fresh
-//! PostgreSQL database per server deployment, dropped with it.
+//! store, and in the `api-postgres` binary (`crate::ON_POSTGRES`) in cluster
+//! mode: a fresh PostgreSQL database and a fresh Redis namespace for the
+//! stock ledger per server deployment, both dropped with it.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use stampede::cli::{ServeArgs, TokenRole};
 use stampede::config::Settings;
 use stampede::startup::Server;
 use stampede_app::App;
+use stampede_ledger_redis::testing::TestNamespace;
 use stampede_store_postgres::testing::TestDatabase;
 use tempfile::TempDir;
 use tokio::sync::oneshot;
@@ -28,20 +30,34 @@ pub const PAYMENT_SECRET: &str = "test-payment-webhook-secret";
 pub struct Deployment {
     pub dir: TempDir,
     pub database: Option<TestDatabase>,
+    pub redis: Option<TestNamespace>,
 }
 
 impl Deployment {
     pub async fn new() -> Self {
-        let database = if crate::ON_POSTGRES {
-            // `None` outside CI when PostgreSQL is down: the test then runs
-            // on SQLite again rather than not at all.
-            TestDatabase::create().await
-        } else {
-            None
+        // `None` outside CI when a service is down: the test then runs on
+        // what is there rather than not at all.
+        let database = match crate::ON_POSTGRES {
+            true => TestDatabase::create().await,
+            false => None,
+        };
+        let redis = match database.is_some() {
+            true => TestNamespace::create().await,
+            false => None,
         };
         Self {
             dir: tempfile::tempdir().unwrap(),
             database,
+            redis,
+        }
+    }
+
+    /// Points `args` at this deployment's services.
+    pub fn apply(&self, args: &mut ServeArgs) {
+        args.database_url = self.database.as_ref().map(|db| db.url.clone());
+        if let Some(redis) = &self.redis {
+            args.redis_url = Some(redis.url.clone());
+            args.namespace = Some(redis.name.clone());
         }
     }
 }
@@ -52,6 +68,7 @@ pub struct TestApp {
     pub app: Arc<App>,
     pub dir: TempDir,
     pub database: Option<TestDatabase>,
+    pub redis: Option<TestNamespace>,
     stop: Option<oneshot::Sender<()>>,
     serving: Option<JoinHandle<anyhow::Result<()>>>,
 }
@@ -84,10 +101,14 @@ pub async fn spawn_app_in(
     deployment: Deployment,
     customise: impl FnOnce(&mut ServeArgs),
 ) -> TestApp {
-    let Deployment { dir, database } = deployment;
-    let mut args = test_args(&dir);
-    args.database_url = database.as_ref().map(|db| db.url.clone());
+    let mut args = test_args(&deployment.dir);
+    deployment.apply(&mut args);
     customise(&mut args);
+    let Deployment {
+        dir,
+        database,
+        redis,
+    } = deployment;
     let settings = Settings::load(&args).unwrap();
     stampede::logging::init(&settings.log).unwrap();
     let server = Server::build(settings).await.unwrap();
@@ -103,6 +124,7 @@ pub async fn spawn_app_in(
         app,
         dir,
         database,
+        redis,
         stop: Some(stop),
         serving: Some(serving),
     }
@@ -248,6 +270,7 @@ impl TestApp {
         Deployment {
             dir: self.dir,
             database: self.database,
+            redis: self.redis,
         }
     }
 

@@ -11,6 +11,7 @@ mod detail;
 mod errors;
 mod expiry;
 mod helpers;
+mod ledger_loss;
 mod ops;
 mod orders;
 mod payments;

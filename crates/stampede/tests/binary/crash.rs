@@ -44,8 +44,15 @@ async fn a_sale_killed_mid_flight_keeps_every_promise_after_restart() {
         won_before.len()
     );
     for (status, body) in before.values() {
+        // Shedding (503 overloaded) is a correct answer under this crowd,
+        // e.g. with a slower ledger: it promises nothing.
+        let shed = *status == StatusCode::SERVICE_UNAVAILABLE
+            && body["type"]
+                .as_str()
+                .unwrap_or_default()
+                .ends_with("/overloaded");
         assert!(
-            [StatusCode::ACCEPTED, StatusCode::CONFLICT].contains(status),
+            [StatusCode::ACCEPTED, StatusCode::CONFLICT].contains(status) || shed,
             "unexpected answer before the crash: {status} {body}"
         );
     }

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use stampede::cli::TokenRole;
+use stampede_ledger_redis::testing::TestNamespace;
 use stampede_store_postgres::testing::TestDatabase;
 
 pub const SECRET: &str = "binary-test-secret-long-enough-for-hs256";
@@ -21,29 +22,38 @@ pub const SECRET: &str = "binary-test-secret-long-enough-for-hs256";
 pub struct DataDir {
     dir: tempfile::TempDir,
     database: Option<TestDatabase>,
+    redis: Option<TestNamespace>,
 }
 
 impl DataDir {
     /// Blocking (tests here are sync and async alike): the database is made
     /// on a thread with its own runtime.
     pub fn new() -> Self {
-        let database = if crate::ON_POSTGRES {
-            // `None` outside CI when PostgreSQL is down: SQLite again.
+        // `None` outside CI when a service is down: what is there is used.
+        let (database, redis) = if crate::ON_POSTGRES {
             std::thread::spawn(|| {
                 tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
                     .unwrap()
-                    .block_on(TestDatabase::create())
+                    .block_on(async {
+                        let database = TestDatabase::create().await;
+                        let redis = match database.is_some() {
+                            true => TestNamespace::create().await,
+                            false => None,
+                        };
+                        (database, redis)
+                    })
             })
             .join()
             .unwrap()
         } else {
-            None
+            (None, None)
         };
         Self {
             dir: tempfile::tempdir().unwrap(),
             database,
+            redis,
         }
     }
 
@@ -79,6 +89,10 @@ impl Binary {
         let mut command = Command::new(env!("CARGO_BIN_EXE_stampede"));
         if let Some(url) = data.database_url() {
             command.env("STAMPEDE_DATABASE_URL", url);
+        }
+        if let Some(redis) = &data.redis {
+            command.env("STAMPEDE_REDIS_URL", &redis.url);
+            command.env("STAMPEDE_NAMESPACE", &redis.name);
         }
         command.envs(env.iter().copied());
         let mut child = command
