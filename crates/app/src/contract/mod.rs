@@ -188,5 +188,6 @@ macro_rules! ledger_contract_tests {
     };
 }
 
+pub mod bus;
 pub mod ledger;
 pub mod store;

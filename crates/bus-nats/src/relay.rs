@@ -1,0 +1,259 @@
+//! The outbox relay: publishes committed events from the store's outbox to
+//! the stream, in order, many in flight, and records how far JetStream has
+//! acknowledged. See the crate documentation for how it recovers a lost
+//! stream.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use async_nats::jetstream::message::PublishMessage;
+use futures_util::StreamExt;
+use metrics::{Counter, Gauge, counter, gauge};
+use stampede_app::ports::BusError;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::bus::{Shared, unavailable};
+use crate::wire;
+
+/// How often the relay makes sure the stream it publishes to is still the
+/// one it knows, besides after every error.
+const STREAM_CHECK: Duration = Duration::from_secs(1);
+const MIN_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
+/// What one [`OutboxRelay::step`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RelayStep {
+    /// Published this many events, all acknowledged by JetStream (0 when the
+    /// batch turned out to land in a new stream and is republished).
+    Published(usize),
+    /// Nothing new in the outbox.
+    Idle,
+}
+
+/// Publishes the outbox to JetStream. Several may run, on several nodes:
+/// JetStream drops repeated `Nats-Msg-Id`s, and consumers deduplicate.
+pub struct OutboxRelay {
+    shared: Arc<Shared>,
+    /// The last event published and acknowledged (`None` before the first
+    /// step, which starts from the stored positions).
+    position: Option<i64>,
+    /// Creation time of the stream published to, in Unix nanoseconds: a
+    /// different one means the stream was lost and recreated.
+    stream_created: Option<i128>,
+    /// The stream's last sequence as last seen: a new message numbered at or
+    /// below it means the stream was recreated.
+    last_stream_seq: u64,
+    checked_at: Option<Instant>,
+    /// Check the stream before the next batch.
+    recheck: bool,
+    published: Counter,
+    lag: Gauge,
+}
+
+impl OutboxRelay {
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+        let namespace = shared.names.namespace.clone();
+        Self {
+            published: counter!("stampede_relay_published_total", "namespace" => namespace.clone()),
+            lag: gauge!("stampede_relay_lag", "namespace" => namespace),
+            shared,
+            position: None,
+            stream_created: None,
+            last_stream_seq: 0,
+            checked_at: None,
+            recheck: false,
+        }
+    }
+
+    /// Publishes until `stop`, finishing the batch in hand. Wakes on
+    /// `EventBus::notify` (of any node) or every `poll`; backs off on
+    /// errors, which it logs and outlives.
+    pub async fn run(mut self, stop: CancellationToken) {
+        let shared = self.shared.clone();
+        let mut remote = match shared
+            .js
+            .client()
+            .subscribe(shared.names.wake_subject())
+            .await
+        {
+            Ok(subscriber) => Some(subscriber),
+            Err(err) => {
+                tracing::warn!(error = %err, "relay: no wake-ups from other nodes; polling");
+                None
+            }
+        };
+        let mut backoff = MIN_BACKOFF;
+        tracing::debug!(stream = %shared.names.stream(), "outbox relay running");
+        while !stop.is_cancelled() {
+            // Registered before looking, so a commit meanwhile is not missed.
+            let woken = shared.wake.notified();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
+            match self.step().await {
+                Ok(RelayStep::Published(_)) => backoff = MIN_BACKOFF,
+                Ok(RelayStep::Idle) => {
+                    backoff = MIN_BACKOFF;
+                    tokio::select! {
+                        () = stop.cancelled() => break,
+                        () = &mut woken => {}
+                        () = next_wakeup(&mut remote) => {}
+                        () = tokio::time::sleep(shared.settings.poll) => {}
+                    }
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "relay: publishing failed; retrying");
+                    tokio::select! {
+                        () = stop.cancelled() => break,
+                        () = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+        tracing::debug!("outbox relay stopped");
+    }
+
+    /// One pass: check the stream (rewinding if it is new), then publish the
+    /// next events of the outbox and wait for JetStream to acknowledge them.
+    pub async fn step(&mut self) -> Result<RelayStep, BusError> {
+        let position = self.check_stream().await?;
+        let settings = &self.shared.settings;
+        let store = &self.shared.store;
+        let limit = u32::try_from(settings.max_in_flight).unwrap_or(u32::MAX);
+        let events = store
+            .events_after(position, limit)
+            .await
+            .map_err(|err| unavailable("reading the outbox", err))?;
+        let Some(last) = events.last().map(|event| event.seq) else {
+            self.lag.set(0.0);
+            return Ok(RelayStep::Idle);
+        };
+        if let Ok(end) = store.last_seq().await {
+            self.lag.set((end - position).max(0) as f64);
+        }
+        // All sent before any acknowledgement is awaited: one round trip
+        // per batch, not per event (shared/STACK.md).
+        let mut acks = Vec::with_capacity(events.len());
+        for event in &events {
+            let body = wire::encode(event).map_err(|err| unavailable("encoding an event", err))?;
+            let publish = PublishMessage::build()
+                .payload(body)
+                .message_id(event.id.to_string());
+            let subject = self.shared.names.subject(&event.event_type);
+            match self.shared.js.send_publish(subject, publish).await {
+                Ok(ack) => acks.push(ack),
+                Err(err) => {
+                    self.recheck = true;
+                    return Err(unavailable("publishing an event", err));
+                }
+            }
+        }
+        for ack in acks {
+            match ack.await {
+                // A duplicate is numbered as its first copy: no news.
+                Ok(ack) if ack.duplicate => {}
+                Ok(ack) => {
+                    if ack.sequence <= self.last_stream_seq {
+                        self.recheck = true;
+                    }
+                    self.last_stream_seq = ack.sequence;
+                }
+                Err(err) => {
+                    self.recheck = true;
+                    return Err(unavailable("publishing an event", err));
+                }
+            }
+        }
+        if self.recheck {
+            // Numbering went back: these landed in a new stream. Do not move
+            // on; the check rewinds.
+            return Ok(RelayStep::Published(0));
+        }
+        self.position = Some(last);
+        if let Err(err) = store
+            .save_cursor(&self.shared.names.relay_cursor(), last)
+            .await
+        {
+            tracing::warn!(error = %err, "relay: saving its position failed");
+        }
+        self.published.increment(events.len() as u64);
+        Ok(RelayStep::Published(events.len()))
+    }
+
+    /// Makes sure the stream exists and is the one published to so far;
+    /// on the first check, or when it is new, rewinds to the oldest position
+    /// a consumer may still need. Returns the position to publish after.
+    async fn check_stream(&mut self) -> Result<i64, BusError> {
+        let due = self.position.is_none()
+            || self.recheck
+            || self.shared.check_stream.swap(false, Ordering::Relaxed)
+            || self
+                .checked_at
+                .is_none_or(|at| at.elapsed() >= STREAM_CHECK);
+        if due {
+            let stream = self.shared.ensure_stream().await?;
+            let info = stream.cached_info();
+            let created = info.created.unix_timestamp_nanos();
+            if self.stream_created != Some(created) {
+                let from = self.rewind_point().await?;
+                if self.stream_created.is_some() {
+                    tracing::warn!(
+                        stream = %info.config.name,
+                        from,
+                        "relay: the stream is new (it was lost); republishing from the oldest consumer position"
+                    );
+                } else {
+                    tracing::info!(stream = %info.config.name, from, "relay: publishing");
+                }
+                self.position = Some(from);
+                self.stream_created = Some(created);
+            }
+            self.last_stream_seq = info.state.last_sequence;
+            self.recheck = false;
+            self.checked_at = Some(Instant::now());
+        }
+        match self.position {
+            Some(position) => Ok(position),
+            None => Err(BusError::Unavailable(
+                "relay: no position after checking the stream".to_owned(),
+            )),
+        }
+    }
+
+    /// The lowest of the relay's own position (saved, at first) and every
+    /// known consumer's saved position: nothing a consumer has not handled
+    /// is passed over.
+    async fn rewind_point(&self) -> Result<i64, BusError> {
+        let store = &self.shared.store;
+        let mut from = match self.position {
+            Some(position) => position,
+            None => store
+                .cursor(&self.shared.names.relay_cursor())
+                .await
+                .map_err(|err| unavailable("reading the relay's position", err))?,
+        };
+        for consumer in self.shared.consumers() {
+            let cursor = self.shared.names.consumer_cursor(&consumer);
+            let handled = store.cursor(&cursor).await.map_err(|err| {
+                unavailable(format!("reading the position of consumer {consumer}"), err)
+            })?;
+            from = from.min(handled);
+        }
+        Ok(from)
+    }
+}
+
+/// The next wake-up from another node; never, without a subscription.
+async fn next_wakeup(remote: &mut Option<async_nats::Subscriber>) {
+    match remote {
+        Some(subscriber) => {
+            if subscriber.next().await.is_none() {
+                *remote = None;
+            }
+        }
+        None => std::future::pending().await,
+    }
+}
