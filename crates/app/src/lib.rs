@@ -46,7 +46,7 @@ use bus::run_consumer;
 use catalog::{CatalogService, SaleDirectory};
 use detail::DetailService;
 use expiry::ExpirySweeper;
-use ledger::LedgerRepair;
+use ledger::{LedgerRepair, Reconciler};
 use lifecycle::Lifecycle;
 use live::LiveEvents;
 use orders::OrderService;
@@ -75,8 +75,14 @@ pub struct AppSettings {
     pub expiry_interval: Duration,
     /// The order detail view's budget.
     pub detail_budget: Duration,
-    /// Run the background workers (payments, expiry, webhooks, live events).
+    /// Run the background workers: payments, expiry, webhook fan-out and
+    /// delivery (`worker` and `all` nodes).
     pub run_workers: bool,
+    /// Feed live events to SSE streams (`api` and `all` nodes).
+    pub run_live: bool,
+    /// A reservation older than this whose order is not committed is taken
+    /// for abandoned by a dead node (shared ledgers only).
+    pub reservation_timeout: Duration,
     /// The catalog read caches.
     pub cache: cache::CacheSettings,
 }
@@ -93,6 +99,8 @@ impl Default for AppSettings {
             expiry_interval: Duration::from_millis(250),
             detail_budget: Duration::from_secs(2),
             run_workers: true,
+            run_live: true,
+            reservation_timeout: Duration::from_secs(30),
             cache: cache::CacheSettings::default(),
         }
     }
@@ -192,6 +200,7 @@ impl App {
             settings.payments.clone(),
         ));
         let webhooks = Arc::new(WebhookService::new(store.clone(), clock.clone()));
+        let ledger_for_workers = ledger.clone();
         let expiry = Arc::new(ExpirySweeper::new(
             store.clone(),
             ledger.clone(),
@@ -243,7 +252,19 @@ impl App {
             workers: TaskTracker::new(),
             stop_workers: CancellationToken::new(),
         };
+        if settings.run_live {
+            let stop = app.stop_workers.clone();
+            app.workers.spawn(app.live.clone().run(bus.clone(), stop));
+        }
         if settings.run_workers {
+            let reconciler = Reconciler::new(
+                app.store.clone(),
+                ledger_for_workers,
+                app.clock.clone(),
+                settings.reservation_timeout,
+            );
+            let stop = app.stop_workers.clone();
+            app.workers.spawn(Arc::new(reconciler).run(stop));
             app.spawn_workers(bus, provider, sender, settings.webhooks);
         }
         Ok(app)
@@ -264,8 +285,7 @@ impl App {
             stop.clone(),
         ));
         let fanout = Arc::new(WebhookFanout::new(self.webhooks.clone()));
-        self.workers
-            .spawn(run_consumer(bus.clone(), fanout, stop.clone()));
+        self.workers.spawn(run_consumer(bus, fanout, stop.clone()));
         let delivery = Arc::new(DeliveryWorker::new(
             self.webhooks.clone(),
             sender,
@@ -273,7 +293,6 @@ impl App {
         ));
         self.workers.spawn(delivery.run(stop.clone()));
         self.workers.spawn(self.expiry.clone().run(stop.clone()));
-        self.workers.spawn(self.live.clone().run(bus, stop.clone()));
     }
 
     /// Checks every dependency at once, each within `budget`, and records
@@ -293,6 +312,16 @@ impl App {
             Check { name, result }
         });
         futures_util::future::join_all(checks).await
+    }
+
+    /// Runs `task` beside the background workers: it gets the token that
+    /// shutdown cancels, and shutdown waits for it (an adapter's own worker,
+    /// e.g. the outbox relay).
+    pub fn spawn_worker<F>(&self, task: impl FnOnce(CancellationToken) -> F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        self.workers.spawn(task(self.stop_workers.clone()));
     }
 
     /// The store of record, for operations and tests.

@@ -217,3 +217,21 @@ async fn forward_wakeups(client: async_nats::Client, shared: Arc<Shared>, stop: 
         }
     }
 }
+
+/// Readiness: the stream answers (created again if it was lost), and its
+/// replica count as a gauge, `stampede_bus_stream_replicas`.
+#[async_trait::async_trait]
+impl stampede_app::ports::Probe for JetStreamBus {
+    fn name(&self) -> &'static str {
+        "bus"
+    }
+
+    async fn check(&self) -> Result<(), String> {
+        let replicas = self
+            .stream_replicas()
+            .await
+            .map_err(|err| err.to_string())?;
+        metrics::gauge!("stampede_bus_stream_replicas").set(replicas as f64);
+        Ok(())
+    }
+}

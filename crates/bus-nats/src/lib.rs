@@ -67,6 +67,8 @@ mod bus;
 mod relay;
 mod settings;
 mod subscription;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod wire;
 
 pub use bus::JetStreamBus;

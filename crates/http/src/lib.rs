@@ -31,10 +31,8 @@ pub use state::{AppState, HttpSettings};
 use problem::ApiError;
 use routes::{accounts, catalog, ops, orders, payments, purchase, webhooks};
 
-/// The whole API. Layers, outermost first: observe (ids, span, metrics) →
-/// problemify → catch panics → protect (rate limits, load shedding,
-/// deadline) → body limit → routes.
-pub fn router(state: AppState, settings: &HttpSettings) -> Router {
+/// The API proper, served by `all` and `api` nodes.
+fn api_routes() -> Router<AppState> {
     Router::new()
         .route(
             "/api/v1/products",
@@ -66,6 +64,17 @@ pub fn router(state: AppState, settings: &HttpSettings) -> Router {
         )
         .route("/api/v1/users", post(accounts::register))
         .route("/api/v1/sessions", post(accounts::login))
+}
+
+/// The whole service. Layers, outermost first: observe (ids, span, metrics)
+/// → problemify → catch panics → protect (rate limits, load shedding,
+/// deadline) → body limit → routes.
+pub fn router(state: AppState, settings: &HttpSettings) -> Router {
+    let routes = match settings.serve_api {
+        true => api_routes(),
+        false => Router::new(),
+    };
+    routes
         .route("/api/v1/openapi.json", get(ops::openapi_json))
         .route("/livez", get(ops::livez))
         .route("/readyz", get(ops::readyz))

@@ -15,6 +15,9 @@ pub struct HttpSettings {
     pub max_body_bytes: usize,
     /// Rate limits, load shedding, deadlines.
     pub protect: ProtectSettings,
+    /// Serve the API (`all` and `api` nodes); without it only the probes,
+    /// `/metrics` and the OpenAPI document (`worker` nodes).
+    pub serve_api: bool,
 }
 
 impl Default for HttpSettings {
@@ -22,6 +25,7 @@ impl Default for HttpSettings {
         Self {
             max_body_bytes: 1024 * 1024,
             protect: ProtectSettings::default(),
+            serve_api: true,
         }
     }
 }

@@ -11,10 +11,10 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{FromRedisValue, RedisError};
 use stampede_app::ports::ledger::WaitFor;
 use stampede_app::ports::{
-    Attempt, Decision, KeyRecord, LedgerError, SaleSnapshot, Settlement, StockLedger,
+    Attempt, Decision, KeyRecord, LedgerError, Reservation, SaleSnapshot, Settlement, StockLedger,
 };
 use stampede_domain::catalog::Sale;
-use stampede_domain::idempotency::{Answer, Fingerprint, IdempotencyKey, Remembered};
+use stampede_domain::idempotency::{Answer, Fingerprint, Remembered};
 use stampede_domain::ids::{OrderId, SaleId, UserId};
 use stampede_domain::quantity::Quantity;
 use stampede_domain::stock::{Refusal, SaleTerms, StockBook};
@@ -65,34 +65,6 @@ impl Default for RedisLedgerSettings {
             restore_chunk: 1000,
             restore_stale: Duration::from_secs(10),
             restore_wait: Duration::from_secs(15),
-        }
-    }
-}
-
-/// A reservation not settled yet, as a reconciliation job sees it. One older
-/// than any commit can take belongs to a node that died between reserve and
-/// commit: the job settles it `Won` if the store has the order for its user and
-/// key, `Abandoned` (units back, key forgotten) if not.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reservation {
-    pub sale_id: SaleId,
-    pub user: UserId,
-    pub key: IdempotencyKey,
-    pub quantity: Quantity,
-    pub reserved_at: Timestamp,
-}
-
-impl Reservation {
-    /// The attempt to pass to [`StockLedger::settle`] to end this reservation.
-    pub fn attempt(&self, now: Timestamp) -> Attempt {
-        Attempt {
-            user: self.user.clone(),
-            key: self.key.clone(),
-            fingerprint: Fingerprint {
-                sale_id: self.sale_id,
-                quantity: self.quantity,
-            },
-            now,
         }
     }
 }
@@ -179,6 +151,36 @@ impl RedisLedger {
             .filter(|(_, loaded)| !loaded)
             .map(|(sale, _)| sale)
             .collect())
+    }
+
+    /// Sales with a hash in this namespace (`SCAN ... TYPE hash`).
+    async fn sales_in_redis(&self) -> Result<Vec<SaleId>, LedgerError> {
+        let mut con = self.con.clone();
+        let prefix = format!("{{{}:sale:", self.ns.as_str());
+        let mut cursor = "0".to_owned();
+        let mut sales = Vec::new();
+        loop {
+            let (next, keys): (String, Vec<String>) = redis::cmd("SCAN")
+                .arg(&cursor)
+                .arg("MATCH")
+                .arg(format!("{prefix}*"))
+                .arg("TYPE")
+                .arg("hash")
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut con)
+                .await
+                .map_err(|e| unavailable("listing sales", &e))?;
+            sales.extend(keys.iter().filter_map(|key| {
+                key.strip_prefix(&prefix)
+                    .and_then(|rest| rest.strip_suffix('}'))
+                    .and_then(SaleId::parse)
+            }));
+            if next == "0" {
+                return Ok(sales);
+            }
+            cursor = next;
+        }
     }
 
     /// The reservations of `sale` not settled yet, oldest first.
@@ -381,6 +383,22 @@ impl RedisLedger {
 
 #[async_trait]
 impl StockLedger for RedisLedger {
+    async fn reservations_before(
+        &self,
+        before: Timestamp,
+    ) -> Result<Vec<Reservation>, LedgerError> {
+        let mut stale = Vec::new();
+        for sale in self.sales_in_redis().await? {
+            stale.extend(
+                self.reservations(sale)
+                    .await?
+                    .into_iter()
+                    .filter(|r| r.reserved_at < before),
+            );
+        }
+        Ok(stale)
+    }
+
     async fn open_sale(&self, sale: &Sale) -> Result<(), LedgerError> {
         let terms = SaleTerms::of(sale);
         let mut open = scripts::OPEN.prepare_invoke();

@@ -22,4 +22,5 @@ mod scripts;
 pub mod testing;
 
 pub use keys::hash_slot;
-pub use ledger::{RedisLedger, RedisLedgerSettings, Reservation};
+pub use ledger::{RedisLedger, RedisLedgerSettings};
+pub use stampede_app::ports::Reservation;

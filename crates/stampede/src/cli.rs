@@ -134,6 +134,15 @@ pub struct ServeArgs {
     /// PostgreSQL aborts statements running longer [default: 10000].
     #[arg(long, env = "STAMPEDE_DB_STATEMENT_TIMEOUT_MS", value_name = "MS")]
     pub db_statement_timeout_ms: Option<u64>,
+    /// JetStream redelivers an event a worker took but did not acknowledge after this [default: 30000].
+    #[arg(long, env = "STAMPEDE_NATS_ACK_WAIT_MS", value_name = "MS")]
+    pub nats_ack_wait_ms: Option<u64>,
+    /// A ledger reservation older than this with no committed order is taken back (cluster mode) [default: 30000].
+    #[arg(long, env = "STAMPEDE_RESERVATION_TIMEOUT_MS", value_name = "MS")]
+    pub reservation_timeout_ms: Option<u64>,
+    /// Replicas of the JetStream stream when Stampede creates it [default: 1; 3 in production].
+    #[arg(long, env = "STAMPEDE_NATS_REPLICAS", value_name = "N")]
+    pub nats_replicas: Option<usize>,
     /// Longest wait for a free PostgreSQL connection before answering 503 [default: 5000].
     #[arg(long, env = "STAMPEDE_DB_ACQUIRE_TIMEOUT_MS", value_name = "MS")]
     pub db_acquire_timeout_ms: Option<u64>,

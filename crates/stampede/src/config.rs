@@ -67,6 +67,9 @@ struct FileSettings {
     db_pool_size: Option<usize>,
     db_statement_timeout_ms: Option<u64>,
     db_acquire_timeout_ms: Option<u64>,
+    nats_replicas: Option<usize>,
+    nats_ack_wait_ms: Option<u64>,
+    reservation_timeout_ms: Option<u64>,
     commit_queue_capacity: Option<usize>,
     commit_max_batch: Option<usize>,
     commit_workers: Option<usize>,
@@ -125,6 +128,13 @@ pub struct Settings {
     pub database: Option<PgSettings>,
     /// The Redis stock ledger (cluster mode); `None`: in process memory.
     pub redis_url: Option<String>,
+    /// The NATS JetStream bus (cluster mode); `None`: the outbox table is
+    /// the bus.
+    pub nats_url: Option<String>,
+    /// Replicas of the JetStream stream when it is created.
+    pub nats_replicas: usize,
+    /// How long JetStream waits for a worker's acknowledgement.
+    pub nats_ack_wait: Duration,
     pub app: AppSettings,
     pub key_memory: KeyMemorySettings,
     pub shutdown_grace: Duration,
@@ -225,17 +235,45 @@ impl Settings {
                 return Err(invalid("redis_url", "must be a redis:// or rediss:// URL"));
             }
         }
-        if args.nats_url.is_some() || file.nats_url.is_some() {
-            return Err(invalid(
-                "nats_url",
-                "the NATS bus is not available in this version yet; unset it",
-            ));
+        let nats_url = args.nats_url.clone().or(file.nats_url);
+        if let Some(url) = &nats_url {
+            if database.is_none() {
+                return Err(invalid(
+                    "nats_url",
+                    "the NATS bus relays the PostgreSQL outbox: set database_url too",
+                ));
+            }
+            if !url.split(',').all(|u| u.trim().starts_with("nats://")) {
+                return Err(invalid("nats_url", "must be nats:// URLs, comma-separated"));
+            }
         }
-        if role != RoleArg::All {
+        let nats_replicas = within(
+            "nats_replicas",
+            args.nats_replicas.or(file.nats_replicas).unwrap_or(1),
+            1,
+            5,
+        )?;
+        let nats_ack_wait = Duration::from_millis(within(
+            "nats_ack_wait_ms",
+            args.nats_ack_wait_ms
+                .or(file.nats_ack_wait_ms)
+                .unwrap_or(30_000),
+            1_000,
+            3_600_000,
+        )?);
+        let reservation_timeout = Duration::from_millis(within(
+            "reservation_timeout_ms",
+            args.reservation_timeout_ms
+                .or(file.reservation_timeout_ms)
+                .unwrap_or(30_000),
+            1_000,
+            3_600_000,
+        )?);
+        if role != RoleArg::All && (database.is_none() || redis_url.is_none()) {
             return Err(invalid(
                 "role",
-                "`api` and `worker` nodes need the Redis ledger and the NATS bus, \
-                 not available in this version yet; run `all`",
+                "`api` and `worker` nodes share the database and the stock ledger: \
+                 set database_url and redis_url",
             ));
         }
 
@@ -550,6 +588,7 @@ impl Settings {
             http: HttpSettings {
                 max_body_bytes,
                 protect,
+                serve_api: role != RoleArg::Worker,
             },
             sqlite_synchronous: args
                 .sqlite_synchronous
@@ -557,6 +596,9 @@ impl Settings {
                 .unwrap_or(SqliteSync::Full),
             database,
             redis_url,
+            nats_url,
+            nats_replicas,
+            nats_ack_wait,
             app: AppSettings {
                 commit,
                 passwords: PasswordSettings::default(),
@@ -566,6 +608,9 @@ impl Settings {
                 webhooks,
                 expiry_interval,
                 cache,
+                run_workers: role != RoleArg::Api,
+                run_live: role != RoleArg::Worker,
+                reservation_timeout,
                 ..AppSettings::default()
             },
             key_memory,
@@ -766,6 +811,29 @@ mod tests {
         };
         let settings = Settings::load(&args).unwrap();
         assert_eq!(settings.redis_url.as_deref(), Some("redis://localhost"));
+    }
+
+    #[test]
+    fn cluster_roles_need_the_shared_database_and_ledger_and_split_the_work() {
+        let args = ServeArgs {
+            role: Some(RoleArg::Api),
+            database_url: Some("postgres://localhost/test".into()),
+            ..ServeArgs::default()
+        };
+        let message = Settings::load(&args).unwrap_err().to_string();
+        assert!(message.contains("redis_url"), "{message}");
+
+        let cluster = |role| ServeArgs {
+            role: Some(role),
+            database_url: Some("postgres://localhost/test".into()),
+            redis_url: Some("redis://localhost".into()),
+            nats_url: Some("nats://localhost:4222".into()),
+            ..ServeArgs::default()
+        };
+        let api = Settings::load(&cluster(RoleArg::Api)).unwrap();
+        assert!(api.http.serve_api && api.app.run_live && !api.app.run_workers);
+        let worker = Settings::load(&cluster(RoleArg::Worker)).unwrap();
+        assert!(!worker.http.serve_api && !worker.app.run_live && worker.app.run_workers);
     }
 
     #[test]

@@ -18,8 +18,9 @@ use anyhow::Context;
 use stampede_app::auth::JwtKey;
 use stampede_app::bus::OutboxBus;
 use stampede_app::ledger::MemoryLedger;
-use stampede_app::ports::{Clock, Probe, StockLedger, Store, StoreProbe, SystemClock};
+use stampede_app::ports::{Clock, EventBus, Probe, StockLedger, Store, StoreProbe, SystemClock};
 use stampede_app::{Adapters, App};
+use stampede_bus_nats::{JetStreamBus, NatsSettings, OutboxRelay};
 use stampede_http::AppState;
 use stampede_ledger_redis::{RedisLedger, RedisLedgerSettings};
 use stampede_outbound::{HttpWebhookSender, SimulatedProvider, SimulatedSettings};
@@ -86,6 +87,43 @@ async fn open_ledger(
     Ok(ledger)
 }
 
+/// The event bus: NATS JetStream when a NATS URL is set (cluster mode: with
+/// the relay that feeds it from the outbox, run on worker nodes), else the
+/// outbox table read in process.
+async fn open_bus(
+    settings: &Settings,
+    store: Arc<dyn Store>,
+    probes: &mut Vec<Arc<dyn Probe>>,
+) -> anyhow::Result<(Arc<dyn EventBus>, Option<OutboxRelay>)> {
+    let Some(url) = &settings.nats_url else {
+        return Ok((Arc::new(OutboxBus::new(store)), None));
+    };
+    let nats = NatsSettings {
+        url: url.clone(),
+        namespace: settings.namespace.clone(),
+        replicas: settings.nats_replicas,
+        ack_wait: settings.nats_ack_wait,
+        ..NatsSettings::default()
+    };
+    let bus = Arc::new(
+        JetStreamBus::connect(nats, store)
+            .await
+            .context("connecting the NATS JetStream bus")?,
+    );
+    let replicas = bus.stream_replicas().await.context("reading the stream")?;
+    tracing::info!(stream = %bus.stream_name(), replicas, "event bus on NATS JetStream");
+    if replicas < 3 {
+        tracing::warn!(
+            replicas,
+            "the event stream has fewer than 3 replicas; use 3 (and the server's \
+             sync_interval: always) in production"
+        );
+    }
+    probes.push(bus.clone());
+    let relay = bus.relay();
+    Ok((bus, Some(relay)))
+}
+
 /// A built server, bound to its address, not yet serving.
 pub struct Server {
     app: Arc<App>,
@@ -137,10 +175,11 @@ impl Server {
         .context("building the payment provider's HTTP client")?;
         let sender = HttpWebhookSender::new().context("building the webhook HTTP client")?;
         let ledger = open_ledger(&settings, clock.as_ref(), &mut probes).await?;
+        let (bus, relay) = open_bus(&settings, store.clone(), &mut probes).await?;
         let mut app_settings = settings.app.clone();
         app_settings.payments.webhook_secret = webhook_secret.expose().as_bytes().to_vec();
         let adapters = Adapters {
-            bus: Arc::new(OutboxBus::new(store.clone())),
+            bus: bus.clone(),
             ledger,
             store,
             provider: Arc::new(provider),
@@ -154,6 +193,9 @@ impl Server {
                 .await
                 .context("starting the services")?,
         );
+        if let Some(relay) = relay.filter(|_| settings.app.run_workers) {
+            app.spawn_worker(|stop| relay.run(stop));
+        }
         let state = AppState::new(app.clone(), prometheus, &settings.http);
         spawn_limiter_upkeep(&state);
         let router = stampede_http::router(state, &settings.http);

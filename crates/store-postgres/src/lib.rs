@@ -42,6 +42,7 @@ use stampede_app::ports::{
 };
 use stampede_domain::account::{Email, User};
 use stampede_domain::catalog::{Product, Sale};
+use stampede_domain::idempotency::IdempotencyKey;
 use stampede_domain::ids::{
     DeliveryId, OrderId, PaymentId, ProductId, SaleId, SubscriptionId, UserId,
 };
@@ -228,6 +229,15 @@ impl OrderStore for PgStore {
 
     async fn order(&self, id: OrderId) -> Result<Option<Order>, StoreError> {
         orders::order(&self.client("reading order").await?, id).await
+    }
+
+    async fn order_by_key(
+        &self,
+        user: &UserId,
+        key: &IdempotencyKey,
+    ) -> Result<Option<Order>, StoreError> {
+        let client = self.client("reading order by idempotency key").await?;
+        orders::by_key(&client, user, key).await
     }
 
     async fn orders_of(

@@ -343,6 +343,21 @@ pub(crate) async fn order(
     .await
 }
 
+pub(crate) async fn by_key(
+    client: &impl GenericClient,
+    user: &UserId,
+    key: &IdempotencyKey,
+) -> Result<Option<Order>, StoreError> {
+    sql::first(
+        client,
+        &format!("SELECT {ORDER_COLUMNS} FROM orders WHERE user_id = $1 AND idempotency_key = $2"),
+        &[&user.as_str(), &key.as_str()],
+        "reading order by idempotency key",
+        rows::order,
+    )
+    .await
+}
+
 /// The buyer's orders, newest (highest UUIDv7) first, older than `before`.
 pub(crate) async fn orders_of(
     client: &impl GenericClient,

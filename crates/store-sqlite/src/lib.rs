@@ -51,6 +51,7 @@ use stampede_app::ports::{
 };
 use stampede_domain::account::{Email, User};
 use stampede_domain::catalog::{Product, Sale};
+use stampede_domain::idempotency::IdempotencyKey;
 use stampede_domain::ids::{
     DeliveryId, OrderId, PaymentId, ProductId, SaleId, SubscriptionId, UserId,
 };
@@ -193,6 +194,19 @@ impl OrderStore for SqliteStore {
     async fn order(&self, id: OrderId) -> Result<Option<Order>, StoreError> {
         self.readers
             .run("reading order", move |conn| orders::order(conn, id))
+            .await
+    }
+
+    async fn order_by_key(
+        &self,
+        user: &UserId,
+        key: &IdempotencyKey,
+    ) -> Result<Option<Order>, StoreError> {
+        let (user, key) = (user.clone(), key.clone());
+        self.readers
+            .run("reading order by idempotency key", move |conn| {
+                orders::by_key(conn, &user, &key)
+            })
             .await
     }
 

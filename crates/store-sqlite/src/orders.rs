@@ -71,7 +71,7 @@ fn commit_one(conn: &Connection, order: &Order) -> Result<CommitOutcome, StoreEr
     Ok(CommitOutcome::Created)
 }
 
-fn by_key(
+pub(crate) fn by_key(
     conn: &Connection,
     user: &UserId,
     key: &IdempotencyKey,

@@ -66,6 +66,7 @@ macro_rules! store_contract_tests {
             a_sale_reads_back_as_it_was_inserted,
             an_empty_batch_commits_nothing,
             a_committed_order_reads_back_and_takes_its_units_from_the_sale,
+            an_order_reads_back_by_its_users_key,
             a_repeated_key_returns_the_first_order_and_takes_no_stock,
             a_key_repeated_within_one_batch_goes_to_the_first_order,
             a_repeated_key_gets_its_order_even_once_the_sale_is_sold_out,

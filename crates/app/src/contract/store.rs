@@ -283,6 +283,33 @@ pub async fn a_committed_order_reads_back_and_takes_its_units_from_the_sale(stor
     assert_eq!(store.order(OrderId::generate()).await.unwrap(), None);
 }
 
+pub async fn an_order_reads_back_by_its_users_key(store: Arc<dyn Store>) {
+    let sale = stored_sale(&*store, 5).await;
+    let order = place(&sale, "alice", "k1", 1);
+    store
+        .commit_orders(std::slice::from_ref(&order))
+        .await
+        .unwrap();
+    let user = order.user_id.clone();
+    assert_eq!(
+        store
+            .order_by_key(&user, &order.idempotency_key)
+            .await
+            .unwrap(),
+        Some(order.clone())
+    );
+    let other = IdempotencyKey::parse("k2").unwrap();
+    assert_eq!(store.order_by_key(&user, &other).await.unwrap(), None);
+    let bob = UserId::parse("bob").unwrap();
+    assert_eq!(
+        store
+            .order_by_key(&bob, &order.idempotency_key)
+            .await
+            .unwrap(),
+        None
+    );
+}
+
 pub async fn a_repeated_key_returns_the_first_order_and_takes_no_stock(store: Arc<dyn Store>) {
     let sale = stored_sale(&*store, 10).await;
     let first = place(&sale, "ada", "key-1", 1);

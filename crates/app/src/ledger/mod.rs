@@ -3,8 +3,10 @@
 
 mod key_memory;
 mod memory;
+mod reconcile;
 mod repair;
 
 pub use key_memory::KeyMemorySettings;
 pub use memory::MemoryLedger;
+pub use reconcile::Reconciler;
 pub use repair::LedgerRepair;

@@ -11,6 +11,7 @@ use async_trait::async_trait;
 use stampede_domain::catalog::Sale;
 use stampede_domain::idempotency::{Answer, Fingerprint, IdempotencyKey, Remembered};
 use stampede_domain::ids::{OrderId, SaleId, UserId};
+use stampede_domain::quantity::Quantity;
 use stampede_domain::stock::Refusal;
 use stampede_domain::time::Timestamp;
 
@@ -71,6 +72,34 @@ pub enum Settlement {
     Replaced(Remembered),
 }
 
+/// A reservation not settled yet: units held for a key whose order is not
+/// known to be committed or abandoned. In a shared ledger one can outlive
+/// the node that made it (killed between reserve and commit); the
+/// reconciliation job settles those against the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reservation {
+    pub sale_id: SaleId,
+    pub user: UserId,
+    pub key: IdempotencyKey,
+    pub quantity: Quantity,
+    pub reserved_at: Timestamp,
+}
+
+impl Reservation {
+    /// The attempt to pass to [`StockLedger::settle`] to end this reservation.
+    pub fn attempt(&self, now: Timestamp) -> Attempt {
+        Attempt {
+            user: self.user.clone(),
+            key: self.key.clone(),
+            fingerprint: Fingerprint {
+                sale_id: self.sale_id,
+                quantity: self.quantity,
+            },
+            now,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
     /// The ledger cannot be reached, or has lost a sale's state and is
@@ -99,6 +128,17 @@ pub trait StockLedger: Send + Sync + 'static {
 
     /// Units purchases can still take; `None` for a sale it does not track.
     async fn remaining(&self, sale: SaleId) -> Result<Option<u64>, LedgerError>;
+
+    /// Reservations made before `before` and not settled, across all sales.
+    /// A ledger whose reservations cannot outlive their process (in memory)
+    /// has none to report.
+    async fn reservations_before(
+        &self,
+        before: Timestamp,
+    ) -> Result<Vec<Reservation>, LedgerError> {
+        let _ = before;
+        Ok(Vec::new())
+    }
 
     /// Rebuilds state from the store of record: the sales with their holdings,
     /// and the keys that won orders recently enough to be remembered.

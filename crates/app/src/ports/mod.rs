@@ -15,7 +15,7 @@ pub mod store;
 pub use bus::{BusError, EventBus, Subscription};
 pub use clock::{Clock, ManualClock, ManualClockHandle, SystemClock};
 pub use health::{Probe, StoreProbe};
-pub use ledger::{Attempt, Decision, LedgerError, Settlement, StockLedger};
+pub use ledger::{Attempt, Decision, LedgerError, Reservation, Settlement, StockLedger};
 pub use notify::{SendError, WebhookSender};
 pub use payment::{ChargeError, ChargeRequest, PaymentProvider};
 pub use store::{

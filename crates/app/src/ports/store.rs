@@ -188,6 +188,12 @@ pub trait OrderStore: Send + Sync {
     /// in order, only after the transaction is committed and synced.
     async fn commit_orders(&self, orders: &[Order]) -> Result<Vec<CommitOutcome>, StoreError>;
     async fn order(&self, id: OrderId) -> Result<Option<Order>, StoreError>;
+    /// The user's order under an idempotency key, if one was committed.
+    async fn order_by_key(
+        &self,
+        user: &UserId,
+        key: &IdempotencyKey,
+    ) -> Result<Option<Order>, StoreError>;
     /// The user's orders, newest first, older than `before`.
     async fn orders_of(
         &self,

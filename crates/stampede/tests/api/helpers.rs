@@ -3,8 +3,9 @@
 //!
 //! The same tests run twice: in the `api` binary on the embedded SQLite
 //! store, and in the `api-postgres` binary (`crate::ON_POSTGRES`) in cluster
-//! mode: a fresh PostgreSQL database and a fresh Redis namespace for the
-//! stock ledger per server deployment, both dropped with it.
+//! mode: a fresh PostgreSQL database, and a fresh namespace in Redis (the
+//! stock ledger) and NATS (the event bus) per server deployment, all
+//! dropped with it.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use stampede::cli::{ServeArgs, TokenRole};
 use stampede::config::Settings;
 use stampede::startup::Server;
 use stampede_app::App;
+use stampede_bus_nats::testing::TestStream;
 use stampede_ledger_redis::testing::TestNamespace;
 use stampede_store_postgres::testing::TestDatabase;
 use tempfile::TempDir;
@@ -31,6 +33,7 @@ pub struct Deployment {
     pub dir: TempDir,
     pub database: Option<TestDatabase>,
     pub redis: Option<TestNamespace>,
+    pub nats: Option<TestStream>,
 }
 
 impl Deployment {
@@ -45,10 +48,15 @@ impl Deployment {
             true => TestNamespace::create().await,
             false => None,
         };
+        let nats = match &redis {
+            Some(redis) => TestStream::create(&redis.name).await,
+            None => None,
+        };
         Self {
             dir: tempfile::tempdir().unwrap(),
             database,
             redis,
+            nats,
         }
     }
 
@@ -58,6 +66,13 @@ impl Deployment {
         if let Some(redis) = &self.redis {
             args.redis_url = Some(redis.url.clone());
             args.namespace = Some(redis.name.clone());
+        }
+        args.nats_url = self.nats.as_ref().map(|nats| nats.url.clone());
+        if self.redis.is_some() {
+            // A test's dead reservations and unacknowledged events come back
+            // within seconds, not the production half-minute.
+            args.reservation_timeout_ms = Some(2_000);
+            args.nats_ack_wait_ms = Some(3_000);
         }
     }
 }
@@ -69,6 +84,7 @@ pub struct TestApp {
     pub dir: TempDir,
     pub database: Option<TestDatabase>,
     pub redis: Option<TestNamespace>,
+    pub nats: Option<TestStream>,
     stop: Option<oneshot::Sender<()>>,
     serving: Option<JoinHandle<anyhow::Result<()>>>,
 }
@@ -108,6 +124,7 @@ pub async fn spawn_app_in(
         dir,
         database,
         redis,
+        nats,
     } = deployment;
     let settings = Settings::load(&args).unwrap();
     stampede::logging::init(&settings.log).unwrap();
@@ -125,6 +142,7 @@ pub async fn spawn_app_in(
         dir,
         database,
         redis,
+        nats,
         stop: Some(stop),
         serving: Some(serving),
     }
@@ -271,6 +289,7 @@ impl TestApp {
             dir: self.dir,
             database: self.database,
             redis: self.redis,
+            nats: self.nats,
         }
     }
 

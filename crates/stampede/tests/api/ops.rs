@@ -17,9 +17,10 @@ async fn probes_answer_ok_once_started() {
 async fn readiness_lists_each_dependency_and_names_the_one_that_is_down() {
     let app = spawn_app().await;
     let ready: Value = app.get("/readyz", None).await.json().await.unwrap();
-    let expected = match app.redis.is_some() {
-        true => json!({"store": "ok", "ledger": "ok"}),
-        false => json!({"store": "ok"}),
+    let expected = match (app.redis.is_some(), app.nats.is_some()) {
+        (true, true) => json!({"store": "ok", "ledger": "ok", "bus": "ok"}),
+        (true, false) => json!({"store": "ok", "ledger": "ok"}),
+        _ => json!({"store": "ok"}),
     };
     assert_eq!(ready["checks"], expected);
     let metrics = app.get("/metrics", None).await.text().await.unwrap();

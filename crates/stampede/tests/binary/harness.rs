@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use stampede::cli::TokenRole;
+use stampede_bus_nats::testing::TestStream;
 use stampede_ledger_redis::testing::TestNamespace;
 use stampede_store_postgres::testing::TestDatabase;
 
@@ -23,6 +24,7 @@ pub struct DataDir {
     dir: tempfile::TempDir,
     database: Option<TestDatabase>,
     redis: Option<TestNamespace>,
+    nats: Option<TestStream>,
 }
 
 impl DataDir {
@@ -30,7 +32,7 @@ impl DataDir {
     /// on a thread with its own runtime.
     pub fn new() -> Self {
         // `None` outside CI when a service is down: what is there is used.
-        let (database, redis) = if crate::ON_POSTGRES {
+        let (database, redis, nats) = if crate::ON_POSTGRES {
             std::thread::spawn(|| {
                 tokio::runtime::Builder::new_current_thread()
                     .enable_all()
@@ -42,23 +44,33 @@ impl DataDir {
                             true => TestNamespace::create().await,
                             false => None,
                         };
-                        (database, redis)
+                        let nats = match &redis {
+                            Some(redis) => TestStream::create(&redis.name).await,
+                            None => None,
+                        };
+                        (database, redis, nats)
                     })
             })
             .join()
             .unwrap()
         } else {
-            (None, None)
+            (None, None, None)
         };
         Self {
             dir: tempfile::tempdir().unwrap(),
             database,
             redis,
+            nats,
         }
     }
 
     pub fn path(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// Whether the binary runs in cluster mode (a shared ledger).
+    pub fn is_cluster(&self) -> bool {
+        self.redis.is_some()
     }
 
     /// The database URL the binary is given, if any.
@@ -93,6 +105,15 @@ impl Binary {
         if let Some(redis) = &data.redis {
             command.env("STAMPEDE_REDIS_URL", &redis.url);
             command.env("STAMPEDE_NAMESPACE", &redis.name);
+        }
+        if let Some(nats) = &data.nats {
+            command.env("STAMPEDE_NATS_URL", &nats.url);
+        }
+        if data.redis.is_some() {
+            // A killed node's reservations and unacknowledged events come
+            // back within seconds, not the production half-minute.
+            command.env("STAMPEDE_RESERVATION_TIMEOUT_MS", "2000");
+            command.env("STAMPEDE_NATS_ACK_WAIT_MS", "3000");
         }
         command.envs(env.iter().copied());
         let mut child = command

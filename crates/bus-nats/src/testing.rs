@@ -1,0 +1,68 @@
+//! NATS for the binary's cluster-mode tests: whether the server is there
+//! (failing under `CI=true` if not) and a namespace's stream removed on drop.
+
+// Test support: a failure here is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::time::Duration;
+
+/// The NATS server of the tests (`NATS_URL` to change it).
+pub fn nats_url() -> String {
+    std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned())
+}
+
+/// The stream of one test deployment's namespace, deleted (with its
+/// consumers) on drop.
+#[derive(Debug)]
+pub struct TestStream {
+    pub url: String,
+    pub namespace: String,
+}
+
+impl TestStream {
+    /// `None` (after printing why) when NATS is unreachable outside CI.
+    pub async fn create(namespace: &str) -> Option<Self> {
+        let url = nats_url();
+        let address = url.trim_start_matches("nats://").to_owned();
+        let reason = match tokio::time::timeout(
+            Duration::from_secs(2),
+            tokio::net::TcpStream::connect(address),
+        )
+        .await
+        {
+            Ok(Ok(_)) => {
+                return Some(Self {
+                    url,
+                    namespace: namespace.to_owned(),
+                });
+            }
+            Ok(Err(err)) => err.to_string(),
+            Err(_) => "connecting timed out".to_owned(),
+        };
+        if std::env::var("CI").is_ok_and(|ci| ci == "true") {
+            panic!("NATS at {url} is unreachable under CI=true: {reason}");
+        }
+        eprintln!("skipping NATS: {url} is unreachable ({reason})");
+        None
+    }
+}
+
+impl Drop for TestStream {
+    fn drop(&mut self) {
+        let (url, stream) = (self.url.clone(), format!("{}-events", self.namespace));
+        let _ = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(async {
+                    if let Ok(client) = async_nats::connect(url.as_str()).await {
+                        let _ = async_nats::jetstream::new(client)
+                            .delete_stream(stream)
+                            .await;
+                    }
+                })
+        })
+        .join();
+    }
+}
