@@ -47,6 +47,18 @@ impl TestStream {
     }
 }
 
+impl TestStream {
+    /// Deletes the stream (and its consumers) now, from under whatever uses
+    /// it: the bus-loss drill.
+    pub async fn delete_now(&self) {
+        let client = async_nats::connect(self.url.as_str()).await.unwrap();
+        async_nats::jetstream::new(client)
+            .delete_stream(format!("{}-events", self.namespace))
+            .await
+            .unwrap();
+    }
+}
+
 impl Drop for TestStream {
     fn drop(&mut self) {
         let (url, stream) = (self.url.clone(), format!("{}-events", self.namespace));

@@ -10,6 +10,8 @@
 mod accounts;
 #[path = "../api/auth.rs"]
 mod auth;
+#[path = "../api/bus_loss.rs"]
+mod bus_loss;
 #[path = "../api/catalog.rs"]
 mod catalog;
 #[path = "../api/detail.rs"]

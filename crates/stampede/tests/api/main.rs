@@ -6,6 +6,7 @@
 
 mod accounts;
 mod auth;
+mod bus_loss;
 mod catalog;
 mod detail;
 mod errors;

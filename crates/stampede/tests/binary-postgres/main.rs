@@ -7,6 +7,8 @@
 
 #[path = "../binary/bench.rs"]
 mod bench;
+#[path = "../binary/cluster_drill.rs"]
+mod cluster_drill;
 #[path = "../binary/crash.rs"]
 mod crash;
 #[path = "../binary/expiry.rs"]
