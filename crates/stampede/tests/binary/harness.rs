@@ -318,6 +318,17 @@ pub fn crowd(
     users: usize,
     keys: usize,
 ) -> (Vec<tokio::task::JoinHandle<()>>, Answers) {
+    crowd_with_keys(api, sale, users, keys, "key-")
+}
+
+/// [`crowd`] with keys named `<prefix><n>`.
+pub fn crowd_with_keys(
+    api: &Arc<Api>,
+    sale: &str,
+    users: usize,
+    keys: usize,
+    prefix: &'static str,
+) -> (Vec<tokio::task::JoinHandle<()>>, Answers) {
     let answers: Answers = Arc::default();
     let mut tasks = Vec::new();
     for user in 0..users {
@@ -326,7 +337,7 @@ pub fn crowd(
             let sale = sale.to_owned();
             let answers = answers.clone();
             tasks.push(tokio::spawn(async move {
-                let (user, key) = (format!("buyer-{user}"), format!("key-{key}"));
+                let (user, key) = (format!("buyer-{user}"), format!("{prefix}{key}"));
                 if let Ok(answer) = api.purchase(&user, &sale, &key).await {
                     answers.lock().unwrap().insert((user, key), answer);
                 }
