@@ -9,11 +9,24 @@
 //! - jittered lifetimes: each entry lives its TTL ± a random share, so entries
 //!   loaded together do not expire together (no avalanche).
 //!
+//! In cluster mode a shared cache (L2, Redis: [`SharedCache`]) sits between
+//! L1 and the store: an L1 miss reads L2, and only an L2 miss loads from the
+//! store, then stores the value (or the absence) in L2 with the same jittered
+//! lifetimes, as JSON. The one load per key holds per node (moka runs one
+//! loader per key), so a cold key costs the store at most one read per node
+//! — and none on nodes that find it in L2. L2 calls are bounded by
+//! `l2_timeout`; an L2 error or timeout counts as a miss (the store is still
+//! there), and an unreadable L2 value is loaded afresh and overwritten.
+//! [`ReadCache::invalidate`] deletes from both layers.
+//!
 //! moka does the bounding, expiry and load coalescing; this wraps it with the
-//! policy above and per-cache metrics (`stampede_cache_requests_total` by
-//! result, `stampede_cache_loads_total`), from which the hit ratio follows.
-//! Live stock never comes from here: `remaining` is always the ledger's.
+//! policy above and per-cache metrics: `stampede_cache_requests_total` by
+//! `layer` (`l1`, `l2`) and `result` (`hit`, `miss`, and `error` for L2),
+//! and `stampede_cache_loads_total` (L1 misses, whatever answered them),
+//! from which the hit ratios follow. Live stock never comes from here:
+//! `remaining` is always the ledger's.
 
+use std::fmt::Display;
 use std::future::Future;
 use std::hash::Hash;
 use std::sync::Arc;
@@ -22,6 +35,8 @@ use std::time::{Duration, Instant};
 
 use metrics::{Counter, counter};
 use moka::Expiry;
+
+use crate::ports::SharedCache;
 
 /// Sizes and lifetimes of a cache.
 #[derive(Debug, Clone, Copy)]
@@ -34,6 +49,9 @@ pub struct CacheSettings {
     pub negative_ttl: Duration,
     /// Each lifetime is varied by up to this share either way (0.1 = ±10%).
     pub jitter: f64,
+    /// The longest a shared-cache (L2) call may take before it counts as a
+    /// miss.
+    pub l2_timeout: Duration,
 }
 
 impl Default for CacheSettings {
@@ -43,6 +61,7 @@ impl Default for CacheSettings {
             ttl: Duration::from_secs(30),
             negative_ttl: Duration::from_secs(5),
             jitter: 0.1,
+            l2_timeout: Duration::from_millis(50),
         }
     }
 }
@@ -53,21 +72,47 @@ struct Jittered {
     jitter: f64,
 }
 
+impl Jittered {
+    /// A lifetime for a found value or a remembered absence.
+    fn lifetime(&self, found: bool) -> Duration {
+        let base = if found { self.ttl } else { self.negative_ttl };
+        let factor = 1.0 + self.jitter * (fastrand::f64() * 2.0 - 1.0);
+        base.mul_f64(factor.max(0.0))
+    }
+}
+
 impl<K, V> Expiry<K, Option<V>> for Jittered {
     fn expire_after_create(&self, _: &K, value: &Option<V>, _: Instant) -> Option<Duration> {
-        let base = if value.is_some() {
-            self.ttl
-        } else {
-            self.negative_ttl
-        };
-        let factor = 1.0 + self.jitter * (fastrand::f64() * 2.0 - 1.0);
-        Some(base.mul_f64(factor.max(0.0)))
+        Some(self.lifetime(value.is_some()))
     }
+}
+
+/// How values of one cache are written to and read from the shared cache.
+pub struct L2Codec<V> {
+    pub encode: fn(&V) -> String,
+    /// `None`: not a value of this cache (another version's, or damaged).
+    pub decode: fn(&str) -> Option<V>,
+}
+
+/// What an absence is stored as in L2.
+const ABSENT: &str = "null";
+
+/// The shared layer of one cache.
+struct L2<V> {
+    store: Arc<dyn SharedCache>,
+    codec: L2Codec<V>,
+    timeout: Duration,
+    hits: Counter,
+    misses: Counter,
+    errors: Counter,
 }
 
 /// A cache of `Option<V>` by `K`: `None` is a remembered "not found".
 pub struct ReadCache<K, V> {
+    name: &'static str,
     entries: moka::future::Cache<K, Option<V>>,
+    lifetimes: Jittered,
+    l2: Option<L2<V>>,
     hits: Counter,
     misses: Counter,
     loads: Counter,
@@ -75,25 +120,97 @@ pub struct ReadCache<K, V> {
 
 impl<K, V> ReadCache<K, V>
 where
-    K: Hash + Eq + Send + Sync + Clone + 'static,
+    K: Hash + Eq + Send + Sync + Clone + Display + 'static,
     V: Clone + Send + Sync + 'static,
 {
+    /// An in-process cache alone.
     pub fn new(name: &'static str, settings: CacheSettings) -> Self {
+        Self::with_l2(name, settings, None)
+    }
+
+    /// An in-process cache in front of `l2` when there is one; its keys
+    /// there are `<name>:<key>`.
+    pub fn with_l2(
+        name: &'static str,
+        settings: CacheSettings,
+        l2: Option<(Arc<dyn SharedCache>, L2Codec<V>)>,
+    ) -> Self {
+        let lifetimes = || Jittered {
+            ttl: settings.ttl,
+            negative_ttl: settings.negative_ttl,
+            jitter: settings.jitter.clamp(0.0, 0.9),
+        };
         let entries = moka::future::Cache::builder()
             .name(name)
             .max_capacity(settings.capacity)
-            .expire_after(Jittered {
-                ttl: settings.ttl,
-                negative_ttl: settings.negative_ttl,
-                jitter: settings.jitter.clamp(0.0, 0.9),
-            })
+            .expire_after(lifetimes())
             .build();
-        let result = |result: &'static str| counter!("stampede_cache_requests_total", "cache" => name, "layer" => "l1", "result" => result);
+        let result = |layer: &'static str, result: &'static str| counter!("stampede_cache_requests_total", "cache" => name, "layer" => layer, "result" => result);
         Self {
+            name,
             entries,
-            hits: result("hit"),
-            misses: result("miss"),
+            lifetimes: lifetimes(),
+            l2: l2.map(|(store, codec)| L2 {
+                store,
+                codec,
+                timeout: settings.l2_timeout,
+                hits: result("l2", "hit"),
+                misses: result("l2", "miss"),
+                errors: result("l2", "error"),
+            }),
+            hits: result("l1", "hit"),
+            misses: result("l1", "miss"),
             loads: counter!("stampede_cache_loads_total", "cache" => name),
+        }
+    }
+
+    fn l2_key(&self, key: &K) -> String {
+        format!("{}:{key}", self.name)
+    }
+
+    /// What L2 holds for `key`: `Some(value or absence)`, or `None` to load
+    /// from the store (a miss, an error, an unreadable value).
+    async fn read_l2(&self, l2: &L2<V>, key: &str) -> Option<Option<V>> {
+        match tokio::time::timeout(l2.timeout, l2.store.get(key)).await {
+            Ok(Ok(Some(text))) => {
+                let value = if text == ABSENT {
+                    Some(None)
+                } else {
+                    (l2.codec.decode)(&text).map(Some)
+                };
+                match value {
+                    Some(_) => l2.hits.increment(1),
+                    None => l2.errors.increment(1),
+                }
+                value
+            }
+            Ok(Ok(None)) => {
+                l2.misses.increment(1);
+                None
+            }
+            Ok(Err(err)) => {
+                l2.errors.increment(1);
+                tracing::debug!(error = %err, key, "shared cache read failed");
+                None
+            }
+            Err(_) => {
+                l2.errors.increment(1);
+                tracing::debug!(key, "shared cache read timed out");
+                None
+            }
+        }
+    }
+
+    /// Stores a loaded value (or absence) in L2 for a jittered lifetime.
+    async fn write_l2(&self, l2: &L2<V>, key: &str, value: &Option<V>) {
+        let text = value
+            .as_ref()
+            .map_or_else(|| ABSENT.to_owned(), l2.codec.encode);
+        let ttl = self.lifetimes.lifetime(value.is_some());
+        match tokio::time::timeout(l2.timeout, l2.store.set(key, &text, ttl)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => tracing::debug!(error = %err, key, "shared cache write failed"),
+            Err(_) => tracing::debug!(key, "shared cache write timed out"),
         }
     }
 
@@ -109,10 +226,19 @@ where
         let loaded_here = AtomicBool::new(false);
         let result = self
             .entries
-            .try_get_with(key, async {
+            .try_get_with(key.clone(), async {
                 loaded_here.store(true, Ordering::Relaxed);
                 self.loads.increment(1);
-                load().await
+                let Some(l2) = &self.l2 else {
+                    return load().await;
+                };
+                let l2_key = self.l2_key(&key);
+                if let Some(value) = self.read_l2(l2, &l2_key).await {
+                    return Ok(value);
+                }
+                let value = load().await?;
+                self.write_l2(l2, &l2_key, &value).await;
+                Ok(value)
             })
             .await;
         if loaded_here.load(Ordering::Relaxed) {
@@ -123,8 +249,19 @@ where
         result
     }
 
-    /// Forgets `key` (after a write, so the next read sees it).
+    /// Forgets `key` here and in L2 (after a write, so the next read sees
+    /// it; other nodes' L1 copies live out their lifetime).
     pub async fn invalidate(&self, key: &K) {
+        if let Some(l2) = &self.l2 {
+            let l2_key = self.l2_key(key);
+            match tokio::time::timeout(l2.timeout, l2.store.delete(&l2_key)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(err)) => {
+                    tracing::warn!(error = %err, key = l2_key, "shared cache delete failed");
+                }
+                Err(_) => tracing::warn!(key = l2_key, "shared cache delete timed out"),
+            }
+        }
         self.entries.invalidate(key).await;
     }
 }
@@ -143,6 +280,7 @@ mod tests {
                 ttl: Duration::from_secs(60),
                 negative_ttl: Duration::from_secs(60),
                 jitter: 0.1,
+                l2_timeout: Duration::from_millis(50),
             },
         )
     }

@@ -2,21 +2,28 @@
 //! created, so every node keeps them all in memory ([`SaleDirectory`]), and
 //! ids it does not hold are looked up through a cache that remembers unknown
 //! ids (a flood of made-up sale ids reaches the store once per id). Product
-//! reads are cache-aside ([`ReadCache`]). Live `remaining` always comes from
-//! the stock ledger, never from a copy.
+//! reads are cache-aside ([`ReadCache`]). In cluster mode both caches sit in
+//! front of the shared cache (L2), where products and sales are JSON
+//! ([`product_codec`], [`sale_codec`]); creating one deletes its L2 entry,
+//! which could only be a remembered absence. Live `remaining` always comes
+//! from the stock ledger, never from a copy.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
+use serde::{Deserialize, Serialize};
 use stampede_domain::ValidationError;
 use stampede_domain::catalog::{Product, Sale, SaleRequest, SaleStatus};
 use stampede_domain::ids::{ProductId, SaleId};
+use stampede_domain::money::{Cents, Currency};
 use stampede_domain::order::OrderStatus;
+use stampede_domain::quantity::Quantity;
+use stampede_domain::time::Timestamp;
 
-use crate::cache::{CacheSettings, ReadCache};
+use crate::cache::{CacheSettings, L2Codec, ReadCache};
 use crate::error::AppError;
 use crate::paging;
-use crate::ports::{CatalogStore, Clock, OrderStore, StockLedger};
+use crate::ports::{CatalogStore, Clock, OrderStore, SharedCache, StockLedger};
 
 /// Every sale, by id. Filled at start and on creation; a miss falls back to
 /// the store (a sale created by another node).
@@ -32,13 +39,19 @@ impl SaleDirectory {
         store: Arc<dyn CatalogStore>,
         sales: impl IntoIterator<Item = Sale>,
         cache: CacheSettings,
+        l2: Option<Arc<dyn SharedCache>>,
     ) -> Self {
         let sales = sales.into_iter().map(|s| (s.id, Arc::new(s))).collect();
         Self {
             sales: RwLock::new(sales),
-            others: ReadCache::new("sale", cache),
+            others: ReadCache::with_l2("sale", cache, l2.map(|l2| (l2, sale_codec()))),
             store,
         }
+    }
+
+    /// Forgets a remembered absence of `id` (it was just created).
+    pub(crate) async fn forget_unknown(&self, id: SaleId) {
+        self.others.invalidate(&id).await;
     }
 
     fn cached(&self, id: SaleId) -> Option<Arc<Sale>> {
@@ -126,10 +139,11 @@ impl CatalogService {
         sales: Arc<SaleDirectory>,
         clock: Arc<dyn Clock>,
         cache: CacheSettings,
+        l2: Option<Arc<dyn SharedCache>>,
     ) -> Self {
         Self {
             store,
-            products: ReadCache::new("product", cache),
+            products: ReadCache::with_l2("product", cache, l2.map(|l2| (l2, product_codec()))),
             orders,
             ledger,
             sales,
@@ -182,6 +196,7 @@ impl CatalogService {
         self.store.insert_sale(&sale).await?;
         // Ledger before directory: a purchase that finds the sale finds it open.
         self.ledger.open_sale(&sale).await?;
+        self.sales.forget_unknown(sale.id).await;
         let sale = self.sales.insert(sale);
         let remaining = u64::from(sale.quantity.get());
         Ok(SaleView {
@@ -246,6 +261,97 @@ impl CatalogService {
     }
 }
 
+/// A product as the shared cache holds it.
+#[derive(Serialize, Deserialize)]
+struct ProductJson {
+    id: String,
+    sku: String,
+    name: String,
+    price_cents: i64,
+    currency: String,
+    created_at_ms: i64,
+}
+
+/// How products are stored in the shared cache.
+pub fn product_codec() -> L2Codec<Product> {
+    L2Codec {
+        encode: |p| {
+            serde_json::to_string(&ProductJson {
+                id: p.id.to_string(),
+                sku: p.sku.clone(),
+                name: p.name.clone(),
+                price_cents: p.price.get(),
+                currency: p.currency.as_str().to_owned(),
+                created_at_ms: p.created_at.as_millis(),
+            })
+            .unwrap_or_default()
+        },
+        decode: |text| {
+            let p: ProductJson = serde_json::from_str(text).ok()?;
+            Some(Product {
+                id: ProductId::parse(&p.id)?,
+                sku: p.sku,
+                name: p.name,
+                price: Cents::parse("price_cents", p.price_cents).ok()?,
+                currency: Currency::parse(&p.currency).ok()?,
+                created_at: Timestamp::from_millis(p.created_at_ms),
+            })
+        },
+    }
+}
+
+/// A sale as the shared cache holds it.
+#[derive(Serialize, Deserialize)]
+struct SaleJson {
+    id: String,
+    product_id: String,
+    price_cents: i64,
+    currency: String,
+    quantity: u32,
+    per_user_limit: u32,
+    starts_at_ms: i64,
+    ends_at_ms: Option<i64>,
+    payment_window_secs: u32,
+    created_at_ms: i64,
+}
+
+/// How sales are stored in the shared cache.
+pub fn sale_codec() -> L2Codec<Arc<Sale>> {
+    L2Codec {
+        encode: |s| {
+            serde_json::to_string(&SaleJson {
+                id: s.id.to_string(),
+                product_id: s.product_id.to_string(),
+                price_cents: s.price.get(),
+                currency: s.currency.as_str().to_owned(),
+                quantity: s.quantity.get(),
+                per_user_limit: s.per_user_limit.get(),
+                starts_at_ms: s.starts_at.as_millis(),
+                ends_at_ms: s.ends_at.map(Timestamp::as_millis),
+                payment_window_secs: s.payment_window_secs,
+                created_at_ms: s.created_at.as_millis(),
+            })
+            .unwrap_or_default()
+        },
+        decode: |text| {
+            let s: SaleJson = serde_json::from_str(text).ok()?;
+            Some(Arc::new(Sale {
+                id: SaleId::parse(&s.id)?,
+                product_id: ProductId::parse(&s.product_id)?,
+                price: Cents::parse("price_cents", s.price_cents).ok()?,
+                currency: Currency::parse(&s.currency).ok()?,
+                quantity: Quantity::parse("quantity", i64::from(s.quantity)).ok()?,
+                per_user_limit: Quantity::parse("per_user_limit", i64::from(s.per_user_limit))
+                    .ok()?,
+                starts_at: Timestamp::from_millis(s.starts_at_ms),
+                ends_at: s.ends_at_ms.map(Timestamp::from_millis),
+                payment_window_secs: s.payment_window_secs,
+                created_at: Timestamp::from_millis(s.created_at_ms),
+            }))
+        },
+    }
+}
+
 /// A load error shared by every caller that waited on the load.
 fn unshare(err: Arc<AppError>) -> AppError {
     match Arc::try_unwrap(err) {
@@ -254,5 +360,37 @@ fn unshare(err: Arc<AppError>) -> AppError {
             AppError::Unavailable(cause) => AppError::Unavailable(cause.clone()),
             other => AppError::Internal(other.to_string()),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn products_and_sales_round_trip_through_the_shared_cache_codec() {
+        let now = Timestamp::from_millis(1_800_000_000_000);
+        let product = Product::create("SKU-1", "Phone \"X\"", 49_900, "EUR", now).unwrap();
+        let codec = product_codec();
+        assert_eq!(
+            (codec.decode)(&(codec.encode)(&product)),
+            Some(product.clone())
+        );
+        let sale = Sale::create(
+            &product,
+            &SaleRequest {
+                quantity: 10,
+                per_user_limit: Some(2),
+                ends_at: Some(now.plus_secs(60)),
+                ..SaleRequest::default()
+            },
+            now,
+        )
+        .unwrap();
+        let codec = sale_codec();
+        let decoded = (codec.decode)(&(codec.encode)(&Arc::new(sale.clone())));
+        assert_eq!(decoded.as_deref(), Some(&sale));
+        assert!((codec.decode)("{\"id\": 1}").is_none());
+        assert!((codec.decode)("null").is_none());
     }
 }

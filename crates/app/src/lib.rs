@@ -117,6 +117,9 @@ pub struct Adapters {
     pub jwt: JwtKey,
     /// The dependencies readiness checks; empty: the store's ping alone.
     pub probes: Vec<Arc<dyn Probe>>,
+    /// The shared read cache (L2) behind each catalog cache (cluster mode);
+    /// `None`: the in-process caches alone.
+    pub shared_cache: Option<Arc<dyn ports::SharedCache>>,
 }
 
 /// How one dependency answered a readiness check.
@@ -159,6 +162,7 @@ impl App {
             clock,
             jwt,
             mut probes,
+            shared_cache,
         } = adapters;
         if probes.is_empty() {
             probes.push(Arc::new(StoreProbe(store.clone())));
@@ -176,7 +180,12 @@ impl App {
             "rebuilding the stock ledger from the store"
         );
         ledger.restore(snapshots, keys, now).await?;
-        let directory = Arc::new(SaleDirectory::new(store.clone(), sales, settings.cache));
+        let directory = Arc::new(SaleDirectory::new(
+            store.clone(),
+            sales,
+            settings.cache,
+            shared_cache.clone(),
+        ));
         let hasher = PasswordHasher::new(settings.passwords)?;
         let catalog = Arc::new(CatalogService::new(
             store.clone(),
@@ -185,6 +194,7 @@ impl App {
             directory.clone(),
             clock.clone(),
             settings.cache,
+            shared_cache,
         ));
         let orders = Arc::new(OrderService::new(
             store.clone(),

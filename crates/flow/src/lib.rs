@@ -7,7 +7,8 @@
 //!
 //! - [`limit`]: rate limiters per key (global, IP, user, route, sale): GCRA,
 //!   a queueing leaky bucket, fixed and sliding windows, with the values of
-//!   the `RateLimit-*` and `Retry-After` headers.
+//!   the `RateLimit-*` and `Retry-After` headers; [`limit::shared`] keeps a
+//!   rule's state in a store every node shares, with a fallback.
 //! - [`adaptive`]: a limit on requests in flight that finds its own level
 //!   (AIMD on latency) and sheds the excess at once.
 //! - [`deadline`]: a request's deadline, passed inward (explicitly or through
@@ -40,5 +41,6 @@ pub use breaker::{
 };
 pub use bulkhead::{Bulkhead, BulkheadPermit, Full};
 pub use deadline::{Deadline, Elapsed};
+pub use limit::shared::{Fallback, RateStore, SharedLimiter, SharedStore, StoreError, Undecided};
 pub use limit::{Algorithm, Decision, KeyedLimiter, Quota, QuotaError};
 pub use retry::{Retry, RetryPolicy, retry};

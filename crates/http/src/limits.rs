@@ -6,17 +6,47 @@
 //! 20). Per-IP limits are off by default (a load generator on one machine is
 //! one IP).
 //!
-//! Keys are hashed to 64 bits with a per-process random key, so checking a
-//! limit allocates nothing; two users would share a budget only on a hash
-//! collision (odds about n²/2⁶⁵ for n keys).
+//! # Local and shared rules
+//!
+//! A rule's `backend` says where its state lives. Unset, it follows the
+//! deployment: **shared** when a shared store is configured (Redis, cluster
+//! mode), so the rule's budget is the cluster's whichever node a request
+//! reaches; **local** otherwise. `backend = "local"` keeps a rule on each
+//! node even in cluster mode (each node then grants the whole budget — fine
+//! for limits that protect the node itself); `backend = "shared"` without a
+//! store is refused at start-up. Every algorithm can be shared.
+//!
+//! A shared rule's `fallback` says what happens when the store does not
+//! decide within its timeout (`rate_limit_timeout_ms`, 50 ms by default) or
+//! its breaker is open: `local` (the default) decides with the node's own
+//! limiter and the same quota — still limited, but per node, so up to `n`
+//! times the rate across `n` nodes while the store is away; `fail_open`
+//! lets the request through; `fail_closed` refuses it with
+//! `503 unavailable` and `Retry-After: 1` (not 429: the client is not over
+//! any limit, the service cannot tell).
+//!
+//! Local rules are checked first, in their order, then shared ones: a
+//! request refused locally costs no store call.
+//!
+//! # Keys
+//!
+//! For local rules, keys are hashed to 64 bits with a per-process random
+//! key, so checking a limit allocates nothing; two users would share a
+//! budget only on a hash collision (odds about n²/2⁶⁵ for n keys). Shared
+//! rules need the same key on every node: the first 128 bits of a SHA-256 of
+//! what the rule counts, in hex, so no client-chosen bytes reach Redis key
+//! names and collisions are out of reach.
 
 use std::hash::{BuildHasher, Hash, Hasher, RandomState};
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::Method;
 use serde::Deserialize;
+use sha2::{Digest, Sha256};
 use stampede_domain::ids::UserId;
+use stampede_flow::limit::shared::{Fallback, RateStore, SharedLimiter, SharedStore, Undecided};
 use stampede_flow::limit::{Algorithm, Decision, KeyedLimiter, Quota};
 
 /// What a rule counts separately.
@@ -47,6 +77,29 @@ pub enum AlgorithmName {
     SlidingWindow,
 }
 
+/// Where a rule's state lives; see the [module documentation](self).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BackendName {
+    /// In each node's memory.
+    Local,
+    /// In the shared store (Redis): one budget for the cluster.
+    Shared,
+}
+
+/// What a shared rule decides when the store does not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FallbackName {
+    /// The node's own limiter, same quota.
+    #[default]
+    Local,
+    /// Let requests through.
+    FailOpen,
+    /// Refuse them with 503.
+    FailClosed,
+}
+
 /// One rule, as configuration writes it (`[[rate_limits]]` in the TOML file).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -69,6 +122,12 @@ pub struct RateLimitRule {
     /// Leaky bucket: the longest a request may queue [default: 100].
     #[serde(default)]
     pub max_wait_ms: Option<u64>,
+    /// [default: shared with a shared store (cluster mode), else local].
+    #[serde(default)]
+    pub backend: Option<BackendName>,
+    /// A shared rule's answer when the store does not decide [default: local].
+    #[serde(default)]
+    pub fallback: Option<FallbackName>,
 }
 
 fn every_route() -> Vec<String> {
@@ -94,6 +153,8 @@ impl RateLimitRule {
             period_ms: 1000,
             burst: None,
             max_wait_ms: None,
+            backend: None,
+            fallback: None,
         }]
     }
 
@@ -139,6 +200,12 @@ impl RateLimitRule {
                 self.name
             ));
         }
+        if self.backend == Some(BackendName::Local) && self.fallback.is_some() {
+            return Err(format!(
+                "rate limit `{}`: fallback is for shared rules only, and backend is local",
+                self.name
+            ));
+        }
         for route in &self.routes {
             if route != "*" && parse_route(route).is_none() {
                 return Err(format!(
@@ -174,7 +241,12 @@ struct CompiledRule {
     key: KeyKind,
     /// `None`: every API route.
     routes: Option<Vec<(Method, String)>>,
-    limiter: KeyedLimiter<u64>,
+    limiter: Backend,
+}
+
+enum Backend {
+    Local(KeyedLimiter<u64>),
+    Shared(SharedLimiter),
 }
 
 impl CompiledRule {
@@ -185,33 +257,80 @@ impl CompiledRule {
                 .any(|(method, route)| method == subject.method && route == subject.route)
         })
     }
+
+    fn quota(&self) -> Quota {
+        match &self.limiter {
+            Backend::Local(limiter) => limiter.quota(),
+            Backend::Shared(limiter) => limiter.quota(),
+        }
+    }
 }
 
-/// A refusal, with what its headers need.
+/// A refusal by a rule's limit, with what its headers need.
 pub struct Refusal<'a> {
     pub rule: &'a str,
     pub quota: Quota,
     pub decision: Decision,
 }
 
+/// Why a request may not go ahead.
+pub enum Refused<'a> {
+    /// Over a rule's limit: 429.
+    Limited(Refusal<'a>),
+    /// A `fail_closed` shared rule whose store did not decide: 503.
+    Undecided { rule: &'a str },
+}
+
 /// The compiled rules.
 pub struct RateLimits {
+    /// Local rules first, then shared ones, each in configuration order.
     rules: Vec<CompiledRule>,
     hasher: RandomState,
 }
 
 impl RateLimits {
+    /// Every rule local.
     pub fn new(rules: &[RateLimitRule]) -> Self {
-        let rules = rules
+        Self::with_store(rules, None)
+    }
+
+    /// Rules whose `backend` is shared, or unset, keep their state in
+    /// `store` when there is one (see the [module documentation](self)).
+    pub fn with_store(rules: &[RateLimitRule], store: Option<SharedStore>) -> Self {
+        let mut rules: Vec<CompiledRule> = rules
             .iter()
-            .map(|rule| CompiledRule {
-                name: rule.name.clone(),
-                key: rule.key,
-                routes: (!rule.routes.iter().any(|r| r == "*"))
-                    .then(|| rule.routes.iter().filter_map(|r| parse_route(r)).collect()),
-                limiter: KeyedLimiter::new(rule.name.clone(), rule.algorithm(), rule.quota()),
+            .map(|rule| {
+                let limiter = match (&store, rule.backend) {
+                    (Some(store), None | Some(BackendName::Shared)) => {
+                        Backend::Shared(SharedLimiter::new(
+                            rule.name.clone(),
+                            rule.algorithm(),
+                            rule.quota(),
+                            store.clone(),
+                            match rule.fallback.unwrap_or_default() {
+                                FallbackName::Local => Fallback::Local,
+                                FallbackName::FailOpen => Fallback::Open,
+                                FallbackName::FailClosed => Fallback::Closed,
+                            },
+                        ))
+                    }
+                    _ => Backend::Local(KeyedLimiter::new(
+                        rule.name.clone(),
+                        rule.algorithm(),
+                        rule.quota(),
+                    )),
+                };
+                CompiledRule {
+                    name: rule.name.clone(),
+                    key: rule.key,
+                    routes: (!rule.routes.iter().any(|r| r == "*"))
+                        .then(|| rule.routes.iter().filter_map(|r| parse_route(r)).collect()),
+                    limiter,
+                }
             })
             .collect();
+        // Stable: configuration order within each kind.
+        rules.sort_by_key(|rule| matches!(rule.limiter, Backend::Shared(_)));
         Self {
             rules,
             hasher: RandomState::new(),
@@ -245,39 +364,123 @@ impl RateLimits {
 
     /// Checks every rule that applies: the first refusal, or the longest wait
     /// a leaky bucket asks for (slots reserved in every admitting rule stay
-    /// reserved: a request refused by a later rule spent them).
-    pub fn check(&self, subject: &Subject<'_>) -> Result<Duration, Refusal<'_>> {
+    /// reserved: a request refused by a later rule spent them). Without
+    /// shared rules nothing here awaits or allocates.
+    pub async fn check(&self, subject: &Subject<'_>) -> Result<Duration, Refused<'_>> {
         let mut wait = Duration::ZERO;
         for rule in self.rules.iter().filter(|rule| rule.applies(subject)) {
             let Some(key) = self.key(rule.key, subject) else {
                 continue;
             };
-            match rule.limiter.check(&key) {
+            let decision = match &rule.limiter {
+                Backend::Local(limiter) => limiter.check(&key),
+                Backend::Shared(limiter) => {
+                    // `key` returned Some, so the subject has what it counts.
+                    let digest = shared_key(rule.key, subject);
+                    match limiter.check(digest.as_str(), key).await {
+                        Ok(decision) => decision,
+                        Err(Undecided) => return Err(Refused::Undecided { rule: &rule.name }),
+                    }
+                }
+            };
+            match decision {
                 Decision::Allow { .. } => {}
                 Decision::Wait { delay, .. } => wait = wait.max(delay),
                 decision @ Decision::Deny { .. } => {
-                    return Err(Refusal {
+                    return Err(Refused::Limited(Refusal {
                         rule: &rule.name,
-                        quota: rule.limiter.quota(),
+                        quota: rule.quota(),
                         decision,
-                    });
+                    }));
                 }
             }
         }
         Ok(wait)
     }
 
-    /// Drops the state of idle keys; run it every few seconds.
+    /// Drops the state of idle keys (of shared rules: their local
+    /// fallbacks'); run it every few seconds.
     pub fn purge_idle(&self) -> usize {
         self.rules
             .iter()
-            .map(|rule| rule.limiter.purge_idle())
+            .map(|rule| match &rule.limiter {
+                Backend::Local(limiter) => limiter.purge_idle(),
+                Backend::Shared(limiter) => limiter.purge_idle(),
+            })
             .sum()
     }
 
     pub fn is_empty(&self) -> bool {
         self.rules.is_empty()
     }
+
+    /// Whether any rule keeps its state in the shared store.
+    pub fn has_shared(&self) -> bool {
+        self.rules
+            .iter()
+            .any(|rule| matches!(rule.limiter, Backend::Shared(_)))
+    }
+}
+
+/// What a shared rule's key is called in the store: the same on every node.
+struct SharedKey([u8; 32]);
+
+impl SharedKey {
+    fn as_str(&self) -> &str {
+        // Hex digits only.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+/// The first 128 bits of SHA-256 over a tag of the key kind and what it
+/// counts, in hex. The fields are length-prefixed, so no two subjects
+/// share an input.
+fn shared_key(kind: KeyKind, subject: &Subject<'_>) -> SharedKey {
+    let mut sha = Sha256::new();
+    let mut field = |bytes: &[u8]| {
+        sha.update((bytes.len() as u64).to_be_bytes());
+        sha.update(bytes);
+    };
+    match kind {
+        KeyKind::Global => field(b"global"),
+        KeyKind::Ip => {
+            field(b"ip");
+            match subject.ip {
+                IpAddr::V4(ip) => field(&ip.octets()),
+                IpAddr::V6(ip) => field(&ip.octets()),
+            }
+        }
+        KeyKind::User => {
+            field(b"user");
+            field(subject.user.map_or("", UserId::as_str).as_bytes());
+        }
+        KeyKind::Route => {
+            field(b"route");
+            field(subject.method.as_str().as_bytes());
+            field(subject.route.as_bytes());
+        }
+        KeyKind::Sale => {
+            field(b"sale");
+            field(subject.sale.unwrap_or_default().as_bytes());
+        }
+    }
+    let digest = sha.finalize();
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [0u8; 32];
+    for (i, byte) in digest.iter().take(16).enumerate() {
+        out[2 * i] = HEX[usize::from(byte >> 4)];
+        out[2 * i + 1] = HEX[usize::from(byte & 0xf)];
+    }
+    SharedKey(out)
+}
+
+/// The shared store of a node, with the timeout and breaker its calls go
+/// through; `None` without one.
+pub(crate) fn shared_store(
+    store: Option<Arc<dyn RateStore>>,
+    timeout: Duration,
+) -> Option<SharedStore> {
+    store.map(|store| SharedStore::new("rate-limit-store", store, timeout))
 }
 
 #[cfg(test)]
@@ -301,13 +504,15 @@ mod tests {
             UserId::parse("alice").unwrap(),
             UserId::parse("bob").unwrap(),
         );
-        assert!(limits.check(&subject(&alice, "s")).is_ok());
-        assert!(limits.check(&subject(&alice, "s")).is_ok());
-        let refused = limits.check(&subject(&alice, "s")).err().unwrap();
+        assert!(limits.check(&subject(&alice, "s")).await.is_ok());
+        assert!(limits.check(&subject(&alice, "s")).await.is_ok());
+        let Err(Refused::Limited(refused)) = limits.check(&subject(&alice, "s")).await else {
+            panic!("not refused");
+        };
         assert_eq!(refused.rule, "per-user-purchase");
-        assert!(limits.check(&subject(&bob, "s")).is_ok());
+        assert!(limits.check(&subject(&bob, "s")).await.is_ok());
         tokio::time::advance(Duration::from_secs(1)).await;
-        assert!(limits.check(&subject(&alice, "s")).is_ok());
+        assert!(limits.check(&subject(&alice, "s")).await.is_ok());
     }
 
     #[tokio::test(start_paused = true)]
@@ -325,10 +530,10 @@ mod tests {
             .map(|i| UserId::parse(format!("u{i}")).unwrap())
             .collect();
         for user in &users[..3] {
-            assert!(limits.check(&subject(user, "hot")).is_ok());
+            assert!(limits.check(&subject(user, "hot")).await.is_ok());
         }
-        assert!(limits.check(&subject(&users[3], "hot")).is_err());
-        assert!(limits.check(&subject(&users[3], "other")).is_ok());
+        assert!(limits.check(&subject(&users[3], "hot")).await.is_err());
+        assert!(limits.check(&subject(&users[3], "other")).await.is_ok());
     }
 
     #[test]
@@ -342,5 +547,97 @@ mod tests {
         rule.limit = 1;
         rule.max_wait_ms = Some(5);
         assert!(rule.validate().unwrap_err().contains("leaky_bucket"));
+        rule.max_wait_ms = None;
+        rule.backend = Some(BackendName::Local);
+        rule.fallback = Some(FallbackName::FailOpen);
+        assert!(rule.validate().unwrap_err().contains("fallback"));
+    }
+
+    /// A store that counts its calls and never answers in time.
+    struct Hung(std::sync::atomic::AtomicUsize);
+
+    #[async_trait::async_trait]
+    impl RateStore for Hung {
+        async fn check(
+            &self,
+            _: &str,
+            _: &str,
+            _: Algorithm,
+            _: Quota,
+        ) -> Result<Decision, stampede_flow::StoreError> {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            std::future::pending().await
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn local_rules_go_first_and_a_fail_closed_shared_rule_refuses_undecided() {
+        let rules: Vec<RateLimitRule> = toml::from_str::<toml::Table>(
+            r#"[[rules]]
+               name = "shared"
+               key = "global"
+               limit = 100
+               fallback = "fail_closed"
+               [[rules]]
+               name = "local"
+               key = "user"
+               limit = 1
+               backend = "local""#,
+        )
+        .unwrap()["rules"]
+            .clone()
+            .try_into()
+            .unwrap();
+        let store = Arc::new(Hung(Default::default()));
+        let limits = RateLimits::with_store(
+            &rules,
+            shared_store(Some(store.clone()), Duration::from_millis(50)),
+        );
+        assert!(limits.has_shared());
+        let alice = UserId::parse("alice").unwrap();
+        let Err(Refused::Undecided { rule }) = limits.check(&subject(&alice, "s")).await else {
+            panic!("decided without the store");
+        };
+        assert_eq!(rule, "shared");
+        // The local rule refuses before the store is asked.
+        let Err(Refused::Limited(refusal)) = limits.check(&subject(&alice, "s")).await else {
+            panic!("not limited");
+        };
+        assert_eq!(refusal.rule, "local");
+        assert_eq!(store.0.load(std::sync::atomic::Ordering::SeqCst), 1);
+        // Without a store, the same rules are all local.
+        assert!(!RateLimits::new(&rules).has_shared());
+    }
+
+    #[test]
+    fn backend_and_fallback_read_from_toml() {
+        let rule: RateLimitRule = toml::from_str(
+            r#"name = "g"
+               key = "global"
+               limit = 50
+               backend = "shared"
+               fallback = "fail_closed""#,
+        )
+        .unwrap();
+        rule.validate().unwrap();
+        assert_eq!(rule.backend, Some(BackendName::Shared));
+        assert_eq!(rule.fallback, Some(FallbackName::FailClosed));
+    }
+
+    #[test]
+    fn shared_keys_are_the_same_everywhere_and_differ_by_kind() {
+        let alice = UserId::parse("alice").unwrap();
+        let one = shared_key(KeyKind::User, &subject(&alice, "s"));
+        let two = shared_key(KeyKind::User, &subject(&alice, "s"));
+        assert_eq!(one.as_str(), two.as_str());
+        assert_eq!(one.as_str().len(), 32);
+        assert!(one.as_str().bytes().all(|b| b.is_ascii_hexdigit()));
+        // Fixed across processes and releases: a digest, not a seeded hash.
+        assert_eq!(
+            shared_key(KeyKind::Global, &subject(&alice, "s")).as_str(),
+            shared_key(KeyKind::Global, &subject(&alice, "t")).as_str()
+        );
+        let sale = shared_key(KeyKind::Sale, &subject(&alice, "alice"));
+        assert_ne!(sale.as_str(), one.as_str());
     }
 }

@@ -6,10 +6,15 @@
 //! deployed form and IETF draft-11, `503 overloaded`, or `503 unavailable`
 //! when the deadline passes — all with `Retry-After`.
 //!
+//! A shared rule (cluster mode, see [`crate::limits`]) costs one store call,
+//! bounded by `shared_timeout`; a `fail_closed` one whose store does not
+//! decide answers `503 unavailable` with `Retry-After: 1`.
+//!
 //! Probes and `/metrics` are never limited or shed: an overloaded node must
 //! still say so.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::{ConnectInfo, MatchedPath, Request, State};
@@ -22,9 +27,10 @@ use stampede_app::orders::Caller;
 use stampede_flow::adaptive::{AdaptiveConfig, AdaptiveLimit};
 use stampede_flow::deadline::{self, Deadline};
 use stampede_flow::limit::headers;
+use stampede_flow::limit::shared::RateStore;
 
 use crate::client_ip::TrustedProxies;
-use crate::limits::{RateLimitRule, RateLimits, Refusal, Subject};
+use crate::limits::{self, RateLimitRule, RateLimits, Refusal, Refused, Subject};
 use crate::problem::{ApiError, Kind};
 use crate::state::AppState;
 
@@ -39,6 +45,8 @@ pub struct ProtectSettings {
     pub request_timeout: Duration,
     /// The most a client may ask for with `Request-Timeout`.
     pub max_request_timeout: Duration,
+    /// The longest a shared rule waits for its store before its fallback.
+    pub shared_timeout: Duration,
 }
 
 impl Default for ProtectSettings {
@@ -49,6 +57,7 @@ impl Default for ProtectSettings {
             adaptive: Some(AdaptiveConfig::default()),
             request_timeout: Duration::from_secs(10),
             max_request_timeout: Duration::from_secs(60),
+            shared_timeout: Duration::from_millis(50),
         }
     }
 }
@@ -63,9 +72,14 @@ pub struct Protection {
 }
 
 impl Protection {
-    pub fn new(settings: &ProtectSettings) -> Self {
+    /// The edge's protection; rules are shared through `store` when there
+    /// is one (cluster mode), unless they say `backend = "local"`.
+    pub fn new(settings: &ProtectSettings, store: Option<Arc<dyn RateStore>>) -> Self {
         Self {
-            limits: RateLimits::new(&settings.rate_limits),
+            limits: RateLimits::with_store(
+                &settings.rate_limits,
+                limits::shared_store(store, settings.shared_timeout),
+            ),
             adaptive: settings
                 .adaptive
                 .map(|config| AdaptiveLimit::new("http", config)),
@@ -148,6 +162,16 @@ fn too_many(refusal: &Refusal<'_>) -> Response {
     response
 }
 
+fn undecided(rule: &str) -> Response {
+    counter!("stampede_http_refused_total", "reason" => "rate_limit_unavailable").increment(1);
+    ApiError::new(Kind::UNAVAILABLE)
+        .with_detail(format!(
+            "the `{rule}` rate limit cannot be checked right now; try again shortly"
+        ))
+        .retry_after(1)
+        .into_response()
+}
+
 fn overloaded() -> Response {
     counter!("stampede_http_refused_total", "reason" => "overloaded").increment(1);
     ApiError::new(Kind::OVERLOADED)
@@ -198,8 +222,9 @@ pub async fn protect(State(state): State<AppState>, mut request: Request, next: 
             user: user.as_ref().map(|c| &c.user),
             sale: sale.as_deref(),
         };
-        match protection.limits.check(&subject) {
-            Err(refusal) => return too_many(&refusal),
+        match protection.limits.check(&subject).await {
+            Err(Refused::Limited(refusal)) => return too_many(&refusal),
+            Err(Refused::Undecided { rule }) => return undecided(rule),
             Ok(wait) if !wait.is_zero() => tokio::time::sleep(wait).await,
             Ok(_) => {}
         }

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use metrics_exporter_prometheus::PrometheusHandle;
 use stampede_app::App;
+use stampede_flow::limit::shared::RateStore;
 
 use crate::protect::{ProtectSettings, Protection};
 
@@ -41,11 +42,18 @@ struct Inner {
 pub struct AppState(Arc<Inner>);
 
 impl AppState {
-    pub fn new(app: Arc<App>, prometheus: PrometheusHandle, settings: &HttpSettings) -> Self {
+    /// `rate_store`: where shared rate limits keep their state (Redis in
+    /// cluster mode); `None`: every rule is local.
+    pub fn new(
+        app: Arc<App>,
+        prometheus: PrometheusHandle,
+        settings: &HttpSettings,
+        rate_store: Option<Arc<dyn RateStore>>,
+    ) -> Self {
         Self(Arc::new(Inner {
             app,
             prometheus,
-            protection: Protection::new(&settings.protect),
+            protection: Protection::new(&settings.protect, rate_store),
         }))
     }
 

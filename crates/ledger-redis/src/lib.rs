@@ -1,10 +1,15 @@
-//! Stampede's stock ledger in Redis (cluster mode): the
+//! Stampede on Redis (cluster mode): the stock ledger — the
 //! [`StockLedger`](stampede_app::ports::StockLedger) port with exactly the
-//! memory ledger's behaviour, one atomic Lua script per purchase decision.
+//! memory ledger's behaviour, one atomic Lua script per purchase decision —
+//! and, beside it, the shared rate limits and the shared read cache.
 //!
 //! - [`ledger`]: [`RedisLedger`] and its settings; the hooks a reconciliation
 //!   job uses ([`RedisLedger::lost_sales`], [`RedisLedger::reservations`]).
 //! - `scripts`: the Lua scripts, each on the keys of one sale.
+//! - [`rate_limits`]: [`RedisRateStore`], the cluster's shared rate-limit
+//!   state (`stampede_flow`'s `RateStore`): one script per check, on one key.
+//! - [`cache`]: [`RedisCache`], the shared read cache (L2) of products and
+//!   sales (`stampede_app`'s `SharedCache`).
 //! - `keys`: key names; every key of a sale shares the hash tag
 //!   `{<namespace>:sale:<id>}`, so the layout is Redis Cluster-safe.
 //!
@@ -14,13 +19,17 @@
 //! [`restore`](stampede_app::ports::StockLedger::restore) reloads it from the
 //! store; restores load only missing sales, so they never double count.
 
+pub mod cache;
 mod keys;
 pub mod ledger;
+pub mod rate_limits;
 mod scripts;
 
 #[cfg(feature = "testing")]
 pub mod testing;
 
+pub use cache::RedisCache;
 pub use keys::hash_slot;
 pub use ledger::{RedisLedger, RedisLedgerSettings};
+pub use rate_limits::{RedisRateSettings, RedisRateStore};
 pub use stampede_app::ports::Reservation;

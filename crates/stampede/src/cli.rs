@@ -241,6 +241,9 @@ pub struct ServeArgs {
     /// `default` (the built-in rules, or the config file's `[[rate_limits]]`) or `off` [default: default].
     #[arg(long, env = "STAMPEDE_RATE_LIMITS", value_enum)]
     pub rate_limits: Option<RateLimitsArg>,
+    /// Longest wait for Redis on a shared rate limit before the rule's fallback (cluster mode) [default: 50].
+    #[arg(long, env = "STAMPEDE_RATE_LIMIT_TIMEOUT_MS", value_name = "MS")]
+    pub rate_limit_timeout_ms: Option<u64>,
     /// The default rule: purchase attempts per user per second (burst as many) [default: 20].
     #[arg(long, env = "STAMPEDE_PURCHASES_PER_USER_PER_SEC", value_name = "N")]
     pub purchases_per_user_per_sec: Option<u32>,

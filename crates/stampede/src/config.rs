@@ -21,7 +21,7 @@ use stampede_flow::breaker::BreakerConfig;
 use stampede_flow::retry::RetryPolicy;
 use stampede_http::HttpSettings;
 use stampede_http::client_ip::TrustedProxies;
-use stampede_http::limits::RateLimitRule;
+use stampede_http::limits::{BackendName, RateLimitRule};
 use stampede_http::protect::ProtectSettings;
 use stampede_outbound::SimulatedSettings;
 use stampede_store_postgres::PgSettings;
@@ -97,6 +97,7 @@ struct FileSettings {
     cache_negative_ttl_ms: Option<u64>,
     cache_capacity: Option<u64>,
     rate_limits: Option<Vec<RateLimitRule>>,
+    rate_limit_timeout_ms: Option<u64>,
     purchases_per_user_per_sec: Option<u32>,
     trusted_proxies: Option<String>,
     request_timeout_ms: Option<u64>,
@@ -126,7 +127,8 @@ pub struct Settings {
     pub sqlite_synchronous: SqliteSync,
     /// PostgreSQL (cluster mode); `None`: SQLite in the data directory.
     pub database: Option<PgSettings>,
-    /// The Redis stock ledger (cluster mode); `None`: in process memory.
+    /// Redis (cluster mode): the stock ledger, shared rate limits and the
+    /// catalog's shared cache; `None`: all three in process memory.
     pub redis_url: Option<String>,
     /// The NATS JetStream bus (cluster mode); `None`: the outbox table is
     /// the bus.
@@ -234,6 +236,18 @@ impl Settings {
             if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
                 return Err(invalid("redis_url", "must be a redis:// or rediss:// URL"));
             }
+        } else if let Some(rule) = protect
+            .rate_limits
+            .iter()
+            .find(|rule| rule.backend == Some(BackendName::Shared))
+        {
+            return Err(invalid(
+                "rate_limits",
+                format!(
+                    "rate limit `{}` is shared, which needs redis_url (or say backend = \"local\")",
+                    rule.name
+                ),
+            ));
         }
         let nats_url = args.nats_url.clone().or(file.nats_url);
         if let Some(url) = &nats_url {
@@ -707,12 +721,21 @@ fn protect_settings(args: &ServeArgs, file: &FileSettings) -> anyhow::Result<Pro
             .map_err(|err| invalid("max_in_flight", err))?;
         Some(config)
     };
+    let shared_timeout = within(
+        "rate_limit_timeout_ms",
+        args.rate_limit_timeout_ms
+            .or(file.rate_limit_timeout_ms)
+            .unwrap_or(50),
+        1,
+        10_000,
+    )?;
     Ok(ProtectSettings {
         rate_limits,
         trusted_proxies,
         adaptive,
         request_timeout: Duration::from_millis(request_timeout),
         max_request_timeout: Duration::from_millis(max_request_timeout),
+        shared_timeout: Duration::from_millis(shared_timeout),
     })
 }
 
@@ -834,6 +857,50 @@ mod tests {
         assert!(api.http.serve_api && api.app.run_live && !api.app.run_workers);
         let worker = Settings::load(&cluster(RoleArg::Worker)).unwrap();
         assert!(!worker.http.serve_api && !worker.app.run_live && worker.app.run_workers);
+    }
+
+    #[test]
+    fn a_shared_rate_limit_needs_redis_and_its_timeout_is_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("stampede.toml");
+        std::fs::write(
+            &path,
+            r#"rate_limit_timeout_ms = 20
+[[rate_limits]]
+name = "everyone"
+key = "global"
+limit = 50
+backend = "shared"
+"#,
+        )
+        .unwrap();
+        let embedded = ServeArgs {
+            config: Some(path.clone()),
+            ..ServeArgs::default()
+        };
+        let message = Settings::load(&embedded).unwrap_err().to_string();
+        assert!(message.contains("rate_limits"), "{message}");
+        assert!(message.contains("everyone"), "{message}");
+        let cluster = ServeArgs {
+            config: Some(path),
+            redis_url: Some("redis://localhost".into()),
+            database_url: Some("postgres://localhost/test".into()),
+            ..ServeArgs::default()
+        };
+        let settings = Settings::load(&cluster).unwrap();
+        assert_eq!(
+            settings.http.protect.shared_timeout,
+            Duration::from_millis(20)
+        );
+        let args = ServeArgs {
+            rate_limit_timeout_ms: Some(0),
+            ..ServeArgs::default()
+        };
+        let message = Settings::load(&args).unwrap_err().to_string();
+        assert!(
+            message.contains("STAMPEDE_RATE_LIMIT_TIMEOUT_MS"),
+            "{message}"
+        );
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! Start-up, in order: data directory → secrets → metrics recorder → listener
 //! (bound first: the payment provider calls back to its address) → store of
 //! record, SQLite or PostgreSQL (migrations) → stock ledger rebuilt from the store → event bus, payment
-//! provider, webhook sender → services, commit workers and background workers.
+//! provider, webhook sender → services, commit workers and background workers
+//! → the HTTP edge (with the shared rate-limit store in cluster mode).
 //! Shutdown, in stages: stop accepting and fail readiness (new purchases get
 //! 503, event streams end) → finish in-flight requests within the grace period
 //! → commit every queued order → stop the background workers at a safe point →
@@ -18,11 +19,16 @@ use anyhow::Context;
 use stampede_app::auth::JwtKey;
 use stampede_app::bus::OutboxBus;
 use stampede_app::ledger::MemoryLedger;
-use stampede_app::ports::{Clock, EventBus, Probe, StockLedger, Store, StoreProbe, SystemClock};
+use stampede_app::ports::{
+    Clock, EventBus, Probe, SharedCache, StockLedger, Store, StoreProbe, SystemClock,
+};
 use stampede_app::{Adapters, App};
 use stampede_bus_nats::{JetStreamBus, NatsSettings, OutboxRelay};
+use stampede_flow::limit::shared::RateStore;
 use stampede_http::AppState;
-use stampede_ledger_redis::{RedisLedger, RedisLedgerSettings};
+use stampede_ledger_redis::{
+    RedisCache, RedisLedger, RedisLedgerSettings, RedisRateSettings, RedisRateStore,
+};
 use stampede_outbound::{HttpWebhookSender, SimulatedProvider, SimulatedSettings};
 use stampede_store_postgres::PgStore;
 use stampede_store_sqlite::{SqliteSettings, SqliteStore, Synchronous};
@@ -85,6 +91,27 @@ async fn open_ledger(
     );
     probes.push(ledger.clone());
     Ok(ledger)
+}
+
+/// Where shared rate limits keep their state: Redis when a Redis URL is set
+/// (cluster mode), on a connection of its own, made at the first check.
+fn open_rate_store(settings: &Settings) -> anyhow::Result<Option<Arc<dyn RateStore>>> {
+    let Some(url) = &settings.redis_url else {
+        return Ok(None);
+    };
+    let store = RedisRateStore::new(url, &settings.namespace, &RedisRateSettings::default())
+        .context("building the Redis rate-limit store")?;
+    Ok(Some(Arc::new(store)))
+}
+
+/// The catalog's shared read cache (L2): Redis when a Redis URL is set
+/// (cluster mode), on a connection of its own, made at the first read.
+fn open_shared_cache(settings: &Settings) -> anyhow::Result<Option<Arc<dyn SharedCache>>> {
+    let Some(url) = &settings.redis_url else {
+        return Ok(None);
+    };
+    let cache = RedisCache::new(url, &settings.namespace).context("building the Redis cache")?;
+    Ok(Some(Arc::new(cache)))
 }
 
 /// The event bus: NATS JetStream when a NATS URL is set (cluster mode: with
@@ -187,6 +214,7 @@ impl Server {
             clock,
             jwt: JwtKey::new(jwt_secret.expose().as_bytes()),
             probes,
+            shared_cache: open_shared_cache(&settings)?,
         };
         let app = Arc::new(
             App::start(adapters, app_settings)
@@ -196,7 +224,12 @@ impl Server {
         if let Some(relay) = relay.filter(|_| settings.app.run_workers) {
             app.spawn_worker(|stop| relay.run(stop));
         }
-        let state = AppState::new(app.clone(), prometheus, &settings.http);
+        let state = AppState::new(
+            app.clone(),
+            prometheus,
+            &settings.http,
+            open_rate_store(&settings)?,
+        );
         spawn_limiter_upkeep(&state);
         let router = stampede_http::router(state, &settings.http);
         Ok(Self {

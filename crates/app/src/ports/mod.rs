@@ -2,9 +2,11 @@
 //! store of record, the stock ledger, the event bus, the payment provider,
 //! outbound webhooks and the clock. Each has an in-process adapter and, for
 //! cluster mode, adapters for external engines, and every adapter runs the
-//! same contract suite (`crate::contract`).
+//! same contract suite (`crate::contract`). The shared read cache (L2) is
+//! cluster mode's only: embedded mode has just the in-process cache.
 
 pub mod bus;
+pub mod cache;
 pub mod clock;
 pub mod health;
 pub mod ledger;
@@ -13,6 +15,7 @@ pub mod payment;
 pub mod store;
 
 pub use bus::{BusError, EventBus, Subscription};
+pub use cache::{CacheError, SharedCache};
 pub use clock::{Clock, ManualClock, ManualClockHandle, SystemClock};
 pub use health::{Probe, StoreProbe};
 pub use ledger::{Attempt, Decision, LedgerError, Reservation, Settlement, StockLedger};

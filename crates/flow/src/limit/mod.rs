@@ -88,9 +88,11 @@
 //!
 //! # Other stores
 //!
-//! [`Quota`], [`Algorithm`], [`Decision`] and [`headers`] are plain data and
-//! are meant to be shared by a Redis-backed limiter, whose `check` will be
-//! `async` and fallible where this one is neither.
+//! [`Quota`], [`Algorithm`], [`Decision`] and [`headers`] are plain data,
+//! shared by the limiters of [`shared`]: the same rules with their state in
+//! a store every node uses (Redis in cluster mode), whose `check` is `async`
+//! and fallible where this one is neither, with a [`shared::Fallback`] for
+//! when the store does not answer.
 //!
 //! # Metrics
 //!
@@ -101,6 +103,7 @@
 
 pub mod headers;
 mod rules;
+pub mod shared;
 mod table;
 
 use std::fmt;
@@ -348,12 +351,7 @@ impl<K: Hash + Eq + Clone + Send + Sync> KeyedLimiter<K> {
             Engine::Fixed(rule, table) => check(rule, table, key, now),
             Engine::Sliding(rule, table) => check(rule, table, key, now),
         };
-        match decision {
-            Decision::Allow { .. } => &inner.metrics.allow,
-            Decision::Wait { .. } => &inner.metrics.wait,
-            Decision::Deny { .. } => &inner.metrics.deny,
-        }
-        .increment(1);
+        inner.metrics.count(&decision);
         decision
     }
 
@@ -436,6 +434,15 @@ impl Metrics {
             deny: decisions("deny"),
             keys: gauge!("stampede_ratelimit_keys", "limiter" => name.to_owned()),
         }
+    }
+
+    fn count(&self, decision: &Decision) {
+        match decision {
+            Decision::Allow { .. } => &self.allow,
+            Decision::Wait { .. } => &self.wait,
+            Decision::Deny { .. } => &self.deny,
+        }
+        .increment(1);
     }
 }
 

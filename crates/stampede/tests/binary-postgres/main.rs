@@ -1,6 +1,7 @@
 //! The real-binary tests of `tests/binary` (SIGKILL mid-sale, SIGTERM,
 //! restarts, expiry across downtime), run again with the binary on a fresh
-//! PostgreSQL database: no acknowledged order may be lost there either.
+//! PostgreSQL database: no acknowledged order may be lost there either; and
+//! what only a cluster has (the multi-node drill, a shared rate limit).
 
 // Test code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -17,6 +18,8 @@ mod expiry;
 mod harness;
 #[path = "../binary/outbox.rs"]
 mod outbox;
+#[path = "../binary/shared_rate_limit.rs"]
+mod shared_rate_limit;
 #[path = "../binary/shutdown.rs"]
 mod shutdown;
 
