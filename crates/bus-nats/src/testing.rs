@@ -68,10 +68,25 @@ impl Drop for TestStream {
                 .build()
                 .unwrap()
                 .block_on(async {
-                    if let Ok(client) = async_nats::connect(url.as_str()).await {
-                        let _ = async_nats::jetstream::new(client)
-                            .delete_stream(stream)
-                            .await;
+                    let Ok(client) = async_nats::connect(url.as_str()).await else {
+                        return;
+                    };
+                    let js = async_nats::jetstream::new(client);
+                    // The deployment's relay may still be running and create
+                    // the stream again as soon as it misses it: delete until
+                    // it stays gone for a moment (or give up after ~2 s).
+                    let mut gone_for = 0;
+                    for _ in 0..20 {
+                        if js.get_stream(&stream).await.is_ok() {
+                            let _ = js.delete_stream(&stream).await;
+                            gone_for = 0;
+                        } else {
+                            gone_for += 1;
+                            if gone_for == 3 {
+                                return;
+                            }
+                        }
+                        tokio::time::sleep(Duration::from_millis(100)).await;
                     }
                 })
         })
