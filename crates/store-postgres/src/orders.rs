@@ -413,21 +413,7 @@ pub(crate) async fn sale_counts(
     )
     .await?
     .unwrap_or(0);
-    let sold = by_status
-        .iter()
-        .filter(|(status, _, _)| status.holds_stock())
-        .map(|(_, _, units)| units)
-        .sum();
-    let mut by_status: Vec<(OrderStatus, u64)> = by_status
-        .into_iter()
-        .map(|(status, orders, _)| (status, orders))
-        .collect();
-    by_status.sort_by_key(|(status, _)| OrderStatus::ALL.iter().position(|s| s == status));
-    Ok(SaleCounts {
-        sold,
-        remaining,
-        by_status,
-    })
+    Ok(SaleCounts::from_rows(by_status, remaining))
 }
 
 /// Keys of orders created at or after `since`, cancelled ones included.

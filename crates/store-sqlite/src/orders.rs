@@ -295,22 +295,7 @@ pub(crate) fn sale_counts(conn: &Connection, sale: SaleId) -> Result<SaleCounts,
         .unwrap_or(0)
     };
     tx.finish().context(what)?;
-    let sold = by_status
-        .iter()
-        .filter(|(status, _, _)| status.holds_stock())
-        .map(|(_, _, units)| units)
-        .sum();
-    // In the domain's order of statuses, so answers do not depend on the plan.
-    let mut by_status: Vec<(OrderStatus, u64)> = by_status
-        .into_iter()
-        .map(|(status, orders, _)| (status, orders))
-        .collect();
-    by_status.sort_by_key(|(status, _)| OrderStatus::ALL.iter().position(|s| s == status));
-    Ok(SaleCounts {
-        sold,
-        remaining,
-        by_status,
-    })
+    Ok(SaleCounts::from_rows(by_status, remaining))
 }
 
 /// Keys of orders created at or after `since`, cancelled ones included: a key

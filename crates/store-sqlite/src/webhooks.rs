@@ -140,26 +140,12 @@ pub(crate) fn due_deliveries(
         what,
         |row| {
             let delivery = rows::delivery(row, 0)?;
-            // A delivery whose event left the outbox cannot be sent: corrupt,
-            // never silently skipped (it would stay pending for ever).
-            if rows::optional_int(row, EVENT, "outbox.seq")?.is_none() {
-                return Err(StoreError::Corrupt(format!(
-                    "webhook delivery {} refers to event {}, which is not in the outbox",
-                    delivery.id, delivery.event_id
-                )));
-            }
-            let event = rows::event(row, EVENT)?;
-            if event.id != delivery.event_id {
-                return Err(StoreError::Corrupt(format!(
-                    "webhook delivery {} is for event {} but its outbox position holds {}",
-                    delivery.id, delivery.event_id, event.id
-                )));
-            }
-            Ok(DueDelivery {
-                subscription: rows::subscription(row, SUBSCRIPTION)?,
-                delivery,
-                event,
-            })
+            // No outbox row joined: the event left the outbox.
+            let event = match rows::optional_int(row, EVENT, "outbox.seq")? {
+                Some(_) => Some(rows::event(row, EVENT)?),
+                None => None,
+            };
+            DueDelivery::checked(delivery, rows::subscription(row, SUBSCRIPTION)?, event)
         },
     )
 }

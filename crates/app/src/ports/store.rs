@@ -67,6 +67,29 @@ pub struct SaleCounts {
     pub by_status: Vec<(OrderStatus, u64)>,
 }
 
+impl SaleCounts {
+    /// From a store's `(status, orders, units)` rows and the sale's stock
+    /// column: units sold are those of statuses that hold stock, and the
+    /// statuses come in the domain's order, whatever the query plan gave.
+    pub fn from_rows(rows: Vec<(OrderStatus, u64, u64)>, remaining: u64) -> Self {
+        let sold = rows
+            .iter()
+            .filter(|(status, _, _)| status.holds_stock())
+            .map(|(_, _, units)| units)
+            .sum();
+        let mut by_status: Vec<(OrderStatus, u64)> = rows
+            .into_iter()
+            .map(|(status, orders, _)| (status, orders))
+            .collect();
+        by_status.sort_by_key(|(status, _)| OrderStatus::ALL.iter().position(|s| s == status));
+        Self {
+            sold,
+            remaining,
+            by_status,
+        }
+    }
+}
+
 /// A sale as the store knows it, for rebuilding the ledger at start.
 #[derive(Debug, Clone)]
 pub struct SaleSnapshot {
@@ -136,6 +159,35 @@ pub struct DueDelivery {
     pub delivery: Delivery,
     pub subscription: Subscription,
     pub event: StoredEvent,
+}
+
+impl DueDelivery {
+    /// Puts a due delivery together from what a store read, refusing one
+    /// whose event is gone from the outbox or is another event: corrupt,
+    /// never skipped (it would stay pending for ever).
+    pub fn checked(
+        delivery: Delivery,
+        subscription: Subscription,
+        event: Option<StoredEvent>,
+    ) -> Result<Self, StoreError> {
+        let Some(event) = event else {
+            return Err(StoreError::Corrupt(format!(
+                "webhook delivery {} refers to event {}, which is not in the outbox",
+                delivery.id, delivery.event_id
+            )));
+        };
+        if event.id != delivery.event_id {
+            return Err(StoreError::Corrupt(format!(
+                "webhook delivery {} is for event {} but its outbox position holds {}",
+                delivery.id, delivery.event_id, event.id
+            )));
+        }
+        Ok(Self {
+            delivery,
+            subscription,
+            event,
+        })
+    }
 }
 
 /// How a delivery attempt ended.
