@@ -149,9 +149,15 @@ impl JetStreamBus {
     }
 
     /// Replicas of the stream as the server reports them, for start-up logs
-    /// and readiness details (DESIGN.md section 2).
+    /// and readiness details (DESIGN.md section 2). A missing stream is
+    /// `Unavailable`: only relays create it again (see [`OutboxRelay`]).
     pub async fn stream_replicas(&self) -> Result<usize, BusError> {
-        let mut stream = self.shared.ensure_stream().await?;
+        let Some(mut stream) = self.shared.stream().await? else {
+            return Err(BusError::Unavailable(format!(
+                "stream {} is missing; a relay creates it again",
+                self.shared.names.stream()
+            )));
+        };
         let info = stream
             .info()
             .await
@@ -218,7 +224,7 @@ async fn forward_wakeups(client: async_nats::Client, shared: Arc<Shared>, stop: 
     }
 }
 
-/// Readiness: the stream answers (created again if it was lost), and its
+/// Readiness: the stream answers (missing until a relay recreates it), and its
 /// replica count as a gauge, `stampede_bus_stream_replicas`.
 #[async_trait::async_trait]
 impl stampede_app::ports::Probe for JetStreamBus {

@@ -40,7 +40,10 @@
 //!   rewinds to the lowest of its own position and the recorded positions of
 //!   every known consumer (`NatsSettings::consumers` plus those subscribed
 //!   through this bus), and publishes from there. Whoever recreates the
-//!   stream (any node's bus or relay), the relays notice.
+//!   stream (a relay, or a node starting), the relays notice. A relay that
+//!   finds the stream missing waits a second before creating it: a stream
+//!   created while the server still deletes one of the same name loses its
+//!   files to that deletion (nats-server 2.9), and then never delivers.
 //! - A subscription whose stream or consumer disappeared binds again on its
 //!   next `next`: it waits while the stream is missing (a relay recreates
 //!   it) and recreates its consumer, which then reads the republished

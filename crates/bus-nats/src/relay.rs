@@ -20,6 +20,11 @@ use crate::wire;
 /// How often the relay makes sure the stream it publishes to is still the
 /// one it knows, besides after every error.
 const STREAM_CHECK: Duration = Duration::from_secs(1);
+/// How long the relay waits, after finding the stream missing, before it
+/// creates it again. A stream created while the server is still deleting
+/// one of the same name loses its files to that deletion (nats-server 2.9
+/// answers pulls on it never again), so a deletion gets time to finish.
+const STREAM_SETTLE: Duration = Duration::from_secs(1);
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
@@ -194,7 +199,17 @@ impl OutboxRelay {
                 .checked_at
                 .is_none_or(|at| at.elapsed() >= STREAM_CHECK);
         if due {
-            let stream = self.shared.ensure_stream().await?;
+            let stream = match self.shared.stream().await? {
+                Some(stream) => stream,
+                None => {
+                    tracing::warn!(
+                        stream = %self.shared.names.stream(),
+                        "relay: the stream is missing; creating it again after a pause"
+                    );
+                    tokio::time::sleep(STREAM_SETTLE).await;
+                    self.shared.ensure_stream().await?
+                }
+            };
             let info = stream.cached_info();
             let created = info.created.unix_timestamp_nanos();
             if self.stream_created != Some(created) {

@@ -31,11 +31,6 @@ async fn buy(app: &TestApp, sale: &str, buyer: usize) -> String {
     .await
 }
 
-// Known defect, open in issue 8: in about half the runs the durable
-// consumers never receive anything after the stream is recreated (every
-// pull times out, rebinding does not help), so the second half's webhooks
-// never come. Run it with `cargo nextest run --run-ignored all bus_loss`.
-#[ignore = "known defect: consumers can stay stuck after the stream is recreated (issue 8)"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deleted_stream_is_rebuilt_and_every_order_gets_its_webhook_and_its_expiry() {
     let app = spawn_app().await;
