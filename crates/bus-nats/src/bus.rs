@@ -1,12 +1,14 @@
 //! The connection, the stream, and the `EventBus` port on top of them.
 
 use std::collections::BTreeSet;
+use std::future::Future;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
 use async_nats::jetstream::{self, stream};
 use async_trait::async_trait;
 use stampede_app::ports::{BusError, EventBus, OutboxStore, Subscription};
+use stampede_flow::breaker::{BreakerConfig, CircuitBreaker, Outcome};
 use tokio::sync::Notify;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
@@ -30,9 +32,31 @@ pub(crate) struct Shared {
     /// Set by a subscription that found the stream missing, so the relay
     /// looks at the stream now rather than at its next periodic check.
     pub check_stream: AtomicBool,
+    /// Around publishing and pulling: while NATS keeps failing, the relay
+    /// and the workers are refused at once and back off, rather than each
+    /// waiting out a timeout per call.
+    pub breaker: CircuitBreaker,
 }
 
 impl Shared {
+    /// Runs one call to NATS through the breaker; every error is a failure.
+    pub async fn guarded<T>(
+        &self,
+        what: &str,
+        call: impl Future<Output = Result<T, BusError>>,
+    ) -> Result<T, BusError> {
+        let permit = self
+            .breaker
+            .try_acquire()
+            .map_err(|rejected| unavailable(what, rejected))?;
+        let result = call.await;
+        permit.record(match result {
+            Ok(_) => Outcome::Success,
+            Err(_) => Outcome::Failure,
+        });
+        result
+    }
+
     /// Every consumer whose position bounds a republish.
     pub fn consumers(&self) -> BTreeSet<String> {
         let mut all: BTreeSet<String> = self.settings.consumers.iter().cloned().collect();
@@ -126,6 +150,7 @@ impl JetStreamBus {
             poke: Notify::new(),
             subscribed: Mutex::new(BTreeSet::new()),
             check_stream: AtomicBool::new(false),
+            breaker: CircuitBreaker::new("nats", BreakerConfig::default()),
         });
         // Also tells a server without JetStream apart, with a clear error.
         shared.ensure_stream().await?;

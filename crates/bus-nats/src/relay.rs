@@ -10,7 +10,7 @@ use std::time::Duration;
 use async_nats::jetstream::message::PublishMessage;
 use futures_util::StreamExt;
 use metrics::{Counter, Gauge, counter, gauge};
-use stampede_app::ports::BusError;
+use stampede_app::ports::{BusError, StoredEvent};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -125,8 +125,8 @@ impl OutboxRelay {
     /// next events of the outbox and wait for JetStream to acknowledge them.
     pub async fn step(&mut self) -> Result<RelayStep, BusError> {
         let position = self.check_stream().await?;
-        let settings = &self.shared.settings;
-        let store = &self.shared.store;
+        let shared = self.shared.clone();
+        let (settings, store) = (&shared.settings, &shared.store);
         let limit = u32::try_from(settings.max_in_flight).unwrap_or(u32::MAX);
         let events = store
             .events_after(position, limit)
@@ -139,10 +139,30 @@ impl OutboxRelay {
         if let Ok(end) = store.last_seq().await {
             self.lag.set((end - position).max(0) as f64);
         }
+        shared
+            .guarded("publishing events", self.publish(&events))
+            .await?;
+        if self.recheck {
+            // Numbering went back: these landed in a new stream. Do not move
+            // on; the check rewinds.
+            return Ok(RelayStep::Published(0));
+        }
+        self.position = Some(last);
+        if let Err(err) = store.save_cursor(&shared.names.relay_cursor(), last).await {
+            tracing::warn!(error = %err, "relay: saving its position failed");
+        }
+        self.published.increment(events.len() as u64);
+        Ok(RelayStep::Published(events.len()))
+    }
+
+    /// Publishes `events` and waits for JetStream to acknowledge them; a
+    /// failure, or numbering that went back, makes the next step check the
+    /// stream.
+    async fn publish(&mut self, events: &[StoredEvent]) -> Result<(), BusError> {
         // All sent before any acknowledgement is awaited: one round trip
         // per batch, not per event (shared/STACK.md).
         let mut acks = Vec::with_capacity(events.len());
-        for event in &events {
+        for event in events {
             let body = wire::encode(event).map_err(|err| unavailable("encoding an event", err))?;
             let publish = PublishMessage::build()
                 .payload(body)
@@ -172,20 +192,7 @@ impl OutboxRelay {
                 }
             }
         }
-        if self.recheck {
-            // Numbering went back: these landed in a new stream. Do not move
-            // on; the check rewinds.
-            return Ok(RelayStep::Published(0));
-        }
-        self.position = Some(last);
-        if let Err(err) = store
-            .save_cursor(&self.shared.names.relay_cursor(), last)
-            .await
-        {
-            tracing::warn!(error = %err, "relay: saving its position failed");
-        }
-        self.published.increment(events.len() as u64);
-        Ok(RelayStep::Published(events.len()))
+        Ok(())
     }
 
     /// Makes sure the stream exists and is the one published to so far;

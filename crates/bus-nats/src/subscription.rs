@@ -186,16 +186,22 @@ impl JsSubscription {
             return Ok(None);
         };
         let timeout = PULL_GRACE.min(self.shared.settings.timeout);
-        let mut messages = pull(&consumer, max, None, timeout).await?;
-        if messages.is_empty() {
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            if remaining >= MIN_WAIT {
-                messages = pull(&consumer, 1, Some(remaining), timeout).await?;
-                if !messages.is_empty() && max > 1 {
-                    messages.extend(pull(&consumer, max - 1, None, timeout).await?);
+        let messages = self
+            .shared
+            .guarded("pulling events", async {
+                let mut messages = pull(&consumer, max, None, timeout).await?;
+                if messages.is_empty() {
+                    let remaining = deadline.saturating_duration_since(Instant::now());
+                    if remaining >= MIN_WAIT {
+                        messages = pull(&consumer, 1, Some(remaining), timeout).await?;
+                        if !messages.is_empty() && max > 1 {
+                            messages.extend(pull(&consumer, max - 1, None, timeout).await?);
+                        }
+                    }
                 }
-            }
-        }
+                Ok(messages)
+            })
+            .await?;
         Ok(Some(self.accept(messages).await))
     }
 

@@ -56,7 +56,9 @@
 //! `stampede_breaker_state` (0 closed, 1 open, 2 half-open), the counter
 //! `stampede_breaker_calls_total{outcome}` (`success`, `failure`, `rejected`,
 //! `cancelled`) and the counter `stampede_breaker_transitions_total{to}`
-//! (`closed`, `open`, `half_open`). Handles are made once per breaker. Each
+//! (`closed`, `open`, `half_open`); with the label `dependency` = the name,
+//! the histogram `stampede_dependency_call_seconds` of the recorded calls'
+//! durations. Handles are made once per breaker. Each
 //! transition logs one line: a warning when the breaker opens, info otherwise.
 //!
 //! # Concurrency
@@ -71,7 +73,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use metrics::{Counter, Gauge, counter, gauge};
+use metrics::{Counter, Gauge, Histogram, counter, gauge, histogram};
 use tokio::time::Instant;
 
 /// How many buckets a [`Window::Time`] is cut into: a call is forgotten
@@ -409,6 +411,10 @@ impl Permit {
             failure: outcome == Outcome::Failure,
             slow: now.duration_since(self.started) >= self.inner.config.slow_call_duration,
         };
+        self.inner
+            .metrics
+            .seconds
+            .record(now.duration_since(self.started).as_secs_f64());
         match outcome {
             Outcome::Success => self.inner.metrics.success.increment(1),
             Outcome::Failure => self.inner.metrics.failure.increment(1),
@@ -742,6 +748,9 @@ impl Recent {
 /// The breaker's metric handles, made once.
 struct Metrics {
     state: Gauge,
+    /// How long recorded calls took: a breaker guards one dependency, so
+    /// this is the dependency's latency as its callers see it.
+    seconds: Histogram,
     success: Counter,
     failure: Counter,
     rejected: Counter,
@@ -759,6 +768,7 @@ impl Metrics {
         state.set(State::Closed.gauge_value());
         Self {
             state,
+            seconds: histogram!("stampede_dependency_call_seconds", "dependency" => name.to_owned()),
             success: calls("success"),
             failure: calls("failure"),
             rejected: calls("rejected"),

@@ -19,6 +19,7 @@ use stampede_domain::ids::{OrderId, SaleId, UserId};
 use stampede_domain::quantity::Quantity;
 use stampede_domain::stock::{Refusal, SaleTerms, StockBook};
 use stampede_domain::time::Timestamp;
+use stampede_flow::breaker::{BreakerConfig, CircuitBreaker, Outcome};
 use tokio::time::Instant;
 
 use crate::keys::{self, Namespace};
@@ -84,6 +85,9 @@ pub struct RedisLedger {
     seen: RwLock<HashSet<SaleId>>,
     /// Names this node's restore claims.
     node: String,
+    /// Opens when Redis keeps failing, so purchases are refused with 503 at
+    /// once instead of each waiting out the response timeout.
+    breaker: CircuitBreaker,
 }
 
 impl RedisLedger {
@@ -121,6 +125,7 @@ impl RedisLedger {
             retention_ms,
             seen: RwLock::new(HashSet::new()),
             node: format!("{:016x}", fastrand::u64(..)),
+            breaker: CircuitBreaker::new("redis_ledger", BreakerConfig::default()),
         })
     }
 
@@ -143,8 +148,8 @@ impl RedisLedger {
         }
         let loaded: Vec<bool> = pipe
             .query_async(&mut self.con.clone())
-            .await
-            .map_err(|e| unavailable("checking sales", &e))?;
+            .guarded(&self.breaker, "checking sales")
+            .await?;
         Ok(seen
             .into_iter()
             .zip(loaded)
@@ -169,8 +174,8 @@ impl RedisLedger {
                 .arg("COUNT")
                 .arg(1000)
                 .query_async(&mut con)
-                .await
-                .map_err(|e| unavailable("listing sales", &e))?;
+                .guarded(&self.breaker, "listing sales")
+                .await?;
             sales.extend(keys.iter().filter_map(|key| {
                 key.strip_prefix(&prefix)
                     .and_then(|rest| rest.strip_suffix('}'))
@@ -198,8 +203,8 @@ impl RedisLedger {
                 .arg("COUNT")
                 .arg(500)
                 .query_async(&mut con)
-                .await
-                .map_err(|e| unavailable("listing reservations", &e))?;
+                .guarded(&self.breaker, "listing reservations")
+                .await?;
             for pair in items.chunks_exact(2) {
                 let parsed = pair[0]
                     .strip_prefix("r:")
@@ -266,10 +271,13 @@ impl RedisLedger {
         invocation: &redis::ScriptInvocation<'_>,
     ) -> Result<T, LedgerError> {
         let started = Instant::now();
-        let result = invocation.invoke_async(&mut self.con.clone()).await;
+        let result = invocation
+            .invoke_async(&mut self.con.clone())
+            .guarded(&self.breaker, name)
+            .await;
         histogram!("stampede_ledger_script_seconds", "script" => name)
             .record(started.elapsed().as_secs_f64());
-        result.map_err(|e| unavailable(name, &e))
+        result
     }
 
     /// Forgets which sale a key belongs to, if it is still `sale`.
@@ -287,8 +295,8 @@ impl RedisLedger {
             .arg("PX")
             .arg(self.retention_ms)
             .query_async::<()>(&mut self.con.clone())
+            .guarded(&self.breaker, "binding a key")
             .await
-            .map_err(|e| unavailable("binding a key", &e))
     }
 
     /// A future that ends once the reservation `field` of `hash` is settled,
@@ -435,8 +443,8 @@ impl StockLedger for RedisLedger {
             .arg("PX")
             .arg(self.retention_ms)
             .query_async(&mut self.con.clone())
-            .await
-            .map_err(|e| unavailable("binding a key", &e))?;
+            .guarded(&self.breaker, "binding a key")
+            .await?;
         let bound_here = match bound {
             Some(other) if other != sale_text => return Ok(Decision::Mismatch),
             Some(_) => false,
@@ -533,8 +541,8 @@ impl StockLedger for RedisLedger {
                     .arg("PX")
                     .arg(self.retention_ms)
                     .query_async::<()>(&mut self.con.clone())
-                    .await
-                    .map_err(|e| unavailable("remembering an answer", &e))?;
+                    .guarded(&self.breaker, "remembering an answer")
+                    .await?;
                 self.bind(&scoped, other).await?;
                 (true, String::new())
             }
@@ -605,8 +613,8 @@ impl StockLedger for RedisLedger {
                 .arg("remaining")
                 .arg("loading")
                 .query_async(&mut self.con.clone())
-                .await
-                .map_err(|e| unavailable("reading remaining", &e))?;
+                .guarded(&self.breaker, "reading remaining")
+                .await?;
         match (loaded, remaining, loading) {
             (Some(_), Some(remaining), _) => {
                 self.see(sale);
@@ -674,8 +682,8 @@ impl StockLedger for RedisLedger {
                     .ignore();
             }
             pipe.query_async::<()>(&mut self.con.clone())
-                .await
-                .map_err(|e| unavailable("restoring keys", &e))?;
+                .guarded(&self.breaker, "restoring keys")
+                .await?;
         }
         Ok(())
     }
@@ -709,9 +717,28 @@ fn ends_arg(terms: &SaleTerms) -> String {
         .unwrap_or_default()
 }
 
-fn unavailable(what: &str, err: &RedisError) -> LedgerError {
+fn unavailable(what: &str, err: &impl std::fmt::Display) -> LedgerError {
     LedgerError::Unavailable(format!("redis ledger, {what}: {err}"))
 }
+
+/// A Redis call through the ledger's circuit breaker: refused at once while
+/// it is open; every Redis error counts as a failure (the scripts answer
+/// refusals as values, not errors).
+trait Guarded<T>: Future<Output = redis::RedisResult<T>> + Sized {
+    async fn guarded(self, breaker: &CircuitBreaker, what: &str) -> Result<T, LedgerError> {
+        let permit = breaker
+            .try_acquire()
+            .map_err(|rejected| unavailable(what, &rejected))?;
+        let result = self.await;
+        permit.record(match result {
+            Ok(_) => Outcome::Success,
+            Err(_) => Outcome::Failure,
+        });
+        result.map_err(|e| unavailable(what, &e))
+    }
+}
+
+impl<T, F: Future<Output = redis::RedisResult<T>>> Guarded<T> for F {}
 
 fn rebuilding(sale: SaleId) -> LedgerError {
     LedgerError::Unavailable(format!(

@@ -449,3 +449,77 @@ async fn a_namespace_that_could_meet_another_is_refused() {
         RedisLedger::connect("redis://127.0.0.1:1", "a:b", RedisLedgerSettings::default()).await;
     assert!(matches!(&result, Err(LedgerError::Unavailable(cause)) if cause.contains("namespace")));
 }
+
+/// A TCP relay to the test Redis that can be cut: the ledger's connection
+/// dies and reconnecting is refused, as when Redis goes down.
+struct Cuttable {
+    url: String,
+    tasks: tokio::task::JoinSet<()>,
+}
+
+impl Cuttable {
+    async fn to(redis_url: &str) -> Self {
+        let upstream = redis_url
+            .trim_start_matches("redis://")
+            .trim_end_matches('/')
+            .to_owned();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("redis://{}", listener.local_addr().unwrap());
+        let mut tasks = tokio::task::JoinSet::new();
+        tasks.spawn(async move {
+            let mut relays = tokio::task::JoinSet::new();
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let upstream = upstream.clone();
+                relays.spawn(async move {
+                    let mut outbound = tokio::net::TcpStream::connect(upstream).await.unwrap();
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                });
+            }
+        });
+        Self { url, tasks }
+    }
+
+    /// Closes the listener and every relayed connection.
+    fn cut(&mut self) {
+        self.tasks.abort_all();
+    }
+}
+
+/// Redis going down opens the ledger's breaker: after a run of failures,
+/// purchases are refused at once with `Unavailable` naming the breaker,
+/// rather than each waiting for a connection that will not come.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_redis_opens_the_ledger_breaker() {
+    let Some(fixture) = fresh_fixture().await else {
+        return;
+    };
+    let mut relay = Cuttable::to(&fixture.url).await;
+    let settings = RedisLedgerSettings {
+        connect_timeout: Duration::from_millis(300),
+        response_timeout: Duration::from_millis(300),
+        reconnect_retries: 0,
+        ..RedisLedgerSettings::default()
+    };
+    let ledger = RedisLedger::connect(&relay.url, &fixture.namespace, settings)
+        .await
+        .unwrap();
+    let sale = new_sale(10, 10);
+    ledger.open_sale(&sale).await.unwrap();
+    buy(&ledger, &attempt(&sale, "u-before", "k", 1)).await;
+
+    relay.cut();
+    let mut failures = 0;
+    let refusal = loop {
+        match ledger.decide(&attempt(&sale, "u-after", "k", 1)).await {
+            Err(LedgerError::Unavailable(message)) if message.contains("circuit breaker") => {
+                break message;
+            }
+            Err(LedgerError::Unavailable(_)) => failures += 1,
+            other => panic!("a cut-off Redis answered {other:?}"),
+        }
+        assert!(failures <= 20, "the breaker never opened");
+    };
+    assert!(refusal.contains("redis_ledger is open"), "{refusal}");
+    assert!(failures >= 5, "opened after {failures} failures");
+    fixture.cleanup().await;
+}

@@ -38,7 +38,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, R
 use stampede_app::ports::{
     AttemptResult, CancelOutcome, CatalogStore, CommitOutcome, DueDelivery, KeyRecord, OrderStore,
     OutboxStore, PayOutcome, PaymentStore, Probe, SaleCounts, SaleSnapshot, SettleOutcome, Store,
-    StoreError, StoredEvent, UserStore, WebhookStore,
+    StoreError, StoreGuard, StoredEvent, UserStore, WebhookStore,
 };
 use stampede_domain::account::{Email, User};
 use stampede_domain::catalog::{Product, Sale};
@@ -60,6 +60,9 @@ use error::Context;
 /// nodes on one database.
 pub struct PgStore {
     pool: Pool,
+    /// Circuit breakers in front of reads and writes (`StoreGuard`).
+    reads: StoreGuard,
+    writes: StoreGuard,
     closed: AtomicBool,
     /// Dropped after the pool: whatever must outlive the connections (a test
     /// database's teardown).
@@ -75,15 +78,36 @@ impl std::fmt::Debug for PgStore {
 }
 
 /// Runs `$body` (an expression that may `.await` on `$tx`, giving a
-/// `Result`) in one read-write transaction and commits it.
+/// `Result`) in one read-write transaction and commits it, through the
+/// write breaker.
 macro_rules! in_tx {
     ($store:expr, $what:expr, |$tx:ident| $body:expr) => {{
         let what = $what;
-        let mut client = $store.client(what).await?;
-        let $tx = client.transaction().await.context(what)?;
-        let out = $body?;
-        $tx.commit().await.context(what)?;
-        Ok(out)
+        $store
+            .writes
+            .run(what, async {
+                let mut client = $store.client(what).await?;
+                let $tx = client.transaction().await.context(what)?;
+                let out = $body?;
+                $tx.commit().await.context(what)?;
+                Ok(out)
+            })
+            .await
+    }};
+}
+
+/// Runs `$body` on a connection from the pool, outside a transaction,
+/// through the breaker `$guard` (`reads` or `writes`).
+macro_rules! on_client {
+    ($store:expr, $guard:ident, $what:expr, |$client:ident| $body:expr) => {{
+        let what = $what;
+        $store
+            .$guard
+            .run(what, async {
+                let $client = $store.client(what).await?;
+                $body
+            })
+            .await
     }};
 }
 
@@ -92,17 +116,22 @@ macro_rules! in_tx {
 macro_rules! in_snapshot {
     ($store:expr, $what:expr, |$tx:ident| $body:expr) => {{
         let what = $what;
-        let mut client = $store.client(what).await?;
-        let $tx = client
-            .build_transaction()
-            .isolation_level(IsolationLevel::RepeatableRead)
-            .read_only(true)
-            .start()
+        $store
+            .reads
+            .run(what, async {
+                let mut client = $store.client(what).await?;
+                let $tx = client
+                    .build_transaction()
+                    .isolation_level(IsolationLevel::RepeatableRead)
+                    .read_only(true)
+                    .start()
+                    .await
+                    .context(what)?;
+                let out = $body?;
+                $tx.commit().await.context(what)?;
+                Ok(out)
+            })
             .await
-            .context(what)?;
-        let out = $body?;
-        $tx.commit().await.context(what)?;
-        Ok(out)
     }};
 }
 
@@ -144,6 +173,8 @@ impl PgStore {
             .map_err(|err| StoreError::Unavailable(format!("building the pool: {err}")))?;
         let store = Self {
             pool,
+            reads: StoreGuard::new("database_read"),
+            writes: StoreGuard::new("database_write"),
             closed: AtomicBool::new(false),
             _keep: None,
         };
@@ -189,7 +220,10 @@ impl CatalogStore for PgStore {
     }
 
     async fn product(&self, id: ProductId) -> Result<Option<Product>, StoreError> {
-        catalog::product(&self.client("reading product").await?, id).await
+        on_client!(self, reads, "reading product", |client| catalog::product(
+            &client, id
+        )
+        .await)
     }
 
     async fn products(
@@ -197,7 +231,10 @@ impl CatalogStore for PgStore {
         after: Option<ProductId>,
         limit: u32,
     ) -> Result<Vec<Product>, StoreError> {
-        catalog::products(&self.client("listing products").await?, after, limit).await
+        on_client!(self, reads, "listing products", |client| catalog::products(
+            &client, after, limit
+        )
+        .await)
     }
 
     async fn insert_sale(&self, sale: &Sale) -> Result<(), StoreError> {
@@ -206,7 +243,10 @@ impl CatalogStore for PgStore {
     }
 
     async fn sale(&self, id: SaleId) -> Result<Option<Sale>, StoreError> {
-        catalog::sale(&self.client("reading sale").await?, id).await
+        on_client!(self, reads, "reading sale", |client| catalog::sale(
+            &client, id
+        )
+        .await)
     }
 
     async fn sale_snapshots(&self) -> Result<Vec<SaleSnapshot>, StoreError> {
@@ -228,7 +268,10 @@ impl OrderStore for PgStore {
     }
 
     async fn order(&self, id: OrderId) -> Result<Option<Order>, StoreError> {
-        orders::order(&self.client("reading order").await?, id).await
+        on_client!(self, reads, "reading order", |client| orders::order(
+            &client, id
+        )
+        .await)
     }
 
     async fn order_by_key(
@@ -236,8 +279,9 @@ impl OrderStore for PgStore {
         user: &UserId,
         key: &IdempotencyKey,
     ) -> Result<Option<Order>, StoreError> {
-        let client = self.client("reading order by idempotency key").await?;
-        orders::by_key(&client, user, key).await
+        on_client!(self, reads, "reading order by idempotency key", |client| {
+            orders::by_key(&client, user, key).await
+        })
     }
 
     async fn orders_of(
@@ -246,8 +290,9 @@ impl OrderStore for PgStore {
         before: Option<OrderId>,
         limit: u32,
     ) -> Result<Vec<Order>, StoreError> {
-        let client = self.client("listing a user's orders").await?;
-        orders::orders_of(&client, user, before, limit).await
+        on_client!(self, reads, "listing a user's orders", |client| {
+            orders::orders_of(&client, user, before, limit).await
+        })
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(order_id = %id))]
@@ -263,8 +308,9 @@ impl OrderStore for PgStore {
     }
 
     async fn keys_since(&self, since: Timestamp) -> Result<Vec<KeyRecord>, StoreError> {
-        let client = self.client("listing recent idempotency keys").await?;
-        orders::keys_since(&client, since).await
+        on_client!(self, reads, "listing recent idempotency keys", |client| {
+            orders::keys_since(&client, since).await
+        })
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(limit = limit))]
@@ -290,12 +336,16 @@ impl PaymentStore for PgStore {
     }
 
     async fn payment(&self, id: PaymentId) -> Result<Option<Payment>, StoreError> {
-        payments::payment(&self.client("reading payment").await?, id).await
+        on_client!(self, reads, "reading payment", |client| payments::payment(
+            &client, id
+        )
+        .await)
     }
 
     async fn payments_of(&self, order: OrderId) -> Result<Vec<Payment>, StoreError> {
-        let client = self.client("listing an order's payments").await?;
-        payments::payments_of(&client, order).await
+        on_client!(self, reads, "listing an order's payments", |client| {
+            payments::payments_of(&client, order).await
+        })
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(payment_id = %id))]
@@ -327,46 +377,60 @@ impl PaymentStore for PgStore {
 #[async_trait]
 impl OutboxStore for PgStore {
     async fn events_after(&self, after: i64, limit: u32) -> Result<Vec<StoredEvent>, StoreError> {
-        outbox::events_after(&self.client("reading the outbox").await?, after, limit).await
+        on_client!(self, reads, "reading the outbox", |client| {
+            outbox::events_after(&client, after, limit).await
+        })
     }
 
     async fn events_of(&self, aggregate_id: &str) -> Result<Vec<StoredEvent>, StoreError> {
-        let client = self.client("reading an aggregate's events").await?;
-        outbox::events_of(&client, aggregate_id).await
+        on_client!(self, reads, "reading an aggregate's events", |client| {
+            outbox::events_of(&client, aggregate_id).await
+        })
     }
 
     async fn last_seq(&self) -> Result<i64, StoreError> {
-        outbox::last_seq(&self.client("reading the last outbox position").await?).await
+        on_client!(self, reads, "reading the last outbox position", |client| {
+            outbox::last_seq(&client).await
+        })
     }
 
     async fn cursor(&self, consumer: &str) -> Result<i64, StoreError> {
-        outbox::cursor(&self.client("reading a consumer's cursor").await?, consumer).await
+        on_client!(self, reads, "reading a consumer's cursor", |client| {
+            outbox::cursor(&client, consumer).await
+        })
     }
 
     async fn save_cursor(&self, consumer: &str, seq: i64) -> Result<(), StoreError> {
-        let client = self.client("saving a consumer's cursor").await?;
-        outbox::save_cursor(&client, consumer, seq).await
+        on_client!(self, writes, "saving a consumer's cursor", |client| {
+            outbox::save_cursor(&client, consumer, seq).await
+        })
     }
 }
 
 #[async_trait]
 impl WebhookStore for PgStore {
     async fn insert_subscription(&self, subscription: &Subscription) -> Result<(), StoreError> {
-        let client = self.client("inserting webhook subscription").await?;
-        webhooks::insert_subscription(&client, subscription).await
+        on_client!(self, writes, "inserting webhook subscription", |client| {
+            webhooks::insert_subscription(&client, subscription).await
+        })
     }
 
     async fn subscription(&self, id: SubscriptionId) -> Result<Option<Subscription>, StoreError> {
-        webhooks::subscription(&self.client("reading webhook subscription").await?, id).await
+        on_client!(self, reads, "reading webhook subscription", |client| {
+            webhooks::subscription(&client, id).await
+        })
     }
 
     async fn subscriptions(&self) -> Result<Vec<Subscription>, StoreError> {
-        webhooks::subscriptions(&self.client("listing webhook subscriptions").await?).await
+        on_client!(self, reads, "listing webhook subscriptions", |client| {
+            webhooks::subscriptions(&client).await
+        })
     }
 
     async fn delete_subscription(&self, id: SubscriptionId) -> Result<bool, StoreError> {
-        let client = self.client("deleting webhook subscription").await?;
-        webhooks::delete_subscription(&client, id).await
+        on_client!(self, writes, "deleting webhook subscription", |client| {
+            webhooks::delete_subscription(&client, id).await
+        })
     }
 
     async fn enqueue_deliveries(
@@ -378,8 +442,9 @@ impl WebhookStore for PgStore {
         if subscriptions.is_empty() {
             return Ok(());
         }
-        let client = self.client("scheduling webhook deliveries").await?;
-        webhooks::enqueue_deliveries(&client, event, subscriptions, now).await
+        on_client!(self, writes, "scheduling webhook deliveries", |client| {
+            webhooks::enqueue_deliveries(&client, event, subscriptions, now).await
+        })
     }
 
     async fn due_deliveries(
@@ -387,8 +452,9 @@ impl WebhookStore for PgStore {
         now: Timestamp,
         limit: u32,
     ) -> Result<Vec<DueDelivery>, StoreError> {
-        let client = self.client("reading due webhook deliveries").await?;
-        webhooks::due_deliveries(&client, now, limit).await
+        on_client!(self, reads, "reading due webhook deliveries", |client| {
+            webhooks::due_deliveries(&client, now, limit).await
+        })
     }
 
     async fn record_attempt(
@@ -397,8 +463,12 @@ impl WebhookStore for PgStore {
         result: &AttemptResult,
         now: Timestamp,
     ) -> Result<(), StoreError> {
-        let client = self.client("recording a webhook delivery attempt").await?;
-        webhooks::record_attempt(&client, id, result, now).await
+        on_client!(
+            self,
+            writes,
+            "recording a webhook delivery attempt",
+            |client| webhooks::record_attempt(&client, id, result, now).await
+        )
     }
 
     async fn deliveries(
@@ -408,8 +478,9 @@ impl WebhookStore for PgStore {
         before: Option<DeliveryId>,
         limit: u32,
     ) -> Result<Vec<Delivery>, StoreError> {
-        let client = self.client("listing webhook deliveries").await?;
-        webhooks::deliveries(&client, subscription, status, before, limit).await
+        on_client!(self, reads, "listing webhook deliveries", |client| {
+            webhooks::deliveries(&client, subscription, status, before, limit).await
+        })
     }
 }
 
@@ -421,7 +492,9 @@ impl UserStore for PgStore {
     }
 
     async fn user_by_email(&self, email: &Email) -> Result<Option<User>, StoreError> {
-        users::user_by_email(&self.client("reading user by e-mail").await?, email).await
+        on_client!(self, reads, "reading user by e-mail", |client| {
+            users::user_by_email(&client, email).await
+        })
     }
 }
 

@@ -103,6 +103,14 @@ pub fn skip_or_fail(reason: &str) {
     eprintln!("skipping: {reason}");
 }
 
+/// A connection to the tests' server as its administrator (database
+/// `test` by default), to cut a test database off and so on.
+pub async fn admin_client() -> tokio_postgres::Client {
+    connect(&admin_url())
+        .await
+        .expect("connecting to the tests' PostgreSQL server")
+}
+
 async fn connect(url: &str) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
     let (client, connection) = tokio_postgres::connect(url, NoTls).await?;
     tokio::spawn(connection);

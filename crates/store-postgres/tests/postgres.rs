@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use stampede_app::ports::{Store, StoreError};
+use stampede_app::ports::{CatalogStore, OutboxStore, Store, StoreError};
 use stampede_domain::catalog::Product;
 use stampede_domain::time::Timestamp;
 use stampede_store_postgres::testing::TestDatabase;
@@ -135,4 +135,62 @@ async fn an_unreachable_server_is_unavailable() {
     settings.acquire_timeout = std::time::Duration::from_millis(500);
     let err = PgStore::connect(&settings).await.unwrap_err();
     assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+}
+
+/// A database that keeps failing opens the store's breaker: after a run of
+/// failures, calls are refused at once (naming the breaker) without
+/// touching the database; once it is back and the breaker's wait is over,
+/// probes close it. Uses the breaker's default settings (opens at 50 % of
+/// the last 20 calls failing once 10 were seen; stays open 10 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_database_opens_the_read_breaker() {
+    let Some(database) = TestDatabase::create().await else {
+        return;
+    };
+    let mut settings = PgSettings::new(&database.url);
+    settings.acquire_timeout = std::time::Duration::from_millis(500);
+    let store = PgStore::connect(&settings).await.unwrap();
+    let id = stampede_domain::ids::ProductId::generate();
+    assert!(store.product(id).await.unwrap().is_none());
+
+    // Cut the database off: no new connections, existing ones terminated.
+    let admin = stampede_store_postgres::testing::admin_client().await;
+    let cut = |allow: bool| {
+        format!(
+            "ALTER DATABASE {} WITH ALLOW_CONNECTIONS {allow}",
+            database.name
+        )
+    };
+    admin.batch_execute(&cut(false)).await.unwrap();
+    admin
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
+            &[&database.name],
+        )
+        .await
+        .unwrap();
+
+    let mut failures = 0;
+    let refusal = loop {
+        match store.product(id).await {
+            Err(StoreError::Unavailable(message)) if message.contains("circuit breaker") => {
+                break message;
+            }
+            Err(StoreError::Unavailable(_)) => failures += 1,
+            other => panic!("a cut-off database answered {other:?}"),
+        }
+        assert!(failures <= 20, "the breaker never opened");
+    };
+    assert!(refusal.contains("database_read is open"), "{refusal}");
+    // The window's minimum of 10 calls: the first read and 9 failures.
+    assert_eq!(failures, 9, "opened after {failures} failures");
+    // Writes have their own breaker, still closed: they reach the database.
+    let write = store
+        .save_cursor("breaker-test", 1)
+        .await
+        .expect_err("the database is cut off");
+    assert!(!write.to_string().contains("circuit breaker"), "{write}");
+
+    admin.batch_execute(&cut(true)).await.unwrap();
+    store.close().await;
 }

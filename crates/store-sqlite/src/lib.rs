@@ -28,7 +28,6 @@
 mod catalog;
 mod connection;
 mod error;
-mod guard;
 mod lock;
 mod migrations;
 mod orders;

@@ -8,12 +8,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
 
 use rusqlite::Connection;
-use stampede_app::ports::StoreError;
+use stampede_app::ports::{StoreError, StoreGuard};
 use tokio::sync::Semaphore;
 
 use crate::connection;
 use crate::error::closed;
-use crate::guard::Guard;
 
 pub(crate) struct Readers {
     path: PathBuf,
@@ -24,7 +23,7 @@ pub(crate) struct Readers {
     /// One permit per connection: more queries than that wait here.
     permits: Semaphore,
     closed: AtomicBool,
-    guard: Guard,
+    guard: StoreGuard,
 }
 
 impl Readers {
@@ -40,7 +39,7 @@ impl Readers {
             idle: Mutex::new(idle),
             permits: Semaphore::new(size),
             closed: AtomicBool::new(false),
-            guard: Guard::new("database_read"),
+            guard: StoreGuard::new("database_read"),
         })
     }
 

@@ -20,11 +20,10 @@ use std::sync::{Mutex, PoisonError};
 use std::thread::JoinHandle;
 
 use rusqlite::Connection;
-use stampede_app::ports::StoreError;
+use stampede_app::ports::{StoreError, StoreGuard};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::{Context, closed};
-use crate::guard::Guard;
 
 /// Commands that may wait for the writer. When it is full, callers wait (the
 /// `send` is async) until the writer takes the next group: backpressure, never
@@ -98,7 +97,7 @@ pub(crate) struct Writer {
     /// Joined on close or drop, so the database and its lock are released when
     /// either returns.
     thread: Mutex<Option<JoinHandle<()>>>,
-    guard: Guard,
+    guard: StoreGuard,
 }
 
 impl Writer {
@@ -115,7 +114,7 @@ impl Writer {
         Ok(Self {
             queue: Mutex::new(Some(queue)),
             thread: Mutex::new(Some(thread)),
-            guard: Guard::new("database_write"),
+            guard: StoreGuard::new("database_write"),
         })
     }
 

@@ -8,6 +8,7 @@
 pub mod bus;
 pub mod cache;
 pub mod clock;
+pub mod guard;
 pub mod health;
 pub mod ledger;
 pub mod notify;
@@ -17,6 +18,7 @@ pub mod store;
 pub use bus::{BusError, EventBus, Subscription};
 pub use cache::{CacheError, SharedCache};
 pub use clock::{Clock, ManualClock, ManualClockHandle, SystemClock};
+pub use guard::StoreGuard;
 pub use health::{Probe, StoreProbe};
 pub use ledger::{Attempt, Decision, LedgerError, Reservation, Settlement, StockLedger};
 pub use notify::{SendError, WebhookSender};
