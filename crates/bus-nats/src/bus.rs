@@ -98,6 +98,24 @@ impl Shared {
     }
 }
 
+/// Counts (re)connections and disconnections, and logs them: a NATS that
+/// comes and goes shows as a rising `stampede_dependency_disconnects_total`.
+fn connection_event(event: &async_nats::Event) {
+    match event {
+        async_nats::Event::Connected => {
+            metrics::counter!("stampede_dependency_connections_opened_total", "dependency" => "nats")
+                .increment(1);
+            tracing::info!("nats: connected");
+        }
+        async_nats::Event::Disconnected => {
+            metrics::counter!("stampede_dependency_disconnects_total", "dependency" => "nats")
+                .increment(1);
+            tracing::warn!("nats: disconnected; reconnecting");
+        }
+        other => tracing::debug!(event = %other, "nats: connection event"),
+    }
+}
+
 /// `Unavailable`, with what was being done.
 pub(crate) fn unavailable(what: impl std::fmt::Display, err: impl std::fmt::Display) -> BusError {
     BusError::Unavailable(format!("{what}: {err}"))
@@ -130,6 +148,7 @@ impl JetStreamBus {
         settings.validate()?;
         let client = async_nats::ConnectOptions::new()
             .name("stampede")
+            .event_callback(|event| async move { connection_event(&event) })
             .connection_timeout(settings.timeout)
             .request_timeout(Some(settings.timeout))
             .connect(settings.url.as_str())

@@ -34,7 +34,7 @@ use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
-use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
+use deadpool_postgres::{Hook, Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
 use stampede_app::ports::{
     AttemptResult, CancelOutcome, CatalogStore, CommitOutcome, DueDelivery, KeyRecord, OrderStore,
     OutboxStore, PayOutcome, PaymentStore, Probe, SaleCounts, SaleSnapshot, SettleOutcome, Store,
@@ -163,8 +163,17 @@ impl PgStore {
                 recycling_method: RecyclingMethod::Fast,
             },
         );
+        let opened = metrics::counter!(
+            "stampede_dependency_connections_opened_total",
+            "dependency" => "postgres"
+        );
         let pool = Pool::builder(manager)
             .max_size(settings.pool_size.max(1))
+            // Opened beyond the pool's size means connections were lost.
+            .post_create(Hook::sync_fn(move |_, _| {
+                opened.increment(1);
+                Ok(())
+            }))
             .wait_timeout(Some(settings.acquire_timeout))
             .create_timeout(Some(settings.acquire_timeout))
             .recycle_timeout(Some(settings.acquire_timeout))
