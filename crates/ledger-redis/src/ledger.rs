@@ -20,6 +20,7 @@ use stampede_domain::quantity::Quantity;
 use stampede_domain::stock::{Refusal, SaleTerms, StockBook};
 use stampede_domain::time::Timestamp;
 use stampede_flow::breaker::{BreakerConfig, CircuitBreaker, Outcome};
+use stampede_flow::bulkhead::Bulkhead;
 use tokio::time::Instant;
 
 use crate::keys::{self, Namespace};
@@ -85,10 +86,22 @@ pub struct RedisLedger {
     seen: RwLock<HashSet<SaleId>>,
     /// Names this node's restore claims.
     node: String,
-    /// Opens when Redis keeps failing, so purchases are refused with 503 at
-    /// once instead of each waiting out the response timeout.
-    breaker: CircuitBreaker,
+    guard: Guard,
 }
+
+/// What stands between callers and Redis: a breaker that opens when Redis
+/// keeps failing, so purchases are refused with 503 at once instead of each
+/// waiting out the response timeout; and a concurrency budget, so a slow
+/// Redis holds at most `IN_FLIGHT` calls and the rest are refused at once.
+struct Guard {
+    breaker: CircuitBreaker,
+    bulkhead: Bulkhead,
+}
+
+/// Ledger calls in flight at once on one node: far above what a healthy
+/// Redis holds (one call per purchase being decided), reached only when it
+/// stalls.
+const IN_FLIGHT: u32 = 1024;
 
 impl RedisLedger {
     /// Connects to the Redis at `url` (`redis://[:password@]host:port[/db]`) and
@@ -125,7 +138,10 @@ impl RedisLedger {
             retention_ms,
             seen: RwLock::new(HashSet::new()),
             node: format!("{:016x}", fastrand::u64(..)),
-            breaker: CircuitBreaker::new("redis_ledger", BreakerConfig::default()),
+            guard: Guard {
+                breaker: CircuitBreaker::new("redis_ledger", BreakerConfig::default()),
+                bulkhead: Bulkhead::new("redis_ledger", IN_FLIGHT, Duration::ZERO),
+            },
         })
     }
 
@@ -148,7 +164,7 @@ impl RedisLedger {
         }
         let loaded: Vec<bool> = pipe
             .query_async(&mut self.con.clone())
-            .guarded(&self.breaker, "checking sales")
+            .guarded(&self.guard, "checking sales")
             .await?;
         Ok(seen
             .into_iter()
@@ -174,7 +190,7 @@ impl RedisLedger {
                 .arg("COUNT")
                 .arg(1000)
                 .query_async(&mut con)
-                .guarded(&self.breaker, "listing sales")
+                .guarded(&self.guard, "listing sales")
                 .await?;
             sales.extend(keys.iter().filter_map(|key| {
                 key.strip_prefix(&prefix)
@@ -203,7 +219,7 @@ impl RedisLedger {
                 .arg("COUNT")
                 .arg(500)
                 .query_async(&mut con)
-                .guarded(&self.breaker, "listing reservations")
+                .guarded(&self.guard, "listing reservations")
                 .await?;
             for pair in items.chunks_exact(2) {
                 let parsed = pair[0]
@@ -273,7 +289,7 @@ impl RedisLedger {
         let started = Instant::now();
         let result = invocation
             .invoke_async(&mut self.con.clone())
-            .guarded(&self.breaker, name)
+            .guarded(&self.guard, name)
             .await;
         histogram!("stampede_ledger_script_seconds", "script" => name)
             .record(started.elapsed().as_secs_f64());
@@ -295,7 +311,7 @@ impl RedisLedger {
             .arg("PX")
             .arg(self.retention_ms)
             .query_async::<()>(&mut self.con.clone())
-            .guarded(&self.breaker, "binding a key")
+            .guarded(&self.guard, "binding a key")
             .await
     }
 
@@ -443,7 +459,7 @@ impl StockLedger for RedisLedger {
             .arg("PX")
             .arg(self.retention_ms)
             .query_async(&mut self.con.clone())
-            .guarded(&self.breaker, "binding a key")
+            .guarded(&self.guard, "binding a key")
             .await?;
         let bound_here = match bound {
             Some(other) if other != sale_text => return Ok(Decision::Mismatch),
@@ -541,7 +557,7 @@ impl StockLedger for RedisLedger {
                     .arg("PX")
                     .arg(self.retention_ms)
                     .query_async::<()>(&mut self.con.clone())
-                    .guarded(&self.breaker, "remembering an answer")
+                    .guarded(&self.guard, "remembering an answer")
                     .await?;
                 self.bind(&scoped, other).await?;
                 (true, String::new())
@@ -613,7 +629,7 @@ impl StockLedger for RedisLedger {
                 .arg("remaining")
                 .arg("loading")
                 .query_async(&mut self.con.clone())
-                .guarded(&self.breaker, "reading remaining")
+                .guarded(&self.guard, "reading remaining")
                 .await?;
         match (loaded, remaining, loading) {
             (Some(_), Some(remaining), _) => {
@@ -682,7 +698,7 @@ impl StockLedger for RedisLedger {
                     .ignore();
             }
             pipe.query_async::<()>(&mut self.con.clone())
-                .guarded(&self.breaker, "restoring keys")
+                .guarded(&self.guard, "restoring keys")
                 .await?;
         }
         Ok(())
@@ -721,12 +737,17 @@ fn unavailable(what: &str, err: &impl std::fmt::Display) -> LedgerError {
     LedgerError::Unavailable(format!("redis ledger, {what}: {err}"))
 }
 
-/// A Redis call through the ledger's circuit breaker: refused at once while
-/// it is open; every Redis error counts as a failure (the scripts answer
-/// refusals as values, not errors).
+/// A Redis call through the ledger's [`Guard`]: refused at once while the
+/// breaker is open or the budget is spent; every Redis error counts as a
+/// failure (the scripts answer refusals as values, not errors).
 trait Guarded<T>: Future<Output = redis::RedisResult<T>> + Sized {
-    async fn guarded(self, breaker: &CircuitBreaker, what: &str) -> Result<T, LedgerError> {
-        let permit = breaker
+    async fn guarded(self, guard: &Guard, what: &str) -> Result<T, LedgerError> {
+        let _slot = guard
+            .bulkhead
+            .try_acquire()
+            .map_err(|full| unavailable(what, &full))?;
+        let permit = guard
+            .breaker
             .try_acquire()
             .map_err(|rejected| unavailable(what, &rejected))?;
         let result = self.await;

@@ -215,7 +215,14 @@ impl PgStore {
         if self.closed.load(Ordering::Acquire) {
             return Err(error::closed());
         }
-        self.pool.get().await.context(what)
+        // Waiting for a connection takes no longer than the request that
+        // asked has left (`stampede_flow::deadline::scope`).
+        let mut timeouts = self.pool.timeouts();
+        if let Some(deadline) = stampede_flow::deadline::current() {
+            let left = deadline.remaining();
+            timeouts.wait = Some(timeouts.wait.map_or(left, |wait| wait.min(left)));
+        }
+        self.pool.timeout_get(&timeouts).await.context(what)
     }
 }
 
