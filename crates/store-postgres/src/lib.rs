@@ -463,13 +463,14 @@ impl WebhookStore for PgStore {
         })
     }
 
-    async fn due_deliveries(
+    async fn claim_due_deliveries(
         &self,
         now: Timestamp,
         limit: u32,
+        lease_until: Timestamp,
     ) -> Result<Vec<DueDelivery>, StoreError> {
-        on_client!(self, reads, "reading due webhook deliveries", |client| {
-            webhooks::due_deliveries(&client, now, limit).await
+        in_tx!(self, "claiming due webhook deliveries", |tx| {
+            webhooks::claim_due_deliveries(&tx, now, limit, lease_until).await
         })
     }
 

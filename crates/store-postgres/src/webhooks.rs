@@ -2,7 +2,7 @@
 //! event), polled by `next_attempt_at` and updated after each attempt. None
 //! of this writes outbox events (see the SQLite store's webhooks.rs).
 
-use deadpool_postgres::GenericClient;
+use deadpool_postgres::{GenericClient, Transaction};
 use stampede_app::ports::{AttemptResult, DueDelivery, StoreError, StoredEvent};
 use stampede_domain::ids::{DeliveryId, SubscriptionId};
 use stampede_domain::time::Timestamp;
@@ -115,15 +115,19 @@ pub(crate) async fn enqueue_deliveries(
     Ok(())
 }
 
-pub(crate) async fn due_deliveries(
-    client: &impl GenericClient,
+/// The due deliveries, locked (skipping rows another claim holds) and
+/// leased until `lease_until` in the caller's transaction, so two workers
+/// never take the same one.
+pub(crate) async fn claim_due_deliveries(
+    tx: &Transaction<'_>,
     now: Timestamp,
     limit: u32,
+    lease_until: Timestamp,
 ) -> Result<Vec<DueDelivery>, StoreError> {
     const SUBSCRIPTION: usize = 11;
     const EVENT: usize = SUBSCRIPTION + 5;
-    sql::all(
-        client,
+    let due = sql::all(
+        tx,
         &format!(
             "SELECT {DELIVERY_COLUMNS}, {SUBSCRIPTION_COLUMNS}, {EVENT_COLUMNS} \
              FROM webhook_deliveries \
@@ -132,10 +136,11 @@ pub(crate) async fn due_deliveries(
              LEFT JOIN outbox ON outbox.seq = webhook_deliveries.event_seq \
              WHERE webhook_deliveries.status = 'pending' \
                  AND webhook_deliveries.next_attempt_at <= $1 \
-             ORDER BY webhook_deliveries.next_attempt_at LIMIT $2"
+             ORDER BY webhook_deliveries.next_attempt_at LIMIT $2 \
+             FOR UPDATE OF webhook_deliveries SKIP LOCKED"
         ),
         &[&now.as_millis(), &i64::from(limit)],
-        "reading due webhook deliveries",
+        "claiming due webhook deliveries",
         |row| {
             let delivery = rows::delivery(row, 0)?;
             // No outbox row joined: the event left the outbox.
@@ -146,7 +151,18 @@ pub(crate) async fn due_deliveries(
             DueDelivery::checked(delivery, rows::subscription(row, SUBSCRIPTION)?, event)
         },
     )
-    .await
+    .await?;
+    let ids: Vec<String> = due.iter().map(|due| due.delivery.id.to_string()).collect();
+    if !ids.is_empty() {
+        sql::execute(
+            tx,
+            "UPDATE webhook_deliveries SET next_attempt_at = $1 WHERE id = ANY($2)",
+            &[&lease_until.as_millis(), &ids],
+            "leasing due webhook deliveries",
+        )
+        .await?;
+    }
+    Ok(due)
 }
 
 pub(crate) async fn record_attempt(

@@ -415,14 +415,15 @@ impl WebhookStore for SqliteStore {
             .await
     }
 
-    async fn due_deliveries(
+    async fn claim_due_deliveries(
         &self,
         now: Timestamp,
         limit: u32,
+        lease_until: Timestamp,
     ) -> Result<Vec<DueDelivery>, StoreError> {
-        self.readers
-            .run("reading due webhook deliveries", move |conn| {
-                webhooks::due_deliveries(conn, now, limit)
+        self.writer
+            .run("claiming due webhook deliveries", move |conn| {
+                webhooks::claim_due_deliveries(conn, now, limit, lease_until)
             })
             .await
     }

@@ -125,7 +125,7 @@ pub(crate) fn enqueue_deliveries(
 /// Pending deliveries due at `now`, the longest due first, each with its
 /// subscription and its event. `status = 'pending'` is a literal so the
 /// partial index `webhook_deliveries_due` serves the query.
-pub(crate) fn due_deliveries(
+fn due_deliveries(
     conn: &Connection,
     now: Timestamp,
     limit: u32,
@@ -148,6 +148,30 @@ pub(crate) fn due_deliveries(
             DueDelivery::checked(delivery, rows::subscription(row, SUBSCRIPTION)?, event)
         },
     )
+}
+
+/// The due deliveries, each leased until `lease_until`: run by the single
+/// writer, so no other claim sees them due in between.
+pub(crate) fn claim_due_deliveries(
+    conn: &Connection,
+    now: Timestamp,
+    limit: u32,
+    lease_until: Timestamp,
+) -> Result<Vec<DueDelivery>, StoreError> {
+    let due = due_deliveries(conn, now, limit)?;
+    let what = "leasing due webhook deliveries";
+    let mut lease = conn
+        .prepare_cached("UPDATE webhook_deliveries SET next_attempt_at = ?1 WHERE id = ?2")
+        .context(what)?;
+    for claimed in &due {
+        lease
+            .execute(params![
+                lease_until.as_millis(),
+                claimed.delivery.id.to_string()
+            ])
+            .context(what)?;
+    }
+    Ok(due)
 }
 
 fn due_deliveries_sql() -> String {

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use stampede_domain::account::{Email, User};
 use stampede_domain::catalog::{Product, Sale, SaleRequest};
 use stampede_domain::idempotency::IdempotencyKey;
-use stampede_domain::ids::{OrderId, PaymentId, ProductId, SaleId, SubscriptionId, UserId};
+use stampede_domain::ids::{
+    EventId, OrderId, PaymentId, ProductId, SaleId, SubscriptionId, UserId,
+};
 use stampede_domain::order::{Order, OrderStatus};
 use stampede_domain::payment::{Payment, PaymentResult, PaymentStatus};
 use stampede_domain::quantity::Quantity;
@@ -1611,7 +1613,7 @@ pub async fn enqueueing_an_event_twice_schedules_one_delivery_per_subscription(
         assert_eq!((delivery.created_at, delivery.updated_at), (NOW, NOW));
         assert_eq!((delivery.last_error, delivery.last_status), (None, None));
     }
-    let due = store.due_deliveries(NOW, 10).await.unwrap();
+    let due = store.claim_due_deliveries(NOW, 10, NOW).await.unwrap();
     assert_eq!(due.len(), 2);
     for due in &due {
         assert_eq!(due.event, event);
@@ -1629,7 +1631,7 @@ pub async fn enqueueing_an_event_twice_schedules_one_delivery_per_subscription(
     );
 }
 
-pub async fn due_deliveries_wait_for_their_next_attempt(store: Arc<dyn Store>) {
+pub async fn due_deliveries_are_leased_to_one_claim_at_a_time(store: Arc<dyn Store>) {
     let subscription = stored_webhook(&*store).await;
     let early = fresh_event(&*store).await;
     let late = fresh_event(&*store).await;
@@ -1641,35 +1643,106 @@ pub async fn due_deliveries_wait_for_their_next_attempt(store: Arc<dyn Store>) {
         .enqueue_deliveries(&late, &[subscription.id], NOW.plus_secs(10))
         .await
         .unwrap();
-    // The events of the deliveries due at `at`, in the order given.
-    let due = |at: Timestamp, limit: u32| {
+    // The events of the deliveries a claim at `at` took, leased until `until`.
+    let claim = |at: Timestamp, limit: u32, until: Timestamp| {
         let store = store.clone();
         async move {
-            let due = store.due_deliveries(at, limit).await.unwrap();
+            let due = store.claim_due_deliveries(at, limit, until).await.unwrap();
             due.into_iter().map(|d| d.event.id).collect::<Vec<_>>()
         }
     };
-    assert!(due(NOW.plus_millis(-1), 10).await.is_empty());
-    assert_eq!(due(NOW, 10).await, [early.id]);
-    assert_eq!(due(NOW.plus_secs(10), 10).await, [early.id, late.id]);
-    assert_eq!(
-        due(NOW.plus_secs(10), 1).await,
-        [early.id],
-        "longest due first"
+    let (ten, twenty) = (NOW.plus_secs(10), NOW.plus_secs(20));
+    assert!(claim(NOW.plus_millis(-1), 10, twenty).await.is_empty());
+    assert_eq!(claim(ten, 1, twenty).await, [early.id], "longest due first");
+    // Leased: not due for another claim until the lease ends.
+    assert_eq!(claim(ten, 10, twenty).await, [late.id]);
+    assert!(
+        claim(NOW.plus_secs(19), 10, NOW.plus_secs(30))
+            .await
+            .is_empty()
     );
-    // A failed attempt waits for its retry time, behind the other.
-    let first = store.due_deliveries(NOW, 1).await.unwrap().remove(0);
+    // A claim whose worker never reported gives them back at the lease's end.
+    let mut again = claim(twenty, 10, NOW.plus_secs(30)).await;
+    again.sort();
+    let mut both = vec![early.id, late.id];
+    both.sort();
+    assert_eq!(again, both);
+    // A reported attempt sets the real next attempt, lease or not.
     let failed = AttemptResult::Failed {
         error: "connection refused".into(),
         status: None,
         retry_at: NOW.plus_secs(60),
     };
+    let delivery_of = |event: EventId| {
+        let store = store.clone();
+        let subscription = subscription.clone();
+        async move {
+            let all = store
+                .deliveries(subscription.id, None, None, 10)
+                .await
+                .unwrap();
+            all.into_iter().find(|d| d.event_id == event).unwrap().id
+        }
+    };
+    let (early_delivery, late_delivery) = (delivery_of(early.id).await, delivery_of(late.id).await);
     store
-        .record_attempt(first.delivery.id, &failed, NOW.plus_secs(1))
+        .record_attempt(early_delivery, &failed, NOW.plus_secs(21))
         .await
         .unwrap();
-    assert_eq!(due(NOW.plus_secs(10), 10).await, [late.id]);
-    assert_eq!(due(NOW.plus_secs(60), 10).await, [late.id, early.id]);
+    store
+        .record_attempt(
+            late_delivery,
+            &AttemptResult::Delivered { status: 200 },
+            NOW.plus_secs(21),
+        )
+        .await
+        .unwrap();
+    assert!(
+        claim(NOW.plus_secs(59), 10, NOW.plus_secs(90))
+            .await
+            .is_empty()
+    );
+    assert_eq!(
+        claim(NOW.plus_secs(60), 10, NOW.plus_secs(90)).await,
+        [early.id]
+    );
+}
+
+/// Workers on many nodes claiming at once: each delivery is taken once.
+pub async fn concurrent_claims_take_each_due_delivery_once(store: Arc<dyn Store>) {
+    const DELIVERIES: usize = 24;
+    let subscription = stored_webhook(&*store).await;
+    for _ in 0..DELIVERIES {
+        let event = fresh_event(&*store).await;
+        store
+            .enqueue_deliveries(&event, &[subscription.id], NOW)
+            .await
+            .unwrap();
+    }
+    let mut claims = tokio::task::JoinSet::new();
+    for _ in 0..6 {
+        let store = store.clone();
+        claims.spawn(async move {
+            let mut taken = Vec::new();
+            loop {
+                let due = store
+                    .claim_due_deliveries(NOW, 3, NOW.plus_secs(60))
+                    .await
+                    .unwrap();
+                if due.is_empty() {
+                    return taken;
+                }
+                taken.extend(due.into_iter().map(|d| d.delivery.id));
+            }
+        });
+    }
+    let mut taken = Vec::new();
+    while let Some(claimed) = claims.join_next().await {
+        taken.extend(claimed.unwrap());
+    }
+    let distinct: std::collections::HashSet<_> = taken.iter().collect();
+    assert_eq!(distinct.len(), taken.len(), "a delivery was claimed twice");
+    assert_eq!(taken.len(), DELIVERIES, "every delivery was claimed");
 }
 
 pub async fn a_failed_attempt_is_retried_later_and_a_postponed_one_keeps_its_attempts(
@@ -1733,7 +1806,7 @@ pub async fn a_failed_attempt_is_retried_later_and_a_postponed_one_keeps_its_att
     assert_eq!(delivered.last_error, None);
     assert!(
         store
-            .due_deliveries(at(10_000), 10)
+            .claim_due_deliveries(at(10_000), 10, at(10_000))
             .await
             .unwrap()
             .is_empty()
@@ -1766,7 +1839,7 @@ pub async fn a_dead_delivery_is_never_due_again(store: Arc<dyn Store>) {
     assert_eq!(delivery.last_error.as_deref(), Some("HTTP 410"));
     assert!(
         store
-            .due_deliveries(NOW.plus_secs(100_000), 10)
+            .claim_due_deliveries(NOW.plus_secs(100_000), 10, NOW.plus_secs(100_000))
             .await
             .unwrap()
             .is_empty()
@@ -1815,7 +1888,7 @@ pub async fn deleting_a_subscription_removes_its_deliveries(store: Arc<dyn Store
             .unwrap()
             .is_empty()
     );
-    let due = store.due_deliveries(NOW, 10).await.unwrap();
+    let due = store.claim_due_deliveries(NOW, 10, NOW).await.unwrap();
     assert_eq!(due.len(), 1);
     assert_eq!(due[0].subscription, kept);
     only_delivery(&*store, &kept).await;
@@ -1825,7 +1898,14 @@ pub async fn deleting_a_subscription_removes_its_deliveries(store: Arc<dyn Store
         .enqueue_deliveries(&next, &[gone.id, kept.id], NOW)
         .await
         .unwrap();
-    assert_eq!(store.due_deliveries(NOW, 10).await.unwrap().len(), 2);
+    assert_eq!(
+        store
+            .claim_due_deliveries(NOW, 10, NOW)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
     assert!(
         store
             .deliveries(gone.id, None, None, 10)

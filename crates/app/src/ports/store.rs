@@ -329,11 +329,17 @@ pub trait WebhookStore: Send + Sync {
         subscriptions: &[SubscriptionId],
         now: Timestamp,
     ) -> Result<(), StoreError>;
-    /// Pending deliveries due at `now`, oldest first.
-    async fn due_deliveries(
+    /// Takes up to `limit` pending deliveries due at `now`, oldest first,
+    /// and moves their next attempt to `lease_until`, in one step: a
+    /// delivery one worker took is not due for another until its lease ends,
+    /// so workers on several nodes never attempt it twice at once, and one
+    /// that dies mid-attempt gives it back then. `record_attempt` sets the
+    /// real next attempt.
+    async fn claim_due_deliveries(
         &self,
         now: Timestamp,
         limit: u32,
+        lease_until: Timestamp,
     ) -> Result<Vec<DueDelivery>, StoreError>;
     async fn record_attempt(
         &self,

@@ -25,6 +25,8 @@ use crate::ports::{AttemptResult, DueDelivery, WebhookSender};
 
 /// POSTs in flight to one endpoint at once.
 const PER_ENDPOINT: u32 = 4;
+/// Deliveries claimed at once.
+const BATCH: u32 = 128;
 
 #[derive(Clone)]
 struct Endpoint {
@@ -78,6 +80,14 @@ impl DeliveryWorker {
             .clone()
     }
 
+    /// The longest a batch can take: one POST timeout per round of
+    /// `concurrency` attempts, plus one round of slack.
+    fn lease_millis(&self) -> i64 {
+        let concurrency = u32::try_from(self.settings.concurrency.max(1)).unwrap_or(u32::MAX);
+        let rounds = BATCH.div_ceil(concurrency) + 1;
+        i64::try_from((self.settings.timeout * rounds).as_millis()).unwrap_or(i64::MAX)
+    }
+
     fn backoff(&self, attempts: u32) -> Duration {
         let mut rng = self.rng.lock().unwrap_or_else(|p| p.into_inner());
         self.settings
@@ -86,9 +96,15 @@ impl DeliveryWorker {
     }
 
     /// Attempts every delivery due now (up to a batch); returns how many.
+    /// The batch is leased for as long as attempting all of it can take, so
+    /// workers on other nodes leave it alone meanwhile.
     pub async fn deliver_due(self: &Arc<Self>) -> Result<usize, AppError> {
         let now = self.service.clock.now();
-        let due = self.service.store.due_deliveries(now, 128).await?;
+        let due = self
+            .service
+            .store
+            .claim_due_deliveries(now, BATCH, now.plus_millis(self.lease_millis()))
+            .await?;
         let count = due.len();
         let slots = Arc::new(Semaphore::new(self.settings.concurrency.max(1)));
         let mut attempts = JoinSet::new();
