@@ -25,6 +25,7 @@ pub mod detail;
 pub mod error;
 pub mod events;
 pub mod expiry;
+pub mod jobs;
 pub mod ledger;
 pub mod lifecycle;
 pub mod live;

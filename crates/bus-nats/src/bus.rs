@@ -12,6 +12,7 @@ use stampede_flow::breaker::{BreakerConfig, CircuitBreaker, Outcome};
 use tokio::sync::Notify;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
+use crate::jobs::JetStreamJobs;
 use crate::relay::OutboxRelay;
 use crate::settings::{Names, NatsSettings};
 use crate::subscription::JsSubscription;
@@ -85,15 +86,17 @@ impl Shared {
             .map_err(|err| unavailable(format!("creating stream {}", self.names.stream()), err))
     }
 
-    /// The stream if it exists (`None` if it does not).
+    /// The event stream if it exists (`None` if it does not).
     pub async fn stream(&self) -> Result<Option<stream::Stream>, BusError> {
-        match self.js.get_stream(self.names.stream()).await {
+        self.stream_named(self.names.stream()).await
+    }
+
+    /// The stream `name` if it exists (`None` if it does not).
+    pub async fn stream_named(&self, name: String) -> Result<Option<stream::Stream>, BusError> {
+        match self.js.get_stream(&name).await {
             Ok(stream) => Ok(Some(stream)),
             Err(err) if is_stream_missing(&err) => Ok(None),
-            Err(err) => Err(unavailable(
-                format!("reading stream {}", self.names.stream()),
-                err,
-            )),
+            Err(err) => Err(unavailable(format!("reading stream {name}"), err)),
         }
     }
 }
@@ -185,6 +188,29 @@ impl JetStreamBus {
     /// or more per cluster (worker nodes); see the crate documentation.
     pub fn relay(&self) -> OutboxRelay {
         OutboxRelay::new(self.shared.clone())
+    }
+
+    /// The job queue on this connection (`jobs.rs`): jobs taken and not
+    /// ended within `NatsSettings::ack_wait` are taken again.
+    pub async fn job_queue(&self) -> Result<JetStreamJobs, BusError> {
+        JetStreamJobs::new(self.shared.clone())
+            .await
+            .map_err(|err| BusError::Unavailable(err.to_string()))
+    }
+
+    /// Deletes the job stream: for tests and operators resetting a
+    /// namespace. The sweepers push again what the store still needs done.
+    pub async fn delete_job_stream(&self) -> Result<(), BusError> {
+        match self
+            .shared
+            .js
+            .delete_stream(self.shared.names.jobs_stream())
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(err) if is_stream_missing(&err) => Ok(()),
+            Err(err) => Err(unavailable("deleting the job stream", err)),
+        }
     }
 
     /// The stream's name, `<namespace>-events`.

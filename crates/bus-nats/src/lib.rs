@@ -67,6 +67,7 @@
 //! started.
 
 mod bus;
+mod jobs;
 mod relay;
 mod settings;
 mod subscription;
@@ -75,5 +76,6 @@ pub mod testing;
 mod wire;
 
 pub use bus::JetStreamBus;
+pub use jobs::JetStreamJobs;
 pub use relay::{OutboxRelay, RelayStep};
 pub use settings::NatsSettings;

@@ -24,7 +24,7 @@ const STREAM_CHECK: Duration = Duration::from_secs(1);
 /// creates it again. A stream created while the server is still deleting
 /// one of the same name loses its files to that deletion (nats-server 2.9
 /// answers pulls on it never again), so a deletion gets time to finish.
-const STREAM_SETTLE: Duration = Duration::from_secs(1);
+pub(crate) const STREAM_SETTLE: Duration = Duration::from_secs(1);
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 

@@ -130,6 +130,20 @@ impl Names {
         format!("nats.{}.{consumer}", self.namespace)
     }
 
+    /// The job queue's stream, `<namespace>-jobs`.
+    pub fn jobs_stream(&self) -> String {
+        format!("{}-jobs", self.namespace)
+    }
+
+    /// Every job subject: `<namespace>.jobs.<kind>`.
+    pub fn jobs_subjects(&self) -> String {
+        format!("{}.jobs.>", self.namespace)
+    }
+
+    pub fn jobs_subject(&self, kind: &str) -> String {
+        format!("{}.jobs.{}", self.namespace, subject_tokens(kind))
+    }
+
     /// The store cursor of the relay: the last event JetStream acknowledged.
     pub fn relay_cursor(&self) -> String {
         format!("nats.{}.relay", self.namespace)

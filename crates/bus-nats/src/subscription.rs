@@ -314,7 +314,7 @@ impl JsSubscription {
 /// Pulls up to `max` messages: those there now (`wait` = `None`), or those
 /// arriving within `wait`. Always completes the pull request, so nothing is
 /// delivered to a pull nobody reads.
-async fn pull(
+pub(crate) async fn pull(
     consumer: &PullConsumer,
     max: usize,
     wait: Option<Duration>,

@@ -191,5 +191,6 @@ macro_rules! ledger_contract_tests {
 }
 
 pub mod bus;
+pub mod jobs;
 pub mod ledger;
 pub mod store;

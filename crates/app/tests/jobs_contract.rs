@@ -1,0 +1,29 @@
+//! The `JobQueue` contract suite (stampede_app::contract::jobs), run against
+//! the in-process queue of embedded mode.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use stampede_app::contract::jobs::JobsFixture;
+use stampede_app::jobs::MemoryJobQueue;
+use stampede_app::ports::JobQueue;
+
+const LEASE: Duration = Duration::from_millis(500);
+
+struct InProcess(Arc<MemoryJobQueue>);
+
+impl JobsFixture for InProcess {
+    fn queue(&self) -> Arc<dyn JobQueue> {
+        self.0.clone()
+    }
+
+    fn lease(&self) -> Duration {
+        LEASE
+    }
+}
+
+async fn fresh() -> Option<InProcess> {
+    Some(InProcess(Arc::new(MemoryJobQueue::new(LEASE))))
+}
+
+stampede_app::jobs_contract_tests!(fresh());
