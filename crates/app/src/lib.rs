@@ -51,9 +51,10 @@ use ledger::{LedgerRepair, Reconciler};
 use lifecycle::Lifecycle;
 use live::LiveEvents;
 use orders::OrderService;
-use payments::{PaymentService, PaymentSettings, PaymentWorker};
+use payments::{PaymentFeeder, PaymentService, PaymentSettings, PaymentWorker};
 use ports::{
-    Clock, EventBus, PaymentProvider, Probe, StockLedger, Store, StoreProbe, WebhookSender,
+    Clock, EventBus, JobQueue, PaymentProvider, Probe, StockLedger, Store, StoreProbe,
+    WebhookSender,
 };
 use purchase::{CommitSettings, PurchaseService};
 use tokio_util::sync::CancellationToken;
@@ -112,6 +113,8 @@ pub struct Adapters {
     pub store: Arc<dyn Store>,
     pub ledger: Arc<dyn StockLedger>,
     pub bus: Arc<dyn EventBus>,
+    /// Work the worker role shares out (payments to send).
+    pub jobs: Arc<dyn JobQueue>,
     pub provider: Arc<dyn PaymentProvider>,
     pub sender: Arc<dyn WebhookSender>,
     pub clock: Arc<dyn Clock>,
@@ -158,6 +161,7 @@ impl App {
             store,
             ledger,
             bus,
+            jobs,
             provider,
             sender,
             clock,
@@ -276,7 +280,7 @@ impl App {
             );
             let stop = app.stop_workers.clone();
             app.workers.spawn(Arc::new(reconciler).run(stop));
-            app.spawn_workers(bus, provider, sender, settings.webhooks);
+            app.spawn_workers(bus, jobs, provider, sender, settings.webhooks);
         }
         Ok(app)
     }
@@ -284,17 +288,17 @@ impl App {
     fn spawn_workers(
         &self,
         bus: Arc<dyn EventBus>,
+        jobs: Arc<dyn JobQueue>,
         provider: Arc<dyn PaymentProvider>,
         sender: Arc<dyn WebhookSender>,
         webhook_settings: WebhookSettings,
     ) {
         let stop = &self.stop_workers;
-        let payment_worker = Arc::new(PaymentWorker::new(self.payments.clone(), provider));
-        self.workers.spawn(run_consumer(
-            bus.clone(),
-            Arc::new(payment_worker),
-            stop.clone(),
-        ));
+        let feeder = Arc::new(PaymentFeeder::new(jobs.clone()));
+        self.workers
+            .spawn(run_consumer(bus.clone(), feeder, stop.clone()));
+        let payment_worker = Arc::new(PaymentWorker::new(self.payments.clone(), provider, jobs));
+        self.workers.spawn(payment_worker.run(stop.clone()));
         let fanout = Arc::new(WebhookFanout::new(self.webhooks.clone()));
         self.workers.spawn(run_consumer(bus, fanout, stop.clone()));
         let delivery = Arc::new(DeliveryWorker::new(

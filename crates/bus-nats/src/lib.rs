@@ -10,6 +10,7 @@
 //! - `bus`: the connection, the stream, and the `EventBus` port.
 //! - `subscription`: a durable or tail subscription on a pull consumer.
 //! - `relay`: the outbox relay.
+//! - `jobs`: the `JobQueue` port on a work-queue stream `<ns>-jobs`.
 //! - `wire`: a `StoredEvent` as a message body (JSON).
 //!
 //! # Nothing on the bus is the only copy

@@ -11,7 +11,7 @@ pub fn nats_url() -> String {
     std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned())
 }
 
-/// The stream of one test deployment's namespace, deleted (with its
+/// The streams of one test deployment's namespace, deleted (with their
 /// consumers) on drop.
 #[derive(Debug)]
 pub struct TestStream {
@@ -48,20 +48,26 @@ impl TestStream {
 }
 
 impl TestStream {
-    /// Deletes the stream (and its consumers) now, from under whatever uses
-    /// it: the bus-loss drill.
+    /// The deployment's streams: its events and its jobs.
+    fn streams(&self) -> [String; 2] {
+        ["events", "jobs"].map(|kind| format!("{}-{kind}", self.namespace))
+    }
+
+    /// Deletes the streams (and their consumers) now, from under whatever
+    /// uses them: the bus-loss drill.
     pub async fn delete_now(&self) {
         let client = async_nats::connect(self.url.as_str()).await.unwrap();
-        async_nats::jetstream::new(client)
-            .delete_stream(format!("{}-events", self.namespace))
-            .await
-            .unwrap();
+        let js = async_nats::jetstream::new(client);
+        for stream in self.streams() {
+            // The job stream exists once a worker opened the queue.
+            let _ = js.delete_stream(stream).await;
+        }
     }
 }
 
 impl Drop for TestStream {
     fn drop(&mut self) {
-        let (url, stream) = (self.url.clone(), format!("{}-events", self.namespace));
+        let (url, streams) = (self.url.clone(), self.streams());
         let _ = std::thread::spawn(move || {
             tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -72,13 +78,20 @@ impl Drop for TestStream {
                         return;
                     };
                     let js = async_nats::jetstream::new(client);
-                    // The deployment's relay may still be running and create
-                    // the stream again as soon as it misses it: delete until
-                    // it stays gone for a moment (or give up after ~2 s).
+                    // The deployment's relay or workers may still be running
+                    // and create a stream again as soon as they miss it:
+                    // delete until both stay gone for a moment (or give up
+                    // after ~3 s).
                     let mut gone_for = 0;
-                    for _ in 0..20 {
-                        if js.get_stream(&stream).await.is_ok() {
-                            let _ = js.delete_stream(&stream).await;
+                    for _ in 0..30 {
+                        let mut present = false;
+                        for stream in &streams {
+                            if js.get_stream(stream).await.is_ok() {
+                                let _ = js.delete_stream(stream).await;
+                                present = true;
+                            }
+                        }
+                        if present {
                             gone_for = 0;
                         } else {
                             gone_for += 1;

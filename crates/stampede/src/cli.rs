@@ -202,6 +202,14 @@ pub struct ServeArgs {
     /// How long the payment provider's breaker stays open [default: 10].
     #[arg(long, env = "STAMPEDE_PAYMENT_BREAKER_OPEN_SECS", value_name = "SECS")]
     pub payment_breaker_open_secs: Option<u64>,
+    /// How often workers queue again the payments still waiting to be sent
+    /// [default: 30000].
+    #[arg(long, env = "STAMPEDE_PAYMENT_SWEEP_INTERVAL_MS", value_name = "MS")]
+    pub payment_sweep_interval_ms: Option<u64>,
+    /// How long a payment waits to be sent before the sweep queues it again
+    /// [default: 10000].
+    #[arg(long, env = "STAMPEDE_PAYMENT_SWEEP_AFTER_MS", value_name = "MS")]
+    pub payment_sweep_after_ms: Option<u64>,
     /// Simulated provider: fastest charge call [default: 5].
     #[arg(long, env = "STAMPEDE_PAYMENT_SIM_LATENCY_MIN_MS", value_name = "MS")]
     pub payment_sim_latency_min_ms: Option<u64>,

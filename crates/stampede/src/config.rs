@@ -84,6 +84,8 @@ struct FileSettings {
     payment_breaker_slow_ms: Option<u64>,
     payment_breaker_slow_rate: Option<f64>,
     payment_breaker_open_secs: Option<u64>,
+    payment_sweep_interval_ms: Option<u64>,
+    payment_sweep_after_ms: Option<u64>,
     payment_sim_latency_min_ms: Option<u64>,
     payment_sim_latency_max_ms: Option<u64>,
     payment_sim_decline_rate: Option<f64>,
@@ -453,6 +455,22 @@ impl Settings {
                 )?),
                 ..breaker_defaults
             },
+            sweep_interval: millis(
+                "payment_sweep_interval_ms",
+                args.payment_sweep_interval_ms
+                    .or(file.payment_sweep_interval_ms)
+                    .unwrap_or(30_000),
+                100,
+                3_600_000,
+            )?,
+            sweep_after: millis(
+                "payment_sweep_after_ms",
+                args.payment_sweep_after_ms
+                    .or(file.payment_sweep_after_ms)
+                    .unwrap_or(10_000),
+                100,
+                3_600_000,
+            )?,
             ..PaymentSettings::default()
         };
         let latency_min = millis(

@@ -18,9 +18,10 @@ use std::time::Duration;
 use anyhow::Context;
 use stampede_app::auth::JwtKey;
 use stampede_app::bus::OutboxBus;
+use stampede_app::jobs::MemoryJobQueue;
 use stampede_app::ledger::MemoryLedger;
 use stampede_app::ports::{
-    Clock, EventBus, Probe, SharedCache, StockLedger, Store, StoreProbe, SystemClock,
+    Clock, EventBus, JobQueue, Probe, SharedCache, StockLedger, Store, StoreProbe, SystemClock,
 };
 use stampede_app::{Adapters, App};
 use stampede_bus_nats::{JetStreamBus, NatsSettings, OutboxRelay};
@@ -117,13 +118,16 @@ fn open_shared_cache(settings: &Settings) -> anyhow::Result<Option<Arc<dyn Share
 /// The event bus: NATS JetStream when a NATS URL is set (cluster mode: with
 /// the relay that feeds it from the outbox, run on worker nodes), else the
 /// outbox table read in process.
+/// The event bus, the job queue, and the relay that feeds the bus (cluster
+/// mode): JetStream with `--nats-url`, in-process otherwise.
 async fn open_bus(
     settings: &Settings,
     store: Arc<dyn Store>,
     probes: &mut Vec<Arc<dyn Probe>>,
-) -> anyhow::Result<(Arc<dyn EventBus>, Option<OutboxRelay>)> {
+) -> anyhow::Result<(Arc<dyn EventBus>, Arc<dyn JobQueue>, Option<OutboxRelay>)> {
     let Some(url) = &settings.nats_url else {
-        return Ok((Arc::new(OutboxBus::new(store)), None));
+        let jobs = Arc::new(MemoryJobQueue::new(settings.nats_ack_wait));
+        return Ok((Arc::new(OutboxBus::new(store)), jobs, None));
     };
     let nats = NatsSettings {
         url: url.clone(),
@@ -147,8 +151,9 @@ async fn open_bus(
         );
     }
     probes.push(bus.clone());
+    let jobs = Arc::new(bus.job_queue().await.context("opening the job queue")?);
     let relay = bus.relay();
-    Ok((bus, Some(relay)))
+    Ok((bus, jobs, Some(relay)))
 }
 
 /// A built server, bound to its address, not yet serving.
@@ -202,11 +207,12 @@ impl Server {
         .context("building the payment provider's HTTP client")?;
         let sender = HttpWebhookSender::new().context("building the webhook HTTP client")?;
         let ledger = open_ledger(&settings, clock.as_ref(), &mut probes).await?;
-        let (bus, relay) = open_bus(&settings, store.clone(), &mut probes).await?;
+        let (bus, jobs, relay) = open_bus(&settings, store.clone(), &mut probes).await?;
         let mut app_settings = settings.app.clone();
         app_settings.payments.webhook_secret = webhook_secret.expose().as_bytes().to_vec();
         let adapters = Adapters {
             bus: bus.clone(),
+            jobs,
             ledger,
             store,
             provider: Arc::new(provider),

@@ -364,6 +364,16 @@ impl PaymentStore for PgStore {
         })
     }
 
+    async fn requested_before(
+        &self,
+        before: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<PaymentId>, StoreError> {
+        on_client!(self, reads, "listing payments still requested", |client| {
+            payments::requested_before(&client, before, limit).await
+        })
+    }
+
     #[tracing::instrument(level = "debug", skip_all, fields(payment_id = %id))]
     async fn mark_submitted(
         &self,

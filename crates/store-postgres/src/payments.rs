@@ -112,6 +112,22 @@ pub(crate) async fn payments_of(
     .await
 }
 
+pub(crate) async fn requested_before(
+    client: &impl GenericClient,
+    before: Timestamp,
+    limit: u32,
+) -> Result<Vec<PaymentId>, StoreError> {
+    sql::all(
+        client,
+        "SELECT id FROM payments WHERE status = 'requested' AND created_at < $1 \
+         ORDER BY created_at, id LIMIT $2",
+        &[&before.as_millis(), &i64::from(limit)],
+        "listing payments still requested",
+        |row| rows::id(row, 0, "payments.id", PaymentId::parse),
+    )
+    .await
+}
+
 pub(crate) async fn mark_submitted(
     tx: &Transaction<'_>,
     id: PaymentId,

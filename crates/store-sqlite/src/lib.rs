@@ -289,6 +289,18 @@ impl PaymentStore for SqliteStore {
             .await
     }
 
+    async fn requested_before(
+        &self,
+        before: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<PaymentId>, StoreError> {
+        self.readers
+            .run("listing payments still requested", move |conn| {
+                payments::requested_before(conn, before, limit)
+            })
+            .await
+    }
+
     #[tracing::instrument(level = "debug", skip_all, fields(payment_id = %id))]
     async fn mark_submitted(
         &self,

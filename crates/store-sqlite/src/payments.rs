@@ -97,6 +97,26 @@ pub(crate) fn payments_of(conn: &Connection, order: OrderId) -> Result<Vec<Payme
     rows::all(&mut statement, [order.to_string()], what, rows::payment)
 }
 
+pub(crate) fn requested_before(
+    conn: &Connection,
+    before: Timestamp,
+    limit: u32,
+) -> Result<Vec<PaymentId>, StoreError> {
+    let what = "listing payments still requested";
+    let mut statement = conn
+        .prepare_cached(
+            "SELECT id FROM payments WHERE status = 'requested' AND created_at < ?1 \
+             ORDER BY created_at, id LIMIT ?2",
+        )
+        .context(what)?;
+    rows::all(
+        &mut statement,
+        params![before.as_millis(), limit],
+        what,
+        |row| rows::id(row, 0, "payments.id", PaymentId::parse),
+    )
+}
+
 /// `requested → submitted` with the provider's reference, and
 /// `payment.submitted`. A payment in any other status (already submitted, or
 /// answered) is left alone: the request was redelivered.

@@ -99,6 +99,7 @@ macro_rules! store_contract_tests {
             approval_after_expiry_flags_a_refund_and_leaves_the_order_cancelled,
             a_declined_or_failed_payment_leaves_the_order_open_and_payable_again,
             settling_an_unknown_payment_is_not_found,
+            payments_still_requested_are_listed_oldest_first_until_answered,
             cancel_and_approval_raced_from_many_tasks_leave_each_order_paid_or_cancelled,
             an_empty_outbox_starts_at_zero,
             events_after_pages_through_the_outbox_in_seq_order,

@@ -936,6 +936,38 @@ pub async fn an_order_that_is_not_open_is_not_payable(store: Arc<dyn Store>) {
     assert!(!counts.contains_key("payment.requested"), "{counts:?}");
 }
 
+pub async fn payments_still_requested_are_listed_oldest_first_until_answered(
+    store: Arc<dyn Store>,
+) {
+    let sale = stored_sale(&*store, 5).await;
+    let first = committed(&*store, place(&sale, "ada", "k", 1)).await;
+    let second = committed(&*store, place(&sale, "bob", "k", 1)).await;
+    let third = committed(&*store, place(&sale, "cy", "k", 1)).await;
+    let old = requested(&*store, &first, NOW.plus_secs(1)).await;
+    let newer = requested(&*store, &second, NOW.plus_secs(2)).await;
+    let newest = requested(&*store, &third, NOW.plus_secs(3)).await;
+    let listed = |before: Timestamp, limit: u32| {
+        let store = store.clone();
+        async move { store.requested_before(before, limit).await.unwrap() }
+    };
+    assert!(
+        listed(NOW.plus_secs(1), 10).await.is_empty(),
+        "before, not at"
+    );
+    assert_eq!(listed(NOW.plus_secs(3), 10).await, [old.id, newer.id]);
+    assert_eq!(listed(NOW.plus_secs(9), 1).await, [old.id]);
+    // Submitted or answered: no longer waiting to be sent.
+    store
+        .mark_submitted(old.id, "ref-1", NOW.plus_secs(4))
+        .await
+        .unwrap();
+    store
+        .settle_payment(newer.id, &approved("ref-2"), NOW.plus_secs(4))
+        .await
+        .unwrap();
+    assert_eq!(listed(NOW.plus_secs(9), 10).await, [newest.id]);
+}
+
 pub async fn a_payment_request_for_an_unknown_order_is_not_found(store: Arc<dyn Store>) {
     let sale = stored_sale(&*store, 5).await;
     let never_committed = place(&sale, "ada", "k", 1);

@@ -18,7 +18,7 @@ use stampede_flow::breaker::{BreakerConfig, CircuitBreaker, State};
 use stampede_flow::bulkhead::Bulkhead;
 use stampede_flow::retry::RetryPolicy;
 
-pub use worker::PaymentWorker;
+pub use worker::{PAYMENT_JOB, PaymentFeeder, PaymentWorker};
 
 use crate::auth::signature;
 use crate::error::AppError;
@@ -40,6 +40,11 @@ pub struct PaymentSettings {
     pub webhook_secret: Vec<u8>,
     /// Accepted clock difference of a webhook's signed timestamp.
     pub webhook_tolerance_secs: i64,
+    /// How often workers queue again the payments still `requested`...
+    pub sweep_interval: Duration,
+    /// ...that were requested at least this long ago (younger ones are on
+    /// their way through the job queue).
+    pub sweep_after: Duration,
 }
 
 impl Default for PaymentSettings {
@@ -55,6 +60,8 @@ impl Default for PaymentSettings {
             concurrency: 64,
             webhook_secret: Vec::new(),
             webhook_tolerance_secs: 300,
+            sweep_interval: Duration::from_secs(30),
+            sweep_after: Duration::from_secs(10),
         }
     }
 }

@@ -1,30 +1,161 @@
-//! The `payments` consumer: sends each requested payment to the provider.
-//! Idempotent per event: a payment no longer `requested` was already sent,
-//! and the provider deduplicates charges by payment id.
+//! Sending requested payments to the provider, as jobs (`ports::jobs`):
+//!
+//! - the `payments` consumer turns each `payment.requested` event into a
+//!   `payment` job (its id the payment's), acknowledging the events once the
+//!   jobs are queued;
+//! - workers on every worker node take the jobs, send each payment, and
+//!   finish the job once the outcome is committed, or retry it later when
+//!   the store failed; one slow payment holds up no other;
+//! - a sweep queues again every payment still `requested` a while after it
+//!   was asked for, so a lost queue (a restart in embedded mode, a lost
+//!   stream) costs a sweep, never a payment.
+//!
+//! Idempotent per payment: a payment no longer `requested` was already
+//! sent, and the provider deduplicates charges by payment id.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
+use metrics::counter;
 use stampede_domain::ids::PaymentId;
 use stampede_domain::payment::{PaymentResult, PaymentStatus};
 use stampede_flow::breaker::BreakerError;
 use stampede_flow::deadline::Deadline;
 use stampede_flow::retry::{Retry, retry};
 use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 
 use super::PaymentService;
 use crate::bus::Consumer;
 use crate::error::AppError;
-use crate::ports::{ChargeError, ChargeRequest, PaymentProvider, StoredEvent};
+use crate::ports::{ChargeError, ChargeRequest, Job, JobQueue, PaymentProvider, StoredEvent};
+
+/// The job kind of a payment to send.
+pub const PAYMENT_JOB: &str = "payment";
+/// Jobs taken at once, and the longest wait for the first.
+const TAKE: u32 = 64;
+const TAKE_WAIT: Duration = Duration::from_secs(1);
+/// Payments a sweep queues again at most (the next sweep takes the rest).
+const SWEEP_BATCH: u32 = 1_000;
+/// A job whose payment could not be recorded comes back after this, times
+/// its delivery, up to the cap.
+const RETRY_BASE: Duration = Duration::from_millis(500);
+const RETRY_CAP: Duration = Duration::from_secs(30);
 
 pub struct PaymentWorker {
     payments: Arc<PaymentService>,
     provider: Arc<dyn PaymentProvider>,
+    jobs: Arc<dyn JobQueue>,
 }
 
 impl PaymentWorker {
-    pub fn new(payments: Arc<PaymentService>, provider: Arc<dyn PaymentProvider>) -> Self {
-        Self { payments, provider }
+    pub fn new(
+        payments: Arc<PaymentService>,
+        provider: Arc<dyn PaymentProvider>,
+        jobs: Arc<dyn JobQueue>,
+    ) -> Self {
+        Self {
+            payments,
+            provider,
+            jobs,
+        }
+    }
+
+    /// Takes and sends payment jobs until `stop`, sweeping now and then;
+    /// finishes the jobs in hand before returning.
+    pub async fn run(self: Arc<Self>, stop: CancellationToken) {
+        let mut sending = JoinSet::new();
+        let mut next_sweep = tokio::time::Instant::now();
+        let mut backoff = Duration::from_millis(100);
+        while !stop.is_cancelled() {
+            if tokio::time::Instant::now() >= next_sweep {
+                if let Err(err) = self.sweep().await {
+                    tracing::warn!(error = %err, "payment sweep failed");
+                }
+                next_sweep = tokio::time::Instant::now() + self.payments.settings.sweep_interval;
+            }
+            let taken = tokio::select! {
+                () = stop.cancelled() => break,
+                taken = self.jobs.take(PAYMENT_JOB, TAKE, TAKE_WAIT) => taken,
+            };
+            match taken {
+                Ok(jobs) => {
+                    backoff = Duration::from_millis(100);
+                    for job in jobs {
+                        sending.spawn(self.clone().handle(job));
+                    }
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "taking payment jobs failed");
+                    tokio::select! {
+                        () = stop.cancelled() => break,
+                        () = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(RETRY_CAP);
+                }
+            }
+            // Finished sends leave the set; the rest go on concurrently.
+            while sending.try_join_next().is_some() {}
+        }
+        while sending.join_next().await.is_some() {}
+    }
+
+    /// Sends one job's payment and ends the job: done once the outcome is
+    /// recorded, retried later if it could not be.
+    async fn handle(self: Arc<Self>, job: Job) {
+        let outcome = match PaymentId::parse(&job.id) {
+            Some(id) => match self.payments.bulkhead.acquire().await {
+                Ok(_slot) => self.send(id).await,
+                Err(full) => Err(AppError::Unavailable(format!(
+                    "payment provider busy: {full}"
+                ))),
+            },
+            None => {
+                tracing::error!(job_id = %job.id, "a payment job without a payment id; dropped");
+                Ok(())
+            }
+        };
+        let ended = match outcome {
+            Ok(()) => job.done().await,
+            Err(err) => {
+                counter!("stampede_payment_job_retries_total").increment(1);
+                let after = (RETRY_BASE * job.delivery).min(RETRY_CAP);
+                tracing::warn!(job_id = %job.id, error = %err, ?after, "sending a payment failed; retrying");
+                job.retry(after).await
+            }
+        };
+        if let Err(err) = ended {
+            // The lease runs out and the job comes back: harmless.
+            tracing::debug!(error = %err, "ending a payment job failed");
+        }
+    }
+
+    /// Queues again every payment still `requested` a while after it was
+    /// asked for. Queued or taken ones are not doubled (see `JobQueue::push`).
+    async fn sweep(&self) -> Result<(), AppError> {
+        let after = &self.payments.settings.sweep_after;
+        let age = i64::try_from(after.as_millis()).unwrap_or(i64::MAX);
+        let before = self.payments.clock.now().plus_millis(-age);
+        let stale = self
+            .payments
+            .store
+            .requested_before(before, SWEEP_BATCH)
+            .await?;
+        for id in &stale {
+            self.jobs
+                .push(PAYMENT_JOB, &id.to_string(), Duration::ZERO)
+                .await
+                .map_err(|err| AppError::Unavailable(err.to_string()))?;
+        }
+        if !stale.is_empty() {
+            counter!("stampede_payment_jobs_swept_total").increment(stale.len() as u64);
+            tracing::info!(
+                count = stale.len(),
+                "payment sweep queued payments still requested"
+            );
+        }
+        Ok(())
     }
 
     /// Sends one payment: provider faults are retried, a breaker in front of
@@ -91,14 +222,24 @@ impl PaymentWorker {
     }
 }
 
+/// The `payments` consumer: queues a job per `payment.requested` event.
+pub struct PaymentFeeder {
+    jobs: Arc<dyn JobQueue>,
+}
+
+impl PaymentFeeder {
+    pub fn new(jobs: Arc<dyn JobQueue>) -> Self {
+        Self { jobs }
+    }
+}
+
 #[async_trait]
-impl Consumer for Arc<PaymentWorker> {
+impl Consumer for PaymentFeeder {
     fn name(&self) -> &'static str {
         "payments"
     }
 
     async fn handle(&self, events: &[StoredEvent]) -> Result<(), AppError> {
-        let mut sends = JoinSet::new();
         for event in events
             .iter()
             .filter(|e| e.event_type == "payment.requested")
@@ -107,24 +248,13 @@ impl Consumer for Arc<PaymentWorker> {
                 tracing::error!(event_id = %event.id, "payment.requested without a payment id");
                 continue;
             };
-            let worker = self.clone();
-            sends.spawn(async move {
-                let _slot = worker.payments.bulkhead.acquire().await.map_err(|full| {
-                    AppError::Unavailable(format!("payment provider busy: {full}"))
-                })?;
-                worker.send(id).await
-            });
+            // A failure redelivers the batch; jobs already queued are not
+            // queued twice.
+            self.jobs
+                .push(PAYMENT_JOB, &id.to_string(), Duration::ZERO)
+                .await
+                .map_err(|err| AppError::Unavailable(err.to_string()))?;
         }
-        let mut failed = None;
-        while let Some(joined) = sends.join_next().await {
-            match joined {
-                Ok(Ok(())) => {}
-                Ok(Err(err)) => failed = Some(err),
-                Err(err) => failed = Some(AppError::Internal(format!("payment task: {err}"))),
-            }
-        }
-        // Any failure (the store, not the provider) redelivers the batch;
-        // payments already sent are skipped then.
-        failed.map_or(Ok(()), Err)
+        Ok(())
     }
 }

@@ -277,6 +277,13 @@ pub trait PaymentStore: Send + Sync {
     async fn payment(&self, id: PaymentId) -> Result<Option<Payment>, StoreError>;
     /// The order's attempts, oldest first.
     async fn payments_of(&self, order: OrderId) -> Result<Vec<Payment>, StoreError>;
+    /// Payments still `requested` that were requested before `before`,
+    /// oldest first: what the payment sweeper queues again.
+    async fn requested_before(
+        &self,
+        before: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<PaymentId>, StoreError>;
     /// `requested → submitted`, keeping the provider's reference. A payment
     /// in any other status is left alone (a redelivered request).
     async fn mark_submitted(

@@ -18,6 +18,8 @@ mod expiry;
 mod harness;
 #[path = "../binary/outbox.rs"]
 mod outbox;
+#[path = "../binary/payments.rs"]
+mod payments;
 #[path = "../binary/shared_rate_limit.rs"]
 mod shared_rate_limit;
 #[path = "../binary/shutdown.rs"]

@@ -9,6 +9,7 @@ mod crash;
 mod expiry;
 mod harness;
 mod outbox;
+mod payments;
 mod shutdown;
 
 /// This binary runs the servers on the embedded SQLite store.
