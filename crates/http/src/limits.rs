@@ -142,7 +142,12 @@ fn one_second() -> u64 {
 pub const PURCHASE: &str = "POST /api/v1/sales/{id}/purchase";
 
 impl RateLimitRule {
-    /// The rules of a fresh install.
+    /// The rules of a fresh install. The per-user rule counts on each node,
+    /// in cluster mode too: it guards against one client hammering, while
+    /// the ledger holds each buyer to the sale's limit exactly; a shared
+    /// budget would cost every purchase a Redis call (a quarter of the
+    /// Redis work of a refusal, docs/benchmarks.md). Configure it with
+    /// `backend = "shared"` for one budget across nodes.
     pub fn defaults(per_user_purchases: u32) -> Vec<Self> {
         vec![Self {
             name: "per-user-purchase".into(),
@@ -153,7 +158,7 @@ impl RateLimitRule {
             period_ms: 1000,
             burst: None,
             max_wait_ms: None,
-            backend: None,
+            backend: Some(BackendName::Local),
             fallback: None,
         }]
     }
