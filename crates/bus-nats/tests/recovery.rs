@@ -14,8 +14,9 @@ use std::time::Duration;
 
 use common::Cluster;
 use stampede_app::contract::bus::{BusUnderTest, commit, nothing_more, receive};
+use stampede_app::contract::faults::CuttableProxy;
 use stampede_app::contract::scratch_dir;
-use stampede_app::ports::{BusError, EventBus, Store};
+use stampede_app::ports::{BusError, EventBus, JobQueue, QueueError, Store};
 use stampede_bus_nats::{JetStreamBus, NatsSettings};
 use stampede_domain::ids::EventId;
 use stampede_store_sqlite::{SqliteSettings, SqliteStore};
@@ -255,4 +256,58 @@ async fn an_unreachable_server_is_unavailable_and_named() {
         "fails at once rather than retrying"
     );
     store.close().await;
+}
+
+/// NATS going down opens the bus's breaker: after a window of failed
+/// calls, pushing a job (and pulling, and publishing) is refused at once
+/// with `Unavailable` naming the breaker, instead of each call waiting out
+/// its timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_nats_opens_the_bus_breaker() {
+    if common::reachable().await.is_none() {
+        return;
+    }
+    let scratch = scratch_dir();
+    let store: Arc<dyn Store> = Arc::new(
+        SqliteStore::open(
+            &scratch.path().join("stampede.db"),
+            SqliteSettings::default(),
+        )
+        .unwrap(),
+    );
+    let upstream = common::nats_url();
+    let mut proxy = CuttableProxy::to(upstream.trim_start_matches("nats://")).await;
+    let settings = NatsSettings {
+        url: format!("nats://{}", proxy.addr),
+        timeout: Duration::from_millis(200),
+        ..common::test_settings(&[])
+    };
+    let namespace = settings.namespace.clone();
+    let bus = JetStreamBus::connect(settings, store).await.unwrap();
+    let jobs = bus.job_queue().await.unwrap();
+    jobs.push("k", "before", Duration::ZERO).await.unwrap();
+
+    proxy.cut();
+    let mut failures = 0;
+    let refusal = loop {
+        match jobs
+            .push("k", &format!("job-{failures}"), Duration::ZERO)
+            .await
+        {
+            Err(QueueError::Unavailable(message)) if message.contains("circuit breaker") => {
+                break message;
+            }
+            Err(QueueError::Unavailable(_)) => failures += 1,
+            Ok(()) => panic!("a push went through a cut connection"),
+        }
+        assert!(failures <= 20, "the breaker never opened");
+    };
+    assert!(refusal.contains("nats is open"), "{refusal}");
+    // The window's minimum of 10 calls: the first push and 9 failures.
+    assert_eq!(failures, 9, "opened after {failures} failures");
+
+    let js = jetstream().await;
+    for stream in ["events", "jobs"] {
+        let _ = js.delete_stream(format!("{namespace}-{stream}")).await;
+    }
 }

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{Fixture, delete_matching, fixture_with, fresh_fixture, keys_matching};
+use stampede_app::contract::faults::CuttableProxy;
 use stampede_app::contract::ledger::{LedgerFixture, NOW};
 use stampede_app::ports::{
     Attempt, Decision, KeyRecord, LedgerError, SaleSnapshot, Settlement, StockLedger,
@@ -450,41 +451,6 @@ async fn a_namespace_that_could_meet_another_is_refused() {
     assert!(matches!(&result, Err(LedgerError::Unavailable(cause)) if cause.contains("namespace")));
 }
 
-/// A TCP relay to the test Redis that can be cut: the ledger's connection
-/// dies and reconnecting is refused, as when Redis goes down.
-struct Cuttable {
-    url: String,
-    tasks: tokio::task::JoinSet<()>,
-}
-
-impl Cuttable {
-    async fn to(redis_url: &str) -> Self {
-        let upstream = redis_url
-            .trim_start_matches("redis://")
-            .trim_end_matches('/')
-            .to_owned();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("redis://{}", listener.local_addr().unwrap());
-        let mut tasks = tokio::task::JoinSet::new();
-        tasks.spawn(async move {
-            let mut relays = tokio::task::JoinSet::new();
-            while let Ok((mut inbound, _)) = listener.accept().await {
-                let upstream = upstream.clone();
-                relays.spawn(async move {
-                    let mut outbound = tokio::net::TcpStream::connect(upstream).await.unwrap();
-                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                });
-            }
-        });
-        Self { url, tasks }
-    }
-
-    /// Closes the listener and every relayed connection.
-    fn cut(&mut self) {
-        self.tasks.abort_all();
-    }
-}
-
 /// Redis going down opens the ledger's breaker: after a run of failures,
 /// purchases are refused at once with `Unavailable` naming the breaker,
 /// rather than each waiting for a connection that will not come.
@@ -493,14 +459,19 @@ async fn a_failing_redis_opens_the_ledger_breaker() {
     let Some(fixture) = fresh_fixture().await else {
         return;
     };
-    let mut relay = Cuttable::to(&fixture.url).await;
+    let upstream = fixture
+        .url
+        .trim_start_matches("redis://")
+        .trim_end_matches('/');
+    let mut relay = CuttableProxy::to(upstream).await;
     let settings = RedisLedgerSettings {
         connect_timeout: Duration::from_millis(300),
         response_timeout: Duration::from_millis(300),
         reconnect_retries: 0,
         ..RedisLedgerSettings::default()
     };
-    let ledger = RedisLedger::connect(&relay.url, &fixture.namespace, settings)
+    let url = format!("redis://{}", relay.addr);
+    let ledger = RedisLedger::connect(&url, &fixture.namespace, settings)
         .await
         .unwrap();
     let sale = new_sale(10, 10);

@@ -192,6 +192,7 @@ macro_rules! ledger_contract_tests {
 }
 
 pub mod bus;
+pub mod faults;
 pub mod jobs;
 pub mod ledger;
 pub mod store;
