@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use async_nats::jetstream::{self, stream};
 use async_trait::async_trait;
 use stampede_app::ports::{BusError, EventBus, OutboxStore, Subscription};
-use stampede_flow::breaker::{BreakerConfig, CircuitBreaker, Outcome};
+use stampede_flow::breaker::{BreakerConfig, BreakerError, CircuitBreaker};
 use tokio::sync::Notify;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
@@ -46,16 +46,13 @@ impl Shared {
         what: &str,
         call: impl Future<Output = Result<T, BusError>>,
     ) -> Result<T, BusError> {
-        let permit = self
-            .breaker
-            .try_acquire()
-            .map_err(|rejected| unavailable(what, rejected))?;
-        let result = call.await;
-        permit.record(match result {
-            Ok(_) => Outcome::Success,
-            Err(_) => Outcome::Failure,
-        });
-        result
+        self.breaker
+            .call(call, |_| true)
+            .await
+            .map_err(|err| match err {
+                BreakerError::Rejected(rejected) => unavailable(what, rejected),
+                BreakerError::Inner(err) => err,
+            })
     }
 
     /// Every consumer whose position bounds a republish.
@@ -201,16 +198,7 @@ impl JetStreamBus {
     /// Deletes the job stream: for tests and operators resetting a
     /// namespace. The sweepers push again what the store still needs done.
     pub async fn delete_job_stream(&self) -> Result<(), BusError> {
-        match self
-            .shared
-            .js
-            .delete_stream(self.shared.names.jobs_stream())
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(err) if is_stream_missing(&err) => Ok(()),
-            Err(err) => Err(unavailable("deleting the job stream", err)),
-        }
+        self.delete_named(self.shared.names.jobs_stream()).await
     }
 
     /// The stream's name, `<namespace>-events`.
@@ -239,15 +227,15 @@ impl JetStreamBus {
     /// operators resetting a namespace. Nothing is lost for good: the
     /// relays republish what consumers still need from the store.
     pub async fn delete_stream(&self) -> Result<(), BusError> {
-        match self
-            .shared
-            .js
-            .delete_stream(self.shared.names.stream())
-            .await
-        {
+        self.delete_named(self.shared.names.stream()).await
+    }
+
+    /// Deletes stream `name`; one already gone is no error.
+    async fn delete_named(&self, name: String) -> Result<(), BusError> {
+        match self.shared.js.delete_stream(&name).await {
             Ok(_) => Ok(()),
             Err(err) if is_stream_missing(&err) => Ok(()),
-            Err(err) => Err(unavailable("deleting the stream", err)),
+            Err(err) => Err(unavailable(format!("deleting stream {name}"), err)),
         }
     }
 }

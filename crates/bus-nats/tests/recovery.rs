@@ -32,6 +32,17 @@ fn under_test(bus: &Arc<JetStreamBus>, store: &Arc<dyn Store>) -> BusUnderTest {
     }
 }
 
+/// A fresh SQLite store in `scratch`.
+fn sqlite_store(scratch: &stampede_app::contract::TempDir) -> Arc<dyn Store> {
+    Arc::new(
+        SqliteStore::open(
+            &scratch.path().join("stampede.db"),
+            SqliteSettings::default(),
+        )
+        .unwrap(),
+    )
+}
+
 /// A JetStream context of its own, to do behind the bus's back what an
 /// operator or an outage would.
 async fn jetstream() -> async_nats::jetstream::Context {
@@ -230,13 +241,7 @@ async fn two_relays_on_one_outbox_put_each_event_in_the_stream_once() {
 #[tokio::test]
 async fn an_unreachable_server_is_unavailable_and_named() {
     let scratch = scratch_dir();
-    let store: Arc<dyn Store> = Arc::new(
-        SqliteStore::open(
-            &scratch.path().join("stampede.db"),
-            SqliteSettings::default(),
-        )
-        .unwrap(),
-    );
+    let store = sqlite_store(&scratch);
     let settings = NatsSettings {
         // Nothing listens on port 1.
         url: "nats://127.0.0.1:1".to_owned(),
@@ -268,13 +273,7 @@ async fn a_failing_nats_opens_the_bus_breaker() {
         return;
     }
     let scratch = scratch_dir();
-    let store: Arc<dyn Store> = Arc::new(
-        SqliteStore::open(
-            &scratch.path().join("stampede.db"),
-            SqliteSettings::default(),
-        )
-        .unwrap(),
-    );
+    let store = sqlite_store(&scratch);
     let upstream = common::nats_url();
     let mut proxy = CuttableProxy::to(upstream.trim_start_matches("nats://")).await;
     let settings = NatsSettings {

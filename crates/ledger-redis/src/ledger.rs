@@ -19,7 +19,7 @@ use stampede_domain::ids::{OrderId, SaleId, UserId};
 use stampede_domain::quantity::Quantity;
 use stampede_domain::stock::{Refusal, SaleTerms, StockBook};
 use stampede_domain::time::Timestamp;
-use stampede_flow::breaker::{BreakerConfig, CircuitBreaker, Outcome};
+use stampede_flow::breaker::{BreakerConfig, BreakerError, CircuitBreaker};
 use stampede_flow::bulkhead::Bulkhead;
 use tokio::time::Instant;
 
@@ -746,16 +746,14 @@ trait Guarded<T>: Future<Output = redis::RedisResult<T>> + Sized {
             .bulkhead
             .try_acquire()
             .map_err(|full| unavailable(what, &full))?;
-        let permit = guard
+        guard
             .breaker
-            .try_acquire()
-            .map_err(|rejected| unavailable(what, &rejected))?;
-        let result = self.await;
-        permit.record(match result {
-            Ok(_) => Outcome::Success,
-            Err(_) => Outcome::Failure,
-        });
-        result.map_err(|e| unavailable(what, &e))
+            .call(self, |_| true)
+            .await
+            .map_err(|err| match err {
+                BreakerError::Rejected(rejected) => unavailable(what, &rejected),
+                BreakerError::Inner(err) => unavailable(what, &err),
+            })
     }
 }
 

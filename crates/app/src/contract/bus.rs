@@ -76,14 +76,7 @@ where
         bus: fixture.bus(),
         store: fixture.store(),
     };
-    let outcome = tokio::spawn(behaviour(under_test)).await;
-    fixture.teardown().await;
-    if let Err(err) = outcome {
-        if err.is_panic() {
-            std::panic::resume_unwind(err.into_panic());
-        }
-        panic!("the behaviour did not finish: {err}");
-    }
+    super::behave_then_tear_down(behaviour(under_test), fixture.teardown()).await;
 }
 
 /// Commits `n` events (one product each) and says so to the bus; returns

@@ -69,14 +69,7 @@ where
         queue: fixture.queue(),
         lease: fixture.lease(),
     };
-    let outcome = tokio::spawn(behaviour(under_test)).await;
-    fixture.teardown().await;
-    if let Err(err) = outcome {
-        if err.is_panic() {
-            std::panic::resume_unwind(err.into_panic());
-        }
-        panic!("the behaviour did not finish: {err}");
-    }
+    super::behave_then_tear_down(behaviour(under_test), fixture.teardown()).await;
 }
 
 async fn push(queue: &dyn JobQueue, id: &str) {

@@ -56,14 +56,7 @@ where
     let Some(fixture) = fresh.await else {
         return;
     };
-    let outcome = tokio::spawn(behaviour(fixture.ledger())).await;
-    fixture.teardown().await;
-    if let Err(err) = outcome {
-        if err.is_panic() {
-            std::panic::resume_unwind(err.into_panic());
-        }
-        panic!("the behaviour did not finish: {err}");
-    }
+    super::behave_then_tear_down(behaviour(fixture.ledger()), fixture.teardown()).await;
 }
 
 fn new_sale(quantity: i64, per_user_limit: i64) -> Sale {

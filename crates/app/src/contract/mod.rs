@@ -34,6 +34,22 @@
 
 pub use tempfile::TempDir;
 
+/// Runs a behaviour on its own task, then `teardown`, then passes on the
+/// behaviour's failure: a fixture is torn down even when its test fails.
+pub(crate) async fn behave_then_tear_down(
+    behaviour: impl std::future::Future<Output = ()> + Send + 'static,
+    teardown: impl std::future::Future<Output = ()>,
+) {
+    let outcome = tokio::spawn(behaviour).await;
+    teardown.await;
+    if let Err(err) = outcome {
+        if err.is_panic() {
+            std::panic::resume_unwind(err.into_panic());
+        }
+        panic!("the behaviour did not finish: {err}");
+    }
+}
+
 /// A scratch directory for one test, deleted when dropped.
 pub fn scratch_dir() -> TempDir {
     tempfile::Builder::new()

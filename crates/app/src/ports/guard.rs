@@ -11,7 +11,7 @@
 
 use std::future::Future;
 
-use stampede_flow::breaker::{BreakerConfig, CircuitBreaker, Outcome};
+use stampede_flow::breaker::{BreakerConfig, BreakerError, CircuitBreaker};
 
 use crate::ports::StoreError;
 
@@ -33,15 +33,14 @@ impl StoreGuard {
         what: &str,
         call: impl Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
-        let permit = self
-            .breaker
-            .try_acquire()
-            .map_err(|rejected| StoreError::Unavailable(format!("{what}: {rejected}")))?;
-        let result = call.await;
-        permit.record(match &result {
-            Err(StoreError::Unavailable(_)) => Outcome::Failure,
-            _ => Outcome::Success,
-        });
-        result
+        self.breaker
+            .call(call, |err| matches!(err, StoreError::Unavailable(_)))
+            .await
+            .map_err(|err| match err {
+                BreakerError::Rejected(rejected) => {
+                    StoreError::Unavailable(format!("{what}: {rejected}"))
+                }
+                BreakerError::Inner(err) => err,
+            })
     }
 }

@@ -292,6 +292,18 @@ impl Api {
         (response.status(), response.json().await.unwrap())
     }
 
+    /// `POST /orders/{id}/pay` as `user`.
+    pub async fn pay(&self, user: &str, id: &str) -> (StatusCode, Value) {
+        let response = self
+            .client
+            .post(format!("{}/api/v1/orders/{id}/pay", self.base))
+            .bearer_auth(token(user, TokenRole::Customer))
+            .send()
+            .await
+            .unwrap();
+        (response.status(), response.json().await.unwrap())
+    }
+
     pub async fn orders_of(&self, user: &str) -> Vec<Value> {
         let page: Value = self
             .client

@@ -5,10 +5,8 @@
 //! order paid, once.
 
 use reqwest::StatusCode;
-use serde_json::Value;
 
-use crate::harness::{Api, Binary, DataDir, eventually, token};
-use stampede::cli::TokenRole;
+use crate::harness::{Api, Binary, DataDir, eventually};
 
 /// Quick sweeps, so the test waits seconds rather than the production half
 /// minute.
@@ -16,17 +14,6 @@ const SWEEP: [(&str, &str); 2] = [
     ("STAMPEDE_PAYMENT_SWEEP_INTERVAL_MS", "500"),
     ("STAMPEDE_PAYMENT_SWEEP_AFTER_MS", "1000"),
 ];
-
-async fn pay(api: &Api, user: &str, order: &str) -> (StatusCode, Value) {
-    let response = api
-        .client
-        .post(format!("{}/api/v1/orders/{order}/pay", api.base))
-        .bearer_auth(token(user, TokenRole::Customer))
-        .send()
-        .await
-        .unwrap();
-    (response.status(), response.json().await.unwrap())
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_payment_whose_worker_was_killed_mid_charge_is_sent_after_the_restart() {
@@ -43,7 +30,7 @@ async fn a_payment_whose_worker_was_killed_mid_charge_is_sent_after_the_restart(
     let (status, order) = api.purchase("payer", &sale, "k").await.unwrap();
     assert_eq!(status, StatusCode::ACCEPTED, "{order}");
     let id = order["id"].as_str().unwrap().to_owned();
-    let (status, answer) = pay(&api, "payer", &id).await;
+    let (status, answer) = api.pay("payer", &id).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
     // The job is taken and the charge under way.
     tokio::time::sleep(std::time::Duration::from_millis(1_000)).await;
