@@ -25,8 +25,6 @@ use crate::ports::{AttemptResult, DueDelivery, WebhookSender};
 
 /// POSTs in flight to one endpoint at once.
 const PER_ENDPOINT: u32 = 4;
-/// Deliveries claimed at once.
-const BATCH: u32 = 128;
 
 #[derive(Clone)]
 struct Endpoint {
@@ -80,14 +78,6 @@ impl DeliveryWorker {
             .clone()
     }
 
-    /// The longest a batch can take: one POST timeout per round of
-    /// `concurrency` attempts, plus one round of slack.
-    fn lease_millis(&self) -> i64 {
-        let concurrency = u32::try_from(self.settings.concurrency.max(1)).unwrap_or(u32::MAX);
-        let rounds = BATCH.div_ceil(concurrency) + 1;
-        i64::try_from((self.settings.timeout * rounds).as_millis()).unwrap_or(i64::MAX)
-    }
-
     fn backoff(&self, attempts: u32) -> Duration {
         let mut rng = self.rng.lock().unwrap_or_else(|p| p.into_inner());
         self.settings
@@ -95,15 +85,18 @@ impl DeliveryWorker {
             .backoff(attempts.saturating_sub(1), &mut rng)
     }
 
-    /// Attempts every delivery due now (up to a batch); returns how many.
-    /// The batch is leased for as long as attempting all of it can take, so
-    /// workers on other nodes leave it alone meanwhile.
+    /// Attempts the deliveries due now, as many as run at once; returns how
+    /// many (the caller comes back at once while there were some). They are
+    /// leased for two POST timeouts, so workers on other nodes leave them
+    /// alone meanwhile, and a worker that dies holds them no longer.
     pub async fn deliver_due(self: &Arc<Self>) -> Result<usize, AppError> {
         let now = self.service.clock.now();
+        let batch = u32::try_from(self.settings.concurrency.max(1)).unwrap_or(u32::MAX);
+        let lease = i64::try_from((self.settings.timeout * 2).as_millis()).unwrap_or(i64::MAX);
         let due = self
             .service
             .store
-            .claim_due_deliveries(now, BATCH, now.plus_millis(self.lease_millis()))
+            .claim_due_deliveries(now, batch, now.plus_millis(lease))
             .await?;
         let count = due.len();
         let slots = Arc::new(Semaphore::new(self.settings.concurrency.max(1)));
