@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
+use futures_util::future::join_all;
 use metrics::{Counter, Gauge, Histogram, counter, gauge, histogram};
 use stampede_domain::idempotency::{Answer, Fingerprint, Remembered};
 use stampede_domain::order::Order;
@@ -228,9 +229,14 @@ async fn commit(shared: &Shared, batch: Vec<Job>) {
     match result {
         Ok(outcomes) if outcomes.len() == batch.len() => {
             shared.bus.notify();
-            for (job, outcome) in batch.into_iter().zip(outcomes) {
-                finish(shared, job, outcome).await;
-            }
+            // All at once: with a remote ledger each settlement is a round
+            // trip, and one after another they held the batch's last winner
+            // (and the next batch) for a round trip per order.
+            let finishing = batch
+                .into_iter()
+                .zip(outcomes)
+                .map(|(job, outcome)| finish(shared, job, outcome));
+            join_all(finishing).await;
         }
         Ok(outcomes) => {
             shared.metrics.failed_batches.increment(1);
@@ -239,22 +245,24 @@ async fn commit(shared: &Shared, batch: Vec<Job>) {
                 outcomes = outcomes.len(),
                 "store answered a group commit with the wrong number of outcomes"
             );
-            for job in batch {
+            join_all(batch.into_iter().map(|job| {
                 let err = AppError::Internal("group commit outcome count mismatch".into());
-                abandon(shared, job, err).await;
-            }
+                abandon(shared, job, err)
+            }))
+            .await;
         }
         Err(err) => {
             shared.metrics.failed_batches.increment(1);
             tracing::error!(orders = batch.len(), error = %err, "group commit failed");
             let err = AppError::from(err);
-            for job in batch {
+            join_all(batch.into_iter().map(|job| {
                 let err = match &err {
                     AppError::Internal(cause) => AppError::Internal(cause.clone()),
                     _ => AppError::Unavailable("the store could not commit the order".into()),
                 };
-                abandon(shared, job, err).await;
-            }
+                abandon(shared, job, err)
+            }))
+            .await;
         }
     }
 }
