@@ -153,8 +153,9 @@ pub async fn a_retried_job_comes_back_after_its_delay_counting_its_deliveries(t:
 
 pub async fn a_job_left_unfinished_comes_back_when_its_lease_runs_out(t: QueueUnderTest) {
     push(&*t.queue, "a").await;
-    let job = take(&*t.queue, 1).await.remove(0);
+    // Before the take: the lease starts when the queue hands the job out.
     let taken = Instant::now();
+    let job = take(&*t.queue, 1).await.remove(0);
     // Its worker died: the job is neither done nor retried.
     std::mem::forget(job);
     let again = take(&*t.queue, 1).await.remove(0);
