@@ -95,7 +95,7 @@ impl JetStreamJobs {
             Ok(None) => self.stream(true).await?,
             Err(err) => return Err(QueueError::Unavailable(err.to_string())),
         };
-        let durable = format!("{}-{}", self.shared.names.namespace, kind);
+        let durable = self.shared.names.durable(kind);
         let config = pull::Config {
             durable_name: Some(durable.clone()),
             filter_subject: self.shared.names.jobs_subject(kind),
@@ -164,11 +164,7 @@ impl JetStreamJobs {
                 let _ = message.ack_with(AckKind::Term).await;
                 continue;
             };
-            let lease = JsLease {
-                message,
-                timeout: PULL_GRACE,
-            };
-            jobs.push(Job::new(id, delivery, Box::new(lease)));
+            jobs.push(Job::new(id, delivery, Box::new(JsLease { message })));
         }
         jobs
     }
@@ -253,14 +249,13 @@ impl JobQueue for JetStreamJobs {
 
 struct JsLease {
     message: jetstream::Message,
-    timeout: Duration,
 }
 
 #[async_trait]
 impl Lease for JsLease {
     async fn done(self: Box<Self>) -> Result<(), QueueError> {
         // Confirmed: once `done` returns, the job is gone.
-        tokio::time::timeout(self.timeout, self.message.double_ack())
+        tokio::time::timeout(PULL_GRACE, self.message.double_ack())
             .await
             .map_err(|_| QueueError::Unavailable("finishing a job: timed out".to_owned()))?
             .map_err(|err| unavailable("finishing a job", err))

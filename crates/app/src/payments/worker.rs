@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures_util::future::try_join_all;
 use metrics::counter;
 use stampede_domain::ids::PaymentId;
 use stampede_domain::payment::{PaymentResult, PaymentStatus};
@@ -33,7 +34,8 @@ use crate::ports::{ChargeError, ChargeRequest, Job, JobQueue, PaymentProvider, S
 
 /// The job kind of a payment to send.
 pub const PAYMENT_JOB: &str = "payment";
-/// Jobs taken at once, and the longest wait for the first.
+/// Jobs taken at once at most (fewer when fewer charge slots are free),
+/// and the longest wait for the first.
 const TAKE: u32 = 64;
 const TAKE_WAIT: Duration = Duration::from_secs(1);
 /// Payments a sweep queues again at most (the next sweep takes the rest).
@@ -75,9 +77,20 @@ impl PaymentWorker {
                 }
                 next_sweep = tokio::time::Instant::now() + self.payments.settings.sweep_interval;
             }
+            // Only as many jobs as there are free slots: a job taken and left
+            // waiting would spend its lease and come back to another worker.
+            let slots = self.payments.bulkhead.max_concurrent();
+            let free = slots.saturating_sub(sending.len()).min(TAKE as usize);
+            if free == 0 {
+                tokio::select! {
+                    () = stop.cancelled() => break,
+                    _ = sending.join_next() => {}
+                }
+                continue;
+            }
             let taken = tokio::select! {
                 () = stop.cancelled() => break,
-                taken = self.jobs.take(PAYMENT_JOB, TAKE, TAKE_WAIT) => taken,
+                taken = self.jobs.take(PAYMENT_JOB, free as u32, TAKE_WAIT) => taken,
             };
             match taken {
                 Ok(jobs) => {
@@ -240,6 +253,7 @@ impl Consumer for PaymentFeeder {
     }
 
     async fn handle(&self, events: &[StoredEvent]) -> Result<(), AppError> {
+        let mut ids = Vec::new();
         for event in events
             .iter()
             .filter(|e| e.event_type == "payment.requested")
@@ -248,13 +262,17 @@ impl Consumer for PaymentFeeder {
                 tracing::error!(event_id = %event.id, "payment.requested without a payment id");
                 continue;
             };
-            // A failure redelivers the batch; jobs already queued are not
-            // queued twice.
-            self.jobs
-                .push(PAYMENT_JOB, &id.to_string(), Duration::ZERO)
-                .await
-                .map_err(|err| AppError::Unavailable(err.to_string()))?;
+            ids.push(id.to_string());
         }
+        // All at once, a round trip for the batch rather than one per job.
+        // A failure redelivers the batch; jobs already queued are not queued
+        // twice.
+        try_join_all(
+            ids.iter()
+                .map(|id| self.jobs.push(PAYMENT_JOB, id, Duration::ZERO)),
+        )
+        .await
+        .map_err(|err| AppError::Unavailable(err.to_string()))?;
         Ok(())
     }
 }
