@@ -1,11 +1,13 @@
 //! Stampede's application layer: the services the HTTP edge calls, the ports
 //! (traits) they use to reach storage, the stock ledger, the event bus, the
-//! payment provider and outbound webhooks, the in-process adapters of embedded
-//! mode, and the background workers.
+//! payment provider and outbound webhooks, and the background workers. The
+//! adapters live in their own crates, the in-process ones of embedded mode in
+//! `stampede-inprocess`.
 //!
 //! - [`ports`]: the traits adapters implement.
-//! - [`ledger`]: the in-memory stock ledger; [`bus`]: the in-process event bus
-//!   over the outbox, and the loop that runs a consumer.
+//! - [`ledger`]: the repair that rebuilds a sale any ledger lost, and the
+//!   reconciler of abandoned reservations; [`bus`]: the loop that runs a
+//!   consumer on any bus.
 //! - [`purchase`]: the purchase path and its group-commit stage.
 //! - [`catalog`], [`orders`], [`accounts`], [`payments`], [`webhooks`]: the
 //!   services; [`detail`]: the fan-out order view; [`live`]: events for SSE.
@@ -19,13 +21,10 @@ pub mod auth;
 pub mod bus;
 pub mod cache;
 pub mod catalog;
-#[cfg(feature = "contract-tests")]
-pub mod contract;
 pub mod detail;
 pub mod error;
 pub mod events;
 pub mod expiry;
-pub mod jobs;
 pub mod ledger;
 pub mod lifecycle;
 pub mod live;

@@ -1,7 +1,7 @@
-//! The `EventBus` contract suite (stampede_app::contract::bus), run against
+//! The `EventBus` contract suite (stampede_contract::bus), run against
 //! the JetStream bus and its outbox relay, on the NATS server of the machine
 //! and a fresh SQLite store per test.
 
 mod common;
 
-stampede_app::bus_contract_tests!(|dir| common::Cluster::start(dir, &[]));
+stampede_contract::bus_contract_tests!(|dir| common::Cluster::start(dir, &[]));

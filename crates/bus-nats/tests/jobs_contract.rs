@@ -1,4 +1,4 @@
-//! The `JobQueue` contract suite (stampede_app::contract::jobs), run against
+//! The `JobQueue` contract suite (stampede_contract::jobs), run against
 //! the JetStream job queue on the NATS server of the machine, in a namespace
 //! of its own whose streams are deleted afterwards.
 
@@ -10,9 +10,9 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use stampede_app::contract::jobs::JobsFixture;
 use stampede_app::ports::{JobQueue, Store};
 use stampede_bus_nats::{JetStreamBus, NatsSettings};
+use stampede_contract::jobs::JobsFixture;
 use stampede_store_sqlite::{SqliteSettings, SqliteStore};
 
 const LEASE: Duration = Duration::from_secs(1);
@@ -62,4 +62,4 @@ async fn fresh() -> Option<OnJetStream> {
     })
 }
 
-stampede_app::jobs_contract_tests!(fresh());
+stampede_contract::jobs_contract_tests!(fresh());

@@ -13,11 +13,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::Cluster;
-use stampede_app::contract::bus::{BusUnderTest, commit, nothing_more, receive};
-use stampede_app::contract::faults::CuttableProxy;
-use stampede_app::contract::scratch_dir;
 use stampede_app::ports::{BusError, EventBus, JobQueue, QueueError, Store};
 use stampede_bus_nats::{JetStreamBus, NatsSettings};
+use stampede_contract::bus::{BusUnderTest, commit, nothing_more, receive};
+use stampede_contract::faults::CuttableProxy;
+use stampede_contract::scratch_dir;
 use stampede_domain::ids::EventId;
 use stampede_store_sqlite::{SqliteSettings, SqliteStore};
 use tokio::time::Instant;
@@ -33,7 +33,7 @@ fn under_test(bus: &Arc<JetStreamBus>, store: &Arc<dyn Store>) -> BusUnderTest {
 }
 
 /// A fresh SQLite store in `scratch`.
-fn sqlite_store(scratch: &stampede_app::contract::TempDir) -> Arc<dyn Store> {
+fn sqlite_store(scratch: &stampede_contract::TempDir) -> Arc<dyn Store> {
     Arc::new(
         SqliteStore::open(
             &scratch.path().join("stampede.db"),

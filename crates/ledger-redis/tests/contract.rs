@@ -1,4 +1,4 @@
-//! The `StockLedger` contract suite (stampede_app::contract::ledger), run
+//! The `StockLedger` contract suite (stampede_contract::ledger), run
 //! against the Redis ledger, each test in a namespace of its own that is
 //! deleted when it ends.
 
@@ -7,4 +7,4 @@
 
 mod common;
 
-stampede_app::ledger_contract_tests!(common::fresh_fixture());
+stampede_contract::ledger_contract_tests!(common::fresh_fixture());

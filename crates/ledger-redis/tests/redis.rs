@@ -11,11 +11,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{Fixture, delete_matching, fixture_with, fresh_fixture, keys_matching};
-use stampede_app::contract::faults::CuttableProxy;
-use stampede_app::contract::ledger::{LedgerFixture, NOW};
 use stampede_app::ports::{
     Attempt, Decision, KeyRecord, LedgerError, SaleSnapshot, Settlement, StockLedger,
 };
+use stampede_contract::faults::CuttableProxy;
+use stampede_contract::ledger::{LedgerFixture, NOW};
 use stampede_domain::catalog::{Product, Sale, SaleRequest};
 use stampede_domain::idempotency::{Answer, Fingerprint, IdempotencyKey};
 use stampede_domain::ids::{OrderId, UserId};

@@ -12,7 +12,6 @@ use serde::Deserialize;
 use stampede_app::AppSettings;
 use stampede_app::auth::PasswordSettings;
 use stampede_app::cache::CacheSettings;
-use stampede_app::ledger::KeyMemorySettings;
 use stampede_app::payments::PaymentSettings;
 use stampede_app::purchase::CommitSettings;
 use stampede_app::webhooks::WebhookSettings;
@@ -23,6 +22,7 @@ use stampede_http::HttpSettings;
 use stampede_http::client_ip::TrustedProxies;
 use stampede_http::limits::{BackendName, RateLimitRule};
 use stampede_http::protect::ProtectSettings;
+use stampede_inprocess::KeyMemorySettings;
 use stampede_outbound::SimulatedSettings;
 use stampede_store_postgres::PgSettings;
 

@@ -17,9 +17,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use stampede_app::auth::JwtKey;
-use stampede_app::bus::OutboxBus;
-use stampede_app::jobs::MemoryJobQueue;
-use stampede_app::ledger::MemoryLedger;
 use stampede_app::ports::{
     Clock, EventBus, JobQueue, Probe, SharedCache, StockLedger, Store, StoreProbe, SystemClock,
 };
@@ -27,6 +24,9 @@ use stampede_app::{Adapters, App};
 use stampede_bus_nats::{JetStreamBus, NatsSettings, OutboxRelay};
 use stampede_flow::limit::shared::RateStore;
 use stampede_http::AppState;
+use stampede_inprocess::MemoryJobQueue;
+use stampede_inprocess::MemoryLedger;
+use stampede_inprocess::OutboxBus;
 use stampede_ledger_redis::{
     RedisCache, RedisLedger, RedisLedgerSettings, RedisRateSettings, RedisRateStore,
 };

@@ -1,4 +1,4 @@
-//! The `Store` contract suite (stampede_app::contract::store), run against a
+//! The `Store` contract suite (stampede_contract::store), run against a
 //! fresh PostgreSQL database per test (dropped when the test ends). Skipped
 //! with a printed reason when PostgreSQL is unreachable, except under
 //! `CI=true`, where that fails.
@@ -8,7 +8,7 @@
 
 use stampede_store_postgres::testing::fresh_store;
 
-stampede_app::store_contract_tests!(match fresh_store().await {
+stampede_contract::store_contract_tests!(match fresh_store().await {
     Some(store) => std::future::ready(store),
     None => return,
 });

@@ -1,4 +1,4 @@
-//! The `Store` contract suite (stampede_app::contract::store), run against a
+//! The `Store` contract suite (stampede_contract::store), run against a
 //! fresh SQLite file per test.
 
 // Test code: a failed expectation is a failed test.
@@ -16,4 +16,4 @@ async fn fresh_store(dir: &Path) -> Arc<dyn Store> {
     Arc::new(store)
 }
 
-stampede_app::store_contract_tests!(|dir| fresh_store(dir));
+stampede_contract::store_contract_tests!(|dir| fresh_store(dir));

@@ -1,7 +1,5 @@
-//! The in-process event bus and the loop that runs a consumer on any bus.
+//! The loop that runs a consumer on any event bus.
 
 mod consumer;
-mod memory;
 
 pub use consumer::{Consumer, run_consumer};
-pub use memory::OutboxBus;

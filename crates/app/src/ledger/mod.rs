@@ -1,12 +1,9 @@
-//! In-process adapters of the stock ledger port (embedded mode), and the
-//! repair that rebuilds a sale any ledger lost from the store.
+//! What the app does around any stock ledger: the repair that rebuilds a sale
+//! a ledger lost from the store, and the reconciler that settles reservations a
+//! dead node left behind.
 
-mod key_memory;
-mod memory;
 mod reconcile;
 mod repair;
 
-pub use key_memory::KeyMemorySettings;
-pub use memory::MemoryLedger;
 pub use reconcile::Reconciler;
 pub use repair::LedgerRepair;

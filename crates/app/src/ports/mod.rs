@@ -2,7 +2,7 @@
 //! store of record, the stock ledger, the event bus, the payment provider,
 //! outbound webhooks and the clock. Each has an in-process adapter and, for
 //! cluster mode, adapters for external engines, and every adapter runs the
-//! same contract suite (`crate::contract`). The shared read cache (L2) is
+//! same contract suite (crate `stampede-contract`). The shared read cache (L2) is
 //! cluster mode's only: embedded mode has just the in-process cache.
 
 pub mod bus;

@@ -10,9 +10,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use stampede_app::contract::bus::BusFixture;
 use stampede_app::ports::{EventBus, Store};
 use stampede_bus_nats::{JetStreamBus, NatsSettings};
+use stampede_contract::bus::BusFixture;
 use stampede_store_sqlite::{SqliteSettings, SqliteStore};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;

@@ -7,8 +7,8 @@
 
 use std::sync::Arc;
 
-use stampede_app::contract::ledger::LedgerFixture;
 use stampede_app::ports::StockLedger;
+use stampede_contract::ledger::LedgerFixture;
 #[allow(unused_imports)] // Each test binary uses a part of it.
 pub use stampede_ledger_redis::testing::{
     delete_matching, fresh_namespace, keys_matching, namespace_pattern, redis_or_skip, redis_url,

@@ -1,12 +1,12 @@
-//! The `JobQueue` contract suite (stampede_app::contract::jobs), run against
+//! The `JobQueue` contract suite (stampede_contract::jobs), run against
 //! the in-process queue of embedded mode.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use stampede_app::contract::jobs::JobsFixture;
-use stampede_app::jobs::MemoryJobQueue;
 use stampede_app::ports::JobQueue;
+use stampede_contract::jobs::JobsFixture;
+use stampede_inprocess::MemoryJobQueue;
 
 const LEASE: Duration = Duration::from_millis(500);
 
@@ -26,4 +26,4 @@ async fn fresh() -> Option<InProcess> {
     Some(InProcess(Arc::new(MemoryJobQueue::new(LEASE))))
 }
 
-stampede_app::jobs_contract_tests!(fresh());
+stampede_contract::jobs_contract_tests!(fresh());

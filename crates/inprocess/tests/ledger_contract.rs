@@ -1,11 +1,11 @@
-//! The `StockLedger` contract suite (stampede_app::contract::ledger), run
+//! The `StockLedger` contract suite (stampede_contract::ledger), run
 //! against the in-memory ledger of embedded mode.
 
 use std::sync::Arc;
 
-use stampede_app::contract::ledger::NOW;
-use stampede_app::ledger::{KeyMemorySettings, MemoryLedger};
 use stampede_app::ports::StockLedger;
+use stampede_contract::ledger::NOW;
+use stampede_inprocess::{KeyMemorySettings, MemoryLedger};
 
 async fn fresh_ledger() -> Option<Arc<dyn StockLedger>> {
     Some(Arc::new(MemoryLedger::new(
@@ -14,4 +14,4 @@ async fn fresh_ledger() -> Option<Arc<dyn StockLedger>> {
     )))
 }
 
-stampede_app::ledger_contract_tests!(fresh_ledger());
+stampede_contract::ledger_contract_tests!(fresh_ledger());

@@ -11,7 +11,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::Notify;
 
-use crate::ports::{BusError, EventBus, OutboxStore, StoreError, StoredEvent, Subscription};
+use stampede_app::ports::{BusError, EventBus, OutboxStore, StoreError, StoredEvent, Subscription};
 
 /// The in-process bus over the outbox.
 pub struct OutboxBus {

@@ -9,7 +9,7 @@
 //!
 //! ```ignore
 //! // crates/bus-nats/tests/jobs_contract.rs
-//! stampede_app::jobs_contract_tests!(fresh_queue());
+//! stampede_contract::jobs_contract_tests!(fresh_queue());
 //! ```
 //!
 //! where `fresh_queue()` is a future of `Option<impl JobsFixture>`: `None`
@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::ports::{Job, JobQueue};
+use stampede_app::ports::{Job, JobQueue};
 
 /// The kind most behaviours use.
 const KIND: &str = "contract";
@@ -227,7 +227,7 @@ macro_rules! jobs_contract_tests {
         $(
             #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $name() {
-                $crate::contract::jobs::run($fresh, $crate::contract::jobs::$name).await;
+                $crate::jobs::run($fresh, $crate::jobs::$name).await;
             }
         )*
     };

@@ -2,14 +2,14 @@
 //! once and run against each adapter (shared/STYLE.md principle 9), so embedded
 //! and cluster mode cannot drift apart (shared/DESIGN.md section 2).
 //!
-//! [`store`] holds the suite of the [`Store`](crate::ports::Store) port, one
+//! [`store`] holds the suite of the [`Store`](stampede_app::ports::Store) port, one
 //! `pub async fn` per behaviour, each given a fresh, empty store. An adapter
 //! runs all of them with [`store_contract_tests!`](crate::store_contract_tests),
 //! which expands to one `#[tokio::test]` per behaviour:
 //!
 //! ```ignore
 //! // crates/store-sqlite/tests/contract.rs
-//! stampede_app::store_contract_tests!(|dir| fresh_store(dir));
+//! stampede_contract::store_contract_tests!(|dir| fresh_store(dir));
 //! ```
 //!
 //! With `|dir|`, each test gets its own scratch directory (`dir: &Path`),
@@ -17,12 +17,12 @@
 //! none is made. The calling crate needs `tokio` with `macros` and
 //! `rt-multi-thread`.
 //!
-//! [`ledger`] holds the suite of the [`StockLedger`](crate::ports::StockLedger)
+//! [`ledger`] holds the suite of the [`StockLedger`](stampede_app::ports::StockLedger)
 //! port, run with [`ledger_contract_tests!`](crate::ledger_contract_tests):
 //!
 //! ```ignore
 //! // crates/ledger-redis/tests/contract.rs
-//! stampede_app::ledger_contract_tests!(fresh_ledger());
+//! stampede_contract::ledger_contract_tests!(fresh_ledger());
 //! ```
 //!
 //! where `fresh_ledger()` is a future of `Option<impl LedgerFixture>`: `None`
@@ -33,6 +33,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub use tempfile::TempDir;
+
+/// The app crate, for the macros' paths.
+#[doc(hidden)]
+pub use stampede_app as app;
 
 /// Runs a behaviour on its own task, then `teardown`, then passes on the
 /// behaviour's failure: a fixture is torn down even when its test fails.
@@ -59,7 +63,7 @@ pub fn scratch_dir() -> TempDir {
 }
 
 /// Expands to one `#[tokio::test]` per behaviour of the
-/// [`Store`](crate::ports::Store) contract ([`contract::store`](crate::contract::store)),
+/// [`Store`](stampede_app::ports::Store) contract ([`store`](crate::store)),
 /// each on a fresh store.
 ///
 /// `store_contract_tests!(|dir| <async expression>)`: the expression produces
@@ -67,7 +71,7 @@ pub fn scratch_dir() -> TempDir {
 /// until the test ends. `store_contract_tests!(<async expression>)`: the same
 /// without a directory.
 ///
-/// A new behaviour in [`contract::store`](crate::contract::store) must also be
+/// A new behaviour in [`store`](crate::store) must also be
 /// added to the list below.
 #[macro_export]
 macro_rules! store_contract_tests {
@@ -139,10 +143,10 @@ macro_rules! store_contract_tests {
             #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $name() {
                 // Lives until the test ends, after the store is dropped.
-                let scratch = $crate::contract::scratch_dir();
+                let scratch = $crate::scratch_dir();
                 let $dir: &::std::path::Path = scratch.path();
-                let store: ::std::sync::Arc<dyn $crate::ports::Store> = $fresh.await;
-                $crate::contract::store::$name(store).await;
+                let store: ::std::sync::Arc<dyn $crate::app::ports::Store> = $fresh.await;
+                $crate::store::$name(store).await;
             }
         )*
     };
@@ -150,8 +154,8 @@ macro_rules! store_contract_tests {
         $(
             #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $name() {
-                let store: ::std::sync::Arc<dyn $crate::ports::Store> = $fresh.await;
-                $crate::contract::store::$name(store).await;
+                let store: ::std::sync::Arc<dyn $crate::app::ports::Store> = $fresh.await;
+                $crate::store::$name(store).await;
             }
         )*
     };
@@ -161,14 +165,14 @@ macro_rules! store_contract_tests {
 }
 
 /// Expands to one `#[tokio::test]` per behaviour of the
-/// [`StockLedger`](crate::ports::StockLedger) contract
-/// ([`contract::ledger`](crate::contract::ledger)), each on a fresh ledger.
+/// [`StockLedger`](stampede_app::ports::StockLedger) contract
+/// ([`ledger`](crate::ledger)), each on a fresh ledger.
 ///
 /// `ledger_contract_tests!(<async expression>)`: the expression produces an
-/// `Option<F>` where `F:` [`LedgerFixture`](crate::contract::ledger::LedgerFixture)
+/// `Option<F>` where `F:` [`LedgerFixture`](crate::ledger::LedgerFixture)
 /// (`Arc<dyn StockLedger>` is one); `None` skips the test.
 ///
-/// A new behaviour in [`contract::ledger`](crate::contract::ledger) must also
+/// A new behaviour in [`ledger`](crate::ledger) must also
 /// be added to the list below.
 #[macro_export]
 macro_rules! ledger_contract_tests {
@@ -176,7 +180,7 @@ macro_rules! ledger_contract_tests {
         $(
             #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $name() {
-                $crate::contract::ledger::run($fresh, $crate::contract::ledger::$name).await;
+                $crate::ledger::run($fresh, $crate::ledger::$name).await;
             }
         )*
     };

@@ -10,7 +10,7 @@
 //!
 //! ```ignore
 //! // crates/bus-nats/tests/contract.rs
-//! stampede_app::bus_contract_tests!(|dir| fresh_bus(dir));
+//! stampede_contract::bus_contract_tests!(|dir| fresh_bus(dir));
 //! ```
 //!
 //! where `fresh_bus(dir)` is a future of `Option<impl BusFixture>`: `None`
@@ -26,7 +26,7 @@ use stampede_domain::ids::{EventId, ProductId};
 use stampede_domain::time::Timestamp;
 use tokio::time::Instant;
 
-use crate::ports::{EventBus, Store, StoredEvent, Subscription};
+use stampede_app::ports::{EventBus, Store, StoredEvent, Subscription};
 
 /// The fixed creation time of the products written to make events.
 const NOW: Timestamp = Timestamp::from_millis(1_800_000_000_000);
@@ -280,16 +280,16 @@ pub async fn each_durable_consumer_receives_every_event(t: BusUnderTest) {
 }
 
 /// Expands to one `#[tokio::test]` per behaviour of the
-/// [`EventBus`](crate::ports::EventBus) contract
-/// ([`contract::bus`](crate::contract::bus)), each on a fresh fixture.
+/// [`EventBus`](stampede_app::ports::EventBus) contract
+/// ([`bus`](crate::bus)), each on a fresh fixture.
 ///
 /// `bus_contract_tests!(|dir| <async expression>)`: the expression produces
-/// an `Option<F>` where `F:` [`BusFixture`](crate::contract::bus::BusFixture)
+/// an `Option<F>` where `F:` [`BusFixture`](crate::bus::BusFixture)
 /// (`None` skips the test) and may use `dir: &Path`, a scratch directory that
 /// lives until the test ends. `bus_contract_tests!(<async expression>)`: the
 /// same without a directory.
 ///
-/// A new behaviour in [`contract::bus`](crate::contract::bus) must also be
+/// A new behaviour in [`bus`](crate::bus) must also be
 /// added to the list below.
 #[macro_export]
 macro_rules! bus_contract_tests {
@@ -313,9 +313,9 @@ macro_rules! bus_contract_tests {
             #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $name() {
                 // Lives until the test ends, after the fixture is torn down.
-                let scratch = $crate::contract::scratch_dir();
+                let scratch = $crate::scratch_dir();
                 let $dir: &::std::path::Path = scratch.path();
-                $crate::contract::bus::run($fresh, $crate::contract::bus::$name).await;
+                $crate::bus::run($fresh, $crate::bus::$name).await;
             }
         )*
     };
@@ -323,7 +323,7 @@ macro_rules! bus_contract_tests {
         $(
             #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $name() {
-                $crate::contract::bus::run($fresh, $crate::contract::bus::$name).await;
+                $crate::bus::run($fresh, $crate::bus::$name).await;
             }
         )*
     };

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::ports::{Job, JobQueue, Lease, QueueError};
+use stampede_app::ports::{Job, JobQueue, Lease, QueueError};
 
 /// Jobs of every kind, in this process.
 pub struct MemoryJobQueue {

@@ -18,9 +18,9 @@ use stampede_domain::stock::{Refusal, SaleTerms, StockBook};
 use stampede_domain::time::Timestamp;
 use tokio::sync::oneshot;
 
-use super::key_memory::{KeyMemory, KeyMemorySettings, Lookup, ScopedKey};
-use crate::ports::ledger::{Attempt, Decision, LedgerError, Settlement, StockLedger};
-use crate::ports::store::{KeyRecord, SaleSnapshot};
+use crate::key_memory::{KeyMemory, KeyMemorySettings, Lookup, ScopedKey};
+use stampede_app::ports::ledger::{Attempt, Decision, LedgerError, Settlement, StockLedger};
+use stampede_app::ports::store::{KeyRecord, SaleSnapshot};
 
 struct SaleEntry {
     terms: SaleTerms,

@@ -1,4 +1,4 @@
-//! The `EventBus` contract suite (stampede_app::contract::bus), run against
+//! The `EventBus` contract suite (stampede_contract::bus), run against
 //! the in-process bus of embedded mode over a fresh SQLite file per test.
 
 // Test code: a failed expectation is a failed test.
@@ -7,9 +7,9 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use stampede_app::bus::OutboxBus;
-use stampede_app::contract::bus::BusFixture;
 use stampede_app::ports::{EventBus, Store};
+use stampede_contract::bus::BusFixture;
+use stampede_inprocess::OutboxBus;
 use stampede_store_sqlite::{SqliteSettings, SqliteStore};
 
 struct Embedded {
@@ -40,4 +40,4 @@ async fn fresh_bus(dir: &Path) -> Option<Embedded> {
     Some(Embedded { store, bus })
 }
 
-stampede_app::bus_contract_tests!(|dir| fresh_bus(dir));
+stampede_contract::bus_contract_tests!(|dir| fresh_bus(dir));

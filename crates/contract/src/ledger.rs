@@ -16,7 +16,7 @@ use stampede_domain::stock::Refusal;
 use stampede_domain::time::Timestamp;
 use tokio::sync::Barrier;
 
-use crate::ports::{
+use stampede_app::ports::{
     Attempt, Decision, KeyRecord, LedgerError, SaleSnapshot, Settlement, StockLedger,
 };
 
