@@ -23,14 +23,17 @@
 //! policy above and per-cache metrics: `stampede_cache_requests_total` by
 //! `layer` (`l1`, `l2`) and `result` (`hit`, `miss`, and `error` for L2),
 //! and `stampede_cache_loads_total` (L1 misses, whatever answered them),
-//! from which the hit ratios follow. Live stock never comes from here:
+//! from which the hit ratios follow. Each cache also keeps its own L1 hits
+//! and loads ([`ReadCache::stats`]): the exported counters are the process's,
+//! shared by every node a process runs (tests run many). Live stock never
+//! comes from here:
 //! `remaining` is always the ledger's.
 
 use std::fmt::Display;
 use std::future::Future;
 use std::hash::Hash;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use metrics::{Counter, counter};
@@ -97,6 +100,40 @@ pub struct L2Codec<V> {
 /// What an absence is stored as in L2.
 const ABSENT: &str = "null";
 
+/// A counter exported to `/metrics` that this cache keeps a copy of, so a
+/// node reads its own figure rather than the process's.
+struct Tally {
+    exported: Counter,
+    own: AtomicU64,
+}
+
+impl Tally {
+    fn new(exported: Counter) -> Self {
+        Self {
+            exported,
+            own: AtomicU64::new(0),
+        }
+    }
+
+    fn increment(&self) {
+        self.exported.increment(1);
+        self.own.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn get(&self) -> u64 {
+        self.own.load(Ordering::Relaxed)
+    }
+}
+
+/// What one cache has answered since it was made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheStats {
+    /// Reads answered from L1.
+    pub hits: u64,
+    /// L1 misses: loads from L2 or the store (one per key at a time).
+    pub loads: u64,
+}
+
 /// The shared layer of one cache.
 struct L2<V> {
     store: Arc<dyn SharedCache>,
@@ -113,9 +150,9 @@ pub struct ReadCache<K, V> {
     entries: moka::future::Cache<K, Option<V>>,
     lifetimes: Jittered,
     l2: Option<L2<V>>,
-    hits: Counter,
+    hits: Tally,
     misses: Counter,
-    loads: Counter,
+    loads: Tally,
 }
 
 impl<K, V> ReadCache<K, V>
@@ -158,9 +195,9 @@ where
                 misses: result("l2", "miss"),
                 errors: result("l2", "error"),
             }),
-            hits: result("l1", "hit"),
+            hits: Tally::new(result("l1", "hit")),
             misses: result("l1", "miss"),
-            loads: counter!("stampede_cache_loads_total", "cache" => name),
+            loads: Tally::new(counter!("stampede_cache_loads_total", "cache" => name)),
         }
     }
 
@@ -228,7 +265,7 @@ where
             .entries
             .try_get_with(key.clone(), async {
                 loaded_here.store(true, Ordering::Relaxed);
-                self.loads.increment(1);
+                self.loads.increment();
                 let Some(l2) = &self.l2 else {
                     return load().await;
                 };
@@ -244,9 +281,17 @@ where
         if loaded_here.load(Ordering::Relaxed) {
             self.misses.increment(1);
         } else {
-            self.hits.increment(1);
+            self.hits.increment();
         }
         result
+    }
+
+    /// This cache's own L1 hits and loads.
+    pub fn stats(&self) -> CacheStats {
+        CacheStats {
+            hits: self.hits.get(),
+            loads: self.loads.get(),
+        }
     }
 
     /// Forgets `key` here and in L2 (after a write, so the next read sees

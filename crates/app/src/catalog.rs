@@ -20,7 +20,7 @@ use stampede_domain::order::OrderStatus;
 use stampede_domain::quantity::Quantity;
 use stampede_domain::time::Timestamp;
 
-use crate::cache::{CacheSettings, L2Codec, ReadCache};
+use crate::cache::{CacheSettings, CacheStats, L2Codec, ReadCache};
 use crate::error::AppError;
 use crate::paging;
 use crate::ports::{CatalogStore, Clock, OrderStore, SharedCache, StockLedger};
@@ -122,6 +122,13 @@ pub struct NewProduct {
     pub currency: String,
 }
 
+/// What the catalog's read caches answered on one node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CatalogCacheStats {
+    pub products: CacheStats,
+    pub sales: CacheStats,
+}
+
 pub struct CatalogService {
     store: Arc<dyn CatalogStore>,
     products: ReadCache<ProductId, Product>,
@@ -148,6 +155,15 @@ impl CatalogService {
             ledger,
             sales,
             clock,
+        }
+    }
+
+    /// This node's product and sale cache figures (`/metrics` has the
+    /// process's).
+    pub fn cache_stats(&self) -> CatalogCacheStats {
+        CatalogCacheStats {
+            products: self.products.stats(),
+            sales: self.sales.others.stats(),
         }
     }
 

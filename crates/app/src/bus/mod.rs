@@ -1,5 +1,0 @@
-//! The loop that runs a consumer on any event bus.
-
-mod consumer;
-
-pub use consumer::{Consumer, run_consumer};
