@@ -5,26 +5,22 @@
 //! `stampede-inprocess`.
 //!
 //! - [`ports`]: the traits adapters implement.
-//! - [`ledger`]: the repair that rebuilds a sale any ledger lost, and the
-//!   reconciler of abandoned reservations; [`bus`]: the loop that runs a
-//!   consumer on any bus.
+//! - [`ledger`]: the repair that rebuilds a sale any ledger lost.
+//! - [`workers`]: every background loop, run by one driver.
 //! - [`purchase`]: the purchase path and its group-commit stage.
 //! - [`catalog`], [`orders`], [`accounts`], [`payments`], [`webhooks`]: the
 //!   services; [`detail`]: the fan-out order view; [`live`]: events for SSE.
-//! - [`expiry`]: the payment-window sweep.
 //! - [`auth`]: tokens, password hashes, webhook signatures.
 //! - [`events`]: what the outbox records for each state change.
 //! - [`App`]: all of it wired over one set of adapters.
 
 pub mod accounts;
 pub mod auth;
-pub mod bus;
 pub mod cache;
 pub mod catalog;
 pub mod detail;
 pub mod error;
 pub mod events;
-pub mod expiry;
 pub mod ledger;
 pub mod lifecycle;
 pub mod live;
@@ -34,6 +30,7 @@ pub mod payments;
 pub mod ports;
 pub mod purchase;
 pub mod webhooks;
+pub mod workers;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -42,23 +39,23 @@ pub use error::AppError;
 
 use accounts::AccountService;
 use auth::{JwtKey, PasswordHasher, PasswordSettings};
-use bus::run_consumer;
 use catalog::{CatalogService, SaleDirectory};
 use detail::DetailService;
-use expiry::ExpirySweeper;
-use ledger::{LedgerRepair, Reconciler};
+use ledger::LedgerRepair;
 use lifecycle::Lifecycle;
 use live::LiveEvents;
 use orders::OrderService;
-use payments::{PaymentFeeder, PaymentService, PaymentSettings, PaymentWorker};
+use payments::{PaymentService, PaymentSettings};
 use ports::{
     Clock, EventBus, JobQueue, PaymentProvider, Probe, StockLedger, Store, StoreProbe,
     WebhookSender,
 };
 use purchase::{CommitSettings, PurchaseService};
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
-use webhooks::{DeliveryWorker, WebhookFanout, WebhookService, WebhookSettings};
+use webhooks::{WebhookFanout, WebhookService, WebhookSettings};
+use workers::{
+    Background, ConsumerWorker, DeliveryWorker, ExpirySweeper, LiveFeed, PaymentFeeder,
+    PaymentWorker, Reconciler,
+};
 
 /// Settings of the services, validated by the caller.
 #[derive(Debug, Clone)]
@@ -148,14 +145,17 @@ pub struct App {
     pub clock: Arc<dyn Clock>,
     store: Arc<dyn Store>,
     probes: Vec<Arc<dyn Probe>>,
-    workers: TaskTracker,
-    stop_workers: CancellationToken,
+    background: Arc<Background>,
 }
 
 impl App {
     /// Rebuilds the ledger from the store, starts the commit workers and,
     /// unless disabled, the background workers.
-    pub async fn start(adapters: Adapters, settings: AppSettings) -> Result<Self, AppError> {
+    pub async fn start(
+        adapters: Adapters,
+        settings: AppSettings,
+        background: Arc<Background>,
+    ) -> Result<Self, AppError> {
         let Adapters {
             store,
             ledger,
@@ -231,6 +231,7 @@ impl App {
                     ledger,
                     clock.clone(),
                     settings.key_retention_ms,
+                    background.spawner(),
                 )),
                 store.clone(),
                 bus.clone(),
@@ -263,28 +264,25 @@ impl App {
             clock,
             store,
             probes,
-            workers: TaskTracker::new(),
-            stop_workers: CancellationToken::new(),
+            background,
         };
         if settings.run_live {
-            let stop = app.stop_workers.clone();
-            app.workers.spawn(app.live.clone().run(bus.clone(), stop));
+            app.background
+                .run(LiveFeed::new(app.live.clone(), bus.clone()));
         }
         if settings.run_workers {
-            let reconciler = Reconciler::new(
+            app.background.run(Reconciler::new(
                 app.store.clone(),
                 ledger_for_workers,
                 app.clock.clone(),
                 settings.reservation_timeout,
-            );
-            let stop = app.stop_workers.clone();
-            app.workers.spawn(Arc::new(reconciler).run(stop));
-            app.spawn_workers(bus, jobs, provider, sender, settings.webhooks);
+            ));
+            app.start_workers(bus, jobs, provider, sender, settings.webhooks);
         }
         Ok(app)
     }
 
-    fn spawn_workers(
+    fn start_workers(
         &self,
         bus: Arc<dyn EventBus>,
         jobs: Arc<dyn JobQueue>,
@@ -292,21 +290,18 @@ impl App {
         sender: Arc<dyn WebhookSender>,
         webhook_settings: WebhookSettings,
     ) {
-        let stop = &self.stop_workers;
+        let background = &self.background;
         let feeder = Arc::new(PaymentFeeder::new(jobs.clone()));
-        self.workers
-            .spawn(run_consumer(bus.clone(), feeder, stop.clone()));
-        let payment_worker = Arc::new(PaymentWorker::new(self.payments.clone(), provider, jobs));
-        self.workers.spawn(payment_worker.run(stop.clone()));
+        background.run(ConsumerWorker::new(bus.clone(), feeder));
+        background.run(PaymentWorker::new(self.payments.clone(), provider, jobs));
         let fanout = Arc::new(WebhookFanout::new(self.webhooks.clone()));
-        self.workers.spawn(run_consumer(bus, fanout, stop.clone()));
-        let delivery = Arc::new(DeliveryWorker::new(
+        background.run(ConsumerWorker::new(bus, fanout));
+        background.run(Arc::new(DeliveryWorker::new(
             self.webhooks.clone(),
             sender,
             webhook_settings,
-        ));
-        self.workers.spawn(delivery.run(stop.clone()));
-        self.workers.spawn(self.expiry.clone().run(stop.clone()));
+        )));
+        background.run(self.expiry.clone());
     }
 
     /// Checks every dependency at once, each within `budget`, and records
@@ -328,14 +323,10 @@ impl App {
         futures_util::future::join_all(checks).await
     }
 
-    /// Runs `task` beside the background workers: it gets the token that
-    /// shutdown cancels, and shutdown waits for it (an adapter's own worker,
-    /// e.g. the outbox relay).
-    pub fn spawn_worker<F>(&self, task: impl FnOnce(CancellationToken) -> F)
-    where
-        F: std::future::Future<Output = ()> + Send + 'static,
-    {
-        self.workers.spawn(task(self.stop_workers.clone()));
+    /// The driver of this node's background work, for adapters' own
+    /// workers (the outbox relay) and for operators' reports.
+    pub fn background(&self) -> &Arc<Background> {
+        &self.background
     }
 
     /// The store of record, for operations and tests.
@@ -355,12 +346,7 @@ impl App {
     pub async fn shutdown(&self) {
         self.lifecycle.start_draining();
         self.purchases.shutdown().await;
-        self.stop_workers.cancel();
-        self.workers.close();
-        if tokio::time::timeout(Duration::from_secs(10), self.workers.wait())
-            .await
-            .is_err()
-        {
+        if !self.background.stop(Duration::from_secs(10)).await {
             tracing::warn!("background workers did not stop within 10 s");
         }
         self.store.close().await;

@@ -1,14 +1,12 @@
 //! Live events for server-sent event streams: one tail of the bus, fanned out
 //! in memory to every open stream. Not durable: a stream starts from the
-//! order's history in the store and continues here.
+//! order's history in the store and continues here. The worker
+//! [`LiveFeed`](crate::workers::LiveFeed) feeds it.
 
 use std::sync::Arc;
-use std::time::Duration;
 
+use crate::ports::StoredEvent;
 use tokio::sync::broadcast;
-use tokio_util::sync::CancellationToken;
-
-use crate::ports::{EventBus, StoredEvent};
 
 /// Events buffered for slow streams; a stream that falls further behind
 /// catches up from the store.
@@ -35,46 +33,14 @@ impl LiveEvents {
         self.sender.subscribe()
     }
 
-    /// Feeds the broadcast from the bus until `stop`.
-    pub async fn run(self: Arc<Self>, bus: Arc<dyn EventBus>, stop: CancellationToken) {
-        let mut tail = loop {
-            match bus.tail().await {
-                Ok(tail) => break tail,
-                Err(err) => {
-                    tracing::warn!(error = %err, "live events: cannot tail the bus; retrying");
-                    tokio::select! {
-                        () = stop.cancelled() => return,
-                        () = tokio::time::sleep(Duration::from_secs(1)) => {}
-                    }
-                }
-            }
-        };
-        while !stop.is_cancelled() {
-            let batch = tokio::select! {
-                () = stop.cancelled() => break,
-                batch = tail.next(512, Duration::from_secs(1)) => batch,
-            };
-            match batch {
-                Ok(events) => {
-                    if let Some(last) = events.last() {
-                        let _ = tail.ack(last.seq).await;
-                    }
-                    // Nobody listening: skip the work, keep the position.
-                    if self.sender.receiver_count() == 0 {
-                        continue;
-                    }
-                    for event in events {
-                        let _ = self.sender.send(Arc::new(event));
-                    }
-                }
-                Err(err) => {
-                    tracing::warn!(error = %err, "live events: reading the bus failed");
-                    tokio::select! {
-                        () = stop.cancelled() => break,
-                        () = tokio::time::sleep(Duration::from_secs(1)) => {}
-                    }
-                }
-            }
+    /// Passes events on to every open stream; skips the work when none is
+    /// open.
+    pub(crate) fn publish(&self, events: Vec<StoredEvent>) {
+        if self.sender.receiver_count() == 0 {
+            return;
+        }
+        for event in events {
+            let _ = self.sender.send(Arc::new(event));
         }
     }
 }

@@ -24,7 +24,7 @@ pub(crate) struct Shared {
     pub names: Names,
     pub store: Arc<dyn OutboxStore>,
     /// Wakes this node's relay (`notify`, or a wake-up from another node).
-    pub wake: Notify,
+    pub wake: Arc<Notify>,
     /// Wakes the task that tells the other nodes' relays.
     pub poke: Notify,
     /// Consumers subscribed through this bus: their stored positions count
@@ -165,7 +165,7 @@ impl JetStreamBus {
             names,
             settings,
             store,
-            wake: Notify::new(),
+            wake: Arc::new(Notify::new()),
             poke: Notify::new(),
             subscribed: Mutex::new(BTreeSet::new()),
             check_stream: AtomicBool::new(false),

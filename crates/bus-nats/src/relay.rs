@@ -3,14 +3,18 @@
 //! acknowledged. See the crate documentation for how it recovers a lost
 //! stream.
 
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use async_nats::jetstream::message::PublishMessage;
+use async_trait::async_trait;
 use futures_util::StreamExt;
 use metrics::{Counter, Gauge, counter, gauge};
 use stampede_app::ports::{BusError, StoredEvent};
+use stampede_app::workers::{Next, StepError, Worker, doubling};
+use tokio::sync::futures::OwnedNotified;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -28,7 +32,7 @@ pub(crate) const STREAM_SETTLE: Duration = Duration::from_secs(1);
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
-/// What one [`OutboxRelay::step`] did.
+/// What one [`OutboxRelay::publish_next`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RelayStep {
     /// Published this many events, all acknowledged by JetStream (0 when the
@@ -56,6 +60,12 @@ pub struct OutboxRelay {
     recheck: bool,
     published: Counter,
     lag: Gauge,
+    /// Wake-ups from other nodes' commits (`None` before the first step,
+    /// or while NATS will not deliver them: then the relay polls).
+    remote: Option<async_nats::Subscriber>,
+    /// This node's wake-up, registered before each step so a commit during
+    /// the step is not missed.
+    woken: Option<Pin<Box<OwnedNotified>>>,
 }
 
 impl OutboxRelay {
@@ -70,60 +80,14 @@ impl OutboxRelay {
             last_stream_seq: 0,
             checked_at: None,
             recheck: false,
+            remote: None,
+            woken: None,
         }
-    }
-
-    /// Publishes until `stop`, finishing the batch in hand. Wakes on
-    /// `EventBus::notify` (of any node) or every `poll`; backs off on
-    /// errors, which it logs and outlives.
-    pub async fn run(mut self, stop: CancellationToken) {
-        let shared = self.shared.clone();
-        let mut remote = match shared
-            .js
-            .client()
-            .subscribe(shared.names.wake_subject())
-            .await
-        {
-            Ok(subscriber) => Some(subscriber),
-            Err(err) => {
-                tracing::warn!(error = %err, "relay: no wake-ups from other nodes; polling");
-                None
-            }
-        };
-        let mut backoff = MIN_BACKOFF;
-        tracing::debug!(stream = %shared.names.stream(), "outbox relay running");
-        while !stop.is_cancelled() {
-            // Registered before looking, so a commit meanwhile is not missed.
-            let woken = shared.wake.notified();
-            tokio::pin!(woken);
-            woken.as_mut().enable();
-            match self.step().await {
-                Ok(RelayStep::Published(_)) => backoff = MIN_BACKOFF,
-                Ok(RelayStep::Idle) => {
-                    backoff = MIN_BACKOFF;
-                    tokio::select! {
-                        () = stop.cancelled() => break,
-                        () = &mut woken => {}
-                        () = next_wakeup(&mut remote) => {}
-                        () = tokio::time::sleep(shared.settings.poll) => {}
-                    }
-                }
-                Err(err) => {
-                    tracing::warn!(error = %err, "relay: publishing failed; retrying");
-                    tokio::select! {
-                        () = stop.cancelled() => break,
-                        () = tokio::time::sleep(backoff) => {}
-                    }
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
-                }
-            }
-        }
-        tracing::debug!("outbox relay stopped");
     }
 
     /// One pass: check the stream (rewinding if it is new), then publish the
     /// next events of the outbox and wait for JetStream to acknowledge them.
-    pub async fn step(&mut self) -> Result<RelayStep, BusError> {
+    pub async fn publish_next(&mut self) -> Result<RelayStep, BusError> {
         let position = self.check_stream().await?;
         let shared = self.shared.clone();
         let (settings, store) = (&shared.settings, &shared.store);
@@ -269,6 +233,59 @@ impl OutboxRelay {
 }
 
 /// The next wake-up from another node; never, without a subscription.
+/// Publishes the outbox until shutdown, finishing the batch in hand. Wakes
+/// on `EventBus::notify` (of any node) or every `poll`; backs off on errors,
+/// which it outlives.
+#[async_trait]
+impl Worker for OutboxRelay {
+    fn name(&self) -> String {
+        "outbox-relay".into()
+    }
+
+    async fn step(&mut self, _stop: &CancellationToken) -> Result<Next, StepError> {
+        let shared = self.shared.clone();
+        if self.remote.is_none() {
+            match shared
+                .js
+                .client()
+                .subscribe(shared.names.wake_subject())
+                .await
+            {
+                Ok(subscriber) => self.remote = Some(subscriber),
+                Err(err) => {
+                    tracing::warn!(error = %err, "relay: no wake-ups from other nodes; polling");
+                }
+            }
+        }
+        let mut woken = Box::pin(shared.wake.clone().notified_owned());
+        woken.as_mut().enable();
+        self.woken = Some(woken);
+        Ok(match self.publish_next().await? {
+            RelayStep::Published(_) => Next::Busy,
+            RelayStep::Idle => Next::Idle,
+        })
+    }
+
+    async fn wait_for_work(&mut self) {
+        let poll = self.shared.settings.poll;
+        let woken = async {
+            match &mut self.woken {
+                Some(woken) => woken.as_mut().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = woken => {}
+            () = next_wakeup(&mut self.remote) => {}
+            () = tokio::time::sleep(poll) => {}
+        }
+    }
+
+    fn backoff(&self, failures: u32) -> Duration {
+        doubling(MIN_BACKOFF, failures, MAX_BACKOFF)
+    }
+}
+
 async fn next_wakeup(remote: &mut Option<async_nats::Subscriber>) {
     match remote {
         Some(subscriber) => {

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use common::Cluster;
 use stampede_app::ports::{BusError, EventBus, JobQueue, QueueError, Store};
+use stampede_app::workers::Background;
 use stampede_bus_nats::{JetStreamBus, NatsSettings};
 use stampede_contract::bus::{BusUnderTest, commit, nothing_more, receive};
 use stampede_contract::faults::CuttableProxy;
@@ -21,7 +22,6 @@ use stampede_contract::scratch_dir;
 use stampede_domain::ids::EventId;
 use stampede_store_sqlite::{SqliteSettings, SqliteStore};
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
 const PATIENCE: Duration = Duration::from_secs(30);
 
@@ -208,8 +208,8 @@ async fn two_relays_on_one_outbox_put_each_event_in_the_stream_once() {
             let other = JetStreamBus::connect(settings.clone(), store.clone())
                 .await
                 .unwrap();
-            let stop = CancellationToken::new();
-            let relay = tokio::spawn(other.relay().run(stop.clone()));
+            let background = Background::new();
+            background.run(other.relay());
 
             let t = under_test(&bus, &store);
             let committed = commit(&t, 300).await;
@@ -221,8 +221,7 @@ async fn two_relays_on_one_outbox_put_each_event_in_the_stream_once() {
                 assert!(Instant::now() < deadline, "the relays never caught up");
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
-            stop.cancel();
-            relay.await.unwrap();
+            assert!(background.stop(Duration::from_secs(30)).await);
 
             let mut stream = jetstream()
                 .await

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Deserializer, Serialize};
 use stampede_app::accounts::Session;
 use stampede_app::catalog::{SaleStats, SaleView};
+use stampede_app::workers::WorkerReport;
 use stampede_domain::account::User;
 use stampede_domain::catalog::{Product, SaleStatus};
 use stampede_domain::order::{Order, OrderStatus};
@@ -601,4 +602,40 @@ impl From<&stampede_domain::webhook::Delivery> for DeliveryBody {
 pub struct ConfirmationBody {
     /// `paid`, `refund_required`, `not_paid` or `already_settled`.
     pub outcome: &'static str,
+}
+
+/// One background worker of the node that answered.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WorkerBody {
+    pub name: String,
+    /// `busy`, `idle`, `backing_off` (after a failed step) or `stopped`.
+    pub state: &'static str,
+    /// Steps finished, successful or not.
+    pub steps: u64,
+    pub failures: u64,
+    /// When the last step finished (RFC 3339); absent before the first.
+    pub last_run_at: Option<String>,
+    /// The last failure with its causes, kept after later successes.
+    pub last_error: Option<String>,
+    pub last_error_at: Option<String>,
+}
+
+impl From<&WorkerReport> for WorkerBody {
+    fn from(report: &WorkerReport) -> Self {
+        Self {
+            name: report.name.clone(),
+            state: report.state.as_str(),
+            steps: report.steps,
+            failures: report.failures,
+            last_run_at: report.last_run_at.map(|at| at.to_rfc3339()),
+            last_error: report.last_error.clone(),
+            last_error_at: report.last_error_at.map(|at| at.to_rfc3339()),
+        }
+    }
+}
+
+/// The node's background workers, in the order they started.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WorkersBody {
+    pub workers: Vec<WorkerBody>,
 }

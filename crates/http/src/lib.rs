@@ -80,6 +80,7 @@ pub fn router(state: AppState, settings: &HttpSettings) -> Router {
         .route("/readyz", get(ops::readyz))
         .route("/startupz", get(ops::startupz))
         .route("/metrics", get(ops::metrics))
+        .route("/api/v1/admin/workers", get(ops::workers))
         .fallback(|| async { ApiError::not_found() })
         .layer(DefaultBodyLimit::max(settings.max_body_bytes))
         .layer(RequestBodyLimitLayer::new(settings.max_body_bytes))

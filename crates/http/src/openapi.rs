@@ -24,7 +24,7 @@ use crate::routes::{accounts, catalog, ops, orders, payments, purchase, webhooks
         orders::detail, orders::events, payments::pay, payments::webhook,
         webhooks::create, webhooks::list, webhooks::get, webhooks::delete, webhooks::deliveries,
         accounts::register, accounts::login,
-        ops::livez, ops::readyz, ops::startupz, ops::metrics, ops::openapi_json,
+        ops::livez, ops::readyz, ops::startupz, ops::metrics, ops::openapi_json, ops::workers,
     ),
     components(schemas(Problem, dto::ProductBody, dto::SaleBody, dto::OrderBody)),
     modifiers(&Security, &Problems),
@@ -85,6 +85,7 @@ const PROBLEMS: &[OperationProblems] = &[
     ("get", "/api/v1/webhooks/{id}/deliveries", &[(400, "bad-request"), (401, "unauthorized"), (403, "forbidden"), (404, "not-found"), (422, "validation"), (500, "internal"), (503, "unavailable")]),
     ("post", "/api/v1/users", &[(400, "bad-request"), (409, "conflict"), (413, "payload-too-large"), (415, "unsupported-media-type"), (422, "validation"), (500, "internal"), (503, "overloaded, unavailable")]),
     ("post", "/api/v1/sessions", &[(400, "bad-request"), (401, "unauthorized"), (413, "payload-too-large"), (415, "unsupported-media-type"), (422, "validation"), (500, "internal"), (503, "overloaded, unavailable")]),
+    ("get", "/api/v1/admin/workers", &[(401, "unauthorized"), (403, "forbidden"), (500, "internal"), (503, "unavailable")]),
     ("get", "/readyz", &[(503, "unavailable")]),
     ("get", "/startupz", &[(503, "unavailable")]),
 ];

@@ -3,7 +3,7 @@
 //! and is otherwise accepted — once per payment id, like a provider's
 //! idempotency key — and answered `confirm_delay` later on Stampede's payment
 //! webhook, signed, approved or (with `decline_rate`) declined. Webhook calls
-//! that fail are retried a few times, as providers do.
+//! that fail are retried a few times, as providers do (`flow::retry`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -13,7 +13,9 @@ use async_trait::async_trait;
 use serde_json::json;
 use stampede_app::auth::signature;
 use stampede_app::ports::{ChargeError, ChargeRequest, Clock, PaymentProvider};
+use stampede_app::workers::TaskSpawner;
 use stampede_domain::ids::PaymentId;
+use stampede_flow::retry::{Retry, RetryPolicy, retry};
 
 /// The knobs of the simulation.
 #[derive(Debug, Clone)]
@@ -55,11 +57,18 @@ pub struct SimulatedProvider {
     /// the same reference and starts no second confirmation.
     taken: Arc<Mutex<HashMap<PaymentId, String>>>,
     rng: Mutex<fastrand::Rng>,
+    /// Confirmations run as tracked tasks.
+    tasks: TaskSpawner,
 }
 
 impl SimulatedProvider {
-    pub fn new(settings: SimulatedSettings, clock: Arc<dyn Clock>) -> reqwest::Result<Self> {
+    pub fn new(
+        settings: SimulatedSettings,
+        clock: Arc<dyn Clock>,
+        tasks: TaskSpawner,
+    ) -> reqwest::Result<Self> {
         Ok(Self {
+            tasks,
             client: crate::client("stampede-simulated-provider")?,
             settings,
             clock,
@@ -87,61 +96,86 @@ impl SimulatedProvider {
     }
 
     /// Calls the webhook with the answer, retrying a failed call up to five
-    /// times; forgets the charge once answered.
+    /// times (full jitter, as providers do); forgets the charge once answered.
+    /// A tracked task: shutdown ends it (a real provider would call again).
     fn confirm_later(&self, payment_id: PaymentId, provider_ref: String, approved: bool) {
         let client = self.client.clone();
         let settings = self.settings.clone();
         let clock = self.clock.clone();
         let taken = self.taken.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(settings.confirm_delay).await;
-            let body = if approved {
-                json!({"payment_id": payment_id.to_string(), "status": "approved", "provider_ref": provider_ref})
-            } else {
-                json!({"payment_id": payment_id.to_string(), "status": "declined", "provider_ref": provider_ref,
-                       "reason": "card declined (simulated)"})
+        let body = if approved {
+            json!({"payment_id": payment_id.to_string(), "status": "approved", "provider_ref": provider_ref})
+        } else {
+            json!({"payment_id": payment_id.to_string(), "status": "declined", "provider_ref": provider_ref,
+                   "reason": "card declined (simulated)"})
+        };
+        let body = body.to_string().into_bytes();
+        let call = move || {
+            let signed = signature::sign(&settings.webhook_secret, &body, clock.now());
+            client
+                .post(&settings.webhook_url)
+                .header("content-type", "application/json")
+                .header(signature::HEADER, signed)
+                .timeout(Duration::from_secs(5))
+                .body(body.clone())
+                .send()
+        };
+        let confirm_delay = self.settings.confirm_delay;
+        self.tasks.spawn(move |stop| async move {
+            let answered = async {
+                tokio::time::sleep(confirm_delay).await;
+                retry(CONFIRM_RETRY, None, classify, |_| async {
+                    match call().await {
+                        Ok(response) if response.status().is_success() => Ok(()),
+                        Ok(response) => Err(WebhookFailure::Status(response.status())),
+                        Err(err) => Err(WebhookFailure::Unreachable(err)),
+                    }
+                })
+                .await
             };
-            let body = body.to_string().into_bytes();
-            for attempt in 0..6u32 {
-                if attempt > 0 {
-                    tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
+            let result = tokio::select! {
+                () = stop.cancelled() => return,
+                result = answered => result,
+            };
+            match result {
+                Ok(()) => {}
+                Err(WebhookFailure::Status(status)) if status.is_client_error() => {
+                    tracing::warn!(payment_id = %payment_id, status = status.as_u16(), "simulated provider: webhook refused");
                 }
-                let signed = signature::sign(&settings.webhook_secret, &body, clock.now());
-                let sent = client
-                    .post(&settings.webhook_url)
-                    .header("content-type", "application/json")
-                    .header(signature::HEADER, signed)
-                    .timeout(Duration::from_secs(5))
-                    .body(body.clone())
-                    .send()
-                    .await;
-                match sent {
-                    Ok(response) if response.status().is_success() => {
-                        taken
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .remove(&payment_id);
-                        return;
-                    }
-                    Ok(response) if response.status().is_client_error() => {
-                        tracing::warn!(payment_id = %payment_id, status = response.status().as_u16(), "simulated provider: webhook refused");
-                        taken
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .remove(&payment_id);
-                        return;
-                    }
-                    Ok(response) => tracing::debug!(
-                        status = response.status().as_u16(),
-                        "simulated provider: webhook failed; retrying"
-                    ),
-                    Err(err) => {
-                        tracing::debug!(error = %err, "simulated provider: webhook unreachable; retrying")
-                    }
+                Err(err) => {
+                    tracing::warn!(payment_id = %payment_id, error = %err, "simulated provider: gave up calling the webhook");
+                    return;
                 }
             }
-            tracing::warn!(payment_id = %payment_id, "simulated provider: gave up calling the webhook");
+            taken
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&payment_id);
         });
+    }
+}
+
+/// Six calls in all, the delays' ceilings from 400 ms doubling.
+const CONFIRM_RETRY: RetryPolicy = RetryPolicy {
+    max_attempts: 6,
+    base: Duration::from_millis(400),
+    cap: Duration::from_secs(10),
+};
+
+/// Why a webhook call did not land.
+#[derive(Debug, thiserror::Error)]
+enum WebhookFailure {
+    #[error("answered {0}")]
+    Status(reqwest::StatusCode),
+    #[error("unreachable")]
+    Unreachable(#[source] reqwest::Error),
+}
+
+/// A refusal (4xx) will not change; anything else may.
+fn classify(failure: &WebhookFailure) -> Retry {
+    match failure {
+        WebhookFailure::Status(status) if status.is_client_error() => Retry::Final,
+        _ => Retry::Retryable,
     }
 }
 

@@ -16,10 +16,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use async_trait::async_trait;
 use stampede_app::auth::JwtKey;
 use stampede_app::ports::{
     Clock, EventBus, JobQueue, Probe, SharedCache, StockLedger, Store, StoreProbe, SystemClock,
 };
+use stampede_app::workers::{Background, Next, StepError, Worker};
 use stampede_app::{Adapters, App};
 use stampede_bus_nats::{JetStreamBus, NatsSettings, OutboxRelay};
 use stampede_flow::limit::shared::RateStore;
@@ -193,6 +195,8 @@ impl Server {
         let (store, mut probes) = open_store(&settings).await?;
 
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        // Every background loop and task of this node runs on it.
+        let background = Arc::new(Background::new());
         let provider = SimulatedProvider::new(
             SimulatedSettings {
                 webhook_url: format!(
@@ -203,6 +207,7 @@ impl Server {
                 ..settings.payment_sim.clone()
             },
             clock.clone(),
+            background.spawner(),
         )
         .context("building the payment provider's HTTP client")?;
         let sender = HttpWebhookSender::new().context("building the webhook HTTP client")?;
@@ -223,12 +228,12 @@ impl Server {
             shared_cache: open_shared_cache(&settings)?,
         };
         let app = Arc::new(
-            App::start(adapters, app_settings)
+            App::start(adapters, app_settings, background.clone())
                 .await
                 .context("starting the services")?,
         );
         if let Some(relay) = relay.filter(|_| settings.app.run_workers) {
-            app.spawn_worker(|stop| relay.run(stop));
+            background.run(relay);
         }
         let state = AppState::new(
             app.clone(),
@@ -236,7 +241,7 @@ impl Server {
             &settings.http,
             open_rate_store(&settings)?,
         );
-        spawn_limiter_upkeep(&state);
+        background.run(LimiterUpkeep(state.clone()));
         let router = stampede_http::router(state, &settings.http);
         Ok(Self {
             app,
@@ -315,16 +320,23 @@ impl Server {
 }
 
 /// Drops idle keys' rate-limit state every ten seconds, so per-user state does
-/// not grow with every user ever seen. Stops with the runtime.
-fn spawn_limiter_upkeep(state: &AppState) {
-    let state = state.clone();
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(10));
-        loop {
-            tick.tick().await;
-            state.protection().purge_idle();
-        }
-    });
+/// not grow with every user ever seen.
+struct LimiterUpkeep(AppState);
+
+#[async_trait]
+impl Worker for LimiterUpkeep {
+    fn name(&self) -> String {
+        "limiter-upkeep".into()
+    }
+
+    async fn step(&mut self, _stop: &CancellationToken) -> Result<Next, StepError> {
+        self.0.protection().purge_idle();
+        Ok(Next::Idle)
+    }
+
+    async fn wait_for_work(&mut self) {
+        tokio::time::sleep(Duration::from_secs(10)).await;
+    }
 }
 
 /// The base URL other parties use to reach this node: the setting, or the

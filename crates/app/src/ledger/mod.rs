@@ -2,8 +2,6 @@
 //! a ledger lost from the store, and the reconciler that settles reservations a
 //! dead node left behind.
 
-mod reconcile;
 mod repair;
 
-pub use reconcile::Reconciler;
 pub use repair::LedgerRepair;

@@ -17,6 +17,7 @@ use stampede_domain::ids::SaleId;
 
 use crate::error::AppError;
 use crate::ports::{CatalogStore, Clock, OrderStore, StockLedger};
+use crate::workers::TaskSpawner;
 
 /// The shortest time between two rebuilds of one sale.
 const RETRY_EVERY: Duration = Duration::from_millis(500);
@@ -29,6 +30,8 @@ pub struct LedgerRepair {
     /// How far back winning keys are reloaded (the ledger's key retention).
     key_retention_ms: i64,
     last_tried: Mutex<HashMap<SaleId, Instant>>,
+    /// Rebuilds run as tracked tasks, so shutdown waits for them.
+    tasks: TaskSpawner,
 }
 
 impl LedgerRepair {
@@ -38,6 +41,7 @@ impl LedgerRepair {
         ledger: Arc<dyn StockLedger>,
         clock: Arc<dyn Clock>,
         key_retention_ms: i64,
+        tasks: TaskSpawner,
     ) -> Self {
         Self {
             catalog,
@@ -46,6 +50,7 @@ impl LedgerRepair {
             clock,
             key_retention_ms,
             last_tried: Mutex::new(HashMap::new()),
+            tasks,
         }
     }
 
@@ -61,7 +66,7 @@ impl LedgerRepair {
             return;
         }
         let repair = self.clone();
-        tokio::spawn(async move {
+        self.tasks.spawn(|_stop| async move {
             match repair.rebuild(sale).await {
                 Ok(()) => {
                     counter!("stampede_ledger_rebuilds_total", "result" => "ok").increment(1);

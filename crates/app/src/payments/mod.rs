@@ -5,8 +5,6 @@
 //! the signed payment webhook, which settles the attempt exactly once. Pay and
 //! cancel exclude each other by compare-and-set on the order (I7).
 
-mod worker;
-
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,8 +15,6 @@ use stampede_domain::payment::{Payment, PaymentResult};
 use stampede_flow::breaker::{BreakerConfig, CircuitBreaker, State};
 use stampede_flow::bulkhead::Bulkhead;
 use stampede_flow::retry::RetryPolicy;
-
-pub use worker::{PAYMENT_JOB, PaymentFeeder, PaymentWorker};
 
 use crate::auth::signature;
 use crate::error::AppError;
@@ -88,15 +84,17 @@ pub enum Confirmation {
     AlreadySettled,
 }
 
+/// Fields are the crate's: the payment worker (`workers`) sends what this
+/// records.
 pub struct PaymentService {
-    store: Arc<dyn Store>,
+    pub(crate) store: Arc<dyn Store>,
     bus: Arc<dyn EventBus>,
-    breaker: CircuitBreaker,
+    pub(crate) breaker: CircuitBreaker,
     /// The provider's concurrency budget: a slow provider holds at most this
     /// many of the worker's calls, and nothing else waits on it.
-    bulkhead: Bulkhead,
-    clock: Arc<dyn Clock>,
-    settings: PaymentSettings,
+    pub(crate) bulkhead: Bulkhead,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) settings: PaymentSettings,
 }
 
 impl PaymentService {

@@ -7,9 +7,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::WebhookService;
-use crate::bus::Consumer;
 use crate::error::AppError;
 use crate::ports::StoredEvent;
+use crate::workers::Consumer;
 
 pub struct WebhookFanout {
     service: Arc<WebhookService>,

@@ -4,7 +4,6 @@
 //! delivery worker POSTs them signed, retrying with backoff and full jitter
 //! behind a circuit breaker per endpoint, until delivered or dead-lettered.
 
-mod delivery;
 mod fanout;
 
 use std::sync::Arc;
@@ -18,7 +17,6 @@ use stampede_flow::breaker::BreakerConfig;
 use stampede_flow::retry::RetryPolicy;
 use tokio::sync::Notify;
 
-pub use delivery::DeliveryWorker;
 pub use fanout::WebhookFanout;
 
 use crate::error::AppError;
@@ -73,8 +71,8 @@ pub struct NewSubscription {
 }
 
 pub struct WebhookService {
-    store: Arc<dyn WebhookStore>,
-    clock: Arc<dyn Clock>,
+    pub(crate) store: Arc<dyn WebhookStore>,
+    pub(crate) clock: Arc<dyn Clock>,
     /// Wakes the delivery worker when deliveries were scheduled.
     pub(crate) wake: Arc<Notify>,
 }

@@ -7,11 +7,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use metrics::{counter, gauge};
+use metrics::{Counter, Gauge, counter, gauge};
 use tokio_util::sync::CancellationToken;
 
+use super::{Next, StepError, Worker};
 use crate::error::AppError;
-use crate::ports::{EventBus, StoredEvent};
+use crate::ports::{EventBus, StoredEvent, Subscription};
 
 #[async_trait]
 pub trait Consumer: Send + Sync + 'static {
@@ -24,86 +25,75 @@ pub trait Consumer: Send + Sync + 'static {
 
 const BATCH: u32 = 256;
 const WAIT: Duration = Duration::from_secs(1);
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
-/// Runs `consumer` on `bus` until `stop` is cancelled; finishes the batch in
-/// hand before returning.
-pub async fn run_consumer(
+/// Runs one [`Consumer`] on a bus: subscribes (again after a failure to),
+/// then takes, handles and acknowledges batches. The worker is named
+/// `consumer-<name>`.
+pub struct ConsumerWorker {
     bus: Arc<dyn EventBus>,
     consumer: Arc<dyn Consumer>,
-    stop: CancellationToken,
-) {
-    let name = consumer.name();
-    let handled = counter!("stampede_consumer_events_total", "consumer" => name);
-    let failures = counter!("stampede_consumer_failures_total", "consumer" => name);
-    let lag = gauge!("stampede_consumer_lag", "consumer" => name);
-    let mut backoff = Duration::from_millis(100);
-    let mut subscription = loop {
-        match bus.subscribe(name).await {
-            Ok(subscription) => break subscription,
-            Err(err) => {
-                tracing::warn!(consumer = name, error = %err, "cannot subscribe; retrying");
-                if pause(&stop, &mut backoff).await {
-                    return;
-                }
-            }
-        }
-    };
-    tracing::debug!(consumer = name, "consumer running");
-    while !stop.is_cancelled() {
-        let batch = tokio::select! {
-            () = stop.cancelled() => break,
-            batch = subscription.next(BATCH, WAIT) => batch,
-        };
-        let events = match batch {
-            Ok(events) => events,
-            Err(err) => {
-                tracing::warn!(consumer = name, error = %err, "reading events failed");
-                if pause(&stop, &mut backoff).await {
-                    break;
-                }
-                continue;
-            }
-        };
-        if let Ok(behind) = subscription.lag().await {
-            lag.set(behind as f64);
-        }
-        let Some(last) = events.last().map(|e| e.seq) else {
-            continue;
-        };
-        match consumer.handle(&events).await {
-            Ok(()) => match subscription.ack(last).await {
-                Ok(()) => {
-                    handled.increment(events.len() as u64);
-                    backoff = Duration::from_millis(100);
-                }
-                Err(err) => {
-                    // Handled but not recorded: the batch comes again, and
-                    // handlers are idempotent.
-                    tracing::warn!(consumer = name, error = %err, "acknowledging failed");
-                    subscription.nack();
-                }
-            },
-            Err(err) => {
-                failures.increment(1);
-                tracing::warn!(consumer = name, error = %err, "handling events failed; retrying");
-                subscription.nack();
-                if pause(&stop, &mut backoff).await {
-                    break;
-                }
-            }
-        }
-    }
-    tracing::debug!(consumer = name, "consumer stopped");
+    subscription: Option<Box<dyn Subscription>>,
+    handled: Counter,
+    failures: Counter,
+    lag: Gauge,
 }
 
-/// Sleeps for `backoff` (doubling it, up to a cap) unless stopped first;
-/// `true` if stopped.
-async fn pause(stop: &CancellationToken, backoff: &mut Duration) -> bool {
-    let nap = *backoff;
-    *backoff = (*backoff * 2).min(MAX_BACKOFF);
-    tokio::select! {
-        () = stop.cancelled() => true,
-        () = tokio::time::sleep(nap) => false,
+impl ConsumerWorker {
+    pub fn new(bus: Arc<dyn EventBus>, consumer: Arc<dyn Consumer>) -> Self {
+        let name = consumer.name();
+        Self {
+            handled: counter!("stampede_consumer_events_total", "consumer" => name),
+            failures: counter!("stampede_consumer_failures_total", "consumer" => name),
+            lag: gauge!("stampede_consumer_lag", "consumer" => name),
+            bus,
+            consumer,
+            subscription: None,
+        }
     }
+}
+
+#[async_trait]
+impl Worker for ConsumerWorker {
+    fn name(&self) -> String {
+        format!("consumer-{}", self.consumer.name())
+    }
+
+    /// One batch; an empty one after waiting up to a second. A failed one is
+    /// taken again after the backoff.
+    async fn step(&mut self, stop: &CancellationToken) -> Result<Next, StepError> {
+        let name = self.consumer.name();
+        let subscription = match &mut self.subscription {
+            Some(subscription) => subscription,
+            None => self.subscription.insert(self.bus.subscribe(name).await?),
+        };
+        let batch = tokio::select! {
+            () = stop.cancelled() => return Ok(Next::Busy),
+            batch = subscription.next(BATCH, WAIT) => batch,
+        };
+        let events = batch?;
+        if let Ok(behind) = subscription.lag().await {
+            self.lag.set(behind as f64);
+        }
+        let Some(last) = events.last().map(|e| e.seq) else {
+            return Ok(Next::Busy);
+        };
+        if let Err(err) = self.consumer.handle(&events).await {
+            self.failures.increment(1);
+            subscription.nack();
+            return Err(err.into());
+        }
+        match subscription.ack(last).await {
+            Ok(()) => self.handled.increment(events.len() as u64),
+            Err(err) => {
+                // Handled but not recorded: the batch comes again, and
+                // handlers are idempotent.
+                tracing::warn!(consumer = name, error = %err, "acknowledging failed");
+                subscription.nack();
+            }
+        }
+        Ok(Next::Busy)
+    }
+
+    /// Never idle: a step waits for events itself.
+    async fn wait_for_work(&mut self) {}
 }

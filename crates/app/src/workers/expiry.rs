@@ -7,9 +7,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use metrics::counter;
 use tokio_util::sync::CancellationToken;
 
+use super::{Next, StepError, Worker};
 use crate::error::AppError;
 use crate::ports::{Clock, EventBus, OrderStore, StockLedger};
 
@@ -62,23 +64,29 @@ impl ExpirySweeper {
         }
         Ok(expired.len())
     }
+}
 
-    /// Sweeps every `interval` (at once again while batches come back full)
-    /// until `stop`.
-    pub async fn run(self: Arc<Self>, stop: CancellationToken) {
-        while !stop.is_cancelled() {
-            let pause = match self.sweep_once().await {
-                Ok(n) if n as u32 == BATCH => Duration::ZERO,
-                Ok(_) => self.interval,
-                Err(err) => {
-                    tracing::warn!(error = %err, "expiry sweep failed");
-                    self.interval * 4
-                }
-            };
-            tokio::select! {
-                () = stop.cancelled() => break,
-                () = tokio::time::sleep(pause) => {}
-            }
-        }
+/// Sweeps every `interval`, at once again while batches come back full.
+#[async_trait]
+impl Worker for Arc<ExpirySweeper> {
+    fn name(&self) -> String {
+        "expiry".into()
+    }
+
+    async fn step(&mut self, _stop: &CancellationToken) -> Result<Next, StepError> {
+        let expired = self.sweep_once().await?;
+        Ok(if expired as u32 == BATCH {
+            Next::Busy
+        } else {
+            Next::Idle
+        })
+    }
+
+    async fn wait_for_work(&mut self) {
+        tokio::time::sleep(self.interval).await;
+    }
+
+    fn backoff(&self, _failures: u32) -> Duration {
+        self.interval * 4
     }
 }

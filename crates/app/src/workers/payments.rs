@@ -27,9 +27,9 @@ use stampede_flow::retry::{Retry, retry};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::PaymentService;
-use crate::bus::Consumer;
+use super::{Consumer, Next, StepError, Worker, doubling};
 use crate::error::AppError;
+use crate::payments::PaymentService;
 use crate::ports::{ChargeError, ChargeRequest, Job, JobQueue, PaymentProvider, StoredEvent};
 
 /// The job kind of a payment to send.
@@ -45,10 +45,19 @@ const SWEEP_BATCH: u32 = 1_000;
 const RETRY_BASE: Duration = Duration::from_millis(500);
 const RETRY_CAP: Duration = Duration::from_secs(30);
 
-pub struct PaymentWorker {
+/// Sends payments: what the tasks of the [`PaymentWorker`] share.
+struct Charger {
     payments: Arc<PaymentService>,
     provider: Arc<dyn PaymentProvider>,
     jobs: Arc<dyn JobQueue>,
+}
+
+/// Takes payment jobs and sends each on its own task, as many at once as the
+/// provider's bulkhead has slots; sweeps now and then.
+pub struct PaymentWorker {
+    charger: Arc<Charger>,
+    sending: JoinSet<()>,
+    next_sweep: tokio::time::Instant,
 }
 
 impl PaymentWorker {
@@ -58,62 +67,71 @@ impl PaymentWorker {
         jobs: Arc<dyn JobQueue>,
     ) -> Self {
         Self {
-            payments,
-            provider,
-            jobs,
+            charger: Arc::new(Charger {
+                payments,
+                provider,
+                jobs,
+            }),
+            sending: JoinSet::new(),
+            next_sweep: tokio::time::Instant::now(),
         }
     }
+}
 
-    /// Takes and sends payment jobs until `stop`, sweeping now and then;
-    /// finishes the jobs in hand before returning.
-    pub async fn run(self: Arc<Self>, stop: CancellationToken) {
-        let mut sending = JoinSet::new();
-        let mut next_sweep = tokio::time::Instant::now();
-        let mut backoff = Duration::from_millis(100);
-        while !stop.is_cancelled() {
-            if tokio::time::Instant::now() >= next_sweep {
-                if let Err(err) = self.sweep().await {
-                    tracing::warn!(error = %err, "payment sweep failed");
-                }
-                next_sweep = tokio::time::Instant::now() + self.payments.settings.sweep_interval;
-            }
-            // Only as many jobs as there are free slots: a job taken and left
-            // waiting would spend its lease and come back to another worker.
-            let slots = self.payments.bulkhead.max_concurrent();
-            let free = slots.saturating_sub(sending.len()).min(TAKE as usize);
-            if free == 0 {
-                tokio::select! {
-                    () = stop.cancelled() => break,
-                    _ = sending.join_next() => {}
-                }
-                continue;
-            }
-            let taken = tokio::select! {
-                () = stop.cancelled() => break,
-                taken = self.jobs.take(PAYMENT_JOB, free as u32, TAKE_WAIT) => taken,
-            };
-            match taken {
-                Ok(jobs) => {
-                    backoff = Duration::from_millis(100);
-                    for job in jobs {
-                        sending.spawn(self.clone().handle(job));
-                    }
-                }
-                Err(err) => {
-                    tracing::warn!(error = %err, "taking payment jobs failed");
-                    tokio::select! {
-                        () = stop.cancelled() => break,
-                        () = tokio::time::sleep(backoff) => {}
-                    }
-                    backoff = (backoff * 2).min(RETRY_CAP);
-                }
-            }
-            // Finished sends leave the set; the rest go on concurrently.
-            while sending.try_join_next().is_some() {}
-        }
-        while sending.join_next().await.is_some() {}
+#[async_trait]
+impl Worker for PaymentWorker {
+    fn name(&self) -> String {
+        "payments".into()
     }
 
+    /// A sweep when one is due, then as many jobs as there are free slots
+    /// (waiting up to a second for them), each sent on its own task.
+    async fn step(&mut self, stop: &CancellationToken) -> Result<Next, StepError> {
+        let charger = &self.charger;
+        if tokio::time::Instant::now() >= self.next_sweep {
+            if let Err(err) = charger.sweep().await {
+                tracing::warn!(error = %err, "payment sweep failed");
+            }
+            self.next_sweep =
+                tokio::time::Instant::now() + charger.payments.settings.sweep_interval;
+        }
+        // Finished sends leave the set; the rest go on concurrently.
+        while self.sending.try_join_next().is_some() {}
+        // Only as many jobs as there are free slots: a job taken and left
+        // waiting would spend its lease and come back to another worker.
+        let slots = charger.payments.bulkhead.max_concurrent();
+        let free = slots.saturating_sub(self.sending.len()).min(TAKE as usize);
+        if free == 0 {
+            tokio::select! {
+                () = stop.cancelled() => {}
+                _ = self.sending.join_next() => {}
+            }
+            return Ok(Next::Busy);
+        }
+        let taken = tokio::select! {
+            () = stop.cancelled() => return Ok(Next::Busy),
+            taken = charger.jobs.take(PAYMENT_JOB, free as u32, TAKE_WAIT) => taken,
+        };
+        for job in taken? {
+            self.sending.spawn(charger.clone().handle(job));
+        }
+        Ok(Next::Busy)
+    }
+
+    /// Never idle: a step waits for jobs itself.
+    async fn wait_for_work(&mut self) {}
+
+    fn backoff(&self, failures: u32) -> Duration {
+        doubling(Duration::from_millis(100), failures, RETRY_CAP)
+    }
+
+    /// Lets the sends in flight finish.
+    async fn finish(&mut self) {
+        while self.sending.join_next().await.is_some() {}
+    }
+}
+
+impl Charger {
     /// Sends one job's payment and ends the job: done once the outcome is
     /// recorded, retried later if it could not be.
     async fn handle(self: Arc<Self>, job: Job) {

@@ -12,9 +12,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use metrics::counter;
 use tokio_util::sync::CancellationToken;
 
+use super::{Next, StepError, Worker};
 use crate::error::AppError;
 use crate::ports::{Clock, OrderStore, Settlement, StockLedger};
 
@@ -40,18 +42,8 @@ impl Reconciler {
         }
     }
 
-    /// Reconciles every `timeout / 4` (at most every 5 s) until stopped.
-    pub async fn run(self: Arc<Self>, stop: CancellationToken) {
-        let every = (self.timeout / 4).clamp(Duration::from_millis(100), Duration::from_secs(5));
-        while !stop.is_cancelled() {
-            if let Err(err) = self.reconcile_once().await {
-                tracing::warn!(error = %err, "reconciling reservations failed");
-            }
-            tokio::select! {
-                () = stop.cancelled() => break,
-                () = tokio::time::sleep(every) => {}
-            }
-        }
+    fn every(&self) -> Duration {
+        (self.timeout / 4).clamp(Duration::from_millis(100), Duration::from_secs(5))
     }
 
     /// Settles every reservation older than `timeout`; returns how many.
@@ -85,5 +77,26 @@ impl Reconciler {
             );
         }
         Ok(stale.len())
+    }
+}
+
+/// Reconciles every `timeout / 4` (at most every 5 s).
+#[async_trait]
+impl Worker for Reconciler {
+    fn name(&self) -> String {
+        "reconcile".into()
+    }
+
+    async fn step(&mut self, _stop: &CancellationToken) -> Result<Next, StepError> {
+        self.reconcile_once().await?;
+        Ok(Next::Idle)
+    }
+
+    async fn wait_for_work(&mut self) {
+        tokio::time::sleep(self.every()).await;
+    }
+
+    fn backoff(&self, _failures: u32) -> Duration {
+        self.every()
     }
 }

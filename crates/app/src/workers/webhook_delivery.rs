@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use async_trait::async_trait;
 use metrics::counter;
 use serde_json::json;
 use stampede_domain::ids::SubscriptionId;
@@ -18,10 +19,11 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::{WebhookService, WebhookSettings};
+use super::{Next, StepError, Worker};
 use crate::auth::signature;
 use crate::error::AppError;
 use crate::ports::{AttemptResult, DueDelivery, WebhookSender};
+use crate::webhooks::{WebhookService, WebhookSettings};
 
 /// POSTs in flight to one endpoint at once.
 const PER_ENDPOINT: u32 = 4;
@@ -217,27 +219,34 @@ impl DeliveryWorker {
             .await?;
         Ok(())
     }
+}
 
-    /// Delivers until `stop`, waking on new deliveries or every poll.
-    pub async fn run(self: Arc<Self>, stop: CancellationToken) {
-        while !stop.is_cancelled() {
-            let woken = self.service.wake.notified();
-            let pause = match self.deliver_due().await {
-                Ok(n) if n > 0 => Duration::ZERO,
-                Ok(_) => self.settings.poll,
-                Err(err) => {
-                    tracing::warn!(error = %err, "reading due deliveries failed");
-                    self.settings.poll * 4
-                }
-            };
-            if pause.is_zero() {
-                continue;
-            }
-            tokio::select! {
-                () = stop.cancelled() => break,
-                () = woken => {}
-                () = tokio::time::sleep(pause) => {}
-            }
+/// Delivers what is due, waking on new deliveries or every poll.
+#[async_trait]
+impl Worker for Arc<DeliveryWorker> {
+    fn name(&self) -> String {
+        "webhook-delivery".into()
+    }
+
+    async fn step(&mut self, _stop: &CancellationToken) -> Result<Next, StepError> {
+        let delivered = self.deliver_due().await?;
+        Ok(if delivered > 0 {
+            Next::Busy
+        } else {
+            Next::Idle
+        })
+    }
+
+    async fn wait_for_work(&mut self) {
+        // The fan-out wakes with `notify_one`, whose permit waits here if it
+        // came during the step: no wake-up is lost.
+        tokio::select! {
+            () = self.service.wake.notified() => {}
+            () = tokio::time::sleep(self.settings.poll) => {}
         }
+    }
+
+    fn backoff(&self, _failures: u32) -> Duration {
+        self.settings.poll * 4
     }
 }

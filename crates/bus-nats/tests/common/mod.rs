@@ -11,11 +11,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use stampede_app::ports::{EventBus, Store};
+use stampede_app::workers::Background;
 use stampede_bus_nats::{JetStreamBus, NatsSettings};
 use stampede_contract::bus::BusFixture;
 use stampede_store_sqlite::{SqliteSettings, SqliteStore};
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
 /// The NATS server the tests use (`NATS_URL` to change it).
 pub fn nats_url() -> String {
@@ -65,8 +64,8 @@ pub struct Cluster {
     pub store: Arc<dyn Store>,
     pub bus: Arc<JetStreamBus>,
     pub settings: NatsSettings,
-    stop: CancellationToken,
-    relay: JoinHandle<()>,
+    /// Runs the relay, as a node does.
+    background: Background,
 }
 
 impl Cluster {
@@ -83,14 +82,13 @@ impl Cluster {
                 .await
                 .expect("connecting to a reachable NATS"),
         );
-        let stop = CancellationToken::new();
-        let relay = tokio::spawn(bus.relay().run(stop.clone()));
+        let background = Background::new();
+        background.run(bus.relay());
         Some(Self {
             store,
             bus,
             settings,
-            stop,
-            relay,
+            background,
         })
     }
 
@@ -112,8 +110,7 @@ impl Cluster {
 
     /// Stops the relay, deletes the stream, closes the store.
     pub async fn shutdown(self) {
-        self.stop.cancel();
-        let _ = self.relay.await;
+        self.background.stop(Duration::from_secs(30)).await;
         if let Err(err) = self.bus.delete_stream().await {
             eprintln!("deleting test stream {}: {err}", self.bus.stream_name());
         }

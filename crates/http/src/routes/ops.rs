@@ -8,7 +8,8 @@ use axum::response::{IntoResponse, Response};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::dto::{HealthBody, ReadyBody};
+use crate::dto::{HealthBody, ReadyBody, WorkerBody, WorkersBody};
+use crate::extract::Admin;
 use crate::openapi;
 use crate::problem::{ApiError, Kind};
 use crate::state::AppState;
@@ -119,4 +120,15 @@ pub async fn openapi_json() -> Response {
         openapi::document_json(),
     )
         .into_response()
+}
+
+/// This node's background workers: state, steps, failures, last run, last
+/// error (also in `/metrics` as `stampede_worker_*`). Served by every role.
+#[utoipa::path(get, path = "/api/v1/admin/workers", tag = "operations", security(("bearer" = [])),
+    responses((status = 200, description = "The node's workers", body = WorkersBody)))]
+pub async fn workers(State(state): State<AppState>, Admin(_): Admin) -> Json<WorkersBody> {
+    let reports = state.app().background().reports();
+    Json(WorkersBody {
+        workers: reports.iter().map(WorkerBody::from).collect(),
+    })
 }

@@ -1,7 +1,7 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{customer, spawn_app};
+use crate::helpers::{admin, assert_problem, customer, spawn_app};
 
 #[tokio::test]
 async fn probes_answer_ok_once_started() {
@@ -128,5 +128,76 @@ async fn the_openapi_document_describes_every_route() {
             purchase[status].is_object(),
             "purchase does not declare {status}"
         );
+    }
+}
+
+#[tokio::test]
+async fn admins_see_every_background_worker_with_its_state_and_last_run() {
+    let app = spawn_app().await;
+    assert_problem(
+        app.get("/api/v1/admin/workers", None).await,
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+    )
+    .await;
+    assert_problem(
+        app.get("/api/v1/admin/workers", Some(&customer("alice")))
+            .await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    )
+    .await;
+
+    // Each worker steps at once when it starts; wait for the first runs.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let workers = loop {
+        let body: Value = app
+            .get("/api/v1/admin/workers", Some(&admin()))
+            .await
+            .json()
+            .await
+            .unwrap();
+        let workers = body["workers"].as_array().unwrap().clone();
+        if workers.iter().all(|w| w["last_run_at"].is_string()) {
+            break workers;
+        }
+        assert!(std::time::Instant::now() < deadline, "{workers:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let mut names: Vec<&str> = workers
+        .iter()
+        .map(|w| w["name"].as_str().unwrap())
+        .collect();
+    names.sort_unstable();
+    let mut expected = vec![
+        "consumer-payments",
+        "consumer-webhooks",
+        "expiry",
+        "limiter-upkeep",
+        "live-events",
+        "payments",
+        "reconcile",
+        "webhook-delivery",
+    ];
+    if app.nats.is_some() {
+        expected.push("outbox-relay");
+        expected.sort_unstable();
+    }
+    assert_eq!(names, expected);
+    for worker in &workers {
+        assert_eq!(worker["failures"], 0, "{worker}");
+        assert!(worker["steps"].as_u64().unwrap() >= 1, "{worker}");
+        assert!(
+            ["busy", "idle"].contains(&worker["state"].as_str().unwrap()),
+            "{worker}"
+        );
+    }
+    let metrics = app.get("/metrics", None).await.text().await.unwrap();
+    for needle in [
+        "stampede_worker_steps_total{worker=\"expiry\",result=\"ok\"}",
+        "stampede_worker_last_run_timestamp_seconds{worker=\"expiry\"}",
+        "stampede_worker_state{worker=\"expiry\",state=\"idle\"}",
+    ] {
+        assert!(metrics.contains(needle), "missing {needle} in\n{metrics}");
     }
 }

@@ -3,8 +3,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use stampede_app::expiry::ExpirySweeper;
 use stampede_app::ports::{Clock, ManualClock, StockLedger, Store};
+use stampede_app::workers::ExpirySweeper;
 use stampede_domain::catalog::{Product, Sale, SaleRequest};
 use stampede_domain::idempotency::IdempotencyKey;
 use stampede_domain::ids::UserId;

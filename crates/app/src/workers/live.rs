@@ -1,0 +1,58 @@
+//! Feeds [`LiveEvents`] from a tail of the bus.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio_util::sync::CancellationToken;
+
+use super::{Next, StepError, Worker};
+use crate::live::LiveEvents;
+use crate::ports::{EventBus, Subscription};
+
+pub struct LiveFeed {
+    live: Arc<LiveEvents>,
+    bus: Arc<dyn EventBus>,
+    tail: Option<Box<dyn Subscription>>,
+}
+
+impl LiveFeed {
+    pub fn new(live: Arc<LiveEvents>, bus: Arc<dyn EventBus>) -> Self {
+        Self {
+            live,
+            bus,
+            tail: None,
+        }
+    }
+}
+
+#[async_trait]
+impl Worker for LiveFeed {
+    fn name(&self) -> String {
+        "live-events".into()
+    }
+
+    /// One batch of the tail (waiting up to a second for it), passed on.
+    async fn step(&mut self, stop: &CancellationToken) -> Result<Next, StepError> {
+        let tail = match &mut self.tail {
+            Some(tail) => tail,
+            None => self.tail.insert(self.bus.tail().await?),
+        };
+        let events = tokio::select! {
+            () = stop.cancelled() => return Ok(Next::Busy),
+            batch = tail.next(512, Duration::from_secs(1)) => batch?,
+        };
+        if let Some(last) = events.last() {
+            let _ = tail.ack(last.seq).await;
+        }
+        self.live.publish(events);
+        Ok(Next::Busy)
+    }
+
+    /// Never idle: a step waits for events itself.
+    async fn wait_for_work(&mut self) {}
+
+    fn backoff(&self, _failures: u32) -> Duration {
+        Duration::from_secs(1)
+    }
+}
