@@ -33,7 +33,7 @@ seed_args=(--seed "${SEED:-20261123}")
 st=("$venv/bin/st" run "$base/api/v1/openapi.json" --url "$base" --checks all
     --max-examples "${MAX_EXAMPLES:-40}" "${seed_args[@]}" --no-color)
 
-# An unknown `product_id` is well-formed but invalid: 422 by API.md, which the
+# An unknown `product_id` is well-formed but invalid: 422 by docs/api.md §3.3, which the
 # positive-data check cannot know; every other check still runs on it.
 "${st[@]}" -H "Authorization: Bearer $admin" --exclude-path /api/v1/sales --exclude-path-regex '/purchase$'
 "${st[@]}" -H "Authorization: Bearer $admin" --include-path /api/v1/sales --include-method POST \

@@ -1,4 +1,4 @@
-//! Cache-aside for catalog reads (shared/DESIGN.md section 7): a bounded
+//! Cache-aside for catalog reads (docs/design.md §9): a bounded
 //! in-process cache (L1) in front of the store, with
 //!
 //! - one load per key at a time: concurrent misses for a key wait for the one

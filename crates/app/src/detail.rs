@@ -1,4 +1,4 @@
-//! The order detail view: fan-out/fan-in (shared/DESIGN.md section 6). The
+//! The order detail view: fan-out/fan-in (docs/design.md §6.4). The
 //! order, its payments and its event history are fetched concurrently, then
 //! its product and sale (which need the order's ids), all under one deadline.
 //! The order is a hard part: if it fails, everything still running is dropped

@@ -1,5 +1,5 @@
 //! What a service call can answer besides success. The HTTP edge maps each
-//! variant to one problem type of API.md; internal causes stay in the logs.
+//! variant to one problem type of docs/api.md §5; internal causes stay in the logs.
 
 use stampede_domain::ValidationError;
 use stampede_domain::stock::Refusal;

@@ -1,5 +1,5 @@
-//! The audit: does the server's state keep the contract (shared/DESIGN.md
-//! section 1) for one sale? Run after every bench, or alone
+//! The audit: does the server's state keep the contract (docs/design.md
+//! §1) for one sale? Run after every bench, or alone
 //! (`stampede audit --target URL --sale ID`).
 //!
 //! Checks, each failure a human-readable violation:

@@ -14,7 +14,7 @@
 //! Each purchase picks a customer at random and a fresh `Idempotency-Key`,
 //! or, with probability `replay_ratio`, repeats one of this connection's
 //! recent requests (same customer, same key), whose answer must then be the
-//! first one (API.md: a 202's order, or the same remembered refusal).
+//! first one (docs/api.md §4: a 202's order, or the same remembered refusal).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};

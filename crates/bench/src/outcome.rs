@@ -1,5 +1,5 @@
 //! What an answer means: its status and, for refusals, the problem slug of
-//! its `application/problem+json` body (API.md, Errors). Classifying reads a
+//! its `application/problem+json` body (docs/api.md §5). Classifying reads a
 //! few bytes of the body and never parses JSON, so the generator stays
 //! cheaper than the refusal it measures.
 
@@ -107,7 +107,7 @@ impl Outcome {
         )
     }
 
-    /// Refusals the server remembers per key (API.md): a replay of the key
+    /// Refusals the server remembers per key (docs/api.md §4): a replay of the key
     /// must get the same one.
     pub fn is_remembered_refusal(self) -> bool {
         matches!(

@@ -1,5 +1,5 @@
 //! The crowd's identities: tokens minted once per customer from the server's
-//! JWT secret (any token signed with it is accepted, API.md), so no login sits
+//! JWT secret (any token signed with it is accepted, docs/api.md §2), so no login sits
 //! in the measurement and the headers are built before the clock starts.
 
 use std::path::Path;

@@ -207,7 +207,7 @@ impl JetStreamBus {
     }
 
     /// Replicas of the stream as the server reports them, for start-up logs
-    /// and readiness details (DESIGN.md section 2). A missing stream is
+    /// and readiness details (docs/design.md §5). A missing stream is
     /// `Unavailable`: only relays create it again (see [`OutboxRelay`]).
     pub async fn stream_replicas(&self) -> Result<usize, BusError> {
         let Some(mut stream) = self.shared.stream().await? else {

@@ -15,7 +15,7 @@
 //!
 //! # Nothing on the bus is the only copy
 //!
-//! JetStream acknowledges before it syncs (shared/STACK.md), so the store's
+//! JetStream acknowledges before it syncs (docs/stack.md, Traps), so the store's
 //! outbox stays the record and the stream is a rebuildable copy of its
 //! tail:
 //!

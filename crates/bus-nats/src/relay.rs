@@ -124,7 +124,7 @@ impl OutboxRelay {
     /// stream.
     async fn publish(&mut self, events: &[StoredEvent]) -> Result<(), BusError> {
         // All sent before any acknowledgement is awaited: one round trip
-        // per batch, not per event (shared/STACK.md).
+        // per batch, not per event (docs/stack.md).
         let mut acks = Vec::with_capacity(events.len());
         for event in events {
             let body = wire::encode(event).map_err(|err| unavailable("encoding an event", err))?;

@@ -14,8 +14,8 @@ pub struct NatsSettings {
     /// uses, so several deployments (or tests) can share one NATS server.
     /// Letters, digits, `-` and `_` only.
     pub namespace: String,
-    /// Replicas of the stream: 1 on one server, 3 in production (DESIGN.md
-    /// section 2). Applied when the stream is created.
+    /// Replicas of the stream: 1 on one server, 3 in production (docs/design.md
+    /// §5). Applied when the stream is created.
     pub replicas: usize,
     /// How long the stream keeps events. The store is the record; this only
     /// bounds how far behind a consumer may fall and still read from the bus.

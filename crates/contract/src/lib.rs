@@ -1,6 +1,6 @@
 //! Contract suites: the behaviour every adapter of a port must show, written
-//! once and run against each adapter (shared/STYLE.md principle 9), so embedded
-//! and cluster mode cannot drift apart (shared/DESIGN.md section 2).
+//! once and run against each adapter (docs/design.md §3), so embedded
+//! and cluster mode cannot drift apart (docs/design.md §2).
 //!
 //! [`store`] holds the suite of the [`Store`](stampede_app::ports::Store) port, one
 //! `pub async fn` per behaviour, each given a fresh, empty store. An adapter

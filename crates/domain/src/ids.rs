@@ -1,5 +1,5 @@
 //! Identifiers. Server-made ids are UUIDv7: time-ordered, so new rows land at the
-//! end of the store's indexes (measurably faster inserts, shared/STACK.md) and ids
+//! end of the store's indexes (measurably faster inserts, docs/stack.md) and ids
 //! sort by creation. They are opaque strings to clients.
 
 use std::fmt;

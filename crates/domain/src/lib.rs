@@ -1,5 +1,5 @@
 //! Stampede's domain core: the vocabulary of a flash sale and the rules that keep
-//! the contract (shared/DESIGN.md section 1). Plain Rust: no I/O, no async runtime,
+//! the contract (docs/design.md §1). Plain Rust: no I/O, no async runtime,
 //! no clock of its own — callers pass `now`.
 //!
 //! - [`ids`], [`time`], [`money`], [`quantity`]: validated newtypes (parse, don't validate).

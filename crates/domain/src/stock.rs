@@ -11,7 +11,7 @@ use crate::quantity::Quantity;
 use crate::time::Timestamp;
 
 /// Why a purchase is refused before anything is written. These are the business
-/// refusals API.md remembers per idempotency key.
+/// refusals docs/api.md §4 remembers per idempotency key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Refusal {
     /// Fewer units are left than asked for.
@@ -23,7 +23,7 @@ pub enum Refusal {
 }
 
 impl Refusal {
-    /// The stable problem slug of API.md.
+    /// The stable problem slug of docs/api.md §5.
     pub fn slug(self) -> &'static str {
         match self {
             Self::SoldOut => "sold-out",

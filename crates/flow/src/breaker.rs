@@ -4,7 +4,7 @@
 //! our callers get a fast "unavailable" instead of a slow one.
 //!
 //! Written by hand: tower has no breaker, `failsafe` is unmaintained and the
-//! tower-resilience crates churn (see shared/STACK.md). This one is small, has
+//! tower-resilience crates churn (see docs/stack.md §3). This one is small, has
 //! no dependency beyond the `metrics` facade and `tracing`, and every rule
 //! below is tested.
 //!

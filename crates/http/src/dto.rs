@@ -1,4 +1,4 @@
-//! The JSON shapes of API.md, as the wire sees them. Requests are parsed into
+//! The JSON shapes of docs/api.md, as the wire sees them. Requests are parsed into
 //! domain types by the handlers; responses are built from domain types here.
 
 use std::collections::BTreeMap;

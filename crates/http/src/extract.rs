@@ -1,5 +1,5 @@
 //! Extractors that turn a request into validated inputs, each failing with the
-//! problem API.md prescribes: credentials first (401/403, before the body is
+//! problem docs/api.md §5 prescribes: credentials first (401/403, before the body is
 //! looked at), then headers (400), then the body (400/413/415/422).
 
 use axum::Json;

@@ -1,4 +1,4 @@
-//! Stampede's HTTP edge (API.md): an axum router over the application services.
+//! Stampede's HTTP edge (docs/api.md): an axum router over the application services.
 //!
 //! - [`routes`]: one module of handlers per area (catalog, purchase, orders,
 //!   accounts, operations).

@@ -1,4 +1,4 @@
-//! Rate-limit rules (shared/DESIGN.md section 6): each rule counts requests to
+//! Rate-limit rules (docs/design.md §8.1): each rule counts requests to
 //! some routes per key — everyone together, client IP, user, route, or the
 //! sale being bought (the hot item) — with one of the limiters of
 //! `stampede-flow`. Rules come from configuration; the default protects a

@@ -15,7 +15,7 @@ use crate::routes::{accounts, catalog, ops, orders, payments, purchase, webhooks
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Stampede", description = "Flash-sale order platform: API version 1 (see API.md)."),
+    info(title = "Stampede", description = "Flash-sale order platform: API version 1 (see docs/api.md)."),
     paths(
         catalog::create_product, catalog::get_product, catalog::list_products,
         catalog::create_sale, catalog::get_sale, catalog::sale_stats,

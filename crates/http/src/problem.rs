@@ -1,6 +1,6 @@
 //! RFC 9457 problem details: the one error type of the HTTP edge. Every 4xx and
 //! 5xx this service sends is `application/problem+json` with a stable `type`
-//! slug from API.md; internal causes are logged here and never sent.
+//! slug from docs/api.md §5; internal causes are logged here and never sent.
 
 use std::borrow::Cow;
 

@@ -1,4 +1,4 @@
-//! The edge's protection, in the order of shared/DESIGN.md section 4: the
+//! The edge's protection, in the order of docs/design.md §4.1: the
 //! caller's token (verified once, here, when a rule counts users), rate
 //! limits, load shedding on an adaptive limit of requests in flight, and a
 //! deadline. Every refusal is decided before the request does any work:

@@ -23,7 +23,7 @@ use tokio::sync::oneshot;
 /// How long and how many answers are remembered.
 #[derive(Debug, Clone, Copy)]
 pub struct KeyMemorySettings {
-    /// Answers are kept at least this long (API.md promises 24 hours).
+    /// Answers are kept at least this long (docs/api.md §4 promises 24 hours).
     pub retention_ms: i64,
     /// At most this many answers are kept; past it the oldest go early.
     pub capacity: usize,

@@ -30,7 +30,7 @@ use crate::scripts;
 #[derive(Debug, Clone)]
 pub struct RedisLedgerSettings {
     /// Answers (won and refused keys) are remembered at least this long, as
-    /// Redis TTLs (API.md promises 24 hours).
+    /// Redis TTLs (docs/api.md §4 promises 24 hours).
     pub key_retention: Duration,
     /// A repeat of a key being decided polls for the decision: first after
     /// this, then at twice the pause each time, up to 20 ms.

@@ -35,7 +35,7 @@ pub struct SimulatedSettings {
 }
 
 impl Default for SimulatedSettings {
-    /// Approves every payment and confirms well within a second (API.md).
+    /// Approves every payment and confirms well within a second (docs/api.md §3.5).
     fn default() -> Self {
         Self {
             latency_min: Duration::from_millis(5),

@@ -1,4 +1,4 @@
-//! The command line of API.md. Every `serve` flag also reads a `STAMPEDE_*`
+//! The command line of docs/api.md §10. Every `serve` flag also reads a `STAMPEDE_*`
 //! environment variable and a key of the same name in the `--config` file;
 //! flags win over the environment, which wins over the file.
 

@@ -373,7 +373,7 @@ impl Settings {
         )?;
         if retention_secs < 86_400 {
             warnings.push(format!(
-                "idempotency answers are remembered for {retention_secs} s, less than the 24 hours API.md promises"
+                "idempotency answers are remembered for {retention_secs} s, less than the 24 hours docs/api.md §4 promises"
             ));
         }
         let key_memory = KeyMemorySettings {

@@ -1,5 +1,5 @@
-//! Stampede's store of record on PostgreSQL (cluster mode, shared/DESIGN.md
-//! section 2): the same [`Store`] port as the embedded SQLite store, with the
+//! Stampede's store of record on PostgreSQL (cluster mode, docs/design.md
+//! §2): the same [`Store`] port as the embedded SQLite store, with the
 //! same schema and the same answers — the contract suite runs on both.
 //!
 //! - [`PgStore::connect`] opens a pool (deadpool, `settings.rs`) and brings

@@ -5,7 +5,7 @@
 --
 -- Indexes are kept few on purpose: every index is another b-tree written on
 -- the hot insert path, and past 64 rows per commit page writes, not fsync,
--- are the cost (shared/STACK.md).
+-- are the cost (docs/stack.md).
 
 CREATE TABLE products (
     id          TEXT    NOT NULL PRIMARY KEY,

@@ -1,5 +1,5 @@
 //! Stampede's embedded store of record: the [`Store`] port on one SQLite file in
-//! WAL mode (shared/DESIGN.md section 2, embedded mode).
+//! WAL mode (docs/design.md §2 and §5, embedded mode).
 //!
 //! A tour of the modules, in the order a write travels:
 //!

@@ -5,7 +5,7 @@
 //!
 //! Hand-written on purpose: a list of SQL files and a version counter is all we
 //! need, and a migration crate would tie our rusqlite version to the one it
-//! supports (shared/STACK.md: one SQLite library per build).
+//! supports (docs/stack.md, Traps: one SQLite library per build).
 
 use rusqlite::{Connection, TransactionBehavior};
 use stampede_app::ports::StoreError;

@@ -10,7 +10,7 @@ pub enum Synchronous {
     /// `PRAGMA synchronous=FULL`: every `COMMIT` fsyncs the write-ahead log
     /// before it returns, so an answered write (a 2xx) survives `kill -9`, an
     /// OS crash and a power loss (I5). The default: from about 64 rows per
-    /// commit up it costs the same as `Normal` (shared/STACK.md), because one
+    /// commit up it costs the same as `Normal` (docs/stack.md), because one
     /// fsync serves the whole group.
     #[default]
     Full,

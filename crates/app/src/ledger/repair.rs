@@ -1,7 +1,7 @@
 //! Rebuilding one sale's ledger state from the store of record, when the
 //! ledger says it lost it or never had it (cluster mode: Redis restarted
 //! empty or flushed, or this node never saw the sale). The store is the
-//! truth (shared/DESIGN.md section 2); `StockLedger::restore` never
+//! truth (docs/design.md §5); `StockLedger::restore` never
 //! overwrites a live sale, so nodes repairing at once cannot double count.
 //!
 //! A crowd hitting a lost sale must not turn into a crowd of rebuilds: each

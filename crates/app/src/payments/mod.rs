@@ -1,4 +1,4 @@
-//! Paying orders (shared/DESIGN.md section 5). `pay` records an attempt with
+//! Paying orders (docs/design.md §6.2). `pay` records an attempt with
 //! its `payment.requested` event and answers at once; the `payments` consumer
 //! sends the charge to the provider through a timeout, retries with full
 //! jitter for retryable faults, and a circuit breaker; the provider answers on

@@ -2,7 +2,7 @@
 //! drained by a small pool of workers that each take whatever is waiting (up to
 //! a cap) and make it durable in one store transaction — a group commit. A lone
 //! order is committed at once; under a crowd the batch grows with the queue, so
-//! one fsync serves many orders (shared/DESIGN.md section 4).
+//! one fsync serves many orders (docs/design.md §4.3).
 //!
 //! Workers settle every reservation with the ledger before answering, so the
 //! ledger and the store agree whatever the requester does meanwhile (it may have

@@ -1,4 +1,4 @@
-//! The purchase path (shared/DESIGN.md section 4), from an authenticated request
+//! The purchase path (docs/design.md §4), from an authenticated request
 //! to a durable order: idempotency and reservation in the ledger, then the
 //! group commit. Losers are answered by the ledger and never reach the store.
 

@@ -1,4 +1,4 @@
-//! Webhook notifications (shared/DESIGN.md section 8): admins subscribe a URL
+//! Webhook notifications (docs/design.md §7): admins subscribe a URL
 //! to event types; the `webhooks` consumer turns each event into one delivery
 //! per matching subscription (idempotent per subscription and event), and the
 //! delivery worker POSTs them signed, retrying with backoff and full jitter

@@ -49,9 +49,10 @@
 //!
 //! # Why not `governor`
 //!
-//! shared/STACK.md suggests governor for keyed GCRA. It was tried (0.10, with
-//! a clock on `tokio::time::Instant`, which its `Clock`/`Reference` traits
-//! allow), and set aside:
+//! The original plan suggested governor for keyed GCRA (docs/stack.md §3
+//! records the decision). It was tried (0.10, with a clock on
+//! `tokio::time::Instant`, which its `Clock`/`Reference` traits allow), and
+//! set aside:
 //! - its allow snapshot exposes the remaining burst but not the theoretical
 //!   arrival time, so the time until more quota (`RateLimit`'s `t`) could
 //!   only be estimated, up to one interval off;

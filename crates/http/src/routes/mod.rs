@@ -1,4 +1,4 @@
-//! Handlers, one module per area of API.md.
+//! Handlers, one module per area of docs/api.md §3.
 
 pub mod accounts;
 pub mod catalog;

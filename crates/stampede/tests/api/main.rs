@@ -1,4 +1,4 @@
-//! Black-box tests of the HTTP API (API.md) on a real socket: one test binary,
+//! Black-box tests of the HTTP API (docs/api.md) on a real socket: one test binary,
 //! one module per area.
 
 // Test code: a failed unwrap is a failed test.
