@@ -1,5 +1,5 @@
 //! [`RedisLedger`]: the [`StockLedger`] port on Redis, deciding as the memory
-//! ledger does (crates/app/src/ledger/memory.rs), one script per decision.
+//! ledger does (crates/inprocess/src/ledger.rs), one script per decision.
 
 use std::collections::HashSet;
 use std::sync::RwLock;
