@@ -51,10 +51,10 @@ use ports::{
     WebhookSender,
 };
 use purchase::{CommitSettings, PurchaseService};
-use webhooks::{WebhookFanout, WebhookService, WebhookSettings};
+use webhooks::{WebhookService, WebhookSettings};
 use workers::{
     Background, ConsumerWorker, DeliveryWorker, ExpirySweeper, LiveFeed, PaymentFeeder,
-    PaymentWorker, Reconciler,
+    PaymentWorker, Reconciler, WebhookFanout,
 };
 
 /// Settings of the services, validated by the caller.

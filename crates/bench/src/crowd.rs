@@ -190,7 +190,10 @@ pub async fn run(
         tickets: AtomicU64::new(0),
         recorders: (0..SHARDS).map(|_| Mutex::default()).collect(),
     });
-    let reporter = progress.map(|p| p.start(shared.clone()));
+    let reporter = progress.map(|p| {
+        let counts = shared.clone();
+        p.start(shared.start(), move || counts.snapshot())
+    });
     let mut tasks = Vec::with_capacity(connections);
     for (index, conn) in conns.into_iter().enumerate() {
         let shared = shared.clone();

@@ -2,13 +2,12 @@
 //! logs and CI output stay clean, and `--json` on stdout is never mixed).
 
 use std::io::IsTerminal;
-use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::task::JoinHandle;
 
-use crate::crowd::Shared;
 use crate::outcome::Outcome;
+use crate::report::Recorder;
 
 /// Whether and how to show progress for one phase.
 #[derive(Debug, Clone)]
@@ -22,16 +21,22 @@ impl Progress {
         std::io::stderr().is_terminal().then_some(Self { phase })
     }
 
-    pub(crate) fn start(self, shared: Arc<Shared>) -> JoinHandle<()> {
+    /// Prints a line a second, from `snapshot` (the counts so far) and the
+    /// time since `started`, until aborted.
+    pub(crate) fn start(
+        self,
+        started: Instant,
+        snapshot: impl Fn() -> Recorder + Send + 'static,
+    ) -> JoinHandle<()> {
         tokio::spawn(async move {
             let mut ticker = tokio::time::interval(Duration::from_secs(1));
             ticker.tick().await;
             let mut before = 0u64;
             loop {
                 ticker.tick().await;
-                let now = shared.snapshot();
+                let now = snapshot();
                 let total = now.total();
-                let secs = shared.start().elapsed().as_secs();
+                let secs = started.elapsed().as_secs();
                 let mut line = format!(
                     "[{:<8} {secs:>3}s] {:>8} req/s",
                     self.phase,

@@ -1,133 +1,22 @@
-//! The connection, the stream, and the `EventBus` port on top of them.
+//! The `EventBus` port on a NATS connection, and the relay, subscriptions
+//! and job queue it hands out.
 
 use std::collections::BTreeSet;
-use std::future::Future;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
-use async_nats::jetstream::{self, stream};
+use async_nats::jetstream;
 use async_trait::async_trait;
 use stampede_app::ports::{BusError, EventBus, OutboxStore, Subscription};
-use stampede_flow::breaker::{BreakerConfig, BreakerError, CircuitBreaker};
+use stampede_flow::breaker::{BreakerConfig, CircuitBreaker};
 use tokio::sync::Notify;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
+use crate::connection::{Shared, connection_event, is_stream_missing, unavailable};
 use crate::jobs::JetStreamJobs;
 use crate::relay::OutboxRelay;
 use crate::settings::{Names, NatsSettings};
 use crate::subscription::JsSubscription;
-
-/// What the bus, its subscriptions and its relay share.
-pub(crate) struct Shared {
-    pub js: jetstream::Context,
-    pub settings: NatsSettings,
-    pub names: Names,
-    pub store: Arc<dyn OutboxStore>,
-    /// Wakes this node's relay (`notify`, or a wake-up from another node).
-    pub wake: Arc<Notify>,
-    /// Wakes the task that tells the other nodes' relays.
-    pub poke: Notify,
-    /// Consumers subscribed through this bus: their stored positions count
-    /// when the relay republishes, besides those in the settings.
-    pub subscribed: Mutex<BTreeSet<String>>,
-    /// Set by a subscription that found the stream missing, so the relay
-    /// looks at the stream now rather than at its next periodic check.
-    pub check_stream: AtomicBool,
-    /// Around publishing and pulling: while NATS keeps failing, the relay
-    /// and the workers are refused at once and back off, rather than each
-    /// waiting out a timeout per call.
-    pub breaker: CircuitBreaker,
-}
-
-impl Shared {
-    /// Runs one call to NATS through the breaker; every error is a failure.
-    pub async fn guarded<T>(
-        &self,
-        what: &str,
-        call: impl Future<Output = Result<T, BusError>>,
-    ) -> Result<T, BusError> {
-        self.breaker
-            .call(call, |_| true)
-            .await
-            .map_err(|err| match err {
-                BreakerError::Rejected(rejected) => unavailable(what, rejected),
-                BreakerError::Inner(err) => err,
-            })
-    }
-
-    /// Every consumer whose position bounds a republish.
-    pub fn consumers(&self) -> BTreeSet<String> {
-        let mut all: BTreeSet<String> = self.settings.consumers.iter().cloned().collect();
-        if let Ok(subscribed) = self.subscribed.lock() {
-            all.extend(subscribed.iter().cloned());
-        }
-        all
-    }
-
-    /// The stream, created (empty) if it is missing. Every node may create
-    /// it; relays notice a new stream by its creation time and republish.
-    pub async fn ensure_stream(&self) -> Result<stream::Stream, BusError> {
-        let config = stream::Config {
-            name: self.names.stream(),
-            subjects: vec![self.names.subjects()],
-            storage: stream::StorageType::File,
-            num_replicas: self.settings.replicas,
-            max_age: self.settings.max_age,
-            retention: stream::RetentionPolicy::Limits,
-            description: Some("Stampede's events, published from the outbox".to_owned()),
-            ..stream::Config::default()
-        };
-        self.js
-            .get_or_create_stream(config)
-            .await
-            .map_err(|err| unavailable(format!("creating stream {}", self.names.stream()), err))
-    }
-
-    /// The event stream if it exists (`None` if it does not).
-    pub async fn stream(&self) -> Result<Option<stream::Stream>, BusError> {
-        self.stream_named(self.names.stream()).await
-    }
-
-    /// The stream `name` if it exists (`None` if it does not).
-    pub async fn stream_named(&self, name: String) -> Result<Option<stream::Stream>, BusError> {
-        match self.js.get_stream(&name).await {
-            Ok(stream) => Ok(Some(stream)),
-            Err(err) if is_stream_missing(&err) => Ok(None),
-            Err(err) => Err(unavailable(format!("reading stream {name}"), err)),
-        }
-    }
-}
-
-/// Counts (re)connections and disconnections, and logs them: a NATS that
-/// comes and goes shows as a rising `stampede_dependency_disconnects_total`.
-fn connection_event(event: &async_nats::Event) {
-    match event {
-        async_nats::Event::Connected => {
-            metrics::counter!("stampede_dependency_connections_opened_total", "dependency" => "nats")
-                .increment(1);
-            tracing::info!("nats: connected");
-        }
-        async_nats::Event::Disconnected => {
-            metrics::counter!("stampede_dependency_disconnects_total", "dependency" => "nats")
-                .increment(1);
-            tracing::warn!("nats: disconnected; reconnecting");
-        }
-        other => tracing::debug!(event = %other, "nats: connection event"),
-    }
-}
-
-/// `Unavailable`, with what was being done.
-pub(crate) fn unavailable(what: impl std::fmt::Display, err: impl std::fmt::Display) -> BusError {
-    BusError::Unavailable(format!("{what}: {err}"))
-}
-
-fn is_stream_missing(err: &jetstream::context::GetStreamError) -> bool {
-    matches!(
-        err.kind(),
-        jetstream::context::GetStreamErrorKind::JetStream(js)
-            if js.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND
-    )
-}
 
 /// The event bus on NATS JetStream: durable pull consumers over one stream
 /// per namespace, fed by an [`OutboxRelay`].

@@ -27,9 +27,7 @@ use async_trait::async_trait;
 use stampede_app::ports::{Job, JobQueue, Lease, QueueError};
 use tokio::time::Instant;
 
-use crate::bus::Shared;
-use crate::relay::STREAM_SETTLE;
-use crate::subscription::pull;
+use crate::connection::{STREAM_SETTLE, Shared, pull};
 
 const NOT_BEFORE: &str = "Stampede-Not-Before";
 /// Jobs of one kind taken and not yet ended, across all nodes.

@@ -7,7 +7,9 @@
 //! - `settings`: [`NatsSettings`] and the names derived from the namespace:
 //!   stream `<ns>-events`, subjects `<ns>.events.<event_type>`, consumers
 //!   `<ns>-<name>`, store cursors `nats.<ns>.<name>` and `nats.<ns>.relay`.
-//! - `bus`: the connection, the stream, and the `EventBus` port.
+//! - `connection`: what every other module shares: the JetStream context, the
+//!   stream, the breaker, pulls. It imports none of them.
+//! - `bus`: the `EventBus` port on the connection; it hands out the others.
 //! - `subscription`: a durable or tail subscription on a pull consumer.
 //! - `relay`: the outbox relay.
 //! - `jobs`: the `JobQueue` port on a work-queue stream `<ns>-jobs`.
@@ -68,6 +70,7 @@
 //! started.
 
 mod bus;
+mod connection;
 mod jobs;
 mod relay;
 mod settings;

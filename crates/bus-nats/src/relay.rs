@@ -18,17 +18,12 @@ use tokio::sync::futures::OwnedNotified;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::bus::{Shared, unavailable};
+use crate::connection::{STREAM_SETTLE, Shared, unavailable};
 use crate::wire;
 
 /// How often the relay makes sure the stream it publishes to is still the
 /// one it knows, besides after every error.
 const STREAM_CHECK: Duration = Duration::from_secs(1);
-/// How long the relay waits, after finding the stream missing, before it
-/// creates it again. A stream created while the server is still deleting
-/// one of the same name loses its files to that deletion (nats-server 2.9
-/// answers pulls on it never again), so a deletion gets time to finish.
-pub(crate) const STREAM_SETTLE: Duration = Duration::from_secs(1);
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 

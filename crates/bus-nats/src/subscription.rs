@@ -14,11 +14,10 @@ use std::time::Duration;
 use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, PullConsumer, pull};
 use async_nats::jetstream::{self, AckKind};
 use async_trait::async_trait;
-use futures_util::StreamExt;
 use stampede_app::ports::{BusError, StoredEvent, Subscription};
 use tokio::time::Instant;
 
-use crate::bus::{Shared, unavailable};
+use crate::connection::{Shared, pull, unavailable};
 use crate::wire;
 
 /// Messages one consumer may have delivered and unacknowledged, across all
@@ -309,40 +308,6 @@ impl JsSubscription {
             Err(err) => tracing::warn!(cursor, error = %err, "saving a consumer's position failed"),
         }
     }
-}
-
-/// Pulls up to `max` messages: those there now (`wait` = `None`), or those
-/// arriving within `wait`. Always completes the pull request, so nothing is
-/// delivered to a pull nobody reads.
-pub(crate) async fn pull(
-    consumer: &PullConsumer,
-    max: usize,
-    wait: Option<Duration>,
-    timeout: Duration,
-) -> Result<Vec<jetstream::Message>, BusError> {
-    let collect = async {
-        let mut batch = match wait {
-            None => consumer.fetch().max_messages(max).messages().await,
-            Some(wait) => {
-                consumer
-                    .batch()
-                    .max_messages(max)
-                    .expires(wait)
-                    .messages()
-                    .await
-            }
-        }
-        .map_err(|err| unavailable("pulling events", err))?;
-        let mut messages = Vec::new();
-        while let Some(message) = batch.next().await {
-            messages.push(message.map_err(|err| unavailable("pulling events", err))?);
-        }
-        Ok(messages)
-    };
-    let limit = wait.unwrap_or_default() + timeout;
-    tokio::time::timeout(limit, collect)
-        .await
-        .map_err(|_| BusError::Unavailable("pulling events: timed out".to_owned()))?
 }
 
 #[async_trait]

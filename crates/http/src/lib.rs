@@ -75,7 +75,7 @@ pub fn router(state: AppState, settings: &HttpSettings) -> Router {
         false => Router::new(),
     };
     routes
-        .route("/api/v1/openapi.json", get(ops::openapi_json))
+        .route("/api/v1/openapi.json", get(openapi::openapi_json))
         .route("/livez", get(ops::livez))
         .route("/readyz", get(ops::readyz))
         .route("/startupz", get(ops::startupz))
@@ -85,7 +85,7 @@ pub fn router(state: AppState, settings: &HttpSettings) -> Router {
         .layer(DefaultBodyLimit::max(settings.max_body_bytes))
         .layer(RequestBodyLimitLayer::new(settings.max_body_bytes))
         .layer(middleware::from_fn_with_state(
-            state.clone(),
+            state.protection().clone(),
             protect::protect,
         ))
         .layer(CatchPanicLayer::new())

@@ -1,8 +1,12 @@
 //! The OpenAPI 3.1 document, generated from the handlers' annotations. Error
 //! answers are added here from one table, so each operation declares every
 //! problem status it can answer and the table is the one place to keep true.
+//! The document serves itself ([`openapi_json`]): routes never import it.
 
 use std::sync::OnceLock;
+
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
 
 use utoipa::openapi::path::{Operation, PathItem};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -24,7 +28,7 @@ use crate::routes::{accounts, catalog, ops, orders, payments, purchase, webhooks
         orders::detail, orders::events, payments::pay, payments::webhook,
         webhooks::create, webhooks::list, webhooks::get, webhooks::delete, webhooks::deliveries,
         accounts::register, accounts::login,
-        ops::livez, ops::readyz, ops::startupz, ops::metrics, ops::openapi_json, ops::workers,
+        ops::livez, ops::readyz, ops::startupz, ops::metrics, openapi_json, ops::workers,
     ),
     components(schemas(Problem, dto::ProductBody, dto::SaleBody, dto::OrderBody)),
     modifiers(&Security, &Problems),
@@ -153,6 +157,20 @@ fn operation<'a>(item: &'a mut PathItem, method: &str) -> Option<&'a mut Operati
         "delete" => item.delete.as_mut(),
         _ => None,
     }
+}
+
+/// This API's OpenAPI 3.1 document.
+#[utoipa::path(get, path = "/api/v1/openapi.json", tag = "operations",
+    responses((status = 200, description = "The OpenAPI document", content_type = "application/json")))]
+pub async fn openapi_json() -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        document_json(),
+    )
+        .into_response()
 }
 
 /// The document, rendered once.

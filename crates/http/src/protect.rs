@@ -23,7 +23,9 @@ use axum::http::{HeaderName, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use metrics::counter;
+use stampede_app::auth::JwtKey;
 use stampede_app::orders::Caller;
+use stampede_app::ports::Clock;
 use stampede_flow::adaptive::{AdaptiveConfig, AdaptiveLimit};
 use stampede_flow::deadline::{self, Deadline};
 use stampede_flow::limit::headers;
@@ -32,7 +34,6 @@ use stampede_flow::limit::shared::RateStore;
 use crate::client_ip::TrustedProxies;
 use crate::limits::{self, RateLimitRule, RateLimits, Refusal, Refused, Subject};
 use crate::problem::{ApiError, Kind};
-use crate::state::AppState;
 
 /// How the edge protects the service.
 #[derive(Debug, Clone)]
@@ -69,13 +70,23 @@ pub struct Protection {
     trusted: TrustedProxies,
     request_timeout: Duration,
     max_request_timeout: Duration,
+    /// Verifies the caller's token once, for per-user rules.
+    jwt: JwtKey,
+    clock: Arc<dyn Clock>,
 }
 
 impl Protection {
     /// The edge's protection; rules are shared through `store` when there
     /// is one (cluster mode), unless they say `backend = "local"`.
-    pub fn new(settings: &ProtectSettings, store: Option<Arc<dyn RateStore>>) -> Self {
+    pub fn new(
+        settings: &ProtectSettings,
+        store: Option<Arc<dyn RateStore>>,
+        jwt: JwtKey,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         Self {
+            jwt,
+            clock,
             limits: RateLimits::with_store(
                 &settings.rate_limits,
                 limits::shared_store(store, settings.shared_timeout),
@@ -119,14 +130,16 @@ fn sale_in_path(route: &str, path: &str) -> Option<String> {
         .flatten()
 }
 
-fn caller(state: &AppState, request: &Request) -> Option<Caller> {
+fn caller(protection: &Protection, request: &Request) -> Option<Caller> {
     let value = request.headers().get(AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
     if !scheme.eq_ignore_ascii_case("bearer") {
         return None;
     }
-    let app = state.app();
-    let claims = app.jwt.verify(token.trim(), app.clock.now()).ok()?;
+    let claims = protection
+        .jwt
+        .verify(token.trim(), protection.clock.now())
+        .ok()?;
     Some(Caller {
         user: claims.user,
         role: claims.role,
@@ -189,7 +202,11 @@ fn deadline_passed() -> Response {
 }
 
 /// The middleware.
-pub async fn protect(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+pub async fn protect(
+    State(protection): State<Arc<Protection>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
     let Some(route) = request
         .extensions()
         .get::<MatchedPath>()
@@ -200,12 +217,10 @@ pub async fn protect(State(state): State<AppState>, mut request: Request, next: 
     if PROBES.contains(&route.as_str()) {
         return next.run(request).await;
     }
-    let protection = state.protection();
-
     if !protection.limits.is_empty() {
         let method = request.method().clone();
         let user = if protection.limits.needs_user(&method, &route) {
-            caller(&state, &request)
+            caller(&protection, &request)
         } else {
             None
         };

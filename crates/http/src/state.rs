@@ -34,7 +34,7 @@ impl Default for HttpSettings {
 struct Inner {
     app: Arc<App>,
     prometheus: PrometheusHandle,
-    protection: Protection,
+    protection: Arc<Protection>,
 }
 
 /// Cheap to clone: one `Arc`.
@@ -51,13 +51,18 @@ impl AppState {
         rate_store: Option<Arc<dyn RateStore>>,
     ) -> Self {
         Self(Arc::new(Inner {
-            app,
             prometheus,
-            protection: Protection::new(&settings.protect, rate_store),
+            protection: Arc::new(Protection::new(
+                &settings.protect,
+                rate_store,
+                app.jwt.clone(),
+                app.clock.clone(),
+            )),
+            app,
         }))
     }
 
-    pub fn protection(&self) -> &Protection {
+    pub fn protection(&self) -> &Arc<Protection> {
         &self.0.protection
     }
 

@@ -4,8 +4,6 @@
 //! delivery worker POSTs them signed, retrying with backoff and full jitter
 //! behind a circuit breaker per endpoint, until delivered or dead-lettered.
 
-mod fanout;
-
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,8 +14,6 @@ use stampede_domain::webhook::{
 use stampede_flow::breaker::BreakerConfig;
 use stampede_flow::retry::RetryPolicy;
 use tokio::sync::Notify;
-
-pub use fanout::WebhookFanout;
 
 use crate::error::AppError;
 use crate::paging;

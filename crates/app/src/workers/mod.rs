@@ -24,6 +24,7 @@ mod live;
 mod payments;
 mod reconcile;
 mod webhook_delivery;
+mod webhook_fanout;
 
 use std::time::Duration;
 
@@ -37,6 +38,7 @@ pub use live::LiveFeed;
 pub use payments::{PAYMENT_JOB, PaymentFeeder, PaymentWorker};
 pub use reconcile::Reconciler;
 pub use webhook_delivery::DeliveryWorker;
+pub use webhook_fanout::WebhookFanout;
 
 /// Why a step failed, with its causes (`source()` chain).
 pub type StepError = Box<dyn std::error::Error + Send + Sync>;

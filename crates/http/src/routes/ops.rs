@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use crate::dto::{HealthBody, ReadyBody, WorkerBody, WorkersBody};
 use crate::extract::Admin;
-use crate::openapi;
 use crate::problem::{ApiError, Kind};
 use crate::state::AppState;
 
@@ -104,20 +103,6 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
             HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
         )],
         body,
-    )
-        .into_response()
-}
-
-/// This API's OpenAPI 3.1 document.
-#[utoipa::path(get, path = "/api/v1/openapi.json", tag = "operations",
-    responses((status = 200, description = "The OpenAPI document", content_type = "application/json")))]
-pub async fn openapi_json() -> Response {
-    (
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        )],
-        openapi::document_json(),
     )
         .into_response()
 }

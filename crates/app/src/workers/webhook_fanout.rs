@@ -6,10 +6,10 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use super::WebhookService;
+use super::Consumer;
 use crate::error::AppError;
 use crate::ports::StoredEvent;
-use crate::workers::Consumer;
+use crate::webhooks::WebhookService;
 
 pub struct WebhookFanout {
     service: Arc<WebhookService>,
