@@ -29,6 +29,7 @@
 //! comes from here:
 //! `remaining` is always the ledger's.
 
+use crate::failure::Chain;
 use std::fmt::Display;
 use std::future::Future;
 use std::hash::Hash;
@@ -227,7 +228,7 @@ where
             }
             Ok(Err(err)) => {
                 l2.errors.increment(1);
-                tracing::debug!(error = %err, key, "shared cache read failed");
+                tracing::debug!(error = %Chain(&err), key, "shared cache read failed");
                 None
             }
             Err(_) => {
@@ -246,7 +247,7 @@ where
         let ttl = self.lifetimes.lifetime(value.is_some());
         match tokio::time::timeout(l2.timeout, l2.store.set(key, &text, ttl)).await {
             Ok(Ok(())) => {}
-            Ok(Err(err)) => tracing::debug!(error = %err, key, "shared cache write failed"),
+            Ok(Err(err)) => tracing::debug!(error = %Chain(&err), key, "shared cache write failed"),
             Err(_) => tracing::debug!(key, "shared cache write timed out"),
         }
     }
@@ -302,7 +303,7 @@ where
             match tokio::time::timeout(l2.timeout, l2.store.delete(&l2_key)).await {
                 Ok(Ok(())) => {}
                 Ok(Err(err)) => {
-                    tracing::warn!(error = %err, key = l2_key, "shared cache delete failed");
+                    tracing::warn!(error = %Chain(&err), key = l2_key, "shared cache delete failed");
                 }
                 Err(_) => tracing::warn!(key = l2_key, "shared cache delete timed out"),
             }

@@ -272,7 +272,7 @@ impl CatalogService {
 
     async fn remaining(&self, sale: &Sale) -> Result<u64, AppError> {
         self.ledger.remaining(sale.id).await?.ok_or_else(|| {
-            AppError::Unavailable(format!("sale {} is not open in the stock ledger", sale.id))
+            AppError::unavailable(format!("sale {} is not open in the stock ledger", sale.id))
         })
     }
 }
@@ -372,9 +372,10 @@ pub fn sale_codec() -> L2Codec<Arc<Sale>> {
 fn unshare(err: Arc<AppError>) -> AppError {
     match Arc::try_unwrap(err) {
         Ok(err) => err,
-        Err(shared) => match &*shared {
-            AppError::Unavailable(cause) => AppError::Unavailable(cause.clone()),
-            other => AppError::Internal(other.to_string()),
+        // Every waiter gets its own error, caused by the shared one.
+        Err(shared) => match shared.is_retryable() {
+            true => AppError::unavailable_because("loading from the catalog", shared),
+            false => AppError::internal_because("loading from the catalog", shared),
         },
     }
 }

@@ -5,6 +5,7 @@
 //! (cancelled) and the request fails. The others are soft: a part that fails or
 //! misses the deadline is `None` and named in `degraded`.
 
+use crate::failure::Chain;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,9 +16,10 @@ use stampede_domain::order::Order;
 use stampede_domain::payment::Payment;
 use stampede_flow::deadline::Deadline;
 
+use crate::auth::Caller;
 use crate::catalog::{CatalogService, SaleView};
 use crate::error::AppError;
-use crate::orders::{Caller, OrderService};
+use crate::orders::OrderService;
 use crate::ports::{OutboxStore, PaymentStore, StoredEvent};
 
 /// An order with everything around it.
@@ -51,7 +53,7 @@ async fn soft<T>(
     match deadline.run(part).await {
         Ok(Ok(value)) => Ok(value),
         Ok(Err(err)) => {
-            tracing::warn!(part = name, error = %err, "order detail degraded");
+            tracing::warn!(part = name, error = %Chain(&err), "order detail degraded");
             Err(name)
         }
         Err(_) => {
@@ -84,9 +86,7 @@ impl DetailService {
         let order = async {
             match deadline.run(self.orders.get(caller, id)).await {
                 Ok(result) => result,
-                Err(_) => Err(AppError::Unavailable(
-                    "the order did not load in time".into(),
-                )),
+                Err(_) => Err(AppError::unavailable("the order did not load in time")),
             }
         };
         let around = async {

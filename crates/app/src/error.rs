@@ -4,6 +4,7 @@
 use stampede_domain::ValidationError;
 use stampede_domain::stock::Refusal;
 
+use crate::failure::Cause;
 use crate::ports::{LedgerError, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -33,20 +34,63 @@ pub enum AppError {
     #[error("overloaded: {0}")]
     Overloaded(&'static str),
     /// Draining, or a dependency is down: try again later.
-    #[error("unavailable: {0}")]
-    Unavailable(String),
+    #[error("unavailable: {context}")]
+    Unavailable {
+        context: String,
+        #[source]
+        cause: Option<Cause>,
+    },
     /// A bug or corrupt data; the cause is logged, never sent.
-    #[error("internal error: {0}")]
-    Internal(String),
+    #[error("internal error: {context}")]
+    Internal {
+        context: String,
+        #[source]
+        cause: Option<Cause>,
+    },
 }
 
 impl AppError {
+    pub fn unavailable(context: impl Into<String>) -> Self {
+        Self::Unavailable {
+            context: context.into(),
+            cause: None,
+        }
+    }
+
+    /// Unavailable while doing `context`, because of `cause`.
+    pub fn unavailable_because(context: impl Into<String>, cause: impl Into<Cause>) -> Self {
+        Self::Unavailable {
+            context: context.into(),
+            cause: Some(cause.into()),
+        }
+    }
+
+    pub fn internal(context: impl Into<String>) -> Self {
+        Self::Internal {
+            context: context.into(),
+            cause: None,
+        }
+    }
+
+    pub fn internal_because(context: impl Into<String>, cause: impl Into<Cause>) -> Self {
+        Self::Internal {
+            context: context.into(),
+            cause: Some(cause.into()),
+        }
+    }
+
+    /// Whether the same request may succeed later (the answers that carry
+    /// `Retry-After`).
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Overloaded(_) | Self::Unavailable { .. })
+    }
+
     /// Seconds a client should wait before retrying, for the answers that ask it
     /// to retry.
     pub fn retry_after_secs(&self) -> Option<u32> {
         match self {
             Self::Overloaded(_) => Some(1),
-            Self::Unavailable(_) => Some(5),
+            Self::Unavailable { .. } => Some(5),
             _ => None,
         }
     }
@@ -56,8 +100,8 @@ impl From<StoreError> for AppError {
     fn from(err: StoreError) -> Self {
         match err {
             StoreError::Conflict { field } => Self::Conflict { field },
-            StoreError::Unavailable(cause) => Self::Unavailable(cause),
-            StoreError::Corrupt(cause) => Self::Internal(cause),
+            StoreError::Unavailable { .. } => Self::unavailable_because("the store", err),
+            StoreError::Corrupt { .. } => Self::internal_because("the store", err),
         }
     }
 }
@@ -65,8 +109,8 @@ impl From<StoreError> for AppError {
 impl From<LedgerError> for AppError {
     fn from(err: LedgerError) -> Self {
         match err {
-            LedgerError::Unavailable(cause) => Self::Unavailable(cause),
-            LedgerError::Inconsistent(cause) => Self::Internal(cause),
+            LedgerError::Unavailable { .. } => Self::unavailable_because("the stock ledger", err),
+            LedgerError::Inconsistent { .. } => Self::internal_because("the stock ledger", err),
         }
     }
 }

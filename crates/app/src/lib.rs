@@ -21,6 +21,7 @@ pub mod catalog;
 pub mod detail;
 pub mod error;
 pub mod events;
+pub mod failure;
 pub mod ledger;
 pub mod lifecycle;
 pub mod live;

@@ -1,30 +1,18 @@
 //! Reading and cancelling orders. An order is visible to its owner and to
 //! admins; to anyone else it does not exist (404, never 403, so ids leak nothing).
 
+use crate::failure::Chain;
 use std::sync::Arc;
 
-use stampede_domain::account::Role;
-use stampede_domain::ids::{OrderId, UserId};
+use stampede_domain::ids::OrderId;
 use stampede_domain::order::{CancelDecision, Order};
 
+use crate::auth::Caller;
 use crate::error::AppError;
 use crate::paging;
 use crate::ports::{
     CancelOutcome, Clock, EventBus, OrderStore, OutboxStore, StockLedger, StoredEvent,
 };
-
-/// Who is asking: the claims of a verified token.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Caller {
-    pub user: UserId,
-    pub role: Role,
-}
-
-impl Caller {
-    pub(crate) fn may_see(&self, order: &Order) -> bool {
-        self.role == Role::Admin || order.user_id == self.user
-    }
-}
 
 pub struct OrderService {
     store: Arc<dyn OrderStore>,
@@ -105,7 +93,7 @@ impl OrderService {
                     .inspect_err(|err| {
                         // The store has the units back; the ledger is rebuilt
                         // from it at the next start.
-                        tracing::error!(error = %err, "returning cancelled units to the ledger failed");
+                        tracing::error!(error = %Chain(err), "returning cancelled units to the ledger failed");
                     })?;
                 Ok(order)
             }

@@ -1,13 +1,14 @@
 //! The `EventBus` port on a NATS connection, and the relay, subscriptions
 //! and job queue it hands out.
 
+use stampede_app::failure::Chain;
 use std::collections::BTreeSet;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
 use async_nats::jetstream;
 use async_trait::async_trait;
-use stampede_app::ports::{BusError, EventBus, OutboxStore, Subscription};
+use stampede_app::ports::{BusError, BusSubscription, EventBus, OutboxStore};
 use stampede_flow::breaker::{BreakerConfig, CircuitBreaker};
 use tokio::sync::Notify;
 use tokio_util::sync::{CancellationToken, DropGuard};
@@ -81,7 +82,7 @@ impl JetStreamBus {
     pub async fn job_queue(&self) -> Result<JetStreamJobs, BusError> {
         JetStreamJobs::new(self.shared.clone())
             .await
-            .map_err(|err| BusError::Unavailable(err.to_string()))
+            .map_err(|err| BusError::unavailable_because("opening the job queue", err))
     }
 
     /// Deletes the job stream: for tests and operators resetting a
@@ -100,7 +101,7 @@ impl JetStreamBus {
     /// `Unavailable`: only relays create it again (see [`OutboxRelay`]).
     pub async fn stream_replicas(&self) -> Result<usize, BusError> {
         let Some(mut stream) = self.shared.stream().await? else {
-            return Err(BusError::Unavailable(format!(
+            return Err(BusError::unavailable(format!(
                 "stream {} is missing; a relay creates it again",
                 self.shared.names.stream()
             )));
@@ -136,9 +137,12 @@ impl EventBus for JetStreamBus {
         self.shared.poke.notify_one();
     }
 
-    async fn subscribe(&self, consumer: &'static str) -> Result<Box<dyn Subscription>, BusError> {
+    async fn subscribe(
+        &self,
+        consumer: &'static str,
+    ) -> Result<Box<dyn BusSubscription>, BusError> {
         if !crate::settings::is_token(consumer) {
-            return Err(BusError::Unavailable(format!(
+            return Err(BusError::unavailable(format!(
                 "invalid consumer name {consumer:?}: use letters, digits, '-' and '_'"
             )));
         }
@@ -150,7 +154,7 @@ impl EventBus for JetStreamBus {
         ))
     }
 
-    async fn tail(&self) -> Result<Box<dyn Subscription>, BusError> {
+    async fn tail(&self) -> Result<Box<dyn BusSubscription>, BusError> {
         Ok(Box::new(JsSubscription::tail(self.shared.clone()).await?))
     }
 }
@@ -166,7 +170,7 @@ async fn forward_wakeups(client: async_nats::Client, shared: Arc<Shared>, stop: 
             () = shared.poke.notified() => {}
         }
         if let Err(err) = client.publish(subject.clone(), bytes::Bytes::new()).await {
-            tracing::debug!(error = %err, "cannot wake remote relays");
+            tracing::debug!(error = %Chain(&err), "cannot wake remote relays");
         }
     }
 }

@@ -123,8 +123,11 @@ pub(crate) fn connection_event(event: &async_nats::Event) {
 }
 
 /// `Unavailable`, with what was being done.
-pub(crate) fn unavailable(what: impl std::fmt::Display, err: impl std::fmt::Display) -> BusError {
-    BusError::Unavailable(format!("{what}: {err}"))
+pub(crate) fn unavailable(
+    what: impl Into<String>,
+    err: impl Into<stampede_app::failure::Cause>,
+) -> BusError {
+    BusError::unavailable_because(what, err)
 }
 
 pub(crate) fn is_stream_missing(err: &jetstream::context::GetStreamError) -> bool {
@@ -166,5 +169,5 @@ pub(crate) async fn pull(
     let limit = wait.unwrap_or_default() + timeout;
     tokio::time::timeout(limit, collect)
         .await
-        .map_err(|_| BusError::Unavailable("pulling events: timed out".to_owned()))?
+        .map_err(|_| BusError::unavailable("pulling events: timed out"))?
 }

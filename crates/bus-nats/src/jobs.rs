@@ -15,6 +15,7 @@
 //!   whatever is still to do, so a lost stream costs a sweep, never a job.
 //!   A missing stream is created again after a pause (see `relay.rs` on why).
 
+use stampede_app::failure::Chain;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -24,10 +25,10 @@ use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, PullConsumer, pu
 use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::{self, AckKind, stream};
 use async_trait::async_trait;
-use stampede_app::ports::{Job, JobQueue, Lease, QueueError};
+use stampede_app::ports::{BusError, Job, JobQueue, Lease, QueueError};
 use tokio::time::Instant;
 
-use crate::connection::{STREAM_SETTLE, Shared, pull};
+use crate::connection::{STREAM_SETTLE, Shared, pull, unavailable as bus_unavailable};
 
 const NOT_BEFORE: &str = "Stampede-Not-Before";
 /// Jobs of one kind taken and not yet ended, across all nodes.
@@ -91,7 +92,12 @@ impl JetStreamJobs {
         {
             Ok(Some(stream)) => stream,
             Ok(None) => self.stream(true).await?,
-            Err(err) => return Err(QueueError::Unavailable(err.to_string())),
+            Err(err) => {
+                return Err(QueueError::unavailable_because(
+                    "reading the job stream",
+                    err,
+                ));
+            }
         };
         let durable = self.shared.names.durable(kind);
         let config = pull::Config {
@@ -118,7 +124,7 @@ impl JetStreamJobs {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    async fn publish(&self, kind: &'static str, id: &str, not_before: u64) -> Result<(), String> {
+    async fn publish(&self, kind: &'static str, id: &str, not_before: u64) -> Result<(), BusError> {
         let mut headers = HeaderMap::new();
         headers.insert(NOT_BEFORE, not_before.to_string().as_str());
         let message = PublishMessage::build()
@@ -130,8 +136,10 @@ impl JetStreamJobs {
             .js
             .send_publish(self.shared.names.jobs_subject(kind), message)
             .await
-            .map_err(|err| err.to_string())?;
-        ack.await.map(drop).map_err(|err| err.to_string())
+            .map_err(|err| bus_unavailable("publishing a job", err))?;
+        ack.await
+            .map(drop)
+            .map_err(|err| bus_unavailable("publishing a job", err))
     }
 
     /// Splits pulled messages into jobs due now and refuses the early ones
@@ -149,7 +157,7 @@ impl JetStreamJobs {
             if not_before > now {
                 let left = Duration::from_millis(not_before - now);
                 if let Err(err) = message.ack_with(AckKind::Nak(Some(left))).await {
-                    tracing::debug!(error = %err, "putting back an early job failed");
+                    tracing::debug!(error = %Chain(&*err), "putting back an early job failed");
                 }
                 continue;
             }
@@ -175,9 +183,7 @@ impl JobQueue for JetStreamJobs {
         let first = self
             .shared
             .guarded("pushing a job", async {
-                self.publish(kind, id, not_before)
-                    .await
-                    .map_err(stampede_app::ports::BusError::Unavailable)
+                self.publish(kind, id, not_before).await
             })
             .await;
         let Err(failure) = first else {
@@ -192,7 +198,7 @@ impl JobQueue for JetStreamJobs {
             Ok(None)
         );
         if !missing {
-            return Err(QueueError::Unavailable(failure.to_string()));
+            return Err(QueueError::unavailable_because("pushing a job", failure));
         }
         self.lock().clear();
         self.stream(true).await?;
@@ -234,7 +240,7 @@ impl JobQueue for JetStreamJobs {
                 Err(err) => {
                     // Bind again next time: the consumer or stream may be gone.
                     self.lock().remove(kind);
-                    return Err(QueueError::Unavailable(err.to_string()));
+                    return Err(QueueError::unavailable_because("taking jobs", err));
                 }
             };
             let jobs = Self::due(messages).await;
@@ -255,7 +261,7 @@ impl Lease for JsLease {
         // Confirmed: once `done` returns, the job is gone.
         tokio::time::timeout(PULL_GRACE, self.message.double_ack())
             .await
-            .map_err(|_| QueueError::Unavailable("finishing a job: timed out".to_owned()))?
+            .map_err(|_| QueueError::unavailable("finishing a job: timed out"))?
             .map_err(|err| unavailable("finishing a job", err))
     }
 
@@ -267,8 +273,11 @@ impl Lease for JsLease {
     }
 }
 
-fn unavailable(what: impl std::fmt::Display, err: impl std::fmt::Display) -> QueueError {
-    QueueError::Unavailable(format!("{what}: {err}"))
+fn unavailable(
+    what: impl Into<String>,
+    err: impl Into<stampede_app::failure::Cause>,
+) -> QueueError {
+    QueueError::unavailable_because(what, err)
 }
 
 /// Unix time in milliseconds, `after` from now.

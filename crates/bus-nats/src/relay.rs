@@ -3,6 +3,7 @@
 //! acknowledged. See the crate documentation for how it recovers a lost
 //! stream.
 
+use stampede_app::failure::Chain;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -108,7 +109,7 @@ impl OutboxRelay {
         }
         self.position = Some(last);
         if let Err(err) = store.save_cursor(&shared.names.relay_cursor(), last).await {
-            tracing::warn!(error = %err, "relay: saving its position failed");
+            tracing::warn!(error = %Chain(&err), "relay: saving its position failed");
         }
         self.published.increment(events.len() as u64);
         Ok(RelayStep::Published(events.len()))
@@ -198,8 +199,8 @@ impl OutboxRelay {
         }
         match self.position {
             Some(position) => Ok(position),
-            None => Err(BusError::Unavailable(
-                "relay: no position after checking the stream".to_owned(),
+            None => Err(BusError::unavailable(
+                "relay: no position after checking the stream",
             )),
         }
     }
@@ -248,7 +249,7 @@ impl Worker for OutboxRelay {
             {
                 Ok(subscriber) => self.remote = Some(subscriber),
                 Err(err) => {
-                    tracing::warn!(error = %err, "relay: no wake-ups from other nodes; polling");
+                    tracing::warn!(error = %Chain(&err), "relay: no wake-ups from other nodes; polling");
                 }
             }
         }

@@ -58,7 +58,7 @@ impl Default for NatsSettings {
 impl NatsSettings {
     /// Checks what the server would refuse later, naming the setting.
     pub(crate) fn validate(&self) -> Result<(), BusError> {
-        let invalid = |what: String| Err(BusError::Unavailable(format!("invalid nats {what}")));
+        let invalid = |what: String| Err(BusError::unavailable(format!("invalid nats {what}")));
         if !is_token(&self.namespace) {
             return invalid(format!(
                 "namespace {:?}: use letters, digits, '-' and '_'",

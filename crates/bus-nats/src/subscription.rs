@@ -7,6 +7,7 @@
 //! or handed back with `nack`. A consumer or stream that disappears is
 //! recreated on the next `next`; what the old one had delivered comes again.
 
+use stampede_app::failure::Chain;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -14,7 +15,7 @@ use std::time::Duration;
 use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, PullConsumer, pull};
 use async_nats::jetstream::{self, AckKind};
 use async_trait::async_trait;
-use stampede_app::ports::{BusError, StoredEvent, Subscription};
+use stampede_app::ports::{BusError, BusSubscription, StoredEvent};
 use tokio::time::Instant;
 
 use crate::connection::{Shared, pull, unavailable};
@@ -212,7 +213,7 @@ impl JsSubscription {
             let stream_seq = match message.info() {
                 Ok(info) => info.stream_sequence,
                 Err(err) => {
-                    tracing::warn!(error = %err, "bus message without jetstream metadata; skipped");
+                    tracing::warn!(error = %Chain(&*err), "bus message without jetstream metadata; skipped");
                     continue;
                 }
             };
@@ -222,15 +223,15 @@ impl JsSubscription {
             match wire::decode(&message.payload) {
                 Ok(event) if event.seq <= self.skip_through => {
                     if let Err(err) = message.ack().await {
-                        tracing::debug!(error = %err, "acknowledging a handled event failed");
+                        tracing::debug!(error = %Chain(&*err), "acknowledging a handled event failed");
                     }
                 }
                 Ok(event) => batch.push((event, stream_seq, message)),
                 Err(err) => {
                     // Nothing can handle it, and the store holds the event.
-                    tracing::error!(stream_seq, error = %err, "undecodable bus message; terminated");
+                    tracing::error!(stream_seq, error = %Chain(&err), "undecodable bus message; terminated");
                     if let Err(err) = message.ack_with(AckKind::Term).await {
-                        tracing::debug!(error = %err, "terminating a message failed");
+                        tracing::debug!(error = %Chain(&*err), "terminating a message failed");
                     }
                 }
             }
@@ -257,7 +258,7 @@ impl JsSubscription {
         };
         for message in rest {
             if let Err(err) = message.ack_with(AckKind::Nak(None)).await {
-                tracing::debug!(error = %err, "refusing a message failed");
+                tracing::debug!(error = %Chain(&*err), "refusing a message failed");
             }
         }
         let confirmed = tokio::time::timeout(
@@ -282,7 +283,7 @@ impl JsSubscription {
         let floor = match consumer.get_info().await {
             Ok(info) => info.ack_floor.stream_sequence,
             Err(err) => {
-                tracing::debug!(error = %err, "reading the consumer's ack floor failed");
+                tracing::debug!(error = %Chain(&err), "reading the consumer's ack floor failed");
                 return;
             }
         };
@@ -305,13 +306,15 @@ impl JsSubscription {
         };
         match self.shared.store.save_cursor(cursor, handled).await {
             Ok(()) => self.skip_through = self.skip_through.max(handled),
-            Err(err) => tracing::warn!(cursor, error = %err, "saving a consumer's position failed"),
+            Err(err) => {
+                tracing::warn!(cursor, error = %Chain(&err), "saving a consumer's position failed")
+            }
         }
     }
 }
 
 #[async_trait]
-impl Subscription for JsSubscription {
+impl BusSubscription for JsSubscription {
     async fn next(&mut self, max: u32, wait: Duration) -> Result<Vec<StoredEvent>, BusError> {
         self.send_naks().await;
         let max = max.clamp(1, self.shared.settings.fetch_batch) as usize;
@@ -325,7 +328,7 @@ impl Subscription for JsSubscription {
                 // No stream: wait for a relay to create it.
                 Ok(None) => Some(None),
                 Err(err) => {
-                    tracing::debug!(error = %err, "pulling failed; binding again");
+                    tracing::debug!(error = %Chain(&err), "pulling failed; binding again");
                     self.consumer = None;
                     if !rebound {
                         // Once at once, even past the deadline: a deleted
@@ -367,7 +370,7 @@ impl Subscription for JsSubscription {
         // Confirmed, so the position has moved once `ack` returns.
         tokio::time::timeout(self.shared.settings.timeout, last.message.double_ack())
             .await
-            .map_err(|_| BusError::Unavailable("acknowledging events: timed out".to_owned()))?
+            .map_err(|_| BusError::unavailable("acknowledging events: timed out"))?
             .map_err(|err| unavailable("acknowledging events", err))?;
         if matches!(self.kind, Kind::Durable { .. }) {
             self.unsaved.extend(
@@ -424,7 +427,7 @@ impl Drop for JsSubscription {
         runtime.spawn(async move {
             for message in messages {
                 if let Err(err) = message.ack_with(AckKind::Nak(None)).await {
-                    tracing::debug!(error = %err, "handing back a message failed");
+                    tracing::debug!(error = %Chain(&*err), "handing back a message failed");
                 }
             }
             if let Some(consumer) = tail {

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::Cluster;
+use stampede_app::failure::Chain;
 use stampede_app::ports::{BusError, EventBus, JobQueue, QueueError, Store};
 use stampede_app::workers::Background;
 use stampede_bus_nats::{JetStreamBus, NatsSettings};
@@ -53,7 +54,7 @@ async fn jetstream() -> async_nats::jetstream::Context {
 /// Reads and acknowledges until every id in `expected` was seen at least
 /// once (duplicates allowed: consumers deduplicate by id).
 async fn consume_until_seen(
-    subscription: &mut dyn stampede_app::ports::Subscription,
+    subscription: &mut dyn stampede_app::ports::BusSubscription,
     seen: &mut HashSet<EventId>,
     expected: &HashSet<EventId>,
 ) {
@@ -73,7 +74,7 @@ async fn consume_until_seen(
                 seen.extend(events.iter().map(|event| event.id));
             }
             // The bus is recovering; the consumer loop retries too.
-            Err(BusError::Unavailable(_)) => {}
+            Err(BusError::Unavailable { .. }) => {}
         }
     }
 }
@@ -247,10 +248,12 @@ async fn an_unreachable_server_is_unavailable_and_named() {
         ..NatsSettings::default()
     };
     let started = Instant::now();
-    let Err(BusError::Unavailable(message)) = JetStreamBus::connect(settings, store.clone()).await
+    let Err(err @ BusError::Unavailable { .. }) =
+        JetStreamBus::connect(settings, store.clone()).await
     else {
         panic!("connecting to a closed port must fail");
     };
+    let message = Chain(&err).to_string();
     assert!(
         message.contains("127.0.0.1:1"),
         "names the address: {message}"
@@ -292,10 +295,10 @@ async fn a_failing_nats_opens_the_bus_breaker() {
             .push("k", &format!("job-{failures}"), Duration::ZERO)
             .await
         {
-            Err(QueueError::Unavailable(message)) if message.contains("circuit breaker") => {
-                break message;
+            Err(err) if Chain(&err).to_string().contains("circuit breaker") => {
+                break Chain(&err).to_string();
             }
-            Err(QueueError::Unavailable(_)) => failures += 1,
+            Err(QueueError::Unavailable { .. }) => failures += 1,
             Ok(()) => panic!("a push went through a cut connection"),
         }
         assert!(failures <= 20, "the breaker never opened");

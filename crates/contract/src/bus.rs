@@ -26,7 +26,7 @@ use stampede_domain::ids::{EventId, ProductId};
 use stampede_domain::time::Timestamp;
 use tokio::time::Instant;
 
-use stampede_app::ports::{EventBus, Store, StoredEvent, Subscription};
+use stampede_app::ports::{BusSubscription, EventBus, Store, StoredEvent};
 
 /// The fixed creation time of the products written to make events.
 const NOW: Timestamp = Timestamp::from_millis(1_800_000_000_000);
@@ -100,7 +100,7 @@ pub async fn commit(t: &BusUnderTest, n: usize) -> Vec<StoredEvent> {
 
 /// Takes events until `n` came (or more, if a batch brings them), failing
 /// after [`PATIENCE`].
-pub async fn receive(subscription: &mut dyn Subscription, n: usize) -> Vec<StoredEvent> {
+pub async fn receive(subscription: &mut dyn BusSubscription, n: usize) -> Vec<StoredEvent> {
     let deadline = Instant::now() + PATIENCE;
     let mut got: Vec<StoredEvent> = Vec::new();
     while got.len() < n {
@@ -117,7 +117,7 @@ pub async fn receive(subscription: &mut dyn Subscription, n: usize) -> Vec<Store
 }
 
 /// Fails if anything arrives within [`QUIET`].
-pub async fn nothing_more(subscription: &mut dyn Subscription) {
+pub async fn nothing_more(subscription: &mut dyn BusSubscription) {
     let deadline = Instant::now() + QUIET;
     while Instant::now() < deadline {
         let extra = subscription.next(16, WAIT).await.unwrap();
@@ -132,7 +132,7 @@ pub async fn nothing_more(subscription: &mut dyn Subscription) {
 /// Waits until the subscription's lag is `expected`, failing after
 /// [`PATIENCE`] (a relay publishes in the background). Takes `&mut` only so
 /// the future stays `Send` (subscriptions are not `Sync`).
-pub async fn lag_becomes(subscription: &mut dyn Subscription, expected: u64) {
+pub async fn lag_becomes(subscription: &mut dyn BusSubscription, expected: u64) {
     let deadline = Instant::now() + PATIENCE;
     loop {
         let lag = subscription.lag().await.unwrap();

@@ -161,7 +161,7 @@ fn assert_mismatch(decision: Decision) {
 
 fn assert_inconsistent<T: std::fmt::Debug>(result: Result<T, LedgerError>) {
     assert!(
-        matches!(result, Err(LedgerError::Inconsistent(_))),
+        matches!(result, Err(LedgerError::Inconsistent { .. })),
         "expected an inconsistency, got {result:?}"
     );
 }

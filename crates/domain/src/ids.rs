@@ -13,8 +13,23 @@ macro_rules! uuid_id {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-        #[serde(transparent)]
+        #[serde(into = "String", try_from = "String")]
         pub struct $name(Uuid);
+
+        /// Read back through `parse`.
+        impl TryFrom<String> for $name {
+            type Error = ValidationError;
+
+            fn try_from(text: String) -> Result<Self, ValidationError> {
+                Self::parse(&text).ok_or_else(|| ValidationError::new("id", "must be a UUID"))
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(id: $name) -> String {
+                id.to_string()
+            }
+        }
 
         impl $name {
             /// A fresh, time-ordered id.
@@ -76,9 +91,25 @@ uuid_id!(
 
 /// The buyer: the `sub` claim of a token. Any non-empty string up to 128 bytes, so
 /// an external identity provider's subjects work unchanged.
+///
+/// Read back through [`UserId::parse`].
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
+#[serde(into = "String", try_from = "String")]
 pub struct UserId(String);
+
+impl TryFrom<String> for UserId {
+    type Error = ValidationError;
+
+    fn try_from(text: String) -> Result<Self, ValidationError> {
+        Self::parse(text)
+    }
+}
+
+impl From<UserId> for String {
+    fn from(id: UserId) -> String {
+        id.0
+    }
+}
 
 impl UserId {
     pub const MAX_LEN: usize = 128;

@@ -49,9 +49,25 @@ impl<'de> Deserialize<'de> for Currency {
 
 /// A non-negative price in minor units (cents), bounded so that a price times any
 /// allowed quantity still fits in an `i64`.
+///
+/// Read back through [`Cents::parse`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
+#[serde(into = "i64", try_from = "i64")]
 pub struct Cents(i64);
+
+impl TryFrom<i64> for Cents {
+    type Error = ValidationError;
+
+    fn try_from(value: i64) -> Result<Self, ValidationError> {
+        Self::parse("price_cents", value)
+    }
+}
+
+impl From<Cents> for i64 {
+    fn from(cents: Cents) -> i64 {
+        cents.0
+    }
+}
 
 impl Cents {
     /// 10^12 minor units: ten billion in a two-decimal currency.

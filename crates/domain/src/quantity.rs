@@ -5,9 +5,25 @@ use serde::{Deserialize, Serialize};
 use crate::ValidationError;
 
 /// A positive number of units, at most [`Quantity::MAX`].
+/// Read back through [`Quantity::parse`]: stored or sent JSON cannot make
+/// one out of bounds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
+#[serde(into = "u32", try_from = "i64")]
 pub struct Quantity(u32);
+
+impl TryFrom<i64> for Quantity {
+    type Error = ValidationError;
+
+    fn try_from(value: i64) -> Result<Self, ValidationError> {
+        Self::parse("quantity", value)
+    }
+}
+
+impl From<Quantity> for u32 {
+    fn from(quantity: Quantity) -> u32 {
+        quantity.0
+    }
+}
 
 impl Quantity {
     /// A billion units: more than any sale needs, small enough that sums of

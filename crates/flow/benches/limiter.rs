@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use divan::Bencher;
-use stampede_flow::limit::{Algorithm, Decision, KeyedLimiter, Quota};
+use stampede_flow::limit::{Algorithm, KeyedLimiter, LimitDecision, Quota};
 
 fn main() {
     divan::main();
@@ -57,7 +57,7 @@ fn admitted_on_a_known_key(bencher: Bencher, algorithm: Algorithm) {
     bencher.bench(|| {
         let user = next.fetch_add(1, Ordering::Relaxed) % 10_000;
         let decision = limiter.check(&divan::black_box(user));
-        assert!(matches!(decision, Decision::Allow { .. }));
+        assert!(matches!(decision, LimitDecision::Allow { .. }));
     });
 }
 
@@ -66,7 +66,7 @@ fn refused_on_a_hot_key(bencher: Bencher, algorithm: Algorithm) {
     limiter.check(&0u64);
     bencher.bench(|| {
         let decision = limiter.check(&divan::black_box(0u64));
-        assert!(matches!(decision, Decision::Deny { .. }));
+        assert!(matches!(decision, LimitDecision::Deny { .. }));
     });
 }
 

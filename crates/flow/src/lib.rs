@@ -41,6 +41,8 @@ pub use breaker::{
 };
 pub use bulkhead::{Bulkhead, BulkheadPermit, Full};
 pub use deadline::{Deadline, Elapsed};
-pub use limit::shared::{Fallback, RateStore, SharedLimiter, SharedStore, StoreError, Undecided};
-pub use limit::{Algorithm, Decision, KeyedLimiter, Quota, QuotaError};
+pub use limit::shared::{
+    Fallback, RateStore, RateStoreError, SharedLimiter, SharedStore, Undecided,
+};
+pub use limit::{Algorithm, KeyedLimiter, LimitDecision, Quota, QuotaError};
 pub use retry::{Retry, RetryPolicy, retry};

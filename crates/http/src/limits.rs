@@ -47,7 +47,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use stampede_domain::ids::UserId;
 use stampede_flow::limit::shared::{Fallback, RateStore, SharedLimiter, SharedStore, Undecided};
-use stampede_flow::limit::{Algorithm, Decision, KeyedLimiter, Quota};
+use stampede_flow::limit::{Algorithm, KeyedLimiter, LimitDecision, Quota};
 
 /// What a rule counts separately.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
@@ -272,16 +272,16 @@ impl CompiledRule {
 }
 
 /// A refusal by a rule's limit, with what its headers need.
-pub struct Refusal<'a> {
+pub struct LimitRefusal<'a> {
     pub rule: &'a str,
     pub quota: Quota,
-    pub decision: Decision,
+    pub decision: LimitDecision,
 }
 
 /// Why a request may not go ahead.
 pub enum Refused<'a> {
     /// Over a rule's limit: 429.
-    Limited(Refusal<'a>),
+    Limited(LimitRefusal<'a>),
     /// A `fail_closed` shared rule whose store did not decide: 503.
     Undecided { rule: &'a str },
 }
@@ -389,10 +389,10 @@ impl RateLimits {
                 }
             };
             match decision {
-                Decision::Allow { .. } => {}
-                Decision::Wait { delay, .. } => wait = wait.max(delay),
-                decision @ Decision::Deny { .. } => {
-                    return Err(Refused::Limited(Refusal {
+                LimitDecision::Allow { .. } => {}
+                LimitDecision::Wait { delay, .. } => wait = wait.max(delay),
+                decision @ LimitDecision::Deny { .. } => {
+                    return Err(Refused::Limited(LimitRefusal {
                         rule: &rule.name,
                         quota: rule.quota(),
                         decision,
@@ -569,7 +569,7 @@ mod tests {
             _: &str,
             _: Algorithm,
             _: Quota,
-        ) -> Result<Decision, stampede_flow::StoreError> {
+        ) -> Result<LimitDecision, stampede_flow::RateStoreError> {
             self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             std::future::pending().await
         }

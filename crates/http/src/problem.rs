@@ -8,6 +8,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use stampede_app::AppError;
+use stampede_app::failure::Chain;
 use stampede_domain::ValidationError;
 use stampede_domain::stock::Refusal;
 use utoipa::ToSchema;
@@ -207,13 +208,13 @@ impl From<AppError> for ApiError {
             AppError::Unauthorized(detail) => Self::new(Kind::UNAUTHORIZED).with_detail(detail),
             AppError::Forbidden => Self::new(Kind::FORBIDDEN),
             AppError::Overloaded(detail) => Self::new(Kind::OVERLOADED).with_detail(detail),
-            AppError::Unavailable(cause) => {
-                tracing::warn!(cause = %cause, "answering 503 unavailable");
+            err @ AppError::Unavailable { .. } => {
+                tracing::warn!(cause = %Chain(&err), "answering 503 unavailable");
                 Self::new(Kind::UNAVAILABLE)
                     .with_detail("the service cannot take this request right now")
             }
-            AppError::Internal(cause) => {
-                tracing::error!(cause = %cause, "internal error");
+            err @ AppError::Internal { .. } => {
+                tracing::error!(cause = %Chain(&err), "internal error");
                 Self::new(Kind::INTERNAL)
             }
         };
@@ -271,7 +272,7 @@ mod tests {
 
     #[test]
     fn internal_causes_are_never_sent() {
-        let err = ApiError::from(AppError::Internal("secret path /var/db".into()));
+        let err = ApiError::from(AppError::internal("secret path /var/db"));
         let body = serde_json::to_string(&err.problem()).unwrap();
         assert!(!body.contains("secret"));
     }

@@ -23,8 +23,8 @@ use axum::http::{HeaderName, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use metrics::counter;
+use stampede_app::auth::Caller;
 use stampede_app::auth::JwtKey;
-use stampede_app::orders::Caller;
 use stampede_app::ports::Clock;
 use stampede_flow::adaptive::{AdaptiveConfig, AdaptiveLimit};
 use stampede_flow::deadline::{self, Deadline};
@@ -32,7 +32,7 @@ use stampede_flow::limit::headers;
 use stampede_flow::limit::shared::RateStore;
 
 use crate::client_ip::TrustedProxies;
-use crate::limits::{self, RateLimitRule, RateLimits, Refusal, Refused, Subject};
+use crate::limits::{self, LimitRefusal, RateLimitRule, RateLimits, Refused, Subject};
 use crate::problem::{ApiError, Kind};
 
 /// How the edge protects the service.
@@ -146,7 +146,7 @@ fn caller(protection: &Protection, request: &Request) -> Option<Caller> {
     })
 }
 
-fn too_many(refusal: &Refusal<'_>) -> Response {
+fn too_many(refusal: &LimitRefusal<'_>) -> Response {
     counter!("stampede_http_refused_total", "reason" => "rate_limited").increment(1);
     let retry_after = headers::retry_after(&refusal.decision)
         .and_then(|secs| secs.parse::<u32>().ok())

@@ -65,7 +65,7 @@ impl SaleEntry {
         let mut book = self.book();
         let result = book.release(user, quantity);
         self.remaining.store(book.remaining(), Ordering::Release);
-        result.map_err(|e| LedgerError::Inconsistent(e.to_string()))
+        result.map_err(|e| LedgerError::inconsistent(e.to_string()))
     }
 }
 
@@ -181,7 +181,7 @@ impl StockLedger for MemoryLedger {
         if give_back {
             result = match self.sale(attempt.fingerprint.sale_id) {
                 Some(sale) => sale.release(&attempt.user, attempt.fingerprint.quantity.get()),
-                None => Err(LedgerError::Inconsistent(format!(
+                None => Err(LedgerError::inconsistent(format!(
                     "settling a reservation on unknown sale {}",
                     attempt.fingerprint.sale_id
                 ))),
@@ -196,7 +196,7 @@ impl StockLedger for MemoryLedger {
     async fn release(&self, sale: SaleId, user: &UserId, quantity: u32) -> Result<(), LedgerError> {
         match self.sale(sale) {
             Some(entry) => entry.release(user, quantity),
-            None => Err(LedgerError::Inconsistent(format!(
+            None => Err(LedgerError::inconsistent(format!(
                 "release on unknown sale {sale}"
             ))),
         }
@@ -218,10 +218,10 @@ impl StockLedger for MemoryLedger {
         for snapshot in sales {
             let terms = SaleTerms::of(&snapshot.sale);
             let book = StockBook::restore(terms, snapshot.holdings).map_err(|e| {
-                LedgerError::Inconsistent(format!("sale {}: {e}", snapshot.sale.id))
+                LedgerError::inconsistent(format!("sale {}: {e}", snapshot.sale.id))
             })?;
             if book.remaining() != snapshot.remaining {
-                return Err(LedgerError::Inconsistent(format!(
+                return Err(LedgerError::inconsistent(format!(
                     "sale {}: its stock column says {} left, its orders say {}",
                     snapshot.sale.id,
                     snapshot.remaining,
@@ -235,7 +235,7 @@ impl StockLedger for MemoryLedger {
             let key = ScopedKey::new(&record.user_id, &record.key);
             let quantity =
                 Quantity::parse("quantity", i64::from(record.quantity)).map_err(|e| {
-                    LedgerError::Inconsistent(format!("order {}: {e}", record.order_id))
+                    LedgerError::inconsistent(format!("order {}: {e}", record.order_id))
                 })?;
             let remembered = Remembered {
                 fingerprint: Fingerprint {

@@ -11,7 +11,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::Notify;
 
-use stampede_app::ports::{BusError, EventBus, OutboxStore, StoreError, StoredEvent, Subscription};
+use stampede_app::ports::{
+    BusError, BusSubscription, EventBus, OutboxStore, StoreError, StoredEvent,
+};
 
 /// The in-process bus over the outbox.
 pub struct OutboxBus {
@@ -29,7 +31,7 @@ impl OutboxBus {
 }
 
 fn unavailable(err: StoreError) -> BusError {
-    BusError::Unavailable(err.to_string())
+    BusError::unavailable_because("the outbox", err)
 }
 
 #[async_trait]
@@ -38,7 +40,10 @@ impl EventBus for OutboxBus {
         self.wake.notify_waiters();
     }
 
-    async fn subscribe(&self, consumer: &'static str) -> Result<Box<dyn Subscription>, BusError> {
+    async fn subscribe(
+        &self,
+        consumer: &'static str,
+    ) -> Result<Box<dyn BusSubscription>, BusError> {
         let acked = self.store.cursor(consumer).await.map_err(unavailable)?;
         Ok(Box::new(OutboxSubscription {
             store: self.store.clone(),
@@ -49,7 +54,7 @@ impl EventBus for OutboxBus {
         }))
     }
 
-    async fn tail(&self) -> Result<Box<dyn Subscription>, BusError> {
+    async fn tail(&self) -> Result<Box<dyn BusSubscription>, BusError> {
         let end = self.store.last_seq().await.map_err(unavailable)?;
         Ok(Box::new(OutboxSubscription {
             store: self.store.clone(),
@@ -76,7 +81,7 @@ struct OutboxSubscription {
 const POLL: Duration = Duration::from_millis(200);
 
 #[async_trait]
-impl Subscription for OutboxSubscription {
+impl BusSubscription for OutboxSubscription {
     async fn next(&mut self, max: u32, wait: Duration) -> Result<Vec<StoredEvent>, BusError> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {

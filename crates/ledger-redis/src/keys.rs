@@ -33,7 +33,7 @@ impl Namespace {
         if ok {
             Ok(Self(text.to_owned()))
         } else {
-            Err(LedgerError::Unavailable(format!(
+            Err(LedgerError::unavailable(format!(
                 "redis ledger namespace {text:?} must be 1 to 64 of [A-Za-z0-9._-]"
             )))
         }

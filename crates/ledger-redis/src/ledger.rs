@@ -114,19 +114,19 @@ impl RedisLedger {
     ) -> Result<Self, LedgerError> {
         let ns = Namespace::parse(namespace)?;
         let client = redis::Client::open(url)
-            .map_err(|e| LedgerError::Unavailable(format!("redis url is not valid: {e}")))?;
+            .map_err(|e| LedgerError::unavailable_because("redis url is not valid", e))?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(settings.connect_timeout))
             .set_response_timeout(Some(settings.response_timeout))
             .set_number_of_retries(settings.reconnect_retries);
         let mut con = ConnectionManager::new_with_config(client, config)
             .await
-            .map_err(|e| unavailable("connecting", &e))?;
+            .map_err(|e| unavailable("connecting", e))?;
         let info: String = redis::cmd("INFO")
             .arg("server")
             .query_async(&mut con)
             .await
-            .map_err(|e| unavailable("reading the server version", &e))?;
+            .map_err(|e| unavailable("reading the server version", e))?;
         check_version(&info)?;
         let retention_ms = u64::try_from(settings.key_retention.as_millis())
             .unwrap_or(u64::MAX)
@@ -235,7 +235,7 @@ impl RedisLedger {
                         reserved_at,
                     }),
                     None => {
-                        return Err(LedgerError::Inconsistent(format!(
+                        return Err(LedgerError::inconsistent(format!(
                             "sale {sale}: unreadable reservation {:?}",
                             pair[0]
                         )));
@@ -370,7 +370,7 @@ impl RedisLedger {
                 _ => return Err(bad_reply("restore_begin", &reply)),
             }
             if Instant::now() >= deadline {
-                return Err(LedgerError::Unavailable(format!(
+                return Err(LedgerError::unavailable(format!(
                     "sale {} is being rebuilt by another node",
                     sale.id
                 )));
@@ -590,7 +590,7 @@ impl StockLedger for RedisLedger {
                 Ok(())
             }
             (Some("inconsistent"), Some(detail)) => {
-                Err(LedgerError::Inconsistent(format!("sale {sale}: {detail}")))
+                Err(LedgerError::inconsistent(format!("sale {sale}: {detail}")))
             }
             _ => Err(bad_reply("settle", &reply)),
         }
@@ -611,11 +611,11 @@ impl StockLedger for RedisLedger {
             (Some("loading"), _) => Err(rebuilding(sale)),
             (Some("missing"), exists) => {
                 Err(self.missing(sale, exists == Some("1")).unwrap_or_else(|| {
-                    LedgerError::Inconsistent(format!("release on unknown sale {sale}"))
+                    LedgerError::inconsistent(format!("release on unknown sale {sale}"))
                 }))
             }
             (Some("inconsistent"), Some(detail)) => {
-                Err(LedgerError::Inconsistent(format!("sale {sale}: {detail}")))
+                Err(LedgerError::inconsistent(format!("sale {sale}: {detail}")))
             }
             _ => Err(bad_reply("release", &reply)),
         }
@@ -655,10 +655,10 @@ impl StockLedger for RedisLedger {
             let terms = SaleTerms::of(&snapshot.sale);
             let book =
                 StockBook::restore(terms, snapshot.holdings.iter().cloned()).map_err(|e| {
-                    LedgerError::Inconsistent(format!("sale {}: {e}", snapshot.sale.id))
+                    LedgerError::inconsistent(format!("sale {}: {e}", snapshot.sale.id))
                 })?;
             if book.remaining() != snapshot.remaining {
-                return Err(LedgerError::Inconsistent(format!(
+                return Err(LedgerError::inconsistent(format!(
                     "sale {}: its stock column says {} left, its orders say {}",
                     snapshot.sale.id,
                     snapshot.remaining,
@@ -670,7 +670,7 @@ impl StockLedger for RedisLedger {
         for record in &keys {
             let quantity =
                 Quantity::parse("quantity", i64::from(record.quantity)).map_err(|e| {
-                    LedgerError::Inconsistent(format!("order {}: {e}", record.order_id))
+                    LedgerError::inconsistent(format!("order {}: {e}", record.order_id))
                 })?;
             let scoped = keys::scoped(&record.user_id, &record.key);
             let value = encode_record(quantity, Answer::Won(record.order_id));
@@ -720,7 +720,7 @@ fn check_version(info: &str) -> Result<(), LedgerError> {
     if major >= 7 {
         Ok(())
     } else {
-        Err(LedgerError::Unavailable(format!(
+        Err(LedgerError::unavailable(format!(
             "the stock ledger needs Redis 7.0 or newer, the server is {version:?}"
         )))
     }
@@ -733,8 +733,8 @@ fn ends_arg(terms: &SaleTerms) -> String {
         .unwrap_or_default()
 }
 
-fn unavailable(what: &str, err: &impl std::fmt::Display) -> LedgerError {
-    LedgerError::Unavailable(format!("redis ledger, {what}: {err}"))
+fn unavailable(what: &str, err: impl std::error::Error + Send + Sync + 'static) -> LedgerError {
+    LedgerError::unavailable_because(format!("redis ledger, {what}"), err)
 }
 
 /// A Redis call through the ledger's [`Guard`]: refused at once while the
@@ -745,14 +745,14 @@ trait Guarded<T>: Future<Output = redis::RedisResult<T>> + Sized {
         let _slot = guard
             .bulkhead
             .try_acquire()
-            .map_err(|full| unavailable(what, &full))?;
+            .map_err(|full| unavailable(what, full))?;
         guard
             .breaker
             .call(self, |_| true)
             .await
             .map_err(|err| match err {
-                BreakerError::Rejected(rejected) => unavailable(what, &rejected),
-                BreakerError::Inner(err) => unavailable(what, &err),
+                BreakerError::Rejected(rejected) => unavailable(what, rejected),
+                BreakerError::Inner(err) => unavailable(what, err),
             })
     }
 }
@@ -760,13 +760,13 @@ trait Guarded<T>: Future<Output = redis::RedisResult<T>> + Sized {
 impl<T, F: Future<Output = redis::RedisResult<T>>> Guarded<T> for F {}
 
 fn rebuilding(sale: SaleId) -> LedgerError {
-    LedgerError::Unavailable(format!(
+    LedgerError::unavailable(format!(
         "the stock ledger lost sale {sale}: rebuilding it from the store"
     ))
 }
 
 fn bad_reply(script: &str, reply: &[String]) -> LedgerError {
-    LedgerError::Inconsistent(format!(
+    LedgerError::inconsistent(format!(
         "redis ledger, {script}: unexpected reply {reply:?}"
     ))
 }

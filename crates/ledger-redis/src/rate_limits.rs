@@ -33,8 +33,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use redis::Script;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use stampede_flow::limit::shared::{RateStore, StoreError};
-use stampede_flow::{Algorithm, Decision, Quota};
+use stampede_flow::limit::shared::{RateStore, RateStoreError};
+use stampede_flow::{Algorithm, LimitDecision, Quota};
 
 use crate::keys::Namespace;
 
@@ -221,16 +221,16 @@ impl RedisRateStore {
         url: &str,
         namespace: &str,
         settings: &RedisRateSettings,
-    ) -> Result<Self, StoreError> {
-        let ns = Namespace::parse(namespace).map_err(|e| StoreError(e.to_string()))?;
+    ) -> Result<Self, RateStoreError> {
+        let ns = Namespace::parse(namespace).map_err(|e| RateStoreError(e.to_string()))?;
         let client = redis::Client::open(url)
-            .map_err(|e| StoreError(format!("redis url is not valid: {e}")))?;
+            .map_err(|e| RateStoreError(format!("redis url is not valid: {e}")))?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(settings.connect_timeout))
             .set_response_timeout(Some(settings.response_timeout))
             .set_number_of_retries(settings.reconnect_retries);
         let con = ConnectionManager::new_lazy_with_config(client, config)
-            .map_err(|e| StoreError(format!("redis connection: {e}")))?;
+            .map_err(|e| RateStoreError(format!("redis connection: {e}")))?;
         Ok(Self { con, ns })
     }
 
@@ -248,7 +248,7 @@ impl RedisRateStore {
         algorithm: Algorithm,
         quota: Quota,
         now_micros: u64,
-    ) -> Result<Decision, StoreError> {
+    ) -> Result<LimitDecision, RateStoreError> {
         self.run(rule, key, algorithm, quota, Some(now_micros))
             .await
     }
@@ -260,7 +260,7 @@ impl RedisRateStore {
         algorithm: Algorithm,
         quota: Quota,
         now: Option<u64>,
-    ) -> Result<Decision, StoreError> {
+    ) -> Result<LimitDecision, RateStoreError> {
         let quota = Quota {
             limit: quota.limit.max(1),
             burst: quota.burst.max(1),
@@ -293,8 +293,8 @@ impl RedisRateStore {
         let reply: Vec<i64> = invocation
             .invoke_async(&mut self.con.clone())
             .await
-            .map_err(|e| StoreError(format!("rate limit script: {e}")))?;
-        decision(&reply).ok_or_else(|| StoreError(format!("unreadable reply {reply:?}")))
+            .map_err(|e| RateStoreError(format!("rate limit script: {e}")))?;
+        decision(&reply).ok_or_else(|| RateStoreError(format!("unreadable reply {reply:?}")))
     }
 }
 
@@ -306,27 +306,27 @@ impl RateStore for RedisRateStore {
         key: &str,
         algorithm: Algorithm,
         quota: Quota,
-    ) -> Result<Decision, StoreError> {
+    ) -> Result<LimitDecision, RateStoreError> {
         self.run(rule, key, algorithm, quota, None).await
     }
 }
 
 /// A script's reply as a decision.
-fn decision(reply: &[i64]) -> Option<Decision> {
+fn decision(reply: &[i64]) -> Option<LimitDecision> {
     let &[code, a, b] = reply else {
         return None;
     };
     let micros = |v: i64| Duration::from_micros(u64::try_from(v).unwrap_or(0));
     match code {
-        1 => Some(Decision::Allow {
+        1 => Some(LimitDecision::Allow {
             remaining: u32::try_from(a).unwrap_or(u32::MAX),
             reset: micros(b),
         }),
-        2 => Some(Decision::Wait {
+        2 => Some(LimitDecision::Wait {
             delay: micros(a),
             reset: micros(b),
         }),
-        0 => Some(Decision::Deny {
+        0 => Some(LimitDecision::Deny {
             retry_after: micros(a),
             reset: micros(b),
         }),
@@ -377,18 +377,18 @@ mod tests {
     fn replies_map_to_decisions() {
         assert_eq!(
             decision(&[1, 4, 1500]),
-            Some(Decision::Allow {
+            Some(LimitDecision::Allow {
                 remaining: 4,
                 reset: Duration::from_micros(1500)
             })
         );
         assert!(matches!(
             decision(&[2, 10, 20]),
-            Some(Decision::Wait { .. })
+            Some(LimitDecision::Wait { .. })
         ));
         assert!(matches!(
             decision(&[0, 10, 20]),
-            Some(Decision::Deny { .. })
+            Some(LimitDecision::Deny { .. })
         ));
         assert_eq!(decision(&[9, 0, 0]), None);
         assert_eq!(decision(&[1]), None);

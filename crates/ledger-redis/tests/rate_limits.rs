@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use stampede_flow::limit::shared::{Fallback, SharedLimiter, SharedStore, Undecided};
-use stampede_flow::{Algorithm, Decision, Quota};
+use stampede_flow::{Algorithm, LimitDecision, Quota};
 use stampede_ledger_redis::testing::TestNamespace;
 use stampede_ledger_redis::{RedisRateSettings, RedisRateStore};
 
@@ -52,7 +52,7 @@ async fn gcra_admits_the_burst_then_the_rate() {
     let first = store.check_at("rule", "k", gcra, quota, T0).await.unwrap();
     assert_eq!(
         first,
-        Decision::Allow {
+        LimitDecision::Allow {
             remaining: 49,
             reset: Duration::from_millis(20)
         }
@@ -61,7 +61,7 @@ async fn gcra_admits_the_burst_then_the_rate() {
     let refused = store.check_at("rule", "k", gcra, quota, T0).await.unwrap();
     assert_eq!(
         refused,
-        Decision::Deny {
+        LimitDecision::Deny {
             retry_after: Duration::from_millis(20),
             reset: Duration::from_millis(20)
         }
@@ -93,11 +93,14 @@ async fn a_leaky_bucket_queues_within_its_wait_and_refuses_beyond() {
         max_wait: Duration::from_millis(250),
     };
     let check = || store.check_at("rule", "k", leaky, quota, T0);
-    assert!(matches!(check().await.unwrap(), Decision::Allow { .. }));
+    assert!(matches!(
+        check().await.unwrap(),
+        LimitDecision::Allow { .. }
+    ));
     for slot in 1..=2 {
         assert_eq!(
             check().await.unwrap(),
-            Decision::Wait {
+            LimitDecision::Wait {
                 delay: Duration::from_millis(100 * slot),
                 reset: Duration::from_millis(100 * slot + 100)
             }
@@ -105,7 +108,7 @@ async fn a_leaky_bucket_queues_within_its_wait_and_refuses_beyond() {
     }
     assert_eq!(
         check().await.unwrap(),
-        Decision::Deny {
+        LimitDecision::Deny {
             retry_after: Duration::from_millis(50),
             reset: Duration::from_millis(300)
         }
@@ -127,7 +130,7 @@ async fn a_fixed_window_holds_its_burst_until_it_ends() {
         .unwrap();
     assert_eq!(
         refused,
-        Decision::Deny {
+        LimitDecision::Deny {
             retry_after: Duration::from_millis(600),
             reset: Duration::from_millis(600)
         }
@@ -159,7 +162,7 @@ async fn a_sliding_window_weighs_the_previous_window() {
         .unwrap();
     assert_eq!(
         refused,
-        Decision::Deny {
+        LimitDecision::Deny {
             retry_after: Duration::from_millis(100),
             reset: Duration::from_millis(100)
         }

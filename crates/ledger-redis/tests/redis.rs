@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{Fixture, delete_matching, fixture_with, fresh_fixture, keys_matching};
+use stampede_app::failure::Chain;
 use stampede_app::ports::{
     Attempt, Decision, KeyRecord, LedgerError, SaleSnapshot, Settlement, StockLedger,
 };
@@ -66,7 +67,7 @@ async fn buy(ledger: &dyn StockLedger, attempt: &Attempt) -> OrderId {
 
 fn assert_rebuilding<T: std::fmt::Debug>(result: Result<T, LedgerError>) {
     assert!(
-        matches!(&result, Err(LedgerError::Unavailable(cause)) if cause.contains("rebuilding")),
+        matches!(&result, Err(err @ LedgerError::Unavailable { .. }) if Chain(err).to_string().contains("rebuilding")),
         "expected unavailable while rebuilding, got {result:?}"
     );
 }
@@ -441,14 +442,16 @@ async fn an_unreachable_redis_is_unavailable() {
         ..RedisLedgerSettings::default()
     };
     let result = RedisLedger::connect("redis://127.0.0.1:1", "stampede-test", settings).await;
-    assert!(matches!(result, Err(LedgerError::Unavailable(_))));
+    assert!(matches!(result, Err(LedgerError::Unavailable { .. })));
 }
 
 #[tokio::test]
 async fn a_namespace_that_could_meet_another_is_refused() {
     let result =
         RedisLedger::connect("redis://127.0.0.1:1", "a:b", RedisLedgerSettings::default()).await;
-    assert!(matches!(&result, Err(LedgerError::Unavailable(cause)) if cause.contains("namespace")));
+    assert!(
+        matches!(&result, Err(err @ LedgerError::Unavailable { .. }) if Chain(err).to_string().contains("namespace"))
+    );
 }
 
 /// Redis going down opens the ledger's breaker: after a run of failures,
@@ -482,10 +485,12 @@ async fn a_failing_redis_opens_the_ledger_breaker() {
     let mut failures = 0;
     let refusal = loop {
         match ledger.decide(&attempt(&sale, "u-after", "k", 1)).await {
-            Err(LedgerError::Unavailable(message)) if message.contains("circuit breaker") => {
-                break message;
+            Err(err @ LedgerError::Unavailable { .. })
+                if Chain(&err).to_string().contains("circuit breaker") =>
+            {
+                break Chain(&err).to_string();
             }
-            Err(LedgerError::Unavailable(_)) => failures += 1,
+            Err(LedgerError::Unavailable { .. }) => failures += 1,
             other => panic!("a cut-off Redis answered {other:?}"),
         }
         assert!(failures <= 20, "the breaker never opened");

@@ -5,6 +5,7 @@
 //! webhook, signed, approved or (with `decline_rate`) declined. Webhook calls
 //! that fail are retried a few times, as providers do (`flow::retry`).
 
+use stampede_app::failure::Chain;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -143,7 +144,7 @@ impl SimulatedProvider {
                     tracing::warn!(payment_id = %payment_id, status = status.as_u16(), "simulated provider: webhook refused");
                 }
                 Err(err) => {
-                    tracing::warn!(payment_id = %payment_id, error = %err, "simulated provider: gave up calling the webhook");
+                    tracing::warn!(payment_id = %payment_id, error = %Chain(&err), "simulated provider: gave up calling the webhook");
                     return;
                 }
             }

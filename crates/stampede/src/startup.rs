@@ -10,6 +10,7 @@
 //! → commit every queued order → stop the background workers at a safe point →
 //! close the store.
 
+use stampede_app::failure::Chain;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -360,7 +361,7 @@ fn public_url(settings: &Settings, local_addr: SocketAddr) -> String {
 pub async fn shutdown_signal() {
     let interrupt = async {
         if let Err(err) = tokio::signal::ctrl_c().await {
-            tracing::error!(error = %err, "cannot listen for SIGINT");
+            tracing::error!(error = %Chain(&err), "cannot listen for SIGINT");
             std::future::pending::<()>().await;
         }
     };
@@ -370,7 +371,7 @@ pub async fn shutdown_signal() {
                 signal.recv().await;
             }
             Err(err) => {
-                tracing::error!(error = %err, "cannot listen for SIGTERM");
+                tracing::error!(error = %Chain(&err), "cannot listen for SIGTERM");
                 std::future::pending::<()>().await;
             }
         }

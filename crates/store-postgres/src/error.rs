@@ -13,7 +13,7 @@ const UNIQUE_FIELDS: [(&str, &str); 2] = [
     ("users_email_unique", "email"),
 ];
 
-pub(crate) fn map(what: &str, err: &tokio_postgres::Error) -> StoreError {
+pub(crate) fn map(what: &str, err: tokio_postgres::Error) -> StoreError {
     if let Some(db) = err.as_db_error() {
         let field = UNIQUE_FIELDS
             .iter()
@@ -24,11 +24,10 @@ pub(crate) fn map(what: &str, err: &tokio_postgres::Error) -> StoreError {
         // A CHECK failing means a bug let a write through that the schema
         // refuses: loud, not retried.
         if *db.code() == SqlState::CHECK_VIOLATION || *db.code() == SqlState::UNIQUE_VIOLATION {
-            return StoreError::Corrupt(format!("{what}: {db}"));
+            return StoreError::corrupt_because(what, err);
         }
-        return StoreError::Unavailable(format!("{what}: {db}"));
     }
-    StoreError::Unavailable(format!("{what}: {err}"))
+    StoreError::unavailable_because(what, err)
 }
 
 pub(crate) trait Context<T> {
@@ -37,23 +36,23 @@ pub(crate) trait Context<T> {
 
 impl<T> Context<T> for Result<T, tokio_postgres::Error> {
     fn context(self, what: &str) -> Result<T, StoreError> {
-        self.map_err(|err| map(what, &err))
+        self.map_err(|err| map(what, err))
     }
 }
 
 impl<T> Context<T> for Result<T, deadpool_postgres::PoolError> {
     fn context(self, what: &str) -> Result<T, StoreError> {
-        self.map_err(|err| match &err {
+        self.map_err(|err| match err {
             deadpool_postgres::PoolError::Backend(backend) => map(what, backend),
-            _ => StoreError::Unavailable(format!("{what}: no database connection: {err}")),
+            _ => StoreError::unavailable_because(format!("{what}: no database connection"), err),
         })
     }
 }
 
 pub(crate) fn corrupt(column: &str, value: impl std::fmt::Debug) -> StoreError {
-    StoreError::Corrupt(format!("{column} holds {value:?}, which is not valid"))
+    StoreError::corrupt(format!("{column} holds {value:?}, which is not valid"))
 }
 
 pub(crate) fn closed() -> StoreError {
-    StoreError::Unavailable("store closed".into())
+    StoreError::unavailable("store closed")
 }

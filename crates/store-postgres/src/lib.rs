@@ -140,9 +140,8 @@ impl PgStore {
     /// `Unavailable` if the database cannot be reached or was written by a
     /// newer build.
     pub async fn connect(settings: &PgSettings) -> Result<Self, StoreError> {
-        let mut config = tokio_postgres::Config::from_str(&settings.url).map_err(|err| {
-            StoreError::Unavailable(format!("the database url is not valid: {err}"))
-        })?;
+        let mut config = tokio_postgres::Config::from_str(&settings.url)
+            .map_err(|err| StoreError::unavailable_because("the database url is not valid", err))?;
         let timeout = format!(
             "-c statement_timeout={}",
             settings.statement_timeout.as_millis()
@@ -179,7 +178,7 @@ impl PgStore {
             .recycle_timeout(Some(settings.acquire_timeout))
             .runtime(Runtime::Tokio1)
             .build()
-            .map_err(|err| StoreError::Unavailable(format!("building the pool: {err}")))?;
+            .map_err(|err| StoreError::unavailable_because("building the pool", err))?;
         let store = Self {
             pool,
             reads: StoreGuard::new("database_read"),

@@ -55,7 +55,7 @@ async fn apply_locked(client: &mut Object) -> Result<i64, StoreError> {
         .context(what)?
         .get(0);
     if found > LATEST {
-        return Err(StoreError::Unavailable(format!(
+        return Err(StoreError::unavailable(format!(
             "the database has schema version {found}, newer than this build's {LATEST}: \
              run a newer stampede on it"
         )));

@@ -100,7 +100,7 @@ pub(crate) async fn commit(
             if lost.iter().any(|l| l.id == order.id) {
                 let key = (order.user_id.as_str(), order.idempotency_key.as_str());
                 let existing = now_taken.get(&key).ok_or_else(|| {
-                    StoreError::Unavailable(format!(
+                    StoreError::unavailable(format!(
                         "{what}: key of order {} neither inserted nor found",
                         order.id
                     ))
@@ -287,7 +287,7 @@ async fn restock(tx: &Transaction<'_>, order: &Order, what: &str) -> Result<(), 
     )
     .await?;
     if restocked != 1 {
-        return Err(StoreError::Corrupt(format!(
+        return Err(StoreError::corrupt(format!(
             "order {} belongs to sale {}, which does not exist",
             order.id, order.sale_id
         )));

@@ -236,7 +236,7 @@ async fn approve(
         rows::payment,
     )
     .await?
-    .ok_or_else(|| StoreError::Corrupt(format!("payment {} vanished", approved.id)))?;
+    .ok_or_else(|| StoreError::corrupt(format!("payment {} vanished", approved.id)))?;
     let order = order_of(tx, &flagged).await?;
     outbox::record(tx, &[Event::PaymentRefundRequired(&flagged)]).await?;
     Ok(SettleOutcome::RefundRequired(order))
@@ -244,7 +244,7 @@ async fn approve(
 
 async fn order_of(tx: &Transaction<'_>, payment: &Payment) -> Result<Order, StoreError> {
     orders::order(tx, payment.order_id).await?.ok_or_else(|| {
-        StoreError::Corrupt(format!(
+        StoreError::corrupt(format!(
             "payment {} belongs to order {}, which does not exist",
             payment.id, payment.order_id
         ))

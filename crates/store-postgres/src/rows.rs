@@ -145,7 +145,7 @@ pub(crate) fn subscription(row: &Row, first: usize) -> Result<Subscription, Stor
         url: WebhookUrl::parse(url).map_err(|_| corrupt("webhook_subscriptions.url", url))?,
         events,
         secret: SigningSecret::parse(secret).map_err(|_| {
-            StoreError::Corrupt("webhook_subscriptions.secret is not a valid secret".into())
+            StoreError::corrupt("webhook_subscriptions.secret is not a valid secret")
         })?,
         created_at: timestamp(row, first + 4, "webhook_subscriptions.created_at")?,
     })
@@ -198,7 +198,7 @@ pub(crate) fn get<'r, T: FromSql<'r>>(
     column: &str,
 ) -> Result<T, StoreError> {
     row.try_get(index)
-        .map_err(|err| StoreError::Corrupt(format!("{column}: {err}")))
+        .map_err(|err| StoreError::corrupt_because(column, err))
 }
 
 pub(crate) fn id<T>(

@@ -16,8 +16,9 @@ pub(crate) async fn insert_subscription(
     subscription: &Subscription,
 ) -> Result<(), StoreError> {
     let what = "inserting webhook subscription";
-    let event_types = serde_json::to_string(subscription.events.types())
-        .map_err(|err| StoreError::Unavailable(format!("{what}: encoding event types: {err}")))?;
+    let event_types = serde_json::to_string(subscription.events.types()).map_err(|err| {
+        StoreError::unavailable_because(format!("{what}: encoding event types"), err)
+    })?;
     sql::execute(
         client,
         "INSERT INTO webhook_subscriptions (id, url, event_types, secret, created_at) \

@@ -8,6 +8,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use stampede_app::failure::Chain;
 use stampede_app::ports::{CatalogStore, OutboxStore, Store, StoreError};
 use stampede_domain::catalog::Product;
 use stampede_domain::time::Timestamp;
@@ -122,7 +123,10 @@ async fn a_database_written_by_a_newer_build_is_refused() {
         .await
         .unwrap_err();
     match err {
-        StoreError::Unavailable(message) => assert!(message.contains("999"), "{message}"),
+        err @ StoreError::Unavailable { .. } => {
+            let message = Chain(&err).to_string();
+            assert!(message.contains("999"), "{message}")
+        }
         other => panic!("{other:?}"),
     }
 }
@@ -134,7 +138,7 @@ async fn an_unreachable_server_is_unavailable() {
     let mut settings = PgSettings::new("postgres://postgres@127.0.0.1:1/none");
     settings.acquire_timeout = std::time::Duration::from_millis(500);
     let err = PgStore::connect(&settings).await.unwrap_err();
-    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+    assert!(matches!(err, StoreError::Unavailable { .. }), "{err:?}");
 }
 
 /// A database that keeps failing opens the store's breaker: after a run of
@@ -173,10 +177,12 @@ async fn a_failing_database_opens_the_read_breaker() {
     let mut failures = 0;
     let refusal = loop {
         match store.product(id).await {
-            Err(StoreError::Unavailable(message)) if message.contains("circuit breaker") => {
-                break message;
+            Err(err @ StoreError::Unavailable { .. })
+                if Chain(&err).to_string().contains("circuit breaker") =>
+            {
+                break Chain(&err).to_string();
             }
-            Err(StoreError::Unavailable(_)) => failures += 1,
+            Err(StoreError::Unavailable { .. }) => failures += 1,
             other => panic!("a cut-off database answered {other:?}"),
         }
         assert!(failures <= 20, "the breaker never opened");

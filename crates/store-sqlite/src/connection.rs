@@ -59,7 +59,7 @@ fn open(path: &Path, flags: OpenFlags) -> Result<Connection, StoreError> {
         .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
         .context("setting journal_mode")?;
     if !mode.eq_ignore_ascii_case("wal") {
-        return Err(StoreError::Unavailable(format!(
+        return Err(StoreError::unavailable(format!(
             "{}: journal_mode is {mode}, not wal",
             what()
         )));

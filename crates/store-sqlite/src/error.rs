@@ -26,19 +26,19 @@ pub(crate) fn map(what: &str, err: rusqlite::Error) -> StoreError {
                     // A rule of the schema no caller can break on purpose (the
                     // stock CHECK, a foreign key, an unexpected duplicate id):
                     // the stored data disagrees with itself. Never retryable.
-                    _ => StoreError::Corrupt(format!("{what}: {err}")),
+                    _ => StoreError::corrupt_because(what, err),
                 }
             }
             ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase => {
-                StoreError::Corrupt(format!("{what}: {err}"))
+                StoreError::corrupt_because(what, err)
             }
-            _ => StoreError::Unavailable(format!("{what}: {err}")),
+            _ => StoreError::unavailable_because(what, err),
         },
         E::FromSqlConversionFailure(..)
         | E::IntegralValueOutOfRange(..)
         | E::Utf8Error(..)
-        | E::InvalidColumnType(..) => StoreError::Corrupt(format!("{what}: {err}")),
-        _ => StoreError::Unavailable(format!("{what}: {err}")),
+        | E::InvalidColumnType(..) => StoreError::corrupt_because(what, err),
+        _ => StoreError::unavailable_because(what, err),
     }
 }
 
@@ -55,7 +55,7 @@ impl<T> Context<T> for rusqlite::Result<T> {
 
 /// The answer to every call once the store is closed.
 pub(crate) fn closed() -> StoreError {
-    StoreError::Unavailable("store closed".into())
+    StoreError::unavailable("store closed")
 }
 
 #[cfg(test)]
@@ -96,7 +96,10 @@ mod tests {
             "CHECK constraint failed: remaining >= 0",
         );
         match map("cancelling order", check) {
-            StoreError::Corrupt(message) => assert!(message.starts_with("cancelling order: ")),
+            StoreError::Corrupt { context, cause } => {
+                assert_eq!(context, "cancelling order");
+                assert!(cause.is_some());
+            }
             other => panic!("{other:?}"),
         }
     }
@@ -104,8 +107,8 @@ mod tests {
     #[test]
     fn busy_and_io_errors_are_unavailable() {
         let busy = constraint(rusqlite::ffi::SQLITE_BUSY, "database is locked");
-        assert!(matches!(map("x", busy), StoreError::Unavailable(_)));
+        assert!(matches!(map("x", busy), StoreError::Unavailable { .. }));
         let io = constraint(rusqlite::ffi::SQLITE_IOERR_FSYNC, "disk I/O error");
-        assert!(matches!(map("x", io), StoreError::Unavailable(_)));
+        assert!(matches!(map("x", io), StoreError::Unavailable { .. }));
     }
 }

@@ -40,6 +40,7 @@ mod users;
 mod webhooks;
 mod writer;
 
+use stampede_app::failure::Chain;
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
@@ -512,7 +513,9 @@ impl Store for SqliteStore {
             match tokio::task::spawn_blocking(move || thread.join()).await {
                 Ok(Ok(())) => {}
                 Ok(Err(_)) => tracing::error!("the sqlite writer thread panicked"),
-                Err(err) => tracing::error!(error = %err, "waiting for the sqlite writer failed"),
+                Err(err) => {
+                    tracing::error!(error = %Chain(&err), "waiting for the sqlite writer failed")
+                }
             }
         }
         self.readers.close();

@@ -29,17 +29,17 @@ pub(crate) fn acquire(db: &Path) -> Result<File, StoreError> {
         .write(true)
         .open(&path)
         .map_err(|err| {
-            StoreError::Unavailable(format!("opening lock file {}: {err}", path.display()))
+            StoreError::unavailable(format!("opening lock file {}: {err}", path.display()))
         })?;
     match file.try_lock() {
         Ok(()) => Ok(file),
-        Err(TryLockError::WouldBlock) => Err(StoreError::Unavailable(format!(
+        Err(TryLockError::WouldBlock) => Err(StoreError::unavailable(format!(
             "another process is using {} (its lock file {} is held); \
              two processes on one database would oversell",
             db.display(),
             path.display()
         ))),
-        Err(TryLockError::Error(err)) => Err(StoreError::Unavailable(format!(
+        Err(TryLockError::Error(err)) => Err(StoreError::unavailable(format!(
             "locking {}: {err}",
             path.display()
         ))),

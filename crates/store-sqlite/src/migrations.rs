@@ -25,7 +25,7 @@ pub(crate) const LATEST: usize = MIGRATIONS.len();
 pub(crate) fn apply(conn: &mut Connection) -> Result<usize, StoreError> {
     let found = version(conn)?;
     if found > LATEST {
-        return Err(StoreError::Unavailable(format!(
+        return Err(StoreError::unavailable(format!(
             "the database has schema version {found}, newer than this build's {LATEST}: \
              run a newer stampede on it"
         )));
@@ -50,7 +50,7 @@ fn version(conn: &Connection) -> Result<usize, StoreError> {
         .pragma_query_value(None, "user_version", |row| row.get(0))
         .context("reading the schema version")?;
     usize::try_from(version)
-        .map_err(|_| StoreError::Corrupt(format!("negative schema version {version}")))
+        .map_err(|_| StoreError::corrupt(format!("negative schema version {version}")))
 }
 
 #[cfg(test)]

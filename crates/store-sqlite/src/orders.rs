@@ -158,7 +158,7 @@ fn restock(conn: &Connection, order: &Order, what: &str) -> Result<(), StoreErro
         })
         .context(what)?;
     if restocked != 1 {
-        return Err(StoreError::Corrupt(format!(
+        return Err(StoreError::corrupt(format!(
             "order {} belongs to sale {}, which does not exist",
             order.id, order.sale_id
         )));
@@ -274,7 +274,7 @@ pub(crate) fn sale_counts(conn: &Connection, sale: SaleId) -> Result<SaleCounts,
         rows::all(&mut statement, [sale.to_string()], what, |row| {
             let status = rows::text(row, 0, "orders.status")?;
             let status = OrderStatus::parse(status).ok_or_else(|| {
-                StoreError::Corrupt(format!(
+                StoreError::corrupt(format!(
                     "orders.status holds {status:?}, which is not valid"
                 ))
             })?;
@@ -318,7 +318,7 @@ pub(crate) fn keys_since(
         Ok(KeyRecord {
             user_id: rows::user_id(row, 0, "orders.user_id")?,
             key: IdempotencyKey::parse(key).map_err(|_| {
-                StoreError::Corrupt(format!(
+                StoreError::corrupt(format!(
                     "orders.idempotency_key holds {key:?}, which is not valid"
                 ))
             })?,

@@ -245,7 +245,7 @@ fn approve(
             what,
             rows::payment,
         )?
-        .ok_or_else(|| StoreError::Corrupt(format!("payment {} vanished", approved.id)))?
+        .ok_or_else(|| StoreError::corrupt(format!("payment {} vanished", approved.id)))?
     };
     outbox::record(conn, &Event::PaymentRefundRequired(&flagged))?;
     Ok(SettleOutcome::RefundRequired(order_of(conn, &flagged)?))
@@ -254,7 +254,7 @@ fn approve(
 /// The order a payment belongs to; the foreign key guarantees there is one.
 fn order_of(conn: &Connection, payment: &Payment) -> Result<Order, StoreError> {
     orders::order(conn, payment.order_id)?.ok_or_else(|| {
-        StoreError::Corrupt(format!(
+        StoreError::corrupt(format!(
             "payment {} belongs to order {}, which does not exist",
             payment.id, payment.order_id
         ))

@@ -63,7 +63,7 @@ impl Readers {
         let acquire = self.permits.acquire();
         let _permit = match stampede_flow::deadline::current() {
             Some(deadline) => deadline.run(acquire).await.map_err(|_| {
-                StoreError::Unavailable(format!("{what}: no reader free before the deadline"))
+                StoreError::unavailable(format!("{what}: no reader free before the deadline"))
             })?,
             None => acquire.await,
         }
@@ -89,7 +89,7 @@ impl Readers {
         })
         .await
         .map_err(|err| {
-            StoreError::Unavailable(format!("{what}: the query task failed: {err}"))
+            StoreError::unavailable_because(format!("{what}: the query task failed"), err)
         })??;
         // Checked under the lock `close` clears the pool with, so a connection
         // never outlives a close in the pool.

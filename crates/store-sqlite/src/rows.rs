@@ -135,7 +135,7 @@ pub(crate) fn event(row: &Row<'_>, first: usize) -> Result<StoredEvent, StoreErr
         event_type: text(row, first + 2, "outbox.event_type")?.to_owned(),
         aggregate_id: text(row, first + 3, "outbox.aggregate_id")?.to_owned(),
         payload: serde_json::from_str(payload)
-            .map_err(|err| StoreError::Corrupt(format!("outbox.payload is not json: {err}")))?,
+            .map_err(|err| StoreError::corrupt_because("outbox.payload is not json", err))?,
         created_at: timestamp(row, first + 5, "outbox.created_at")?,
     })
 }
@@ -163,7 +163,7 @@ pub(crate) fn subscription(row: &Row<'_>, first: usize) -> Result<Subscription, 
         url: WebhookUrl::parse(url).map_err(|_| corrupt("webhook_subscriptions.url", url))?,
         events,
         secret: SigningSecret::parse(secret).map_err(|_| {
-            StoreError::Corrupt("webhook_subscriptions.secret is not a valid secret".into())
+            StoreError::corrupt("webhook_subscriptions.secret is not a valid secret")
         })?,
         created_at: timestamp(row, first + 4, "webhook_subscriptions.created_at")?,
     })
@@ -247,8 +247,8 @@ pub(crate) fn text<'r>(
 ) -> Result<&'r str, StoreError> {
     match row.get_ref(index).context(column)? {
         ValueRef::Text(bytes) => std::str::from_utf8(bytes)
-            .map_err(|_| StoreError::Corrupt(format!("{column} is not utf-8"))),
-        other => Err(StoreError::Corrupt(format!(
+            .map_err(|_| StoreError::corrupt(format!("{column} is not utf-8"))),
+        other => Err(StoreError::corrupt(format!(
             "{column} holds {:?}, not text",
             other.data_type()
         ))),
@@ -269,7 +269,7 @@ pub(crate) fn optional_text<'r>(
 pub(crate) fn int(row: &Row<'_>, index: usize, column: &str) -> Result<i64, StoreError> {
     match optional_int(row, index, column)? {
         Some(value) => Ok(value),
-        None => Err(StoreError::Corrupt(format!("{column} is null"))),
+        None => Err(StoreError::corrupt(format!("{column} is null"))),
     }
 }
 
@@ -281,7 +281,7 @@ pub(crate) fn optional_int(
     match row.get_ref(index).context(column)? {
         ValueRef::Integer(value) => Ok(Some(value)),
         ValueRef::Null => Ok(None),
-        other => Err(StoreError::Corrupt(format!(
+        other => Err(StoreError::corrupt(format!(
             "{column} holds {:?}, not an integer",
             other.data_type()
         ))),
@@ -336,7 +336,7 @@ fn timestamp(row: &Row<'_>, index: usize, column: &str) -> Result<Timestamp, Sto
 }
 
 fn corrupt(column: &str, value: impl std::fmt::Debug) -> StoreError {
-    StoreError::Corrupt(format!("{column} holds {value:?}, which is not valid"))
+    StoreError::corrupt(format!("{column} holds {value:?}, which is not valid"))
 }
 
 #[cfg(test)]
@@ -357,9 +357,9 @@ mod tests {
             .unwrap();
         let err = first(&mut statement, [], "reading order", order).unwrap_err();
         match err {
-            StoreError::Corrupt(message) => {
+            StoreError::Corrupt { context, .. } => {
                 assert_eq!(
-                    message,
+                    context,
                     r#"orders.status holds "shipped", which is not valid"#
                 )
             }
@@ -374,6 +374,6 @@ mod tests {
             .prepare("SELECT 'not-a-uuid', 'SKU', 'name', 1, 'EUR', NULL")
             .unwrap();
         let err = first(&mut statement, [], "reading product", product).unwrap_err();
-        assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");
+        assert!(matches!(err, StoreError::Corrupt { .. }), "{err:?}");
     }
 }

@@ -19,8 +19,9 @@ pub(crate) fn insert_subscription(
     subscription: &Subscription,
 ) -> Result<(), StoreError> {
     let what = "inserting webhook subscription";
-    let event_types = serde_json::to_string(subscription.events.types())
-        .map_err(|err| StoreError::Unavailable(format!("{what}: encoding event types: {err}")))?;
+    let event_types = serde_json::to_string(subscription.events.types()).map_err(|err| {
+        StoreError::unavailable_because(format!("{what}: encoding event types"), err)
+    })?;
     conn.prepare_cached(
         "INSERT INTO webhook_subscriptions (id, url, event_types, secret, created_at) \
          VALUES (?1, ?2, ?3, ?4, ?5)",

@@ -16,10 +16,11 @@
 //! queue is the one place where writes are ordered.
 
 use std::fs::File;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 
 use rusqlite::Connection;
+use stampede_app::failure::Chain;
 use stampede_app::ports::{StoreError, StoreGuard};
 use tokio::sync::{mpsc, oneshot};
 
@@ -38,7 +39,7 @@ trait Job: Send {
     /// returns whether it succeeded (a failed one is rolled back alone).
     fn run(&mut self, conn: &Connection) -> bool;
     /// Answers the caller once the transaction's fate is known.
-    fn answer(self: Box<Self>, transaction: Result<(), &StoreError>);
+    fn answer(self: Box<Self>, transaction: Result<(), &Arc<StoreError>>);
 }
 
 /// A typed write and the caller waiting for its result.
@@ -61,26 +62,22 @@ where
         let result = op(conn);
         let ok = result.is_ok();
         if let Err(err) = &result {
-            tracing::debug!(what = self.what, error = %err, "write refused");
+            tracing::debug!(what = self.what, error = %Chain(err), "write refused");
         }
         self.result = Some(result);
         ok
     }
 
-    fn answer(self: Box<Self>, transaction: Result<(), &StoreError>) {
+    fn answer(self: Box<Self>, transaction: Result<(), &Arc<StoreError>>) {
         let answer = match (transaction, self.result) {
             (Ok(()), Some(result)) => result,
-            (Ok(()), None) => Err(StoreError::Unavailable(format!(
+            (Ok(()), None) => Err(StoreError::unavailable(format!(
                 "{}: the write was not run",
                 self.what
             ))),
-            (Err(err), _) => {
-                let cause = match err {
-                    StoreError::Unavailable(cause) | StoreError::Corrupt(cause) => cause.clone(),
-                    StoreError::Conflict { .. } => err.to_string(),
-                };
-                Err(StoreError::Unavailable(format!("{}: {cause}", self.what)))
-            }
+            // The group's transaction failed: every write in it answers
+            // with that failure as its cause.
+            (Err(err), _) => Err(StoreError::unavailable_because(self.what, err.clone())),
         };
         // The caller may have gone; what was committed stands either way.
         let _ = self.reply.send(answer);
@@ -109,7 +106,7 @@ impl Writer {
             .name("stampede-sqlite-writer".into())
             .spawn(move || write_loop(conn, lock, commands))
             .map_err(|err| {
-                StoreError::Unavailable(format!("starting the sqlite writer thread: {err}"))
+                StoreError::unavailable_because("starting the sqlite writer thread", err)
             })?;
         Ok(Self {
             queue: Mutex::new(Some(queue)),
@@ -193,7 +190,7 @@ impl Drop for Writer {
 }
 
 fn stopped(what: &str) -> StoreError {
-    StoreError::Unavailable(format!("{what}: the sqlite writer has stopped"))
+    StoreError::unavailable(format!("{what}: the sqlite writer has stopped"))
 }
 
 /// The thread: group commits until every sender is gone, then a checkpoint.
@@ -209,10 +206,10 @@ fn write_loop(conn: Connection, lock: File, mut commands: mpsc::Receiver<Box<dyn
     }
     // Fold the log into the database so the next open starts from a small WAL.
     if let Err(err) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)") {
-        tracing::warn!(error = %err, "checkpointing the sqlite log at close failed");
+        tracing::warn!(error = %Chain(&err), "checkpointing the sqlite log at close failed");
     }
     if let Err((_, err)) = conn.close() {
-        tracing::warn!(error = %err, "closing the sqlite write connection failed");
+        tracing::warn!(error = %Chain(&err), "closing the sqlite write connection failed");
     }
     drop(lock);
     tracing::debug!("sqlite writer stopped");
@@ -220,13 +217,13 @@ fn write_loop(conn: Connection, lock: File, mut commands: mpsc::Receiver<Box<dyn
 
 /// Runs one group in one transaction and answers every job.
 fn commit_group(conn: &Connection, mut jobs: Vec<Box<dyn Job>>) {
-    let outcome = run_group(conn, &mut jobs);
+    let outcome = run_group(conn, &mut jobs).map_err(Arc::new);
     if let Err(err) = &outcome {
-        tracing::error!(commands = jobs.len(), error = %err, "sqlite group commit failed");
+        tracing::error!(commands = jobs.len(), error = %Chain(err.as_ref()), "sqlite group commit failed");
         if !conn.is_autocommit()
             && let Err(err) = conn.execute_batch("ROLLBACK")
         {
-            tracing::error!(error = %err, "rolling back a failed group commit failed");
+            tracing::error!(error = %Chain(&err), "rolling back a failed group commit failed");
         }
     }
     for job in jobs {
@@ -251,8 +248,8 @@ fn run_group(conn: &Connection, jobs: &mut [Box<dyn Job>]) -> Result<(), StoreEr
         // transaction back on its own; carrying on would run the remaining
         // commands in autocommit mode, each committed alone.
         if conn.is_autocommit() {
-            return Err(StoreError::Unavailable(
-                "the transaction was rolled back by sqlite".into(),
+            return Err(StoreError::unavailable(
+                "the transaction was rolled back by sqlite",
             ));
         }
     }
@@ -336,7 +333,7 @@ mod tests {
         commit_group(&conn, vec![ok, rogue, after]);
         for answer in [ok_answer, rogue_answer, after_answer] {
             let err = answer.blocking_recv().unwrap().unwrap_err();
-            assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+            assert!(matches!(err, StoreError::Unavailable { .. }), "{err:?}");
         }
         assert!(values(&conn).is_empty());
     }

@@ -8,6 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use stampede_app::failure::Chain;
 use stampede_app::ports::{
     CatalogStore, CommitOutcome, OrderStore, OutboxStore, Store, StoreError, UserStore,
 };
@@ -115,7 +116,8 @@ async fn a_second_open_of_the_same_file_fails_while_the_first_is_open() {
     let first = open(&db(&dir));
     let err = SqliteStore::open(&db(&dir), SqliteSettings::default()).unwrap_err();
     match err {
-        StoreError::Unavailable(message) => {
+        err @ StoreError::Unavailable { .. } => {
+            let message = Chain(&err).to_string();
             assert!(message.contains("another process is using"), "{message}")
         }
         other => panic!("{other:?}"),
@@ -343,9 +345,10 @@ async fn an_outbox_row_whose_payload_is_not_json_is_corrupt() {
     let store = open(&db(&dir));
     assert_eq!(store.events_after(0, 1).await.unwrap().len(), 1);
     match store.events_after(0, 10).await.unwrap_err() {
-        StoreError::Corrupt(message) => {
+        err @ StoreError::Corrupt { .. } => {
+            let message = Chain(&err).to_string();
             assert!(
-                message.starts_with("outbox.payload is not json"),
+                message.starts_with("corrupt data in store: outbox.payload is not json"),
                 "{message}"
             )
         }

@@ -63,7 +63,7 @@ fn hash_now(password: &str) -> Result<String, AppError> {
     argon2()
         .hash_password(password.as_bytes(), &salt)
         .map(|hash| hash.to_string())
-        .map_err(|e| AppError::Internal(format!("hashing password: {e}")))
+        .map_err(|e| AppError::internal_because("hashing password", e))
 }
 
 fn verify_now(password: &str, hash: &str) -> bool {
@@ -80,7 +80,7 @@ impl PasswordHasher {
     pub fn new(settings: PasswordSettings) -> Result<Self, AppError> {
         let mut random = [0u8; 24];
         getrandom::fill(&mut random)
-            .map_err(|e| AppError::Internal(format!("reading randomness: {e}")))?;
+            .map_err(|e| AppError::internal(format!("reading randomness: {e}")))?;
         let decoy: String = random.iter().map(|b| format!("{b:02x}")).collect();
         Ok(Self {
             slots: Arc::new(Semaphore::new(settings.concurrency.max(1))),
@@ -99,14 +99,14 @@ impl PasswordHasher {
         )
         .await
         .map_err(|_| AppError::Overloaded("too many password checks at once"))?
-        .map_err(|_| AppError::Unavailable("shutting down".into()))?;
+        .map_err(|_| AppError::unavailable("shutting down"))?;
         tokio::task::spawn_blocking(move || {
             let result = work();
             drop(permit);
             result
         })
         .await
-        .map_err(|e| AppError::Internal(format!("password task failed: {e}")))
+        .map_err(|e| AppError::internal_because("password task failed", e))
     }
 
     /// The PHC string of a fresh argon2id hash.

@@ -8,6 +8,7 @@
 //! sale is rebuilt by one task at a time, at most once per `RETRY_EVERY`,
 //! and the requests that noticed get 503 meanwhile.
 
+use crate::failure::Chain;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -74,7 +75,7 @@ impl LedgerRepair {
                 }
                 Err(err) => {
                     counter!("stampede_ledger_rebuilds_total", "result" => "failed").increment(1);
-                    tracing::warn!(sale_id = %sale, error = %err, "rebuilding the sale's stock ledger failed");
+                    tracing::warn!(sale_id = %sale, error = %Chain(&err), "rebuilding the sale's stock ledger failed");
                 }
             }
         });

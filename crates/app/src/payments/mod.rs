@@ -5,6 +5,7 @@
 //! the signed payment webhook, which settles the attempt exactly once. Pay and
 //! cancel exclude each other by compare-and-set on the order (I7).
 
+use crate::failure::Chain;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,9 +17,9 @@ use stampede_flow::breaker::{BreakerConfig, CircuitBreaker, State};
 use stampede_flow::bulkhead::Bulkhead;
 use stampede_flow::retry::RetryPolicy;
 
+use crate::auth::Caller;
 use crate::auth::signature;
 use crate::error::AppError;
-use crate::orders::Caller;
 use crate::ports::{Clock, EventBus, PayOutcome, SettleOutcome, Store};
 
 /// How payments reach the provider and how its answers are checked.
@@ -137,8 +138,8 @@ impl PaymentService {
         };
         refuse_unless_payable(&order)?;
         if self.breaker.state() == State::Open {
-            return Err(AppError::Unavailable(
-                "the payment provider is failing; try again shortly".into(),
+            return Err(AppError::unavailable(
+                "the payment provider is failing; try again shortly",
             ));
         }
         match self
@@ -181,7 +182,7 @@ impl PaymentService {
             self.settings.webhook_tolerance_secs,
         )
         .map_err(|err| {
-            tracing::warn!(error = %err, "payment webhook refused");
+            tracing::warn!(error = %Chain(&err), "payment webhook refused");
             AppError::Unauthorized("invalid webhook signature")
         })?;
         let answer: ProviderAnswer = serde_json::from_slice(body).map_err(|err| {

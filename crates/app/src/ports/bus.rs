@@ -13,12 +13,39 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::store::StoredEvent;
+use crate::failure::Cause;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BusError {
     /// The bus or its log cannot be reached. Retryable.
-    #[error("event bus unavailable: {0}")]
-    Unavailable(String),
+    #[error("event bus unavailable: {context}")]
+    Unavailable {
+        context: String,
+        #[source]
+        cause: Option<Cause>,
+    },
+}
+
+impl BusError {
+    pub fn unavailable(context: impl Into<String>) -> Self {
+        Self::Unavailable {
+            context: context.into(),
+            cause: None,
+        }
+    }
+
+    /// Unavailable while doing `context`, because of `cause`.
+    pub fn unavailable_because(context: impl Into<String>, cause: impl Into<Cause>) -> Self {
+        Self::Unavailable {
+            context: context.into(),
+            cause: Some(cause.into()),
+        }
+    }
+
+    /// Always: the bus's only failure is not being there.
+    pub fn is_retryable(&self) -> bool {
+        true
+    }
 }
 
 #[async_trait]
@@ -29,15 +56,16 @@ pub trait EventBus: Send + Sync + 'static {
 
     /// A durable subscription named `consumer`, starting after the last event
     /// that consumer acknowledged.
-    async fn subscribe(&self, consumer: &'static str) -> Result<Box<dyn Subscription>, BusError>;
+    async fn subscribe(&self, consumer: &'static str)
+    -> Result<Box<dyn BusSubscription>, BusError>;
 
     /// A subscription that starts at the end of the log and keeps no position:
     /// for live views that only care about what happens from now on.
-    async fn tail(&self) -> Result<Box<dyn Subscription>, BusError>;
+    async fn tail(&self) -> Result<Box<dyn BusSubscription>, BusError>;
 }
 
 #[async_trait]
-pub trait Subscription: Send {
+pub trait BusSubscription: Send {
     /// The next events (at most `max`), waiting up to `wait` for at least one;
     /// empty if none came.
     async fn next(&mut self, max: u32, wait: Duration) -> Result<Vec<StoredEvent>, BusError>;

@@ -34,11 +34,11 @@ impl StoreGuard {
         call: impl Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
         self.breaker
-            .call(call, |err| matches!(err, StoreError::Unavailable(_)))
+            .call(call, |err| matches!(err, StoreError::Unavailable { .. }))
             .await
             .map_err(|err| match err {
                 BreakerError::Rejected(rejected) => {
-                    StoreError::Unavailable(format!("{what}: {rejected}"))
+                    StoreError::unavailable(format!("{what}: {rejected}"))
                 }
                 BreakerError::Inner(err) => err,
             })

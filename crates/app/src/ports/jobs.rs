@@ -14,11 +14,39 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use crate::failure::Cause;
+
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
     /// The queue cannot be reached. Retryable.
-    #[error("job queue unavailable: {0}")]
-    Unavailable(String),
+    #[error("job queue unavailable: {context}")]
+    Unavailable {
+        context: String,
+        #[source]
+        cause: Option<Cause>,
+    },
+}
+
+impl QueueError {
+    pub fn unavailable(context: impl Into<String>) -> Self {
+        Self::Unavailable {
+            context: context.into(),
+            cause: None,
+        }
+    }
+
+    /// Unavailable while doing `context`, because of `cause`.
+    pub fn unavailable_because(context: impl Into<String>, cause: impl Into<Cause>) -> Self {
+        Self::Unavailable {
+            context: context.into(),
+            cause: Some(cause.into()),
+        }
+    }
+
+    /// Always: the queue's only failure is not being there.
+    pub fn is_retryable(&self) -> bool {
+        true
+    }
 }
 
 #[async_trait]

@@ -16,6 +16,7 @@ use stampede_domain::stock::Refusal;
 use stampede_domain::time::Timestamp;
 
 use super::store::{KeyRecord, SaleSnapshot};
+use crate::failure::Cause;
 
 /// One purchase attempt, as the ledger sees it.
 #[derive(Debug, Clone)]
@@ -104,12 +105,44 @@ impl Reservation {
 pub enum LedgerError {
     /// The ledger cannot be reached, or has lost a sale's state and is
     /// rebuilding it. Retryable.
-    #[error("stock ledger unavailable: {0}")]
-    Unavailable(String),
+    #[error("stock ledger unavailable: {context}")]
+    Unavailable {
+        context: String,
+        #[source]
+        cause: Option<Cause>,
+    },
     /// The ledger's numbers contradict themselves or the request (a release of
     /// units nobody holds): a bug, logged loudly.
-    #[error("stock ledger inconsistent: {0}")]
-    Inconsistent(String),
+    #[error("stock ledger inconsistent: {context}")]
+    Inconsistent { context: String },
+}
+
+impl LedgerError {
+    pub fn unavailable(context: impl Into<String>) -> Self {
+        Self::Unavailable {
+            context: context.into(),
+            cause: None,
+        }
+    }
+
+    /// Unavailable while doing `context`, because of `cause`.
+    pub fn unavailable_because(context: impl Into<String>, cause: impl Into<Cause>) -> Self {
+        Self::Unavailable {
+            context: context.into(),
+            cause: Some(cause.into()),
+        }
+    }
+
+    pub fn inconsistent(context: impl Into<String>) -> Self {
+        Self::Inconsistent {
+            context: context.into(),
+        }
+    }
+
+    /// Whether trying again may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Unavailable { .. })
+    }
 }
 
 #[async_trait]

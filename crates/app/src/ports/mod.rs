@@ -16,7 +16,7 @@ pub mod notify;
 pub mod payment;
 pub mod store;
 
-pub use bus::{BusError, EventBus, Subscription};
+pub use bus::{BusError, BusSubscription, EventBus};
 pub use cache::{CacheError, SharedCache};
 pub use clock::{Clock, ManualClock, ManualClockHandle, SystemClock};
 pub use guard::StoreGuard;

@@ -16,6 +16,8 @@ use stampede_domain::payment::{Payment, PaymentResult};
 use stampede_domain::time::Timestamp;
 use stampede_domain::webhook::{Delivery, DeliveryStatus, Subscription};
 
+use crate::failure::Cause;
+
 /// Why the store could not do what was asked.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -24,11 +26,55 @@ pub enum StoreError {
     Conflict { field: &'static str },
     /// The store could not be reached or did not finish (I/O error, busy, closed,
     /// shutting down). Retryable: nothing was committed.
-    #[error("store unavailable: {0}")]
-    Unavailable(String),
+    #[error("store unavailable: {context}")]
+    Unavailable {
+        context: String,
+        #[source]
+        cause: Option<Cause>,
+    },
     /// Data in the store does not parse: a bug or tampering, never retryable.
-    #[error("corrupt data in store: {0}")]
-    Corrupt(String),
+    #[error("corrupt data in store: {context}")]
+    Corrupt {
+        context: String,
+        #[source]
+        cause: Option<Cause>,
+    },
+}
+
+impl StoreError {
+    pub fn unavailable(context: impl Into<String>) -> Self {
+        Self::Unavailable {
+            context: context.into(),
+            cause: None,
+        }
+    }
+
+    /// Unavailable while doing `context`, because of `cause`.
+    pub fn unavailable_because(context: impl Into<String>, cause: impl Into<Cause>) -> Self {
+        Self::Unavailable {
+            context: context.into(),
+            cause: Some(cause.into()),
+        }
+    }
+
+    pub fn corrupt(context: impl Into<String>) -> Self {
+        Self::Corrupt {
+            context: context.into(),
+            cause: None,
+        }
+    }
+
+    pub fn corrupt_because(context: impl Into<String>, cause: impl Into<Cause>) -> Self {
+        Self::Corrupt {
+            context: context.into(),
+            cause: Some(cause.into()),
+        }
+    }
+
+    /// Whether trying again may succeed (nothing was done).
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Unavailable { .. })
+    }
 }
 
 /// What became of one order in a group commit.
@@ -171,13 +217,13 @@ impl DueDelivery {
         event: Option<StoredEvent>,
     ) -> Result<Self, StoreError> {
         let Some(event) = event else {
-            return Err(StoreError::Corrupt(format!(
+            return Err(StoreError::corrupt(format!(
                 "webhook delivery {} refers to event {}, which is not in the outbox",
                 delivery.id, delivery.event_id
             )));
         };
         if event.id != delivery.event_id {
-            return Err(StoreError::Corrupt(format!(
+            return Err(StoreError::corrupt(format!(
                 "webhook delivery {} is for event {} but its outbox position holds {}",
                 delivery.id, delivery.event_id, event.id
             )));

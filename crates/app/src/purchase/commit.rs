@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::error::AppError;
+use crate::failure::Chain;
 use crate::ports::{Attempt, CommitOutcome, EventBus, OrderStore, Settlement, StockLedger};
 
 /// Sizes of the commit stage.
@@ -177,12 +178,7 @@ impl GroupCommitter {
         let mut receiver = self.receiver.lock().await;
         receiver.close();
         while let Ok(job) = receiver.try_recv() {
-            abandon(
-                &self.shared,
-                job,
-                AppError::Unavailable("shutting down".into()),
-            )
-            .await;
+            abandon(&self.shared, job, AppError::unavailable("shutting down")).await;
         }
     }
 }
@@ -246,19 +242,23 @@ async fn commit(shared: &Shared, batch: Vec<Job>) {
                 "store answered a group commit with the wrong number of outcomes"
             );
             join_all(batch.into_iter().map(|job| {
-                let err = AppError::Internal("group commit outcome count mismatch".into());
+                let err = AppError::internal("group commit outcome count mismatch");
                 abandon(shared, job, err)
             }))
             .await;
         }
         Err(err) => {
             shared.metrics.failed_batches.increment(1);
-            tracing::error!(orders = batch.len(), error = %err, "group commit failed");
-            let err = AppError::from(err);
+            tracing::error!(orders = batch.len(), error = %Chain(&err), "group commit failed");
+            // One failure, every order of the batch: each answer carries it
+            // as its cause.
+            let retryable = err.is_retryable();
+            let cause = Arc::new(err);
             join_all(batch.into_iter().map(|job| {
-                let err = match &err {
-                    AppError::Internal(cause) => AppError::Internal(cause.clone()),
-                    _ => AppError::Unavailable("the store could not commit the order".into()),
+                let context = "committing the order";
+                let err = match retryable {
+                    true => AppError::unavailable_because(context, cause.clone()),
+                    false => AppError::internal_because(context, cause.clone()),
                 };
                 abandon(shared, job, err)
             }))
@@ -308,7 +308,7 @@ async fn finish(shared: &Shared, job: Job, outcome: CommitOutcome) {
         }
     };
     if let Err(err) = shared.ledger.settle(&attempt, settlement).await {
-        tracing::error!(error = %err, "settling a committed reservation failed");
+        tracing::error!(error = %Chain(&err), "settling a committed reservation failed");
     }
     // The requester may have gone; the order stands either way.
     let _ = reply.send(answer);

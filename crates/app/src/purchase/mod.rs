@@ -85,7 +85,7 @@ impl Outcomes {
             Err(AppError::Refused(Refusal::SaleNotActive)) => &self.sale_not_active,
             Err(AppError::IdempotencyMismatch) => &self.mismatch,
             Err(AppError::Overloaded(_)) => &self.overloaded,
-            Err(AppError::Unavailable(_)) => &self.unavailable,
+            Err(AppError::Unavailable { .. }) => &self.unavailable,
             Err(AppError::NotFound) => &self.not_found,
             Err(_) => &self.error,
         };
@@ -150,7 +150,7 @@ impl PurchaseService {
 
     async fn decide_and_commit(&self, request: PurchaseRequest) -> Result<Purchased, AppError> {
         if self.lifecycle.is_draining() {
-            return Err(AppError::Unavailable("shutting down".into()));
+            return Err(AppError::unavailable("shutting down"));
         }
         let sale = self
             .sales
@@ -171,9 +171,9 @@ impl PurchaseService {
             let decision = match self.ledger.decide(&attempt).await {
                 Ok(decision) => decision,
                 // Unreachable, or lost this sale: if lost, the store has it.
-                Err(LedgerError::Unavailable(cause)) => {
+                Err(err @ LedgerError::Unavailable { .. }) => {
                     self.repair.rebuild_soon(request.sale_id);
-                    return Err(AppError::Unavailable(cause));
+                    return Err(err.into());
                 }
                 Err(err) => return Err(err.into()),
             };
@@ -181,7 +181,7 @@ impl PurchaseService {
                 Decision::Reserved => break,
                 Decision::Replay(Answer::Won(order_id)) => {
                     let order = self.store.order(order_id).await?.ok_or_else(|| {
-                        AppError::Internal(format!("remembered order {order_id} is missing"))
+                        AppError::internal(format!("remembered order {order_id} is missing"))
                     })?;
                     return Ok(Purchased {
                         order,
@@ -195,16 +195,16 @@ impl PurchaseService {
                 Decision::Wait(wait) => {
                     waits += 1;
                     if waits > MAX_WAITS {
-                        return Err(AppError::Unavailable(
-                            "another request with this key is still being decided".into(),
+                        return Err(AppError::unavailable(
+                            "another request with this key is still being decided",
                         ));
                     }
                     wait.await;
                 }
                 Decision::UnknownSale => {
                     self.repair.rebuild_soon(request.sale_id);
-                    return Err(AppError::Unavailable(
-                        "the stock ledger is loading this sale".into(),
+                    return Err(AppError::unavailable(
+                        "the stock ledger is loading this sale",
                     ));
                 }
             }
@@ -226,7 +226,7 @@ impl PurchaseService {
         if let Err(rejected) = self.committer.submit(job) {
             let (job, err) = match rejected {
                 Rejected::Full(job) => (job, AppError::Overloaded("the order queue is full")),
-                Rejected::Closed(job) => (job, AppError::Unavailable("shutting down".into())),
+                Rejected::Closed(job) => (job, AppError::unavailable("shutting down")),
             };
             self.ledger
                 .settle(&job.attempt, Settlement::Abandoned)
@@ -244,7 +244,7 @@ impl PurchaseService {
                 replayed: true,
             }),
             Ok(Err(err)) => Err(err),
-            Err(_) => Err(AppError::Unavailable("the order was not committed".into())),
+            Err(_) => Err(AppError::unavailable("the order was not committed")),
         }
     }
 }

@@ -136,7 +136,7 @@ impl WebhookService {
 fn random_secret() -> Result<String, AppError> {
     let mut bytes = [0u8; 24];
     getrandom::fill(&mut bytes)
-        .map_err(|e| AppError::Internal(format!("reading randomness: {e}")))?;
+        .map_err(|e| AppError::internal(format!("reading randomness: {e}")))?;
     Ok(format!(
         "whsec_{}",
         bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()

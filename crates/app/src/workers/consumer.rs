@@ -3,6 +3,7 @@
 //! idempotent per event id, since a crash between handling and acknowledging
 //! delivers a batch twice.
 
+use crate::failure::Chain;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Next, StepError, Worker};
 use crate::error::AppError;
-use crate::ports::{EventBus, StoredEvent, Subscription};
+use crate::ports::{BusSubscription, EventBus, StoredEvent};
 
 #[async_trait]
 pub trait Consumer: Send + Sync + 'static {
@@ -32,7 +33,7 @@ const WAIT: Duration = Duration::from_secs(1);
 pub struct ConsumerWorker {
     bus: Arc<dyn EventBus>,
     consumer: Arc<dyn Consumer>,
-    subscription: Option<Box<dyn Subscription>>,
+    subscription: Option<Box<dyn BusSubscription>>,
     handled: Counter,
     failures: Counter,
     lag: Gauge,
@@ -87,7 +88,7 @@ impl Worker for ConsumerWorker {
             Err(err) => {
                 // Handled but not recorded: the batch comes again, and
                 // handlers are idempotent.
-                tracing::warn!(consumer = name, error = %err, "acknowledging failed");
+                tracing::warn!(consumer = name, error = %Chain(&err), "acknowledging failed");
                 subscription.nack();
             }
         }

@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::{Next, StepError, Worker};
+use crate::failure::Chain;
 
 /// What a worker is doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,7 +104,7 @@ impl Status {
         report.last_run_at = Some(now);
         if let Some(error) = error {
             report.failures += 1;
-            report.last_error = Some(chain(error.as_ref()));
+            report.last_error = Some(Chain(error.as_ref()).to_string());
             report.last_error_at = Some(now);
         }
         drop(report);
@@ -113,18 +114,6 @@ impl Status {
         }
         self.last_run.set(now.as_millis() as f64 / 1000.0);
     }
-}
-
-/// An error and its causes, `outer: inner: …`.
-fn chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// Runs the node's background work: every worker, and the one-off tasks
@@ -231,7 +220,7 @@ async fn drive(mut worker: impl Worker, status: Arc<Status>, stop: CancellationT
             Err(error) => {
                 status.finished(Some(&error));
                 failures = failures.saturating_add(1);
-                tracing::warn!(worker = %name, error = %chain(error.as_ref()), failures, "worker step failed");
+                tracing::warn!(worker = %name, error = %Chain(error.as_ref()), failures, "worker step failed");
                 worker.backoff(failures)
             }
         };

@@ -4,6 +4,7 @@
 //! the units back to the ledger. Driven by the store's timestamps, never by a
 //! timer alone, so downtime delays an expiry but never loses or repeats one.
 
+use crate::failure::Chain;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -54,7 +55,7 @@ impl ExpirySweeper {
                 .release(order.sale_id, &order.user_id, order.quantity.get())
                 .await
             {
-                tracing::error!(order_id = %order.id, error = %err, "returning expired units to the ledger failed");
+                tracing::error!(order_id = %order.id, error = %Chain(&err), "returning expired units to the ledger failed");
             }
         }
         if !expired.is_empty() {

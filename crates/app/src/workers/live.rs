@@ -8,12 +8,12 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Next, StepError, Worker};
 use crate::live::LiveEvents;
-use crate::ports::{EventBus, Subscription};
+use crate::ports::{BusSubscription, EventBus};
 
 pub struct LiveFeed {
     live: Arc<LiveEvents>,
     bus: Arc<dyn EventBus>,
-    tail: Option<Box<dyn Subscription>>,
+    tail: Option<Box<dyn BusSubscription>>,
 }
 
 impl LiveFeed {

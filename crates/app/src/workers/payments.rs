@@ -13,6 +13,7 @@
 //! Idempotent per payment: a payment no longer `requested` was already
 //! sent, and the provider deduplicates charges by payment id.
 
+use crate::failure::Chain;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -90,7 +91,7 @@ impl Worker for PaymentWorker {
         let charger = &self.charger;
         if tokio::time::Instant::now() >= self.next_sweep {
             if let Err(err) = charger.sweep().await {
-                tracing::warn!(error = %err, "payment sweep failed");
+                tracing::warn!(error = %Chain(&err), "payment sweep failed");
             }
             self.next_sweep =
                 tokio::time::Instant::now() + charger.payments.settings.sweep_interval;
@@ -138,7 +139,7 @@ impl Charger {
         let outcome = match PaymentId::parse(&job.id) {
             Some(id) => match self.payments.bulkhead.acquire().await {
                 Ok(_slot) => self.send(id).await,
-                Err(full) => Err(AppError::Unavailable(format!(
+                Err(full) => Err(AppError::unavailable(format!(
                     "payment provider busy: {full}"
                 ))),
             },
@@ -152,13 +153,13 @@ impl Charger {
             Err(err) => {
                 counter!("stampede_payment_job_retries_total").increment(1);
                 let after = (RETRY_BASE * job.delivery).min(RETRY_CAP);
-                tracing::warn!(job_id = %job.id, error = %err, ?after, "sending a payment failed; retrying");
+                tracing::warn!(job_id = %job.id, error = %Chain(&err), ?after, "sending a payment failed; retrying");
                 job.retry(after).await
             }
         };
         if let Err(err) = ended {
             // The lease runs out and the job comes back: harmless.
-            tracing::debug!(error = %err, "ending a payment job failed");
+            tracing::debug!(error = %Chain(&err), "ending a payment job failed");
         }
     }
 
@@ -177,7 +178,7 @@ impl Charger {
             self.jobs
                 .push(PAYMENT_JOB, &id.to_string(), Duration::ZERO)
                 .await
-                .map_err(|err| AppError::Unavailable(err.to_string()))?;
+                .map_err(|err| AppError::unavailable_because("queueing payments again", err))?;
         }
         if !stale.is_empty() {
             counter!("stampede_payment_jobs_swept_total").increment(stale.len() as u64);
@@ -290,7 +291,7 @@ impl Consumer for PaymentFeeder {
                 .map(|id| self.jobs.push(PAYMENT_JOB, id, Duration::ZERO)),
         )
         .await
-        .map_err(|err| AppError::Unavailable(err.to_string()))?;
+        .map_err(|err| AppError::unavailable_because("queueing payments", err))?;
         Ok(())
     }
 }

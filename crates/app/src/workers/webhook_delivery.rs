@@ -4,6 +4,7 @@
 //! tying up the worker; a failed attempt is rescheduled with full-jitter
 //! backoff, and the last one leaves a dead letter visible through the API.
 
+use crate::failure::Chain;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -114,8 +115,10 @@ impl DeliveryWorker {
         while let Some(joined) = attempts.join_next().await {
             match joined {
                 Ok(Ok(())) => {}
-                Ok(Err(err)) => tracing::warn!(error = %err, "recording a delivery attempt failed"),
-                Err(err) => tracing::error!(error = %err, "delivery task failed"),
+                Ok(Err(err)) => {
+                    tracing::warn!(error = %Chain(&err), "recording a delivery attempt failed")
+                }
+                Err(err) => tracing::error!(error = %Chain(&err), "delivery task failed"),
             }
         }
         Ok(count)
@@ -154,8 +157,8 @@ impl DeliveryWorker {
                 return Ok(());
             }
         };
-        let body =
-            serde_json::to_vec(&envelope(&due)).map_err(|e| AppError::Internal(e.to_string()))?;
+        let body = serde_json::to_vec(&envelope(&due))
+            .map_err(|e| AppError::internal_because("encoding a webhook body", e))?;
         let headers = [
             ("content-type", "application/json".to_owned()),
             ("stampede-event-id", due.event.id.to_string()),

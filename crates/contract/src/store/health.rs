@@ -11,7 +11,7 @@ pub async fn a_closed_store_answers_unavailable(store: Arc<dyn Store>) {
     store.close().await;
     let unavailable = |result: Result<(), StoreError>| {
         assert!(
-            matches!(result, Err(StoreError::Unavailable(_))),
+            matches!(result, Err(StoreError::Unavailable { .. })),
             "{result:?}"
         );
     };

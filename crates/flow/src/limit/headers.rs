@@ -11,11 +11,11 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use stampede_flow::{Decision, Quota, limit::headers};
+//! use stampede_flow::{LimitDecision, Quota, limit::headers};
 //!
 //! let quota = Quota::per_second(20);
 //! assert_eq!(headers::policy("per-user", &quota), r#""per-user";q=20;w=1"#);
-//! let denied = Decision::Deny {
+//! let denied = LimitDecision::Deny {
 //!     retry_after: Duration::from_millis(50),
 //!     reset: Duration::from_millis(50),
 //! };
@@ -26,7 +26,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use super::{Decision, Quota};
+use super::{LimitDecision, Quota};
 
 /// `RateLimit-Policy`: the quota policies that apply (draft-11).
 pub const RATELIMIT_POLICY: &str = "ratelimit-policy";
@@ -60,9 +60,9 @@ pub fn policy(name: &str, quota: &Quota) -> String {
 /// `r` is how many more requests would be admitted at once (0 after a
 /// queued or refused one); `t` is the draft's "effective window": the
 /// seconds within which no more than `r` will be admitted —
-/// [`Decision::reset`], or for a refusal the `Retry-After`, so that the two
+/// [`LimitDecision::reset`], or for a refusal the `Retry-After`, so that the two
 /// fields agree as the draft asks.
-pub fn ratelimit(name: &str, decision: &Decision) -> String {
+pub fn ratelimit(name: &str, decision: &LimitDecision) -> String {
     let mut value = sf_string(name);
     let _ = write!(
         value,
@@ -75,17 +75,19 @@ pub fn ratelimit(name: &str, decision: &Decision) -> String {
 
 /// `Retry-After` in delay-seconds for a refusal (at least 1); `None` for a
 /// request that was let through, at once or after a wait.
-pub fn retry_after(decision: &Decision) -> Option<String> {
+pub fn retry_after(decision: &LimitDecision) -> Option<String> {
     match decision {
-        Decision::Deny { retry_after, .. } => Some(delay_seconds(*retry_after).max(1).to_string()),
-        Decision::Allow { .. } | Decision::Wait { .. } => None,
+        LimitDecision::Deny { retry_after, .. } => {
+            Some(delay_seconds(*retry_after).max(1).to_string())
+        }
+        LimitDecision::Allow { .. } | LimitDecision::Wait { .. } => None,
     }
 }
 
 /// The older trio, `RateLimit-Limit`, `RateLimit-Remaining` and
 /// `RateLimit-Reset`, with the same numbers as [`policy`]'s `q` and
 /// [`ratelimit`]'s `r` and `t`.
-pub fn legacy(quota: &Quota, decision: &Decision) -> [(&'static str, String); 3] {
+pub fn legacy(quota: &Quota, decision: &LimitDecision) -> [(&'static str, String); 3] {
     let (q, _) = whole_second_window(quota);
     [
         (RATELIMIT_LIMIT, q.to_string()),
@@ -100,10 +102,10 @@ pub fn delay_seconds(duration: Duration) -> u64 {
 }
 
 /// How long the decision's `remaining` stands.
-fn window(decision: &Decision) -> Duration {
+fn window(decision: &LimitDecision) -> Duration {
     match decision {
-        Decision::Deny { retry_after, .. } => *retry_after,
-        Decision::Allow { reset, .. } | Decision::Wait { reset, .. } => *reset,
+        LimitDecision::Deny { retry_after, .. } => *retry_after,
+        LimitDecision::Allow { reset, .. } | LimitDecision::Wait { reset, .. } => *reset,
     }
 }
 
@@ -139,8 +141,8 @@ fn sf_string(name: &str) -> String {
 mod tests {
     use super::*;
 
-    fn allow(remaining: u32, reset_ms: u64) -> Decision {
-        Decision::Allow {
+    fn allow(remaining: u32, reset_ms: u64) -> LimitDecision {
+        LimitDecision::Allow {
             remaining,
             reset: Duration::from_millis(reset_ms),
         }
@@ -168,7 +170,7 @@ mod tests {
             ratelimit("default", &allow(50, 30_000)),
             r#""default";r=50;t=30"#
         );
-        let refused = Decision::Deny {
+        let refused = LimitDecision::Deny {
             retry_after: Duration::from_secs(10),
             reset: Duration::from_secs(10),
         };
@@ -182,7 +184,7 @@ mod tests {
     fn a_per_user_limit_of_twenty_a_second_reads_as_in_the_issue() {
         let quota = Quota::per_second(20);
         assert_eq!(policy("per-user", &quota), r#""per-user";q=20;w=1"#);
-        let refused = Decision::Deny {
+        let refused = LimitDecision::Deny {
             retry_after: Duration::from_millis(50),
             reset: Duration::from_millis(50),
         };
@@ -209,7 +211,7 @@ mod tests {
 
     #[test]
     fn a_queued_request_has_nothing_left_and_no_retry_after() {
-        let queued = Decision::Wait {
+        let queued = LimitDecision::Wait {
             delay: Duration::from_millis(200),
             reset: Duration::from_millis(300),
         };
@@ -222,7 +224,7 @@ mod tests {
     fn a_refusal_tells_the_time_to_retry_in_every_field() {
         // A leaky bucket's refusal: the queue takes the request again after
         // 2.5 s, though a request would go through at once only after 4 s.
-        let refused = Decision::Deny {
+        let refused = LimitDecision::Deny {
             retry_after: Duration::from_millis(2500),
             reset: Duration::from_secs(4),
         };

@@ -5,7 +5,7 @@
 //! A [`KeyedLimiter`] applies one [`Quota`] with one [`Algorithm`] to every
 //! key separately; the key is any `Hash + Eq + Clone` type the caller picks
 //! (`()` for one global limit, `IpAddr`, a user id, `(RouteId, IpAddr)`…).
-//! [`KeyedLimiter::check`] is synchronous and answers a [`Decision`] with
+//! [`KeyedLimiter::check`] is synchronous and answers a [`LimitDecision`] with
 //! what the [`headers`] need: what is left, when more comes, when to retry.
 //!
 //! # Algorithms and their bounds
@@ -28,7 +28,7 @@
 //!   request every `T`.
 //! - **Leaky bucket** is the same GCRA, except that a request early by at most
 //!   `max_wait` is given the next free slot and told to wait
-//!   ([`Decision::Wait`]) until it — the slot is reserved at once, so the waits
+//!   ([`LimitDecision::Wait`]) until it — the slot is reserved at once, so the waits
 //!   are exact and first come, first served. With `burst = 1` the requests
 //!   start exactly `T` apart; a larger burst lets that many start at once
 //!   after a quiet spell. Requests the queue cannot take within `max_wait`
@@ -89,7 +89,7 @@
 //!
 //! # Other stores
 //!
-//! [`Quota`], [`Algorithm`], [`Decision`] and [`headers`] are plain data,
+//! [`Quota`], [`Algorithm`], [`LimitDecision`] and [`headers`] are plain data,
 //! shared by the limiters of [`shared`]: the same rules with their state in
 //! a store every node uses (Redis in cluster mode), whose `check` is `async`
 //! and fallible where this one is neither, with a [`shared::Fallback`] for
@@ -218,7 +218,7 @@ pub enum Algorithm {
 /// The proposal was `Wait(Duration)`; `Wait` carries `reset` too, so that a
 /// queued request's response can still say when quota comes back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Decision {
+pub enum LimitDecision {
     /// Go ahead now.
     Allow {
         /// How many more requests would be let through at once.
@@ -247,14 +247,14 @@ pub enum Decision {
     },
 }
 
-impl Decision {
+impl LimitDecision {
     /// Whether the request goes ahead, now or after its wait.
     pub fn is_admitted(&self) -> bool {
         !matches!(self, Self::Deny { .. })
     }
 
     /// How many more requests would be let through at once: 0 unless
-    /// [`Decision::Allow`].
+    /// [`LimitDecision::Allow`].
     pub fn remaining(&self) -> u32 {
         match self {
             Self::Allow { remaining, .. } => *remaining,
@@ -262,7 +262,7 @@ impl Decision {
         }
     }
 
-    /// How long until more than [`Decision::remaining`] would be let
+    /// How long until more than [`LimitDecision::remaining`] would be let
     /// through at once.
     pub fn reset(&self) -> Duration {
         match self {
@@ -343,8 +343,8 @@ impl<K: Hash + Eq + Clone + Send + Sync> KeyedLimiter<K> {
     }
 
     /// Decides on one request for `key`, now, and counts it if it goes
-    /// ahead. Never waits: a [`Decision::Wait`] tells the caller to.
-    pub fn check(&self, key: &K) -> Decision {
+    /// ahead. Never waits: a [`LimitDecision::Wait`] tells the caller to.
+    pub fn check(&self, key: &K) -> LimitDecision {
         let inner = &*self.inner;
         let now = inner.now();
         let decision = match &inner.engine {
@@ -414,7 +414,7 @@ fn check<K: Hash + Eq + Clone, R: Rule>(
     table: &Table<K, R::State>,
     key: &K,
     now: u64,
-) -> Decision {
+) -> LimitDecision {
     table.update(key, |state| rule.check(state, now))
 }
 
@@ -437,11 +437,11 @@ impl Metrics {
         }
     }
 
-    fn count(&self, decision: &Decision) {
+    fn count(&self, decision: &LimitDecision) {
         match decision {
-            Decision::Allow { .. } => &self.allow,
-            Decision::Wait { .. } => &self.wait,
-            Decision::Deny { .. } => &self.deny,
+            LimitDecision::Allow { .. } => &self.allow,
+            LimitDecision::Wait { .. } => &self.wait,
+            LimitDecision::Deny { .. } => &self.deny,
         }
         .increment(1);
     }

@@ -1,5 +1,5 @@
 //! The limiting rules as pure state machines over integer nanoseconds: given a
-//! key's state (or none) and the time, each answers a [`Decision`] and the
+//! key's state (or none) and the time, each answers a [`LimitDecision`] and the
 //! key's next state. No clock, no lock, no map: [`super::KeyedLimiter`] adds
 //! those, tests drive the rules at any instant they like, and a Redis adapter
 //! can mirror the same integer arithmetic in a script.
@@ -11,7 +11,7 @@
 
 use std::time::Duration;
 
-use super::{Decision, Quota};
+use super::{LimitDecision, Quota};
 
 /// The longest length the rules work with, about 146 years; longer periods
 /// and waits are taken as this.
@@ -24,7 +24,7 @@ pub(crate) trait Rule {
 
     /// Decides on one request arriving at `now` for a key in `state` (`None`:
     /// a key never seen, or purged) and returns the key's next state.
-    fn check(&self, state: Option<Self::State>, now: u64) -> (Self::State, Decision);
+    fn check(&self, state: Option<Self::State>, now: u64) -> (Self::State, LimitDecision);
 
     /// Whether `state` at `now` decides every future request exactly as no
     /// state would, so that the key can be forgotten without anyone noticing.
@@ -67,7 +67,7 @@ impl Gcra {
 impl Rule for Gcra {
     type State = u64;
 
-    fn check(&self, tat: Option<u64>, now: u64) -> (u64, Decision) {
+    fn check(&self, tat: Option<u64>, now: u64) -> (u64, LimitDecision) {
         let Self { t, tau, max_wait } = *self;
         // A TAT in the past is the same as a full bucket: as if it were now.
         let tat = tat.map_or(now, |tat| tat.max(now));
@@ -80,7 +80,7 @@ impl Rule for Gcra {
             let reset = tat
                 .saturating_add(remaining * t)
                 .saturating_sub(tau.saturating_add(now));
-            let decision = Decision::Allow {
+            let decision = LimitDecision::Allow {
                 remaining: to_u32(remaining),
                 reset: Duration::from_nanos(reset),
             };
@@ -90,13 +90,13 @@ impl Rule for Gcra {
         if delay <= max_wait {
             // The queued request takes the slot at `allowed_at`; the next one
             // could go at once only a full interval after that.
-            let decision = Decision::Wait {
+            let decision = LimitDecision::Wait {
                 delay: Duration::from_nanos(delay),
                 reset: Duration::from_nanos(delay.saturating_add(t)),
             };
             (tat.saturating_add(t), decision)
         } else {
-            let decision = Decision::Deny {
+            let decision = LimitDecision::Deny {
                 retry_after: Duration::from_nanos(delay - max_wait),
                 reset: Duration::from_nanos(delay),
             };
@@ -140,7 +140,7 @@ impl FixedWindow {
 impl Rule for FixedWindow {
     type State = Fixed;
 
-    fn check(&self, state: Option<Fixed>, now: u64) -> (Fixed, Decision) {
+    fn check(&self, state: Option<Fixed>, now: u64) -> (Fixed, LimitDecision) {
         let Fixed { start, count } = match state {
             Some(state) if !self.is_idle(&state, now) => state,
             _ => Fixed {
@@ -155,13 +155,13 @@ impl Rule for FixedWindow {
         let reset = Duration::from_nanos(start + self.width - now);
         if count < self.cap {
             let count = count + 1;
-            let decision = Decision::Allow {
+            let decision = LimitDecision::Allow {
                 remaining: self.cap - count,
                 reset,
             };
             (Fixed { start, count }, decision)
         } else {
-            let decision = Decision::Deny {
+            let decision = LimitDecision::Deny {
                 retry_after: reset,
                 reset,
             };
@@ -276,7 +276,7 @@ impl SlidingWindow {
 impl Rule for SlidingWindow {
     type State = Sliding;
 
-    fn check(&self, state: Option<Sliding>, now: u64) -> (Sliding, Decision) {
+    fn check(&self, state: Option<Sliding>, now: u64) -> (Sliding, LimitDecision) {
         let mut state = self.at(state, now);
         // A thread that read the clock just before another created or moved
         // this state sees `now < start`: it counts as at the start.
@@ -285,14 +285,14 @@ impl Rule for SlidingWindow {
             state.current += 1;
             let remaining = self.room(&state, elapsed);
             let reset = self.until_fits(&state, elapsed, remaining + 1);
-            let decision = Decision::Allow {
+            let decision = LimitDecision::Allow {
                 remaining,
                 reset: Duration::from_nanos(reset),
             };
             (state, decision)
         } else {
             let retry_after = Duration::from_nanos(self.until_fits(&state, elapsed, 1));
-            let decision = Decision::Deny {
+            let decision = LimitDecision::Deny {
                 retry_after,
                 reset: retry_after,
             };

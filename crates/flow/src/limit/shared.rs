@@ -33,14 +33,14 @@ use std::time::Duration;
 use async_trait::async_trait;
 use metrics::{Counter, counter};
 
-use super::{Algorithm, Decision, KeyedLimiter, Metrics, Quota};
+use super::{Algorithm, KeyedLimiter, LimitDecision, Metrics, Quota};
 use crate::breaker::{BreakerConfig, CircuitBreaker, Outcome, Window};
 
 /// A store that failed to decide: unreachable, an error, a reply it could
 /// not read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("rate limit store: {0}")]
-pub struct StoreError(pub String);
+pub struct RateStoreError(pub String);
 
 /// Rate-limit state shared by every node.
 #[async_trait]
@@ -55,7 +55,7 @@ pub trait RateStore: Send + Sync {
         key: &str,
         algorithm: Algorithm,
         quota: Quota,
-    ) -> Result<Decision, StoreError>;
+    ) -> Result<LimitDecision, RateStoreError>;
 }
 
 /// What a shared rule decides when its store does not answer in time.
@@ -182,7 +182,7 @@ impl SharedLimiter {
     /// Decides on one request: `key` names it in the store (the same on
     /// every node), `local_key` in this node's fallback limiter. `Err` only
     /// for a [`Fallback::Closed`] rule whose store did not decide.
-    pub async fn check(&self, key: &str, local_key: u64) -> Result<Decision, Undecided> {
+    pub async fn check(&self, key: &str, local_key: u64) -> Result<LimitDecision, Undecided> {
         let inner = &*self.inner;
         match inner.ask(key).await {
             Ok(decision) => {
@@ -206,7 +206,7 @@ impl SharedLimiter {
                     // Counted in the decisions by the local limiter itself.
                     Fallback::Local => Ok(inner.local.check(&local_key)),
                     Fallback::Open => {
-                        let decision = Decision::Allow {
+                        let decision = LimitDecision::Allow {
                             remaining: 0,
                             reset: Duration::ZERO,
                         };
@@ -244,7 +244,7 @@ impl SharedLimiter {
 
 impl SharedInner {
     /// The store's decision, through the breaker and within the timeout.
-    async fn ask(&self, key: &str) -> Result<Decision, String> {
+    async fn ask(&self, key: &str) -> Result<LimitDecision, String> {
         let store = &self.store;
         let permit = store.breaker.try_acquire().map_err(|e| e.to_string())?;
         let call = store
@@ -275,13 +275,13 @@ mod tests {
 
     /// A store that answers from a script of results, then allows.
     struct Scripted {
-        answers: Mutex<Vec<Result<Decision, StoreError>>>,
+        answers: Mutex<Vec<Result<LimitDecision, RateStoreError>>>,
         delay: Duration,
         calls: std::sync::atomic::AtomicUsize,
     }
 
     impl Scripted {
-        fn new(delay: Duration, answers: Vec<Result<Decision, StoreError>>) -> Arc<Self> {
+        fn new(delay: Duration, answers: Vec<Result<LimitDecision, RateStoreError>>) -> Arc<Self> {
             Arc::new(Self {
                 answers: Mutex::new(answers),
                 delay,
@@ -298,19 +298,19 @@ mod tests {
             _: &str,
             _: Algorithm,
             _: Quota,
-        ) -> Result<Decision, StoreError> {
+        ) -> Result<LimitDecision, RateStoreError> {
             self.calls.fetch_add(1, Ordering::SeqCst);
             tokio::time::sleep(self.delay).await;
             let next = self.answers.lock().unwrap().pop();
-            next.unwrap_or(Ok(Decision::Allow {
+            next.unwrap_or(Ok(LimitDecision::Allow {
                 remaining: 7,
                 reset: Duration::ZERO,
             }))
         }
     }
 
-    fn down() -> Result<Decision, StoreError> {
-        Err(StoreError("connection refused".into()))
+    fn down() -> Result<LimitDecision, RateStoreError> {
+        Err(RateStoreError("connection refused".into()))
     }
 
     fn limiter(store: Arc<dyn RateStore>, fallback: Fallback) -> SharedLimiter {

@@ -17,12 +17,12 @@ fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
 }
 
-fn allow(remaining: u32, reset: Duration) -> Decision {
-    Decision::Allow { remaining, reset }
+fn allow(remaining: u32, reset: Duration) -> LimitDecision {
+    LimitDecision::Allow { remaining, reset }
 }
 
-fn deny(retry_after: Duration) -> Decision {
-    Decision::Deny {
+fn deny(retry_after: Duration) -> LimitDecision {
+    LimitDecision::Deny {
         retry_after,
         reset: retry_after,
     }
@@ -32,7 +32,11 @@ fn limiter(algorithm: Algorithm, quota: Quota) -> (KeyedLimiter<&'static str>, A
     recorded(|| KeyedLimiter::new("per-user", algorithm, quota))
 }
 
-fn decisions(limiter: &KeyedLimiter<&'static str>, key: &'static str, n: usize) -> Vec<Decision> {
+fn decisions(
+    limiter: &KeyedLimiter<&'static str>,
+    key: &'static str,
+    n: usize,
+) -> Vec<LimitDecision> {
     (0..n).map(|_| limiter.check(&key)).collect()
 }
 
@@ -97,7 +101,7 @@ async fn keys_are_limited_independently() {
         assert!(
             decisions(&limiter, "ada", 2)
                 .iter()
-                .all(Decision::is_admitted)
+                .all(LimitDecision::is_admitted)
         );
         assert!(!limiter.check(&"ada").is_admitted(), "{algorithm:?}");
         assert_eq!(
@@ -148,21 +152,21 @@ async fn the_leaky_bucket_queues_requests_one_interval_apart() {
         decisions(&limiter, "ada", 5),
         [
             allow(0, ms(100)),
-            Decision::Wait {
+            LimitDecision::Wait {
                 delay: ms(100),
                 reset: ms(200)
             },
-            Decision::Wait {
+            LimitDecision::Wait {
                 delay: ms(200),
                 reset: ms(300)
             },
-            Decision::Wait {
+            LimitDecision::Wait {
                 delay: ms(300),
                 reset: ms(400)
             },
             // A fourth in the queue would wait 400 ms: refused, and taken
             // again once the wait is back to 300 ms.
-            Decision::Deny {
+            LimitDecision::Deny {
                 retry_after: ms(100),
                 reset: ms(400)
             },
@@ -176,7 +180,7 @@ async fn the_leaky_bucket_queues_requests_one_interval_apart() {
     advance(ms(100)).await;
     assert_eq!(
         limiter.check(&"ada"),
-        Decision::Wait {
+        LimitDecision::Wait {
             delay: ms(300),
             reset: ms(400)
         }
@@ -196,9 +200,9 @@ async fn requests_that_sleep_their_wait_start_exactly_one_interval_apart() {
             let limiter = limiter.clone();
             tokio::spawn(async move {
                 match limiter.check(&"sale-42") {
-                    Decision::Allow { .. } => {}
-                    Decision::Wait { delay, .. } => tokio::time::sleep(delay).await,
-                    Decision::Deny { .. } => panic!("the queue has room"),
+                    LimitDecision::Allow { .. } => {}
+                    LimitDecision::Wait { delay, .. } => tokio::time::sleep(delay).await,
+                    LimitDecision::Deny { .. } => panic!("the queue has room"),
                 }
                 tokio::time::Instant::now() - start
             })
@@ -219,10 +223,13 @@ async fn a_leaky_bucket_with_a_burst_lets_that_many_through_before_queueing() {
     let queue = Algorithm::LeakyBucket { max_wait: ms(500) };
     let (limiter, _) = limiter(queue, Quota::per_second(10).with_burst(3));
     let first = decisions(&limiter, "ada", 4);
-    assert!(matches!(first[2], Decision::Allow { remaining: 0, .. }));
+    assert!(matches!(
+        first[2],
+        LimitDecision::Allow { remaining: 0, .. }
+    ));
     assert_eq!(
         first[3],
-        Decision::Wait {
+        LimitDecision::Wait {
             delay: ms(100),
             reset: ms(200)
         }
@@ -253,7 +260,7 @@ async fn a_fixed_window_admits_twice_its_burst_across_a_boundary_as_documented()
     assert_eq!(decisions(&limiter, "ada", 2), [allow(1, MS), allow(0, MS)]);
     advance(MS).await;
     let next = decisions(&limiter, "ada", 4);
-    assert!(next[..3].iter().all(Decision::is_admitted));
+    assert!(next[..3].iter().all(LimitDecision::is_admitted));
     assert!(!next[3].is_admitted());
     // Five admitted within 1 ms: 2·burst + rate·L = 6 + 0.003 allows it.
 }
@@ -274,7 +281,7 @@ async fn a_sliding_window_remembers_the_previous_window_where_a_fixed_one_forget
     assert!(
         decisions(&limiter, "ada", 10)
             .iter()
-            .all(Decision::is_admitted)
+            .all(LimitDecision::is_admitted)
     );
 
     // A new window, but the whole previous one still weighs 10: refused
@@ -659,7 +666,12 @@ fn idle_from<R: Rule>(rule: &R, state: &R::State, now: u64) -> u64 {
 }
 
 /// The instant of the next request, never before `now`.
-fn next_instant<R: Rule>(rule: &R, gap: Gap, now: u64, last: Option<(R::State, Decision)>) -> u64 {
+fn next_instant<R: Rule>(
+    rule: &R,
+    gap: Gap,
+    now: u64,
+    last: Option<(R::State, LimitDecision)>,
+) -> u64 {
     let nanos = |d: Duration| d.as_nanos() as u64;
     let at = |base: u64, offset: i8| base.saturating_add_signed(offset.into()).max(now);
     match (gap, last) {
@@ -668,7 +680,7 @@ fn next_instant<R: Rule>(rule: &R, gap: Gap, now: u64, last: Option<(R::State, D
         (Gap::Reset(offset), Some((_, decision))) => at(now + nanos(decision.reset()), offset),
         (Gap::RetryAfter(offset), Some((_, decision))) => {
             let wait = match decision {
-                Decision::Deny { retry_after, .. } => retry_after,
+                LimitDecision::Deny { retry_after, .. } => retry_after,
                 other => other.reset(),
             };
             at(now + nanos(wait), offset)
@@ -679,7 +691,7 @@ fn next_instant<R: Rule>(rule: &R, gap: Gap, now: u64, last: Option<(R::State, D
 
 /// Runs `rule` for one key over the arrivals and returns each decision with
 /// the instant it was made and the key's state just before it.
-fn run<R: Rule>(rule: &R, gaps: &[Gap]) -> Vec<(u64, Option<R::State>, Decision)> {
+fn run<R: Rule>(rule: &R, gaps: &[Gap]) -> Vec<(u64, Option<R::State>, LimitDecision)> {
     let mut last = None;
     let mut now = 0u64;
     let mut log = Vec::with_capacity(gaps.len());
@@ -721,14 +733,14 @@ fn check_bounds<R: Rule>(rule: &R, case: &Case, gaps: &[Gap]) -> Result<(), Test
     let started: Vec<u64> = log
         .iter()
         .filter_map(|(now, _, d)| match d {
-            Decision::Allow { .. } => Some(*now),
-            Decision::Wait { delay, .. } => Some(now + delay.as_nanos() as u64),
-            Decision::Deny { .. } => None,
+            LimitDecision::Allow { .. } => Some(*now),
+            LimitDecision::Wait { delay, .. } => Some(now + delay.as_nanos() as u64),
+            LimitDecision::Deny { .. } => None,
         })
         .collect();
     if let Algorithm::LeakyBucket { max_wait } = case.algorithm {
         for (_, _, decision) in &log {
-            if let Decision::Wait { delay, .. } = decision {
+            if let LimitDecision::Wait { delay, .. } = decision {
                 prop_assert!(*delay <= max_wait && !delay.is_zero());
             }
         }
@@ -744,7 +756,7 @@ fn immediate<R: Rule>(rule: &R, mut state: Option<R::State>, at: u64, n: u32) ->
     for _ in 0..n {
         let (next, decision) = rule.check(state, at);
         state = Some(next);
-        allowed += u32::from(matches!(decision, Decision::Allow { .. }));
+        allowed += u32::from(matches!(decision, LimitDecision::Allow { .. }));
     }
     allowed
 }
@@ -758,7 +770,7 @@ fn check_promises<R: Rule>(rule: &R, gaps: &[Gap]) -> Result<(), TestCaseError> 
         let after = Some(rule.check(before, now).0);
         let nanos = |d: Duration| d.as_nanos() as u64;
         match decision {
-            Decision::Allow { remaining, reset } => {
+            LimitDecision::Allow { remaining, reset } => {
                 prop_assert_eq!(immediate(rule, after, now, remaining + 1), remaining);
                 let reset = nanos(reset);
                 prop_assert!(reset > 0);
@@ -773,12 +785,12 @@ fn check_promises<R: Rule>(rule: &R, gaps: &[Gap]) -> Result<(), TestCaseError> 
                     "not one more at reset"
                 );
             }
-            Decision::Wait { reset, .. } => {
+            LimitDecision::Wait { reset, .. } => {
                 let reset = nanos(reset);
                 prop_assert_eq!(immediate(rule, after, now + reset - 1, 1), 0);
                 prop_assert_eq!(immediate(rule, after, now + reset, 1), 1);
             }
-            Decision::Deny { retry_after, reset } => {
+            LimitDecision::Deny { retry_after, reset } => {
                 let retry_after = nanos(retry_after);
                 prop_assert!(retry_after > 0);
                 let early = rule.check(after, now + retry_after - 1).1;
@@ -887,11 +899,11 @@ proptest! {
                 advance(Duration::from_nanos(*gap)).await;
                 let now = (tokio::time::Instant::now() - start).as_nanos() as u64;
                 match limiter.check(key) {
-                    Decision::Allow { .. } => admitted[usize::from(*key)].push(now),
-                    Decision::Wait { delay, .. } => {
+                    LimitDecision::Allow { .. } => admitted[usize::from(*key)].push(now),
+                    LimitDecision::Wait { delay, .. } => {
                         admitted[usize::from(*key)].push(now + delay.as_nanos() as u64)
                     }
-                    Decision::Deny { .. } => {}
+                    LimitDecision::Deny { .. } => {}
                 }
             }
             admitted

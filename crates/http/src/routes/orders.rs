@@ -9,7 +9,7 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::IntoResponse;
 use axum::response::sse::{Event, KeepAlive, Sse};
-use stampede_app::orders::Caller;
+use stampede_app::auth::Caller;
 use stampede_app::ports::StoredEvent;
 use stampede_domain::ids::OrderId;
 use tokio::sync::broadcast;
