@@ -61,10 +61,13 @@ impl Args for ServeArgs {
                     .help("TOML file of settings, keyed by the names below with `_`"),
             )
             .next_help_heading("Settings (flag, or environment variable, or key in the file)");
-        names::SETTINGS.iter().fold(command, |command, setting| {
+        names::settings().iter().fold(command, |command, setting| {
             let mut help = format!("{} [env: {}]", setting.about, setting.var());
             if let Some(default) = config::default_text(&defaults, setting) {
                 help.push_str(&format!(" [default: {default}]"));
+            }
+            if let Some((min, max)) = setting.bounds {
+                help.push_str(&format!(" [{min} to {max}]"));
             }
             command.arg(
                 Arg::new(setting.name())
@@ -97,7 +100,7 @@ fn value_name(path: &str) -> &'static str {
 
 impl FromArgMatches for ServeArgs {
     fn from_arg_matches(matches: &ArgMatches) -> Result<Self, clap::Error> {
-        let settings = names::SETTINGS
+        let settings = names::settings()
             .iter()
             .filter_map(|setting| {
                 let name = setting.name();

@@ -19,8 +19,10 @@
 //!   table in [`names`] maps names to paths (`commit.queue_capacity`) and
 //!   gives each its meaning, from which `stampede serve --help` and the
 //!   flags are generated.
-//! - **Validation.** Per section, after extraction: bounds and rules between
-//!   settings, with the setting's name, flag and variable in the message.
+//! - **Validation.** After extraction: each setting within its bounds (kept
+//!   with it in the table, in its unit), then the rules between settings and
+//!   what the components check of their own ([`HttpConfig::settings`]); the
+//!   message names the setting, its flag, its variable and its source.
 
 pub mod names;
 pub mod sources;
@@ -208,7 +210,12 @@ impl Config {
 /// `setting`'s default as `--help` and the README show it; `None` when it
 /// has none (unset, or a list).
 pub fn default_text(defaults: &Value, setting: &Setting) -> Option<String> {
-    match defaults.find_ref(setting.path)? {
+    value_text(defaults.find_ref(setting.path)?)
+}
+
+/// A single value as text; `None` for none or a list.
+fn value_text(value: &Value) -> Option<String> {
+    match value {
         Value::String(_, text) => Some(text.clone()),
         Value::Bool(_, value) => Some(value.to_string()),
         value @ Value::Num(..) => value
@@ -284,27 +291,6 @@ impl Invalid {
     }
 }
 
-fn within<T: PartialOrd + fmt::Display + Copy>(
-    path: &'static str,
-    value: T,
-    min: T,
-    max: T,
-) -> Result<T, Invalid> {
-    if value < min || value > max {
-        return Err(Invalid::new(
-            path,
-            format!("must be from {min} to {max}, got {value}"),
-        ));
-    }
-    Ok(value)
-}
-
-/// [`within`] for a `*_ms` setting.
-fn within_ms(path: &'static str, value: Duration, min: u64, max: u64) -> Result<(), Invalid> {
-    let ms = u64::try_from(value.as_millis()).unwrap_or(u64::MAX);
-    within(path, ms, min, max).map(drop)
-}
-
 #[derive(Debug, Clone)]
 pub struct LogSettings {
     pub filter: String,
@@ -369,6 +355,7 @@ impl Settings {
     }
 
     fn resolve(config: Config) -> Result<Self, Invalid> {
+        check_bounds(&config)?;
         let Config {
             listen,
             data_dir,
@@ -400,7 +387,7 @@ impl Settings {
         } = config;
         let mut warnings = Vec::new();
 
-        let http = check_http(&http)?
+        let http = http
             .settings(role != Role::Worker)
             .map_err(|refused| Invalid::new(http_path(refused.field), refused.message))?;
         let database = match database_url {
@@ -412,7 +399,6 @@ impl Settings {
                         "must be a postgres:// or postgresql:// URL",
                     ));
                 }
-                check_db(&db)?;
                 Some(PgSettings { url, ..db })
             }
         };
@@ -457,14 +443,6 @@ impl Settings {
                 ));
             }
         }
-        within("nats_replicas", nats_replicas, 1, 5)?;
-        within_ms("nats_ack_wait_ms", nats_ack_wait, 1_000, 3_600_000)?;
-        within_ms(
-            "reservation_timeout_ms",
-            reservation_timeout,
-            1_000,
-            3_600_000,
-        )?;
         if role != Role::All && (database.is_none() || redis_url.is_none()) {
             return Err(Invalid::new(
                 "role",
@@ -494,10 +472,12 @@ impl Settings {
                 "must be 1 to 64 letters, digits, `-` or `_`",
             ));
         }
-        check_commit(&commit)?;
-        within("session_ttl_secs", session_ttl_secs, 60, 30 * 24 * 3600)?;
-        check_idempotency(&idempotency, &mut warnings)?;
-        within("shutdown_grace_secs", shutdown_grace_secs, 1, 3600)?;
+        let retention_secs = idempotency.retention_ms / 1000;
+        if retention_secs < 86_400 {
+            warnings.push(format!(
+                "idempotency answers are remembered for {retention_secs} s, less than the 24 hours API.md promises"
+            ));
+        }
         if let Some(url) = &public_url
             && !(url.starts_with("http://") || url.starts_with("https://"))
         {
@@ -512,11 +492,13 @@ impl Settings {
         {
             return Err(Invalid::new("payment_webhook_secret", "must not be empty"));
         }
-        check_payment(&payment)?;
-        check_payment_sim(&payment_sim)?;
-        check_webhook(&mut webhook)?;
-        within_ms("expiry_interval_ms", expiry_interval, 10, 60_000)?;
-        check_cache(&cache)?;
+        if payment_sim.latency_max < payment_sim.latency_min {
+            return Err(Invalid::new(
+                "payment_sim.latency_max_ms",
+                "must not be below payment_sim_latency_min_ms",
+            ));
+        }
+        webhook.backoff.max_attempts = webhook.max_attempts;
         if tracing_subscriber::EnvFilter::try_new(&log).is_err() {
             return Err(Invalid::new(
                 "log",
@@ -567,165 +549,45 @@ impl Settings {
 
 /// The path of an `http` field [`HttpConfig::settings`] refused.
 fn http_path(field: &str) -> &'static str {
-    names::SETTINGS
+    names::settings()
         .iter()
         .find(|setting| setting.path.strip_prefix("http.") == Some(field))
         .map_or("http", |setting| setting.path)
 }
 
-fn check_db(db: &PgSettings) -> Result<(), Invalid> {
-    within("db.pool_size", db.pool_size, 1, 1024)?;
-    within_ms(
-        "db.statement_timeout_ms",
-        db.statement_timeout,
-        100,
-        600_000,
-    )?;
-    within_ms("db.acquire_timeout_ms", db.acquire_timeout, 100, 600_000)
-}
-
-fn check_commit(commit: &CommitSettings) -> Result<(), Invalid> {
-    within("commit.queue_capacity", commit.queue_capacity, 1, 1_000_000)?;
-    within("commit.max_batch", commit.max_batch, 1, 10_000)?;
-    within("commit.workers", commit.workers, 1, 64).map(drop)
-}
-
-fn check_idempotency(
-    memory: &KeyMemorySettings,
-    warnings: &mut Vec<String>,
-) -> Result<(), Invalid> {
-    let retention_secs = memory.retention_ms / 1000;
-    within(
-        "idempotency.retention_secs",
-        retention_secs,
-        1,
-        30 * 24 * 3600,
-    )?;
-    if retention_secs < 86_400 {
-        warnings.push(format!(
-            "idempotency answers are remembered for {retention_secs} s, less than the 24 hours API.md promises"
-        ));
+/// Every setting within its bounds (the table's): the `db_*` settings only
+/// with a database, the latency target only with an adaptive limit.
+fn check_bounds(config: &Config) -> Result<(), Invalid> {
+    let values = Value::serialize(config)
+        .map_err(|err| Invalid::new("", format!("cannot read the settings back: {err}")))?;
+    for setting in names::settings() {
+        let Some((min, max)) = setting.bounds else {
+            continue;
+        };
+        let unused = (setting.path.starts_with("db.") && config.database_url.is_none())
+            || (setting.path == "http.in_flight_latency_target_ms"
+                && config.http.max_in_flight == 0);
+        let Some(value) = values.find_ref(setting.path).filter(|_| !unused) else {
+            continue;
+        };
+        let number = |text: &str| text.parse::<f64>().ok();
+        let within = match (
+            number(min),
+            number(max),
+            value_text(value).as_deref().and_then(number),
+        ) {
+            (Some(min), Some(max), Some(value)) => (min..=max).contains(&value),
+            _ => false,
+        };
+        if !within {
+            let got = value_text(value).unwrap_or_default();
+            return Err(Invalid::new(
+                setting.path,
+                format!("must be from {min} to {max}, got {got}"),
+            ));
+        }
     }
-    within("idempotency.capacity", memory.capacity, 1000, 100_000_000).map(drop)
-}
-
-fn check_payment(payment: &PaymentSettings) -> Result<(), Invalid> {
-    within_ms("payment.timeout_ms", payment.timeout, 10, 60_000)?;
-    let breaker = &payment.breaker;
-    within(
-        "payment.breaker.failure_rate",
-        breaker.failure_rate_threshold,
-        1.0,
-        100.0,
-    )?;
-    within_ms(
-        "payment.breaker.slow_ms",
-        breaker.slow_call_duration,
-        1,
-        600_000,
-    )?;
-    within(
-        "payment.breaker.slow_rate",
-        breaker.slow_call_rate_threshold,
-        1.0,
-        100.0,
-    )?;
-    within(
-        "payment.breaker.open_secs",
-        breaker.wait_in_open.as_secs(),
-        1,
-        3600,
-    )?;
-    within_ms(
-        "payment.sweep_interval_ms",
-        payment.sweep_interval,
-        100,
-        3_600_000,
-    )?;
-    within_ms(
-        "payment.sweep_after_ms",
-        payment.sweep_after,
-        100,
-        3_600_000,
-    )
-}
-
-fn check_payment_sim(sim: &SimulatedSettings) -> Result<(), Invalid> {
-    within_ms("payment_sim.latency_min_ms", sim.latency_min, 0, 600_000)?;
-    within_ms("payment_sim.latency_max_ms", sim.latency_max, 0, 600_000)?;
-    if sim.latency_max < sim.latency_min {
-        return Err(Invalid::new(
-            "payment_sim.latency_max_ms",
-            "must not be below payment_sim_latency_min_ms",
-        ));
-    }
-    within("payment_sim.decline_rate", sim.decline_rate, 0.0, 1.0)?;
-    within("payment_sim.error_rate", sim.error_rate, 0.0, 1.0)?;
-    within_ms(
-        "payment_sim.confirm_delay_ms",
-        sim.confirm_delay,
-        0,
-        600_000,
-    )
-}
-
-/// Also gives the backoff the delivery's attempts.
-fn check_webhook(webhook: &mut WebhookSettings) -> Result<(), Invalid> {
-    within("webhook.max_attempts", webhook.max_attempts, 1, 100)?;
-    webhook.backoff.max_attempts = webhook.max_attempts;
-    within_ms("webhook.timeout_ms", webhook.timeout, 10, 60_000)?;
-    within_ms("webhook.backoff_ms", webhook.backoff.base, 1, 3_600_000)
-}
-
-fn check_cache(cache: &CacheSettings) -> Result<(), Invalid> {
-    within_ms("cache.ttl_ms", cache.ttl, 1, 86_400_000)?;
-    within_ms("cache.negative_ttl_ms", cache.negative_ttl, 1, 86_400_000)?;
-    within("cache.capacity", cache.capacity, 100, 100_000_000).map(drop)
-}
-
-/// Bounds of the edge's single values; [`HttpConfig::settings`] checks the
-/// rules, the proxies and the adaptive limit's shape.
-fn check_http(http: &HttpConfig) -> Result<&HttpConfig, Invalid> {
-    within(
-        "http.max_body_bytes",
-        http.max_body_bytes,
-        1024,
-        64 * 1024 * 1024,
-    )?;
-    within(
-        "http.purchases_per_user_per_sec",
-        http.purchases_per_user_per_sec,
-        1,
-        1_000_000,
-    )?;
-    within_ms(
-        "http.request_timeout_ms",
-        http.request_timeout,
-        10,
-        3_600_000,
-    )?;
-    within_ms(
-        "http.max_request_timeout_ms",
-        http.max_request_timeout,
-        10,
-        3_600_000,
-    )?;
-    within("http.max_in_flight", http.max_in_flight, 0, 1_000_000)?;
-    if http.max_in_flight > 0 {
-        within_ms(
-            "http.in_flight_latency_target_ms",
-            http.in_flight_latency_target,
-            1,
-            600_000,
-        )?;
-    }
-    within_ms(
-        "http.rate_limit_timeout_ms",
-        http.rate_limit_timeout,
-        1,
-        10_000,
-    )?;
-    Ok(http)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -1014,14 +876,47 @@ backend = "shared"
     fn the_table_names_every_setting_of_the_schema_once() {
         let mut schema = BTreeSet::new();
         leaves(&Config::defaults(), "", &mut schema);
-        let table: BTreeSet<String> = names::SETTINGS
+        let table: BTreeSet<String> = names::settings()
             .iter()
             .map(|setting| setting.path.to_owned())
             .collect();
-        assert_eq!(table.len(), names::SETTINGS.len(), "a path listed twice");
+        assert_eq!(table.len(), names::settings().len(), "a path listed twice");
         assert_eq!(schema, table);
-        let names: BTreeSet<String> = names::SETTINGS.iter().map(Setting::name).collect();
-        assert_eq!(names.len(), names::SETTINGS.len(), "a name used twice");
+        let names: BTreeSet<String> = names::settings().iter().map(Setting::name).collect();
+        assert_eq!(names.len(), names::settings().len(), "a name used twice");
+    }
+
+    #[test]
+    fn every_default_lies_within_its_bounds() {
+        let defaults = Config::defaults();
+        for setting in names::settings() {
+            let Some((min, max)) = setting.bounds else {
+                continue;
+            };
+            let default = default_text(&defaults, setting).unwrap();
+            let [min, max, default] = [min, max, &default].map(|n| n.parse::<f64>().unwrap());
+            assert!(min <= default && default <= max, "{}", setting.path);
+        }
+    }
+
+    #[test]
+    fn the_pool_is_checked_only_with_a_database() {
+        assert!(load(None, &[], &[("db-pool-size", "0")]).is_ok());
+        let url = ("database-url", "postgres://localhost/test");
+        let message = error(load(None, &[], &[url, ("db-pool-size", "0")]));
+        assert!(
+            message.contains("must be from 1 to 1024, got 0"),
+            "{message}"
+        );
+        let message = error(load(None, &[], &[("payment-sim-decline-rate", "1.5")]));
+        assert!(
+            message.contains("must be from 0 to 1, got 1.5"),
+            "{message}"
+        );
+        let retention = [("STAMPEDE_IDEMPOTENCY_RETENTION_SECS", "3600")];
+        let settings = load(None, &retention, &[]).unwrap();
+        assert_eq!(settings.warnings.len(), 1);
+        assert_eq!(settings.key_memory.retention_ms, 3_600_000);
     }
 
     #[test]
@@ -1062,7 +957,7 @@ backend = "shared"
     fn the_readme_lists_every_setting_with_its_variable_and_default() {
         let rows = readme_rows();
         let defaults = Config::defaults();
-        for setting in names::SETTINGS {
+        for setting in names::settings() {
             let row = rows
                 .iter()
                 .find(|(flag, _, _)| *flag == setting.flag())
