@@ -11,6 +11,7 @@ use std::task::{Context, Poll, Waker};
 
 use divan::Bencher;
 use stampede_app::auth::JwtKey;
+use stampede_app::ledger::KeyMemorySettings;
 use stampede_app::ports::ledger::{Attempt, Decision, Settlement, StockLedger};
 use stampede_domain::account::Role;
 use stampede_domain::catalog::{Product, Sale, SaleRequest};
@@ -18,7 +19,7 @@ use stampede_domain::idempotency::{Fingerprint, IdempotencyKey};
 use stampede_domain::ids::{OrderId, UserId};
 use stampede_domain::quantity::Quantity;
 use stampede_domain::time::Timestamp;
-use stampede_inprocess::{KeyMemorySettings, MemoryLedger};
+use stampede_inprocess::MemoryLedger;
 
 fn main() {
     divan::main();

@@ -42,19 +42,27 @@ use moka::Expiry;
 
 use crate::ports::SharedCache;
 
-/// Sizes and lifetimes of a cache.
-#[derive(Debug, Clone, Copy)]
+/// Sizes and lifetimes of a cache (the `cache_*` settings).
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct CacheSettings {
     /// Most entries kept (known and unknown ids together).
     pub capacity: u64,
     /// How long a found value is kept.
+    #[serde(rename = "ttl_ms", with = "stampede_flow::serde_duration::millis")]
     pub ttl: Duration,
     /// How long an unknown id is remembered as unknown.
+    #[serde(
+        rename = "negative_ttl_ms",
+        with = "stampede_flow::serde_duration::millis"
+    )]
     pub negative_ttl: Duration,
     /// Each lifetime is varied by up to this share either way (0.1 = ±10%).
+    #[serde(skip)]
     pub jitter: f64,
     /// The longest a shared-cache (L2) call may take before it counts as a
     /// miss.
+    #[serde(skip)]
     pub l2_timeout: Duration,
 }
 

@@ -92,7 +92,7 @@ impl Default for AppSettings {
             commit: CommitSettings::default(),
             passwords: PasswordSettings::default(),
             session_ttl_secs: 3600,
-            key_retention_ms: 24 * 3600 * 1000,
+            key_retention_ms: ledger::KeyMemorySettings::default().retention_ms,
             payments: PaymentSettings::default(),
             webhooks: WebhookSettings::default(),
             expiry_interval: Duration::from_millis(250),

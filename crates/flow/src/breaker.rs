@@ -90,26 +90,36 @@ pub enum Window {
     Time(Duration),
 }
 
-/// When a [`CircuitBreaker`] opens and how it recovers.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// When a [`CircuitBreaker`] opens and how it recovers. As configuration:
+/// `failure_rate`, `slow_ms`, `slow_rate` and `open_secs`; the window, the
+/// minimum of calls and the probes keep their defaults.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct BreakerConfig {
     /// The calls the rates are computed over.
+    #[serde(skip)]
     pub window: Window,
     /// Percentage of failed calls in the window (0–100] at which the breaker
     /// opens.
+    #[serde(rename = "failure_rate")]
     pub failure_rate_threshold: f64,
     /// A call that takes at least this long is slow.
+    #[serde(rename = "slow_ms", with = "crate::serde_duration::millis")]
     pub slow_call_duration: Duration,
     /// Percentage of slow calls in the window (0–100] at which the breaker
     /// opens. At 100 it opens only when every call in the window was slow.
+    #[serde(rename = "slow_rate")]
     pub slow_call_rate_threshold: f64,
     /// The rates are not judged before the window holds this many calls (for a
     /// count window, at most its size).
+    #[serde(skip)]
     pub minimum_calls: u32,
     /// How long the breaker stays open before letting probes through.
+    #[serde(rename = "open_secs", with = "crate::serde_duration::secs")]
     pub wait_in_open: Duration,
     /// How many probes half-open lets through; they decide between closing
     /// and opening again.
+    #[serde(skip)]
     pub half_open_calls: u32,
 }
 

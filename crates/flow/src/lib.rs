@@ -30,6 +30,7 @@ pub mod bulkhead;
 pub mod deadline;
 pub mod limit;
 pub mod retry;
+pub mod serde_duration;
 
 #[cfg(test)]
 mod testing;

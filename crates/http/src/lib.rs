@@ -9,6 +9,7 @@
 //! - [`openapi`]: the generated OpenAPI 3.1 document.
 
 pub mod client_ip;
+pub mod config;
 pub mod dto;
 pub mod extract;
 pub mod limits;

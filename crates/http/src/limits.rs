@@ -43,14 +43,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::Method;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use stampede_domain::ids::UserId;
 use stampede_flow::limit::shared::{Fallback, RateStore, SharedLimiter, SharedStore, Undecided};
 use stampede_flow::limit::{Algorithm, KeyedLimiter, LimitDecision, Quota};
 
 /// What a rule counts separately.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum KeyKind {
     /// All matching requests together.
@@ -65,7 +65,7 @@ pub enum KeyKind {
     Sale,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AlgorithmName {
     /// Token bucket: bursts up to `burst`, refused beyond.
@@ -78,7 +78,7 @@ pub enum AlgorithmName {
 }
 
 /// Where a rule's state lives; see the [module documentation](self).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum BackendName {
     /// In each node's memory.
@@ -88,7 +88,7 @@ pub enum BackendName {
 }
 
 /// What a shared rule decides when the store does not.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FallbackName {
     /// The node's own limiter, same quota.
@@ -101,7 +101,7 @@ pub enum FallbackName {
 }
 
 /// One rule, as configuration writes it (`[[rate_limits]]` in the TOML file).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimitRule {
     /// Shown in `RateLimit-Policy` and the metrics.

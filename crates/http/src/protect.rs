@@ -35,7 +35,7 @@ use crate::client_ip::TrustedProxies;
 use crate::limits::{self, LimitRefusal, RateLimitRule, RateLimits, Refused, Subject};
 use crate::problem::{ApiError, Kind};
 
-/// How the edge protects the service.
+/// How the edge protects the service; built from [`HttpConfig`](crate::config::HttpConfig).
 #[derive(Debug, Clone)]
 pub struct ProtectSettings {
     pub rate_limits: Vec<RateLimitRule>,
@@ -48,19 +48,6 @@ pub struct ProtectSettings {
     pub max_request_timeout: Duration,
     /// The longest a shared rule waits for its store before its fallback.
     pub shared_timeout: Duration,
-}
-
-impl Default for ProtectSettings {
-    fn default() -> Self {
-        Self {
-            rate_limits: RateLimitRule::defaults(20),
-            trusted_proxies: TrustedProxies::default(),
-            adaptive: Some(AdaptiveConfig::default()),
-            request_timeout: Duration::from_secs(10),
-            max_request_timeout: Duration::from_secs(60),
-            shared_timeout: Duration::from_millis(50),
-        }
-    }
 }
 
 /// The edge's state: compiled rules and the adaptive limit.

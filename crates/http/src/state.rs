@@ -8,7 +8,8 @@ use stampede_flow::limit::shared::RateStore;
 
 use crate::protect::{ProtectSettings, Protection};
 
-/// Settings of the HTTP edge.
+/// Settings of the HTTP edge; built from [`HttpConfig`](crate::config::HttpConfig),
+/// which holds the defaults.
 #[derive(Debug, Clone)]
 pub struct HttpSettings {
     /// Bodies larger than this are refused with 413, from `Content-Length`
@@ -19,16 +20,6 @@ pub struct HttpSettings {
     /// Serve the API (`all` and `api` nodes); without it only the probes,
     /// `/metrics` and the OpenAPI document (`worker` nodes).
     pub serve_api: bool,
-}
-
-impl Default for HttpSettings {
-    fn default() -> Self {
-        Self {
-            max_body_bytes: 1024 * 1024,
-            protect: ProtectSettings::default(),
-            serve_api: true,
-        }
-    }
 }
 
 struct Inner {

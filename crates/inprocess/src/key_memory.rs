@@ -15,28 +15,11 @@ use std::hash::{Hash, Hasher};
 use std::mem;
 use std::sync::Mutex;
 
+use stampede_app::ledger::KeyMemorySettings;
 use stampede_domain::idempotency::{Fingerprint, IdempotencyKey, Remembered};
 use stampede_domain::ids::UserId;
 use stampede_domain::time::Timestamp;
 use tokio::sync::oneshot;
-
-/// How long and how many answers are remembered.
-#[derive(Debug, Clone, Copy)]
-pub struct KeyMemorySettings {
-    /// Answers are kept at least this long (docs/api.md §4 promises 24 hours).
-    pub retention_ms: i64,
-    /// At most this many answers are kept; past it the oldest go early.
-    pub capacity: usize,
-}
-
-impl Default for KeyMemorySettings {
-    fn default() -> Self {
-        Self {
-            retention_ms: 24 * 3600 * 1000,
-            capacity: 1_000_000,
-        }
-    }
-}
 
 const SHARDS: usize = 64;
 

@@ -18,7 +18,9 @@ use stampede_domain::stock::{Refusal, SaleTerms, StockBook};
 use stampede_domain::time::Timestamp;
 use tokio::sync::oneshot;
 
-use crate::key_memory::{KeyMemory, KeyMemorySettings, Lookup, ScopedKey};
+use stampede_app::ledger::KeyMemorySettings;
+
+use crate::key_memory::{KeyMemory, Lookup, ScopedKey};
 use stampede_app::ports::ledger::{Attempt, Decision, LedgerError, Settlement, StockLedger};
 use stampede_app::ports::store::{KeyRecord, SaleSnapshot};
 

@@ -2,7 +2,7 @@
 //! their own crates: each implements one of the app's ports in process memory
 //! (or over the store of record) and runs that port's contract suite.
 //!
-//! - [`MemoryLedger`]: the stock ledger, with [`KeyMemorySettings`] for how
+//! - [`MemoryLedger`]: the stock ledger, with `ledger::KeyMemorySettings` (app) for how
 //!   long and how many idempotency answers it keeps.
 //! - [`OutboxBus`]: the event bus whose log is the store's outbox table.
 //! - [`MemoryJobQueue`]: the job queue, in memory (the store holds everything
@@ -14,6 +14,6 @@ mod ledger;
 mod outbox_bus;
 
 pub use jobs::MemoryJobQueue;
-pub use key_memory::KeyMemorySettings;
+
 pub use ledger::MemoryLedger;
 pub use outbox_bus::OutboxBus;

@@ -3,9 +3,10 @@
 
 use std::sync::Arc;
 
+use stampede_app::ledger::KeyMemorySettings;
 use stampede_app::ports::StockLedger;
 use stampede_contract::ledger::NOW;
-use stampede_inprocess::{KeyMemorySettings, MemoryLedger};
+use stampede_inprocess::MemoryLedger;
 
 async fn fresh_ledger() -> Option<Arc<dyn StockLedger>> {
     Some(Arc::new(MemoryLedger::new(

@@ -10,13 +10,14 @@
 use std::collections::HashMap;
 
 use proptest::prelude::*;
+use stampede_app::ledger::KeyMemorySettings;
 use stampede_app::ports::{Attempt, Decision, Settlement, StockLedger};
 use stampede_domain::catalog::{Product, Sale, SaleRequest};
 use stampede_domain::idempotency::{Answer, Fingerprint, IdempotencyKey};
 use stampede_domain::ids::{OrderId, UserId};
 use stampede_domain::quantity::Quantity;
 use stampede_domain::time::Timestamp;
-use stampede_inprocess::{KeyMemorySettings, MemoryLedger};
+use stampede_inprocess::MemoryLedger;
 
 const NOW: Timestamp = Timestamp::from_millis(1_800_000_000_000);
 

@@ -18,20 +18,36 @@ use stampede_app::workers::TaskSpawner;
 use stampede_domain::ids::PaymentId;
 use stampede_flow::retry::{Retry, RetryPolicy, retry};
 
-/// The knobs of the simulation.
-#[derive(Debug, Clone)]
+/// The knobs of the simulation (the `payment_sim_*` settings; the webhook's
+/// address and secret are set at start).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct SimulatedSettings {
     /// Each charge call takes a latency drawn uniformly from this range.
+    #[serde(
+        rename = "latency_min_ms",
+        with = "stampede_flow::serde_duration::millis"
+    )]
     pub latency_min: Duration,
+    #[serde(
+        rename = "latency_max_ms",
+        with = "stampede_flow::serde_duration::millis"
+    )]
     pub latency_max: Duration,
     /// Share of accepted charges answered `declined` (0.0–1.0).
     pub decline_rate: f64,
     /// Share of charge calls that fail with a retryable error (0.0–1.0).
     pub error_rate: f64,
     /// How long after accepting a charge the webhook is called.
+    #[serde(
+        rename = "confirm_delay_ms",
+        with = "stampede_flow::serde_duration::millis"
+    )]
     pub confirm_delay: Duration,
     /// Stampede's payment webhook.
+    #[serde(skip)]
     pub webhook_url: String,
+    #[serde(skip)]
     pub webhook_secret: Vec<u8>,
 }
 

@@ -17,7 +17,7 @@ pub mod token;
 
 /// `stampede serve`: runs until SIGTERM or SIGINT, then drains and exits.
 pub fn serve(args: cli::ServeArgs) -> anyhow::Result<()> {
-    let settings = config::Settings::load(&args)?;
+    let settings = args.load()?;
     logging::init(&settings.log)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -39,8 +39,7 @@ use stampede_store_sqlite::{SqliteSettings, SqliteStore, Synchronous};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::SqliteSync;
-use crate::config::Settings;
+use crate::config::{Settings, SqliteSync};
 use crate::secret;
 
 /// The store of record: PostgreSQL when a database URL is set (cluster

@@ -22,25 +22,41 @@ use crate::auth::signature;
 use crate::error::AppError;
 use crate::ports::{Clock, EventBus, PayOutcome, SettleOutcome, Store};
 
-/// How payments reach the provider and how its answers are checked.
-#[derive(Debug, Clone)]
+/// How payments reach the provider and how its answers are checked (the
+/// `payment_*` settings; the retries, the bulkhead and the webhook's secret
+/// and tolerance are not settings).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct PaymentSettings {
     /// Longest wait for one charge call.
+    #[serde(rename = "timeout_ms", with = "stampede_flow::serde_duration::millis")]
     pub timeout: Duration,
     /// Retries of retryable provider faults.
+    #[serde(skip)]
     pub retry: RetryPolicy,
     pub breaker: BreakerConfig,
     /// Charges in flight at once (a bulkhead: a slow provider holds at most
     /// this many).
+    #[serde(skip)]
     pub concurrency: usize,
     /// Secret of the provider's webhook signatures.
+    #[serde(skip)]
     pub webhook_secret: Vec<u8>,
     /// Accepted clock difference of a webhook's signed timestamp.
+    #[serde(skip)]
     pub webhook_tolerance_secs: i64,
     /// How often workers queue again the payments still `requested`...
+    #[serde(
+        rename = "sweep_interval_ms",
+        with = "stampede_flow::serde_duration::millis"
+    )]
     pub sweep_interval: Duration,
     /// ...that were requested at least this long ago (younger ones are on
     /// their way through the job queue).
+    #[serde(
+        rename = "sweep_after_ms",
+        with = "stampede_flow::serde_duration::millis"
+    )]
     pub sweep_after: Duration,
 }
 

@@ -25,8 +25,9 @@ use crate::error::AppError;
 use crate::failure::Chain;
 use crate::ports::{Attempt, CommitOutcome, EventBus, OrderStore, Settlement, StockLedger};
 
-/// Sizes of the commit stage.
-#[derive(Debug, Clone, Copy)]
+/// Sizes of the commit stage (the `commit_*` settings).
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct CommitSettings {
     /// Reserved orders that may wait for a commit; beyond it purchases are
     /// refused with `503 overloaded` and their reservation given back.

@@ -19,21 +19,49 @@ use crate::error::AppError;
 use crate::paging;
 use crate::ports::{Clock, WebhookStore};
 
-/// How deliveries are attempted.
-#[derive(Debug, Clone)]
+/// How deliveries are attempted (the `webhook_*` settings: the timeout, the
+/// attempts and the backoff's first delay).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct WebhookSettings {
     /// Longest wait for one POST.
+    #[serde(rename = "timeout_ms", with = "stampede_flow::serde_duration::millis")]
     pub timeout: Duration,
-    /// Attempts before a delivery is dead.
+    /// Attempts before a delivery is dead; the caller keeps
+    /// `backoff.max_attempts` equal to it.
     pub max_attempts: u32,
     /// The schedule between attempts (full jitter, capped).
+    #[serde(rename = "backoff_ms", with = "backoff_base")]
     pub backoff: RetryPolicy,
     /// The breaker each endpoint gets.
+    #[serde(skip)]
     pub breaker: BreakerConfig,
     /// POSTs in flight at once, across endpoints.
+    #[serde(skip)]
     pub concurrency: usize,
     /// How often the worker looks for due deliveries without a wake-up.
+    #[serde(skip)]
     pub poll: Duration,
+}
+
+/// `backoff_ms`: the backoff's first delay; its cap is the default's.
+mod backoff_base {
+    use serde::{Deserializer, Serializer};
+    use stampede_flow::retry::RetryPolicy;
+    use stampede_flow::serde_duration::millis;
+
+    pub fn serialize<S: Serializer>(value: &RetryPolicy, serializer: S) -> Result<S::Ok, S::Error> {
+        millis::serialize(&value.base, serializer)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<RetryPolicy, D::Error> {
+        Ok(RetryPolicy {
+            base: millis::deserialize(deserializer)?,
+            ..super::WebhookSettings::default().backoff
+        })
+    }
 }
 
 impl Default for WebhookSettings {

@@ -66,7 +66,7 @@ async fn a_body_that_is_not_json_is_an_unsupported_media_type() {
 
 #[tokio::test]
 async fn a_body_over_the_limit_is_refused_from_its_declared_length() {
-    let app = spawn_app_with(|args| args.max_body_bytes = Some(4096)).await;
+    let app = spawn_app_with(|config| config.http.max_body_bytes = 4096).await;
     let sale = app.create_sale(5, 1, json!({})).await;
     let big = format!("{{\"quantity\": 1, \"pad\": \"{}\"}}", "x".repeat(10_000));
     let response = app
@@ -89,7 +89,7 @@ async fn a_body_over_the_limit_is_refused_from_its_declared_length() {
 async fn a_chunked_body_over_the_limit_is_refused_too() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    let app = spawn_app_with(|args| args.max_body_bytes = Some(4096)).await;
+    let app = spawn_app_with(|config| config.http.max_body_bytes = 4096).await;
     let mut stream = tokio::net::TcpStream::connect(app.addr).await.unwrap();
     let head = format!(
         "POST /api/v1/products HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer {}\r\n\

@@ -9,11 +9,12 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde_json::{Value, json};
-use stampede::cli::{ServeArgs, TokenRole};
-use stampede::config::Settings;
+use stampede::cli::TokenRole;
+use stampede::config::{Config, Secret, Settings};
 use stampede::startup::Server;
 use stampede_app::App;
 use stampede_bus_nats::testing::TestStream;
@@ -60,19 +61,19 @@ impl Deployment {
         }
     }
 
-    /// Points `args` at this deployment's services.
-    pub fn apply(&self, args: &mut ServeArgs) {
-        args.database_url = self.database.as_ref().map(|db| db.url.clone());
+    /// Points `config` at this deployment's services.
+    pub fn apply(&self, config: &mut Config) {
+        config.database_url = self.database.as_ref().map(|db| db.url.clone());
         if let Some(redis) = &self.redis {
-            args.redis_url = Some(redis.url.clone());
-            args.namespace = Some(redis.name.clone());
+            config.redis_url = Some(redis.url.clone());
+            config.namespace = redis.name.clone();
         }
-        args.nats_url = self.nats.as_ref().map(|nats| nats.url.clone());
+        config.nats_url = self.nats.as_ref().map(|nats| nats.url.clone());
         if self.redis.is_some() {
             // A test's dead reservations and unacknowledged events come back
             // within seconds, not the production half-minute.
-            args.reservation_timeout_ms = Some(2_000);
-            args.nats_ack_wait_ms = Some(3_000);
+            config.reservation_timeout = Duration::from_secs(2);
+            config.nats_ack_wait = Duration::from_secs(3);
         }
     }
 }
@@ -90,43 +91,41 @@ pub struct TestApp {
 }
 
 /// Settings for a test server: port 0, its own data directory, quiet logs.
-pub fn test_args(dir: &TempDir) -> ServeArgs {
-    ServeArgs {
-        listen: Some("127.0.0.1:0".parse().unwrap()),
-        data_dir: Some(dir.path().to_path_buf()),
-        jwt_secret: Some(SECRET.into()),
-        log: Some("warn".into()),
-        shutdown_grace_secs: Some(5),
-        payment_webhook_secret: Some(PAYMENT_SECRET.into()),
-        expiry_interval_ms: Some(50),
-        webhook_backoff_ms: Some(20),
-        ..ServeArgs::default()
-    }
+pub fn test_config(dir: &TempDir) -> Config {
+    let mut config = Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: dir.path().to_path_buf(),
+        jwt_secret: Some(Secret::new(SECRET.into())),
+        log: "warn".into(),
+        shutdown_grace_secs: 5,
+        payment_webhook_secret: Some(Secret::new(PAYMENT_SECRET.into())),
+        expiry_interval: Duration::from_millis(50),
+        ..Config::default()
+    };
+    config.webhook.backoff.base = Duration::from_millis(20);
+    config
 }
 
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await
 }
 
-pub async fn spawn_app_with(customise: impl FnOnce(&mut ServeArgs)) -> TestApp {
+pub async fn spawn_app_with(customise: impl FnOnce(&mut Config)) -> TestApp {
     spawn_app_in(Deployment::new().await, customise).await
 }
 
 /// Starts a server on an existing deployment (to restart on the same data).
-pub async fn spawn_app_in(
-    deployment: Deployment,
-    customise: impl FnOnce(&mut ServeArgs),
-) -> TestApp {
-    let mut args = test_args(&deployment.dir);
-    deployment.apply(&mut args);
-    customise(&mut args);
+pub async fn spawn_app_in(deployment: Deployment, customise: impl FnOnce(&mut Config)) -> TestApp {
+    let mut config = test_config(&deployment.dir);
+    deployment.apply(&mut config);
+    customise(&mut config);
     let Deployment {
         dir,
         database,
         redis,
         nats,
     } = deployment;
-    let settings = Settings::load(&args).unwrap();
+    let settings = Settings::new(config).unwrap();
     stampede::logging::init(&settings.log).unwrap();
     let server = Server::build(settings).await.unwrap();
     let addr = server.local_addr();

@@ -1,6 +1,8 @@
 //! Paying orders: the simulated provider confirms on the signed webhook; pay
 //! and cancel exclude each other (I7).
 
+use std::time::Duration;
+
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -69,7 +71,9 @@ async fn a_paid_order_becomes_paid_when_the_provider_confirms() {
 
 #[tokio::test]
 async fn paying_again_while_a_payment_is_in_flight_starts_nothing_new() {
-    let app = spawn_app_with(|args| args.payment_sim_confirm_delay_ms = Some(500)).await;
+    let app =
+        spawn_app_with(|config| config.payment_sim.confirm_delay = Duration::from_millis(500))
+            .await;
     let (_, order) = bought(&app, "alice", 1).await;
     for _ in 0..3 {
         assert_eq!(
@@ -107,7 +111,7 @@ async fn a_cancelled_order_cannot_be_paid_and_others_orders_are_not_found() {
 
 #[tokio::test]
 async fn a_declined_payment_leaves_the_order_payable() {
-    let app = spawn_app_with(|args| args.payment_sim_decline_rate = Some(1.0)).await;
+    let app = spawn_app_with(|config| config.payment_sim.decline_rate = 1.0).await;
     let (_, order) = bought(&app, "alice", 1).await;
     assert_eq!(
         app.pay(&customer("alice"), &order).await.status(),
@@ -132,7 +136,9 @@ async fn a_declined_payment_leaves_the_order_payable() {
 
 #[tokio::test]
 async fn the_payment_webhook_refuses_bad_signatures_and_replays_and_is_idempotent() {
-    let app = spawn_app_with(|args| args.payment_sim_confirm_delay_ms = Some(60_000)).await;
+    let app =
+        spawn_app_with(|config| config.payment_sim.confirm_delay = Duration::from_millis(60_000))
+            .await;
     let (_, order) = bought(&app, "alice", 1).await;
     assert_eq!(
         app.pay(&customer("alice"), &order).await.status(),
@@ -202,7 +208,9 @@ async fn the_payment_webhook_refuses_bad_signatures_and_replays_and_is_idempoten
 #[tokio::test]
 async fn pay_and_cancel_race_and_exactly_one_wins_every_time() {
     // The provider never confirms by itself: the test plays it, racing the cancel.
-    let app = spawn_app_with(|args| args.payment_sim_confirm_delay_ms = Some(600_000)).await;
+    let app =
+        spawn_app_with(|config| config.payment_sim.confirm_delay = Duration::from_millis(600_000))
+            .await;
     let sale = app.create_sale(1_000, 1_000, json!({})).await;
     let sale_id = sale["id"].as_str().unwrap().to_owned();
     let (mut paid, mut cancelled) = (0, 0);
@@ -262,9 +270,9 @@ async fn pay_and_cancel_race_and_exactly_one_wins_every_time() {
 
 #[tokio::test]
 async fn a_failing_provider_opens_its_breaker_and_pay_fails_fast() {
-    let app = spawn_app_with(|args| {
-        args.payment_sim_error_rate = Some(1.0);
-        args.payment_breaker_open_secs = Some(60);
+    let app = spawn_app_with(|config| {
+        config.payment_sim.error_rate = 1.0;
+        config.payment.breaker.wait_in_open = Duration::from_secs(60);
     })
     .await;
     let sale = app.create_sale(100, 100, json!({})).await;

@@ -10,7 +10,7 @@ use crate::helpers::{assert_problem, customer, eventually, spawn_app, spawn_app_
 
 #[tokio::test]
 async fn a_user_over_the_purchase_limit_gets_429_with_its_headers_while_others_buy() {
-    let app = spawn_app_with(|args| args.purchases_per_user_per_sec = Some(3)).await;
+    let app = spawn_app_with(|config| config.http.purchases_per_user_per_sec = 3).await;
     let sale = app.create_sale(1_000, 1_000, json!({})).await;
     let id = sale["id"].as_str().unwrap();
     for i in 0..3 {
@@ -71,8 +71,12 @@ period_ms = 60000
 "#,
     )
     .unwrap();
-    let path = config.path().to_path_buf();
-    let app = spawn_app_with(move |args| args.config = Some(path)).await;
+    let sources = stampede::config::sources::Sources {
+        file: Some(config.path().to_path_buf()),
+        ..Default::default()
+    };
+    let (from_file, _) = stampede::config::Config::layered(&sources).unwrap();
+    let app = spawn_app_with(move |config| config.http = from_file.http).await;
     let list = |ip: &'static str| {
         app.request(Method::GET, "/api/v1/products", None)
             .header("x-forwarded-for", ip)
@@ -105,10 +109,10 @@ period_ms = 60000
 #[tokio::test]
 async fn an_overloaded_node_refuses_at_once_instead_of_queueing() {
     // A node that takes two requests at a time, under a burst of 300.
-    let app = spawn_app_with(|args| {
-        args.max_in_flight = Some(2);
-        args.min_in_flight = Some(2);
-        args.rate_limits = Some(stampede::cli::RateLimitsArg::Off);
+    let app = spawn_app_with(|config| {
+        config.http.max_in_flight = 2;
+        config.http.min_in_flight = 2;
+        config.http.rate_limits = stampede_http::config::LimitRules::Off;
     })
     .await;
     let sale = app.create_sale(100_000, 100_000, json!({})).await;
@@ -225,12 +229,12 @@ async fn a_client_deadline_shorter_than_the_work_ends_the_request_with_503() {
 
 #[tokio::test]
 async fn a_slow_payment_provider_opens_its_breaker_and_pay_fails_fast_while_purchases_go_on() {
-    let app = spawn_app_with(|args| {
-        args.payment_sim_latency_min_ms = Some(400);
-        args.payment_sim_latency_max_ms = Some(400);
-        args.payment_breaker_slow_ms = Some(200);
-        args.payment_breaker_slow_rate = Some(50.0);
-        args.payment_breaker_open_secs = Some(60);
+    let app = spawn_app_with(|config| {
+        config.payment_sim.latency_min = Duration::from_millis(400);
+        config.payment_sim.latency_max = Duration::from_millis(400);
+        config.payment.breaker.slow_call_duration = Duration::from_millis(200);
+        config.payment.breaker.slow_call_rate_threshold = 50.0;
+        config.payment.breaker.wait_in_open = Duration::from_secs(60);
     })
     .await;
     let sale = app.create_sale(100, 100, json!({})).await;

@@ -336,10 +336,10 @@ async fn concurrent_requests_with_one_key_create_one_order() {
 #[tokio::test]
 async fn a_full_commit_queue_answers_overloaded_and_gives_the_units_back() {
     // One commit worker and a queue of one: a burst overflows it.
-    let app = spawn_app_with(|args| {
-        args.commit_queue_capacity = Some(1);
-        args.commit_workers = Some(1);
-        args.commit_max_batch = Some(1);
+    let app = spawn_app_with(|config| {
+        config.commit.queue_capacity = 1;
+        config.commit.workers = 1;
+        config.commit.max_batch = 1;
     })
     .await;
     let sale = app.create_sale(10_000, 1, json!({})).await;

@@ -75,8 +75,8 @@ async fn a_second_server_on_the_same_data_directory_is_refused() {
         return;
     }
     let app = spawn_app().await;
-    let args = crate::helpers::test_args(&app.dir);
-    let settings = stampede::config::Settings::load(&args).unwrap();
+    let config = crate::helpers::test_config(&app.dir);
+    let settings = stampede::config::Settings::new(config).unwrap();
     let err = match stampede::startup::Server::build(settings).await {
         Ok(_) => panic!("two servers opened one data directory"),
         Err(err) => format!("{err:#}"),

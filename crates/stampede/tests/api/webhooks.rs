@@ -111,7 +111,7 @@ async fn failed_deliveries_are_retried_until_they_succeed() {
 
 #[tokio::test]
 async fn a_delivery_that_keeps_failing_becomes_a_visible_dead_letter() {
-    let app = spawn_app_with(|args| args.webhook_max_attempts = Some(3)).await;
+    let app = spawn_app_with(|config| config.webhook.max_attempts = 3).await;
     let receiver = Receiver::start(|_| 503).await;
     let subscription = subscribe(&app, &receiver.url, json!(["sale.created"])).await;
     app.create_sale(5, 1, json!({})).await;
@@ -129,7 +129,7 @@ async fn a_delivery_that_keeps_failing_becomes_a_visible_dead_letter() {
 
 #[tokio::test]
 async fn an_endpoint_that_keeps_failing_opens_its_breaker() {
-    let app = spawn_app_with(|args| args.webhook_max_attempts = Some(100)).await;
+    let app = spawn_app_with(|config| config.webhook.max_attempts = 100).await;
     let receiver = Receiver::start(|_| 500).await;
     let subscription = subscribe(&app, &receiver.url, json!(["sale.created"])).await;
     let id = subscription["id"].as_str().unwrap().to_owned();

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use stampede_app::ledger::KeyMemorySettings;
 use stampede_app::ports::{Clock, ManualClock, StockLedger, Store};
 use stampede_app::workers::ExpirySweeper;
 use stampede_domain::catalog::{Product, Sale, SaleRequest};
@@ -11,8 +12,8 @@ use stampede_domain::ids::UserId;
 use stampede_domain::order::{Order, OrderStatus};
 use stampede_domain::quantity::Quantity;
 use stampede_domain::time::Timestamp;
+use stampede_inprocess::MemoryLedger;
 use stampede_inprocess::OutboxBus;
-use stampede_inprocess::{KeyMemorySettings, MemoryLedger};
 use stampede_store_sqlite::{SqliteSettings, SqliteStore};
 
 const T0: Timestamp = Timestamp::from_millis(1_900_000_000_000);
