@@ -27,7 +27,7 @@ pub struct AccountService {
 }
 
 impl AccountService {
-    pub(crate) fn new(
+    pub fn new(
         store: Arc<dyn UserStore>,
         hasher: PasswordHasher,
         jwt: JwtKey,

@@ -27,7 +27,7 @@ use crate::ports::{CatalogStore, Clock, OrderStore, SharedCache, StockLedger};
 
 /// Every sale, by id. Filled at start and on creation; a miss falls back to
 /// the store (a sale created by another node).
-pub(crate) struct SaleDirectory {
+pub struct SaleDirectory {
     sales: RwLock<HashMap<SaleId, Arc<Sale>>>,
     /// Ids not in `sales`: remembered as unknown, or found (another node's).
     others: ReadCache<SaleId, Arc<Sale>>,
@@ -35,7 +35,7 @@ pub(crate) struct SaleDirectory {
 }
 
 impl SaleDirectory {
-    pub(crate) fn new(
+    pub fn new(
         store: Arc<dyn CatalogStore>,
         sales: impl IntoIterator<Item = Sale>,
         cache: CacheSettings,
@@ -139,7 +139,7 @@ pub struct CatalogService {
 }
 
 impl CatalogService {
-    pub(crate) fn new(
+    pub fn new(
         store: Arc<dyn CatalogStore>,
         orders: Arc<dyn OrderStore>,
         ledger: Arc<dyn StockLedger>,

@@ -64,7 +64,7 @@ async fn soft<T>(
 }
 
 impl DetailService {
-    pub(crate) fn new(
+    pub fn new(
         orders: Arc<OrderService>,
         catalog: Arc<CatalogService>,
         payments: Arc<dyn PaymentStore>,

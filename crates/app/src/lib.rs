@@ -12,7 +12,8 @@
 //!   services; [`detail`]: the fan-out order view; [`live`]: events for SSE.
 //! - [`auth`]: tokens, password hashes, webhook signatures.
 //! - [`events`]: what the outbox records for each state change.
-//! - [`App`]: all of it wired over one set of adapters.
+//! - [`App`]: every service over one set of adapters, as the start-up wires
+//!   them.
 
 pub mod accounts;
 pub mod auth;
@@ -39,24 +40,17 @@ use std::time::Duration;
 pub use error::AppError;
 
 use accounts::AccountService;
-use auth::{JwtKey, PasswordHasher, PasswordSettings};
-use catalog::{CatalogService, SaleDirectory};
+use auth::{JwtKey, PasswordSettings};
+use catalog::CatalogService;
 use detail::DetailService;
-use ledger::LedgerRepair;
 use lifecycle::Lifecycle;
 use live::LiveEvents;
 use orders::OrderService;
 use payments::{PaymentService, PaymentSettings};
-use ports::{
-    Clock, EventBus, JobQueue, PaymentProvider, Probe, StockLedger, Store, StoreProbe,
-    WebhookSender,
-};
+use ports::{Clock, Probe, Store};
 use purchase::{CommitSettings, PurchaseService};
 use webhooks::{WebhookService, WebhookSettings};
-use workers::{
-    Background, ConsumerWorker, DeliveryWorker, ExpirySweeper, LiveFeed, PaymentFeeder,
-    PaymentWorker, Reconciler, WebhookFanout,
-};
+use workers::{Background, ExpirySweeper};
 
 /// Settings of the services, validated by the caller.
 #[derive(Debug, Clone)]
@@ -105,24 +99,6 @@ impl Default for AppSettings {
     }
 }
 
-/// The adapters the app runs on, one per port.
-pub struct Adapters {
-    pub store: Arc<dyn Store>,
-    pub ledger: Arc<dyn StockLedger>,
-    pub bus: Arc<dyn EventBus>,
-    /// Work the worker role shares out (payments to send).
-    pub jobs: Arc<dyn JobQueue>,
-    pub provider: Arc<dyn PaymentProvider>,
-    pub sender: Arc<dyn WebhookSender>,
-    pub clock: Arc<dyn Clock>,
-    pub jwt: JwtKey,
-    /// The dependencies readiness checks; empty: the store's ping alone.
-    pub probes: Vec<Arc<dyn Probe>>,
-    /// The shared read cache (L2) behind each catalog cache (cluster mode);
-    /// `None`: the in-process caches alone.
-    pub shared_cache: Option<Arc<dyn ports::SharedCache>>,
-}
-
 /// How one dependency answered a readiness check.
 #[derive(Debug, Clone)]
 pub struct Check {
@@ -131,6 +107,7 @@ pub struct Check {
 }
 
 /// Every service, wired over one set of adapters, and the background workers.
+/// Built in one place, the binary's start-up (`stampede::startup`).
 pub struct App {
     pub catalog: Arc<CatalogService>,
     pub purchases: PurchaseService,
@@ -144,167 +121,14 @@ pub struct App {
     pub lifecycle: Arc<Lifecycle>,
     pub jwt: JwtKey,
     pub clock: Arc<dyn Clock>,
-    store: Arc<dyn Store>,
-    probes: Vec<Arc<dyn Probe>>,
-    background: Arc<Background>,
+    pub store: Arc<dyn Store>,
+    /// The dependencies readiness checks.
+    pub probes: Vec<Arc<dyn Probe>>,
+    /// Runs this node's background work.
+    pub background: Arc<Background>,
 }
 
 impl App {
-    /// Rebuilds the ledger from the store, starts the commit workers and,
-    /// unless disabled, the background workers.
-    pub async fn start(
-        adapters: Adapters,
-        settings: AppSettings,
-        background: Arc<Background>,
-    ) -> Result<Self, AppError> {
-        let Adapters {
-            store,
-            ledger,
-            bus,
-            jobs,
-            provider,
-            sender,
-            clock,
-            jwt,
-            mut probes,
-            shared_cache,
-        } = adapters;
-        if probes.is_empty() {
-            probes.push(Arc::new(StoreProbe(store.clone())));
-        }
-        let lifecycle = Arc::new(Lifecycle::default());
-        let now = clock.now();
-        let snapshots = store.sale_snapshots().await?;
-        let keys = store
-            .keys_since(now.plus_millis(-settings.key_retention_ms))
-            .await?;
-        let sales: Vec<_> = snapshots.iter().map(|s| s.sale.clone()).collect();
-        tracing::info!(
-            sales = sales.len(),
-            keys = keys.len(),
-            "rebuilding the stock ledger from the store"
-        );
-        ledger.restore(snapshots, keys, now).await?;
-        let directory = Arc::new(SaleDirectory::new(
-            store.clone(),
-            sales,
-            settings.cache,
-            shared_cache.clone(),
-        ));
-        let hasher = PasswordHasher::new(settings.passwords)?;
-        let catalog = Arc::new(CatalogService::new(
-            store.clone(),
-            store.clone(),
-            ledger.clone(),
-            directory.clone(),
-            clock.clone(),
-            settings.cache,
-            shared_cache,
-        ));
-        let orders = Arc::new(OrderService::new(
-            store.clone(),
-            store.clone(),
-            ledger.clone(),
-            bus.clone(),
-            clock.clone(),
-        ));
-        let payments = Arc::new(PaymentService::new(
-            store.clone(),
-            bus.clone(),
-            clock.clone(),
-            settings.payments.clone(),
-        ));
-        let webhooks = Arc::new(WebhookService::new(store.clone(), clock.clone()));
-        let ledger_for_workers = ledger.clone();
-        let expiry = Arc::new(ExpirySweeper::new(
-            store.clone(),
-            ledger.clone(),
-            bus.clone(),
-            clock.clone(),
-            settings.expiry_interval,
-        ));
-        let app = Self {
-            purchases: PurchaseService::new(
-                directory,
-                Arc::new(LedgerRepair::new(
-                    store.clone(),
-                    store.clone(),
-                    ledger,
-                    clock.clone(),
-                    settings.key_retention_ms,
-                    background.spawner(),
-                )),
-                store.clone(),
-                bus.clone(),
-                clock.clone(),
-                lifecycle.clone(),
-                settings.commit,
-            ),
-            detail: DetailService::new(
-                orders.clone(),
-                catalog.clone(),
-                store.clone(),
-                store.clone(),
-                settings.detail_budget,
-            ),
-            accounts: AccountService::new(
-                store.clone(),
-                hasher,
-                jwt.clone(),
-                settings.session_ttl_secs,
-                clock.clone(),
-            ),
-            live: Arc::new(LiveEvents::new()),
-            catalog,
-            orders,
-            payments,
-            webhooks,
-            expiry,
-            lifecycle,
-            jwt,
-            clock,
-            store,
-            probes,
-            background,
-        };
-        if settings.run_live {
-            app.background
-                .run(LiveFeed::new(app.live.clone(), bus.clone()));
-        }
-        if settings.run_workers {
-            app.background.run(Reconciler::new(
-                app.store.clone(),
-                ledger_for_workers,
-                app.clock.clone(),
-                settings.reservation_timeout,
-            ));
-            app.start_workers(bus, jobs, provider, sender, settings.webhooks);
-        }
-        Ok(app)
-    }
-
-    fn start_workers(
-        &self,
-        bus: Arc<dyn EventBus>,
-        jobs: Arc<dyn JobQueue>,
-        provider: Arc<dyn PaymentProvider>,
-        sender: Arc<dyn WebhookSender>,
-        webhook_settings: WebhookSettings,
-    ) {
-        let background = &self.background;
-        let feeder = Arc::new(PaymentFeeder::new(jobs.clone()));
-        background.run(ConsumerWorker::new(bus.clone(), feeder));
-        background.run(PaymentWorker::new(self.payments.clone(), provider, jobs));
-        let fanout = Arc::new(WebhookFanout::new(self.webhooks.clone()));
-        background.run(ConsumerWorker::new(bus, fanout));
-        background.run(Arc::new(DeliveryWorker::new(
-            self.webhooks.clone(),
-            sender,
-            webhook_settings,
-        )));
-        background.run(self.expiry.clone());
-    }
-
     /// Checks every dependency at once, each within `budget`, and records
     /// `stampede_dependency_up` and `stampede_dependency_check_seconds`.
     pub async fn check_dependencies(&self, budget: Duration) -> Vec<Check> {

@@ -23,7 +23,7 @@ pub struct OrderService {
 }
 
 impl OrderService {
-    pub(crate) fn new(
+    pub fn new(
         store: Arc<dyn OrderStore>,
         outbox: Arc<dyn OutboxStore>,
         ledger: Arc<dyn StockLedger>,

@@ -115,7 +115,7 @@ pub struct PaymentService {
 }
 
 impl PaymentService {
-    pub(crate) fn new(
+    pub fn new(
         store: Arc<dyn Store>,
         bus: Arc<dyn EventBus>,
         clock: Arc<dyn Clock>,

@@ -106,7 +106,7 @@ pub struct PurchaseService {
 
 impl PurchaseService {
     /// `repair` holds the ledger purchases are decided in.
-    pub(crate) fn new(
+    pub fn new(
         sales: Arc<SaleDirectory>,
         repair: Arc<LedgerRepair>,
         store: Arc<dyn OrderStore>,

@@ -102,7 +102,7 @@ pub struct WebhookService {
 }
 
 impl WebhookService {
-    pub(crate) fn new(store: Arc<dyn WebhookStore>, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(store: Arc<dyn WebhookStore>, clock: Arc<dyn Clock>) -> Self {
         Self {
             store,
             clock,
