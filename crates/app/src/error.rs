@@ -4,7 +4,7 @@
 use stampede_domain::ValidationError;
 use stampede_domain::stock::Refusal;
 
-use crate::failure::Cause;
+use crate::failure::{Cause, context_constructors};
 use crate::ports::{LedgerError, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -49,36 +49,12 @@ pub enum AppError {
     },
 }
 
+context_constructors!(AppError {
+    Unavailable => unavailable, unavailable_because;
+    Internal => internal, internal_because;
+});
+
 impl AppError {
-    pub fn unavailable(context: impl Into<String>) -> Self {
-        Self::Unavailable {
-            context: context.into(),
-            cause: None,
-        }
-    }
-
-    /// Unavailable while doing `context`, because of `cause`.
-    pub fn unavailable_because(context: impl Into<String>, cause: impl Into<Cause>) -> Self {
-        Self::Unavailable {
-            context: context.into(),
-            cause: Some(cause.into()),
-        }
-    }
-
-    pub fn internal(context: impl Into<String>) -> Self {
-        Self::Internal {
-            context: context.into(),
-            cause: None,
-        }
-    }
-
-    pub fn internal_because(context: impl Into<String>, cause: impl Into<Cause>) -> Self {
-        Self::Internal {
-            context: context.into(),
-            cause: Some(cause.into()),
-        }
-    }
-
     /// Whether the same request may succeed later (the answers that carry
     /// `Retry-After`).
     pub fn is_retryable(&self) -> bool {

@@ -23,6 +23,37 @@ impl fmt::Display for Chain<'_> {
     }
 }
 
+/// Constructors for error variants shaped `{ context: String, cause:
+/// Option<Cause> }`: `plain(context)` and `because(context, cause)` per
+/// variant, so every error type builds its failures the same way.
+macro_rules! context_constructors {
+    ($error:ident { $($variant:ident => $plain:ident, $because:ident;)+ }) => {
+        impl $error {
+            $(
+                #[doc = concat!("`", stringify!($variant), "` while doing `context`.")]
+                pub fn $plain(context: impl Into<String>) -> Self {
+                    Self::$variant {
+                        context: context.into(),
+                        cause: None,
+                    }
+                }
+
+                #[doc = concat!("`", stringify!($variant), "` while doing `context`, because of `cause`.")]
+                pub fn $because(
+                    context: impl Into<String>,
+                    cause: impl Into<$crate::failure::Cause>,
+                ) -> Self {
+                    Self::$variant {
+                        context: context.into(),
+                        cause: Some(cause.into()),
+                    }
+                }
+            )+
+        }
+    };
+}
+pub(crate) use context_constructors;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,7 +13,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::store::StoredEvent;
-use crate::failure::Cause;
+use crate::failure::{Cause, context_constructors};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BusError {
@@ -26,22 +26,11 @@ pub enum BusError {
     },
 }
 
+context_constructors!(BusError {
+    Unavailable => unavailable, unavailable_because;
+});
+
 impl BusError {
-    pub fn unavailable(context: impl Into<String>) -> Self {
-        Self::Unavailable {
-            context: context.into(),
-            cause: None,
-        }
-    }
-
-    /// Unavailable while doing `context`, because of `cause`.
-    pub fn unavailable_because(context: impl Into<String>, cause: impl Into<Cause>) -> Self {
-        Self::Unavailable {
-            context: context.into(),
-            cause: Some(cause.into()),
-        }
-    }
-
     /// Always: the bus's only failure is not being there.
     pub fn is_retryable(&self) -> bool {
         true

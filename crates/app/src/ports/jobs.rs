@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::failure::Cause;
+use crate::failure::{Cause, context_constructors};
 
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
@@ -27,22 +27,11 @@ pub enum QueueError {
     },
 }
 
+context_constructors!(QueueError {
+    Unavailable => unavailable, unavailable_because;
+});
+
 impl QueueError {
-    pub fn unavailable(context: impl Into<String>) -> Self {
-        Self::Unavailable {
-            context: context.into(),
-            cause: None,
-        }
-    }
-
-    /// Unavailable while doing `context`, because of `cause`.
-    pub fn unavailable_because(context: impl Into<String>, cause: impl Into<Cause>) -> Self {
-        Self::Unavailable {
-            context: context.into(),
-            cause: Some(cause.into()),
-        }
-    }
-
     /// Always: the queue's only failure is not being there.
     pub fn is_retryable(&self) -> bool {
         true

@@ -16,7 +16,7 @@ use stampede_domain::stock::Refusal;
 use stampede_domain::time::Timestamp;
 
 use super::store::{KeyRecord, SaleSnapshot};
-use crate::failure::Cause;
+use crate::failure::{Cause, context_constructors};
 
 /// One purchase attempt, as the ledger sees it.
 #[derive(Debug, Clone)]
@@ -117,22 +117,11 @@ pub enum LedgerError {
     Inconsistent { context: String },
 }
 
+context_constructors!(LedgerError {
+    Unavailable => unavailable, unavailable_because;
+});
+
 impl LedgerError {
-    pub fn unavailable(context: impl Into<String>) -> Self {
-        Self::Unavailable {
-            context: context.into(),
-            cause: None,
-        }
-    }
-
-    /// Unavailable while doing `context`, because of `cause`.
-    pub fn unavailable_because(context: impl Into<String>, cause: impl Into<Cause>) -> Self {
-        Self::Unavailable {
-            context: context.into(),
-            cause: Some(cause.into()),
-        }
-    }
-
     pub fn inconsistent(context: impl Into<String>) -> Self {
         Self::Inconsistent {
             context: context.into(),

@@ -16,7 +16,7 @@ use stampede_domain::payment::{Payment, PaymentResult};
 use stampede_domain::time::Timestamp;
 use stampede_domain::webhook::{Delivery, DeliveryStatus, Subscription};
 
-use crate::failure::Cause;
+use crate::failure::{Cause, context_constructors};
 
 /// Why the store could not do what was asked.
 #[derive(Debug, thiserror::Error)]
@@ -41,36 +41,12 @@ pub enum StoreError {
     },
 }
 
+context_constructors!(StoreError {
+    Unavailable => unavailable, unavailable_because;
+    Corrupt => corrupt, corrupt_because;
+});
+
 impl StoreError {
-    pub fn unavailable(context: impl Into<String>) -> Self {
-        Self::Unavailable {
-            context: context.into(),
-            cause: None,
-        }
-    }
-
-    /// Unavailable while doing `context`, because of `cause`.
-    pub fn unavailable_because(context: impl Into<String>, cause: impl Into<Cause>) -> Self {
-        Self::Unavailable {
-            context: context.into(),
-            cause: Some(cause.into()),
-        }
-    }
-
-    pub fn corrupt(context: impl Into<String>) -> Self {
-        Self::Corrupt {
-            context: context.into(),
-            cause: None,
-        }
-    }
-
-    pub fn corrupt_because(context: impl Into<String>, cause: impl Into<Cause>) -> Self {
-        Self::Corrupt {
-            context: context.into(),
-            cause: Some(cause.into()),
-        }
-    }
-
     /// Whether trying again may succeed (nothing was done).
     pub fn is_retryable(&self) -> bool {
         matches!(self, Self::Unavailable { .. })
