@@ -494,11 +494,12 @@ impl From<&stampede_app::detail::OrderDetail> for OrderDetailBody {
 /// `POST /api/v1/webhooks`
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct NewSubscriptionBody {
-    /// `http://` or `https://`.
+    /// `http://` or `https://`, then a host: printable ASCII whose first
+    /// character is not `/`, `?`, `#` or `:` (as `WebhookUrl::parse` checks).
     #[schema(
         example = "https://hooks.example.com/stampede",
         max_length = 2048,
-        pattern = r"^https?://[!-~]+$"
+        pattern = r#"^https?://[!"$-.0-9;->@-~][!-~]*$"#
     )]
     pub url: String,
     /// Event types, or `["*"]` for all of them.
