@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Compares two server builds on one `stampede bench flash-sale` scenario, in
+# interleaved rounds (A, B, A, B, …), each against a fresh embedded server and
+# data directory, with the same load generator. Prints each run's figures as
+# ratios to its own livez ceiling, then the medians: the before/after table
+# of one lever in docs/benchmarks.md.
+#
+#   cargo build --release -p stampede && cp target/release/stampede /tmp/stampede-a
+#   # … change one thing …
+#   cargo build --release -p stampede && cp target/release/stampede /tmp/stampede-b
+#   scripts/bench-compare.sh /tmp/stampede-a /tmp/stampede-b 3 \
+#       --users 200000 --stock 1000 --per-user-limit 1 --duration 10s
+#
+# Run it alone on the machine: the generator and the server share its cores.
+set -euo pipefail
+A=${1:?binary A}; B=${2:?binary B}; ROUNDS=${3:?rounds}; shift 3
+GEN=$A
+PORT=${BENCH_PORT:-18090}
+OUT=$(mktemp -d)
+
+run() {
+  local label=$1 bin=$2 round=$3 data pid
+  data=$(mktemp -d)
+  "$bin" serve --listen "127.0.0.1:$PORT" --data-dir "$data" --log warn \
+    > "$OUT/server-$label-$round.log" 2>&1 &
+  pid=$!
+  for _ in $(seq 1 100); do
+    curl -sf "127.0.0.1:$PORT/readyz" > /dev/null && break
+    sleep 0.1
+  done
+  "$GEN" bench flash-sale --target "http://127.0.0.1:$PORT" --data-dir "$data" \
+    --connections 256 --server-pid "$pid" --json "$@" > "$OUT/$label-$round.json" \
+    2> "$OUT/$label-$round.err" || true
+  kill "$pid"
+  wait "$pid" 2> /dev/null || true
+  rm -rf "$data"
+}
+
+for round in $(seq 1 "$ROUNDS"); do
+  run A "$A" "$round" "$@"
+  run B "$B" "$round" "$@"
+done
+
+python3 - "$OUT" "$ROUNDS" <<'PY'
+import json, statistics, sys
+out, rounds = sys.argv[1], int(sys.argv[2])
+rows = {}
+for label in "AB":
+    rows[label] = []
+    for r in range(1, rounds + 1):
+        try:
+            d = json.load(open(f"{out}/{label}-{r}.json"))
+        except (OSError, ValueError):
+            print(f"{label} round {r}: no result (see {out}/{label}-{r}.err)")
+            continue
+        livez = d.get("livez_rps") or 0
+        won = d.get("won_per_sec") or 0
+        p99 = (d.get("latency_ms", {}).get("won") or {}).get("p99")
+        rss = (d.get("server") or {}).get("peak_rss_kb")
+        rows[label].append({
+            "livez": livez, "losing": d.get("losing_rps") or 0,
+            "losing_ratio": d.get("losing_ratio") or 0,
+            "won": won, "won_ratio": won / livez if livez else 0,
+            "won_p99": p99, "rss_kb": rss, "audit": d.get("audit_ok"),
+        })
+        x = rows[label][-1]
+        print(f"{label} round {r}: livez {x['livez']:.0f}/s, refused {x['losing']:.0f}/s "
+              f"({x['losing_ratio']:.3f}), won {x['won']:.0f}/s ({x['won_ratio']:.3f}), "
+              f"won p99 {x['won_p99']} ms, peak RSS {x['rss_kb']} kB, audit {x['audit']}")
+def med(label, key):
+    vals = [x[key] for x in rows[label] if x[key] is not None]
+    return statistics.median(vals) if vals else float("nan")
+print("median      livez/s   refused÷livez   won/s   won÷livez   won p99 ms   peak RSS kB")
+for label in "AB":
+    print(f"{label}        {med(label,'livez'):9.0f}   {med(label,'losing_ratio'):13.3f}   "
+          f"{med(label,'won'):5.0f}   {med(label,'won_ratio'):9.3f}   {med(label,'won_p99'):10}   "
+          f"{med(label,'rss_kb'):11}")
+PY
+echo "raw results: $OUT"
