@@ -20,6 +20,7 @@ OUT=$(mktemp -d)
 
 run() {
   local label=$1 bin=$2 round=$3 data pid
+  shift 3
   data=$(mktemp -d)
   "$bin" serve --listen "127.0.0.1:$PORT" --data-dir "$data" --log warn \
     > "$OUT/server-$label-$round.log" 2>&1 &

@@ -3,6 +3,7 @@
 //! slug from docs/api.md §5; internal causes are logged here and never sent.
 
 use std::borrow::Cow;
+use std::sync::OnceLock;
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -119,6 +120,8 @@ pub struct ApiError {
     detail: Option<Cow<'static, str>>,
     errors: Vec<FieldError>,
     retry_after: Option<u32>,
+    /// The body, when it never changes and was rendered once (refusals).
+    rendered: Option<&'static [u8]>,
 }
 
 impl ApiError {
@@ -128,7 +131,25 @@ impl ApiError {
             detail: None,
             errors: Vec::new(),
             retry_after: None,
+            rendered: None,
         }
+    }
+
+    /// A refused purchase: the answer most of a crowd gets, and always the
+    /// same bytes, so each refusal's body is rendered once per process.
+    pub fn refused(refusal: Refusal) -> Self {
+        static BODIES: [OnceLock<&'static [u8]>; 3] = [const { OnceLock::new() }; 3];
+        let slot = match refusal {
+            Refusal::SoldOut => 0,
+            Refusal::LimitExceeded => 1,
+            Refusal::SaleNotActive => 2,
+        };
+        let (kind, detail) = refusal_kind(refusal);
+        let mut error = Self::new(kind).with_detail(detail);
+        let body =
+            BODIES[slot].get_or_init(|| Box::leak(render(&error.problem()).into_boxed_slice()));
+        error.rendered = Some(body);
+        error
     }
 
     pub fn with_detail(mut self, detail: impl Into<Cow<'static, str>>) -> Self {
@@ -198,10 +219,7 @@ impl From<AppError> for ApiError {
             AppError::Conflict { field } => {
                 Self::new(Kind::CONFLICT).with_detail(format!("{field} already exists"))
             }
-            AppError::Refused(refusal) => {
-                let (kind, detail) = refusal_kind(refusal);
-                Self::new(kind).with_detail(detail)
-            }
+            AppError::Refused(refusal) => Self::refused(refusal),
             AppError::InvalidState(detail) => Self::new(Kind::INVALID_STATE).with_detail(detail),
             AppError::IdempotencyMismatch => Self::new(Kind::IDEMPOTENCY_MISMATCH)
                 .with_detail("this Idempotency-Key was first used with another path or body"),
@@ -231,13 +249,21 @@ impl From<ValidationError> for ApiError {
     }
 }
 
+/// A problem as JSON.
+fn render(problem: &Problem) -> Vec<u8> {
+    match serde_json::to_vec(problem) {
+        Ok(body) => body,
+        Err(_) => br#"{"type":"https://stampede.dev/problems/internal","title":"Internal error","status":500}"#.to_vec(),
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = match serde_json::to_vec(&self.problem()) {
-            Ok(body) => body,
-            Err(_) => br#"{"type":"https://stampede.dev/problems/internal","title":"Internal error","status":500}"#.to_vec(),
+        // A `Retry-After` added later is part of the body too: render it.
+        let mut response = match self.rendered.filter(|_| self.retry_after.is_none()) {
+            Some(body) => (self.kind.status, body).into_response(),
+            None => (self.kind.status, render(&self.problem())).into_response(),
         };
-        let mut response = (self.kind.status, body).into_response();
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
         if let Some(secs) = self.retry_after {
@@ -254,6 +280,21 @@ impl IntoResponse for ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refusal_rendered_once_reads_as_it_would_be_rendered_each_time() {
+        for refusal in [
+            Refusal::SoldOut,
+            Refusal::LimitExceeded,
+            Refusal::SaleNotActive,
+        ] {
+            let error = ApiError::refused(refusal);
+            let fresh = render(&error.problem());
+            assert_eq!(error.rendered, Some(fresh.as_slice()));
+            // Twice: the second answer is the same bytes.
+            assert_eq!(ApiError::refused(refusal).rendered, Some(fresh.as_slice()));
+        }
+    }
 
     #[test]
     fn every_slug_is_unique() {
