@@ -4,14 +4,17 @@
 //! by our handlers — the framework's 404/405/413, a caught panic — into
 //! problem+json.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request};
-use axum::http::{HeaderName, HeaderValue, header};
+use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use metrics::{Counter, Histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tracing::Instrument;
 
@@ -92,44 +95,101 @@ fn parent_trace_id(value: &HeaderValue) -> Option<&str> {
     valid.then_some(trace_id)
 }
 
+/// The `method` label: the standard methods, anything else `other`, so no
+/// client can add a series.
+const METHODS: [&str; 8] = [
+    "GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "other",
+];
+
+fn method_slot(method: &Method) -> usize {
+    METHODS[..7]
+        .iter()
+        .position(|m| *m == method.as_str())
+        .unwrap_or(7)
+}
+
+/// One route's request counter and latency histogram per method and status.
+type RouteHandles = [Vec<(u16, Counter, Histogram)>; 8];
+
+thread_local! {
+    /// Metric handles resolved once per thread, by route (templates only:
+    /// a closed set), then method and status; the registry is not searched
+    /// and no label is formatted per request.
+    static HANDLES: RefCell<HashMap<Box<str>, RouteHandles>> = RefCell::new(HashMap::new());
+}
+
+/// Counts a finished request and records its latency.
+fn record(method: usize, route: &str, status: u16, seconds: f64) {
+    HANDLES.with_borrow_mut(|routes| {
+        if !routes.contains_key(route) {
+            routes.insert(route.into(), Default::default());
+        }
+        let Some(by_method) = routes.get_mut(route) else {
+            return;
+        };
+        let by_status = &mut by_method[method];
+        let at = match by_status.iter().position(|(s, _, _)| *s == status) {
+            Some(at) => at,
+            None => {
+                let labels = [
+                    ("method", METHODS[method].to_owned()),
+                    ("route", route.to_owned()),
+                    ("status", status.to_string()),
+                ];
+                by_status.push((
+                    status,
+                    metrics::counter!("stampede_http_requests_total", &labels),
+                    metrics::histogram!("stampede_http_request_duration_seconds", &labels),
+                ));
+                by_status.len() - 1
+            }
+        };
+        let (_, requests, latency) = &by_status[at];
+        requests.increment(1);
+        latency.record(seconds);
+    });
+}
+
 /// Request and trace ids, a span around the request, RED metrics.
 pub async fn observe(request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = request.method().clone();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = method_slot(request.method());
+    let route = request.extensions().get::<MatchedPath>().cloned();
     let request_id = request
         .headers()
         .get(REQUEST_ID)
         .and_then(usable_id)
         .map_or_else(|| format!("{:016x}", next_id()), str::to_owned);
-    let trace_id = request
-        .headers()
-        .get(TRACEPARENT)
-        .and_then(parent_trace_id)
-        .map_or_else(
-            || format!("{:016x}{:016x}", next_id(), next_id()),
-            str::to_owned,
-        );
+    let route_name = route.as_ref().map_or("unmatched", MatchedPath::as_str);
     let span = tracing::info_span!(
         "request",
-        method = %method,
-        route = %route,
+        method = METHODS[method],
+        route = route_name,
         request_id = %request_id,
-        trace_id = %trace_id,
+        trace_id = tracing::field::Empty,
     );
+    // The trace id is made only for a span that records it.
+    if !span.is_disabled() {
+        let trace_id = request
+            .headers()
+            .get(TRACEPARENT)
+            .and_then(parent_trace_id)
+            .map_or_else(
+                || format!("{:016x}{:016x}", next_id(), next_id()),
+                str::to_owned,
+            );
+        span.record("trace_id", trace_id.as_str());
+    }
     let mut response = next.run(request).instrument(span).await;
     if let Ok(value) = HeaderValue::try_from(request_id) {
         response.headers_mut().insert(REQUEST_ID, value);
     }
-    let status = response.status().as_u16().to_string();
-    let method = method.as_str().to_owned();
-    let labels = [("method", method), ("route", route), ("status", status)];
-    metrics::counter!("stampede_http_requests_total", &labels).increment(1);
-    metrics::histogram!("stampede_http_request_duration_seconds", &labels)
-        .record(started.elapsed().as_secs_f64());
+    record(
+        method,
+        route_name,
+        response.status().as_u16(),
+        started.elapsed().as_secs_f64(),
+    );
     response
 }
 
@@ -171,6 +231,15 @@ mod tests {
             HeaderValue::from_static("00-00000000000000000000000000000000-00f067aa0ba902b7-01");
         assert_eq!(parent_trace_id(&zeros), None);
         assert_eq!(parent_trace_id(&HeaderValue::from_static("garbage")), None);
+    }
+
+    #[test]
+    fn methods_outside_the_standard_set_share_one_label() {
+        assert_eq!(METHODS[method_slot(&Method::POST)], "POST");
+        let odd = Method::from_bytes(b"BREW").unwrap();
+        assert_eq!(METHODS[method_slot(&odd)], "other");
+        let other = Method::from_bytes(b"X-ANYTHING").unwrap();
+        assert_eq!(method_slot(&odd), method_slot(&other));
     }
 
     #[test]
