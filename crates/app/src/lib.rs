@@ -148,17 +148,6 @@ impl App {
         futures_util::future::join_all(checks).await
     }
 
-    /// The driver of this node's background work, for adapters' own
-    /// workers (the outbox relay) and for operators' reports.
-    pub fn background(&self) -> &Arc<Background> {
-        &self.background
-    }
-
-    /// The store of record, for operations and tests.
-    pub fn store(&self) -> &Arc<dyn Store> {
-        &self.store
-    }
-
     /// Sets every dependency's own gauges; for `/metrics`.
     pub fn record_dependency_gauges(&self) {
         for probe in &self.probes {

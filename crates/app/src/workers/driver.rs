@@ -74,7 +74,7 @@ impl Status {
             states: WorkerState::ALL.map(state_gauge),
             report: Mutex::new(WorkerReport {
                 name,
-                state: WorkerState::Idle,
+                state: WorkerState::Busy,
                 steps: 0,
                 failures: 0,
                 last_run_at: None,
@@ -82,6 +82,7 @@ impl Status {
                 last_error_at: None,
             }),
         };
+        // Every state's series exists from the start, zero but the first.
         status.set(WorkerState::Busy);
         status
     }

@@ -112,7 +112,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
 #[utoipa::path(get, path = "/api/v1/admin/workers", tag = "operations", security(("bearer" = [])),
     responses((status = 200, description = "The node's workers", body = WorkersBody)))]
 pub async fn workers(State(state): State<AppState>, Admin(_): Admin) -> Json<WorkersBody> {
-    let reports = state.app().background().reports();
+    let reports = state.app().background.reports();
     Json(WorkersBody {
         workers: reports.iter().map(WorkerBody::from).collect(),
     })

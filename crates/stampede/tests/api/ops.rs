@@ -36,7 +36,7 @@ async fn readiness_lists_each_dependency_and_names_the_one_that_is_down() {
     }
 
     // A store that stops answering takes the node out of rotation, by name.
-    app.app.store().close().await;
+    app.app.store.close().await;
     let response = app.get("/readyz", None).await;
     let problem =
         crate::helpers::assert_problem(response, StatusCode::SERVICE_UNAVAILABLE, "unavailable")
