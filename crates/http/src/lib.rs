@@ -5,12 +5,14 @@
 //! - [`extract`]: authentication and input extractors that fail with problems.
 //! - [`problem`]: RFC 9457 problem+json, the only error shape we send.
 //! - [`dto`]: the JSON shapes on the wire.
+//! - [`edge`]: the one service every request passes, around the router.
 //! - [`telemetry`]: request ids, trace spans, metrics, the problem safety net.
 //! - [`openapi`]: the generated OpenAPI 3.1 document.
 
 pub mod client_ip;
 pub mod config;
 pub mod dto;
+pub mod edge;
 pub mod extract;
 pub mod limits;
 pub mod openapi;
@@ -20,21 +22,17 @@ pub mod routes;
 pub mod state;
 pub mod telemetry;
 
-use axum::Router;
-use axum::extract::DefaultBodyLimit;
-use axum::middleware;
 use axum::routing::{get, post};
-use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::limit::RequestBodyLimitLayer;
 
+pub use edge::Edge;
 pub use state::{AppState, HttpSettings};
 
-use problem::ApiError;
+use edge::Routes;
 use routes::{accounts, catalog, ops, orders, payments, purchase, webhooks};
 
 /// The API proper, served by `all` and `api` nodes.
-fn api_routes() -> Router<AppState> {
-    Router::new()
+fn api_routes(routes: Routes) -> Routes {
+    routes
         .route(
             "/api/v1/products",
             post(catalog::create_product).get(catalog::list_products),
@@ -67,13 +65,11 @@ fn api_routes() -> Router<AppState> {
         .route("/api/v1/sessions", post(accounts::login))
 }
 
-/// The whole service. Layers, outermost first: observe (ids, span, metrics)
-/// → problemify → catch panics → protect (rate limits, load shedding,
-/// deadline) → body limit → routes.
-pub fn router(state: AppState, settings: &HttpSettings) -> Router {
+/// The whole service: the routes behind the [`Edge`].
+pub fn router(state: AppState, settings: &HttpSettings) -> Edge {
     let routes = match settings.serve_api {
-        true => api_routes(),
-        false => Router::new(),
+        true => api_routes(Routes::new()),
+        false => Routes::new(),
     };
     routes
         .route("/api/v1/openapi.json", get(openapi::openapi_json))
@@ -82,15 +78,5 @@ pub fn router(state: AppState, settings: &HttpSettings) -> Router {
         .route("/startupz", get(ops::startupz))
         .route("/metrics", get(ops::metrics))
         .route("/api/v1/admin/workers", get(ops::workers))
-        .fallback(|| async { ApiError::not_found() })
-        .layer(DefaultBodyLimit::max(settings.max_body_bytes))
-        .layer(RequestBodyLimitLayer::new(settings.max_body_bytes))
-        .layer(middleware::from_fn_with_state(
-            state.protection().clone(),
-            protect::protect,
-        ))
-        .layer(CatchPanicLayer::new())
-        .layer(middleware::from_fn(telemetry::problemify))
-        .layer(middleware::from_fn(telemetry::observe))
-        .with_state(state)
+        .into_edge(state, settings.max_body_bytes)
 }

@@ -13,14 +13,14 @@
 //! Probes and `/metrics` are never limited or shed: an overloaded node must
 //! still say so.
 
+use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::{ConnectInfo, MatchedPath, Request, State};
+use axum::extract::{ConnectInfo, Request};
 use axum::http::header::AUTHORIZATION;
 use axum::http::{HeaderName, HeaderValue};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use metrics::counter;
 use stampede_app::auth::Caller;
@@ -188,26 +188,25 @@ fn deadline_passed() -> Response {
         .into_response()
 }
 
-/// The middleware.
-pub async fn protect(
-    State(protection): State<Arc<Protection>>,
+/// Protects one request on its way to `next`; `route` is its template
+/// (`None`: no route matched, nothing to protect).
+pub(crate) async fn protect<F, Fut>(
+    protection: &Protection,
+    route: Option<&'static str>,
     mut request: Request,
-    next: Next,
-) -> Response {
-    let Some(route) = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-    else {
-        return next.run(request).await;
+    next: F,
+) -> Response
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: Future<Output = Response>,
+{
+    let Some(route) = route.filter(|route| !PROBES.contains(route)) else {
+        return next(request).await;
     };
-    if PROBES.contains(&route.as_str()) {
-        return next.run(request).await;
-    }
     if !protection.limits.is_empty() {
         let method = request.method().clone();
-        let user = if protection.limits.needs_user(&method, &route) {
-            caller(&protection, &request)
+        let user = if protection.limits.needs_user(&method, route) {
+            caller(protection, &request)
         } else {
             None
         };
@@ -216,10 +215,10 @@ pub async fn protect(
             .get::<ConnectInfo<SocketAddr>>()
             .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |info| info.0.ip());
         let ip = protection.trusted.client_ip(peer, request.headers());
-        let sale = sale_in_path(&route, request.uri().path());
+        let sale = sale_in_path(route, request.uri().path());
         let subject = Subject {
             method: &method,
-            route: &route,
+            route,
             ip,
             user: user.as_ref().map(|c| &c.user),
             sale: sale.as_deref(),
@@ -244,11 +243,11 @@ pub async fn protect(
         None => None,
     };
     let started = Instant::now();
-    let response = if STREAMS.contains(&route.as_str()) {
-        next.run(request).await
+    let response = if STREAMS.contains(&route) {
+        next(request).await
     } else {
         let deadline = protection.deadline(&request);
-        match deadline::scope(deadline, deadline.run(next.run(request))).await {
+        match deadline::scope(deadline, deadline.run(next(request))).await {
             Ok(response) => response,
             Err(_) => deadline_passed(),
         }

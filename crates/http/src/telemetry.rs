@@ -6,13 +6,13 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request};
+use axum::extract::Request;
 use axum::http::{HeaderName, HeaderValue, Method, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use metrics::{Counter, Histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -115,19 +115,13 @@ thread_local! {
     /// Metric handles resolved once per thread, by route (templates only:
     /// a closed set), then method and status; the registry is not searched
     /// and no label is formatted per request.
-    static HANDLES: RefCell<HashMap<Box<str>, RouteHandles>> = RefCell::new(HashMap::new());
+    static HANDLES: RefCell<HashMap<&'static str, RouteHandles>> = RefCell::new(HashMap::new());
 }
 
 /// Counts a finished request and records its latency.
-fn record(method: usize, route: &str, status: u16, seconds: f64) {
+fn record(method: usize, route: &'static str, status: u16, seconds: f64) {
     HANDLES.with_borrow_mut(|routes| {
-        if !routes.contains_key(route) {
-            routes.insert(route.into(), Default::default());
-        }
-        let Some(by_method) = routes.get_mut(route) else {
-            return;
-        };
-        let by_status = &mut by_method[method];
+        let by_status = &mut routes.entry(route).or_default()[method];
         let at = match by_status.iter().position(|(s, _, _)| *s == status) {
             Some(at) => at,
             None => {
@@ -150,17 +144,25 @@ fn record(method: usize, route: &str, status: u16, seconds: f64) {
     });
 }
 
-/// Request and trace ids, a span around the request, RED metrics.
-pub async fn observe(request: Request, next: Next) -> Response {
+/// Request and trace ids, a span around the request, RED metrics by the
+/// route template (`None`: no route matched).
+pub(crate) async fn observe<F, Fut>(
+    request: Request,
+    route: Option<&'static str>,
+    next: F,
+) -> Response
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: Future<Output = Response>,
+{
     let started = Instant::now();
     let method = method_slot(request.method());
-    let route = request.extensions().get::<MatchedPath>().cloned();
     let request_id = request
         .headers()
         .get(REQUEST_ID)
         .and_then(usable_id)
         .map_or_else(|| format!("{:016x}", next_id()), str::to_owned);
-    let route_name = route.as_ref().map_or("unmatched", MatchedPath::as_str);
+    let route_name = route.unwrap_or("unmatched");
     let span = tracing::info_span!(
         "request",
         method = METHODS[method],
@@ -180,7 +182,7 @@ pub async fn observe(request: Request, next: Next) -> Response {
             );
         span.record("trace_id", trace_id.as_str());
     }
-    let mut response = next.run(request).instrument(span).await;
+    let mut response = next(request).instrument(span).await;
     if let Ok(value) = HeaderValue::try_from(request_id) {
         response.headers_mut().insert(REQUEST_ID, value);
     }
@@ -195,8 +197,7 @@ pub async fn observe(request: Request, next: Next) -> Response {
 
 /// Turns an error response that is not problem+json into one, keeping its
 /// status and headers (`Allow` on a 405, `Retry-After`).
-pub async fn problemify(request: Request, next: Next) -> Response {
-    let response = next.run(request).await;
+pub(crate) fn problemify(response: Response) -> Response {
     let status = response.status();
     let is_problem = response
         .headers()

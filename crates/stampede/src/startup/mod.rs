@@ -39,7 +39,7 @@ use services::{Adapters, start_app};
 pub struct Server {
     app: Arc<App>,
     listener: TcpListener,
-    router: axum::Router,
+    router: stampede_http::Edge,
     local_addr: SocketAddr,
     grace: Duration,
 }
@@ -165,7 +165,10 @@ impl Server {
             }
         };
         // Peers' addresses reach the handlers, for per-IP rate limits.
-        let service = router.into_make_service_with_connect_info::<SocketAddr>();
+        let service =
+            axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<
+                SocketAddr,
+            >(router);
         let mut serving = tokio::spawn(
             axum::serve(listener, service)
                 .with_graceful_shutdown(graceful)
