@@ -10,6 +10,7 @@
 //! - [`order`]: orders and their state machine (I6, I7).
 //! - [`payment`]: payment attempts and what a provider's answer does to an order.
 //! - [`webhook`]: subscriptions to events and their deliveries.
+//! - [`net`]: address ranges, and which addresses a client-supplied URL may reach.
 //! - [`account`]: users, e-mail addresses, passwords and roles.
 //! - [`error`]: the validation error every parser returns.
 
@@ -19,6 +20,7 @@ pub mod error;
 pub mod idempotency;
 pub mod ids;
 pub mod money;
+pub mod net;
 pub mod order;
 pub mod payment;
 pub mod quantity;

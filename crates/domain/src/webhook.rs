@@ -2,8 +2,12 @@
 //! signed, to a URL. Each (subscription, event) is one delivery, retried with
 //! backoff until it succeeds or its attempts run out (dead letter).
 
+use std::borrow::Cow;
+use std::cell::Cell;
+
 use crate::ValidationError;
 use crate::ids::{DeliveryId, EventId, SubscriptionId};
+use crate::net::AllowList;
 use crate::time::Timestamp;
 
 /// The event types a subscription may ask for; `*` means all of them.
@@ -21,32 +25,101 @@ pub const EVENT_TYPES: &[&str] = &[
     "sale.created",
 ];
 
-/// A target URL: `http` or `https`, with a host, at most 2048 bytes.
+/// A target URL: an absolute `http` or `https` URL with a host, read by the
+/// WHATWG rules (those of the `url` crate, which reqwest calls with), at
+/// most 2048 bytes, kept in its normalised form: `HTTP://Hooks.Example.COM:443/a/../b`
+/// is `https://hooks.example.com/b`, `http://2130706433/` is `http://127.0.0.1/`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WebhookUrl(String);
 
+/// Whether the parser had to guess at `violation`: where the authority
+/// starts (`http:/x`, `http:///x`, a backslash), where the credentials end
+/// (an unencoded `@`), or what characters it dropped meant. Parsers differ
+/// in such guesses, so such a URL is refused rather than reinterpreted.
+fn is_guess(violation: url::SyntaxViolation) -> bool {
+    use url::SyntaxViolation::{
+        Backslash, C0SpaceIgnored, ExpectedDoubleSlash, NullInFragment, TabOrNewlineIgnored,
+        UnencodedAtSign,
+    };
+    matches!(
+        violation,
+        Backslash
+            | C0SpaceIgnored
+            | ExpectedDoubleSlash
+            | NullInFragment
+            | TabOrNewlineIgnored
+            | UnencodedAtSign
+    )
+}
+
 impl WebhookUrl {
     pub fn parse(text: &str) -> Result<Self, ValidationError> {
-        let invalid =
-            || ValidationError::new("url", "must be an http:// or https:// URL with a host");
-        let rest = text
-            .strip_prefix("https://")
-            .or_else(|| text.strip_prefix("http://"))
-            .ok_or_else(invalid)?;
-        let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
-        let valid = text.len() <= 2048
-            && !host.is_empty()
-            && !host.starts_with(':')
-            && text.bytes().all(|b| b.is_ascii_graphic());
-        if valid {
-            Ok(Self(text.to_owned()))
+        let invalid = |message: &str| ValidationError::new("url", message);
+        let guessed = Cell::new(false);
+        let note = |violation| guessed.set(guessed.get() || is_guess(violation));
+        let url = url::Url::options()
+            .syntax_violation_callback(Some(&note))
+            .parse(text)
+            .map_err(|err| invalid(&format!("is not a URL: {err}")))?;
+        if guessed.get() {
+            return Err(invalid(
+                "must be written plainly: `//` after the scheme, no backslashes, \
+                 spaces, tabs or unencoded `@`",
+            ));
+        }
+        if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+            return Err(invalid("must be an http:// or https:// URL with a host"));
+        }
+        let url = String::from(url);
+        if text.len().max(url.len()) > 2048 {
+            return Err(invalid("must be at most 2048 bytes"));
+        }
+        Ok(Self(url))
+    }
+
+    /// A URL as a store kept it. One stored under older, looser rules is
+    /// kept as it was, so its subscription still lists and can be deleted;
+    /// delivery reads it again and fails what does not parse.
+    pub fn from_store(text: &str) -> Self {
+        Self::parse(text).unwrap_or_else(|_| Self(text.to_owned()))
+    }
+
+    /// Refuses, at creation, a URL whose host is an address that is not
+    /// public, or `localhost`, unless `allow` lets it through (delivery
+    /// would refuse it; other names are checked at delivery, once resolved).
+    pub fn check_destination(&self, allow: &AllowList) -> Result<(), ValidationError> {
+        let permitted = match url::Url::parse(&self.0) {
+            Ok(url) => url.host().is_some_and(|host| allow.permits_host(&host)),
+            Err(_) => false,
+        };
+        if permitted {
+            Ok(())
         } else {
-            Err(invalid())
+            Err(ValidationError::new(
+                "url",
+                "must not name a loopback, private, link-local or other non-public address",
+            ))
         }
     }
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// The URL without its credentials (`https://user:secret@host/` is
+    /// `https://host/`): what logs and error messages may show.
+    pub fn redacted(&self) -> Cow<'_, str> {
+        let text = self.0.as_str();
+        let Some(start) = text.find("://").map(|at| at + 3) else {
+            return text.into();
+        };
+        let end = text[start..]
+            .find(['/', '?', '#', '\\'])
+            .map_or(text.len(), |at| start + at);
+        match text[start..end].rfind('@') {
+            Some(at) => format!("{}{}", &text[..start], &text[start + at + 1..]).into(),
+            None => text.into(),
+        }
     }
 }
 
@@ -176,9 +249,93 @@ mod tests {
             "https://:80/",
             "https://a b",
             "example.com",
+            "http:/example.com/",
+            "http:\\\\example.com\\",
+            "http://a@b@example.com/",
+            " http://example.com/",
+            "http://exa\tmple.com/",
+            "mailto:x@example.com",
         ] {
             assert!(WebhookUrl::parse(bad).is_err(), "{bad}");
         }
+        let long = format!("https://example.com/{}", "a".repeat(2048));
+        assert!(WebhookUrl::parse(&long).is_err());
+    }
+
+    #[test]
+    fn what_is_not_a_url_is_refused() {
+        for bad in ["http://[/", "http://[1:2]/", "http://x:[1]/", "http://x]/"] {
+            let err = WebhookUrl::parse(bad).unwrap_err();
+            assert_eq!(err.field, "url", "{bad}");
+        }
+    }
+
+    #[test]
+    fn urls_are_kept_normalised() {
+        for (given, kept) in [
+            (
+                "HTTPS://Hooks.Example.COM:443/a/../b",
+                "https://hooks.example.com/b",
+            ),
+            ("http://example.com", "http://example.com/"),
+            ("http://2130706433:8080/x", "http://127.0.0.1:8080/x"),
+            ("http://0x7f.1/", "http://127.0.0.1/"),
+            ("http://[0:0::1]/", "http://[::1]/"),
+            (
+                "https://bücher.example/ä",
+                "https://xn--bcher-kva.example/%C3%A4",
+            ),
+        ] {
+            assert_eq!(WebhookUrl::parse(given).unwrap().as_str(), kept);
+        }
+    }
+
+    #[test]
+    fn literal_addresses_and_localhost_must_be_public_or_allowed() {
+        let none = AllowList::default();
+        for url in [
+            "http://127.0.0.1/",
+            "http://2130706433/",
+            "http://0x7f.1/",
+            "http://127.1/",
+            "http://0.0.0.0/",
+            "http://0/",
+            "http://[::1]/",
+            "http://[::ffff:127.0.0.1]/",
+            "http://localhost:8080/",
+            "http://LocalHost./",
+            "http://169.254.169.254/latest/meta-data/",
+            "http://10.0.0.1/",
+            "http://[fe80::1]/",
+            "http://[fd00::1]/",
+        ] {
+            let parsed = WebhookUrl::parse(url).unwrap();
+            assert!(parsed.check_destination(&none).is_err(), "{url}");
+        }
+        for url in [
+            "https://hooks.example.com/",
+            "http://8.8.8.8/",
+            "http://internal.corp/",
+        ] {
+            let parsed = WebhookUrl::parse(url).unwrap();
+            assert!(parsed.check_destination(&none).is_ok(), "{url}");
+        }
+        let allow = AllowList::parse("127.0.0.1,10.0.0.0/8").unwrap();
+        for url in ["http://127.1/", "http://10.1.2.3/", "http://localhost/"] {
+            let parsed = WebhookUrl::parse(url).unwrap();
+            assert!(parsed.check_destination(&allow).is_ok(), "{url}");
+        }
+    }
+
+    #[test]
+    fn redacted_urls_lose_their_credentials() {
+        let url = WebhookUrl::parse("https://user:p%40ss@hooks.example.com/x?a=b@c").unwrap();
+        assert_eq!(url.redacted(), "https://hooks.example.com/x?a=b@c");
+        let plain = WebhookUrl::parse("https://hooks.example.com/x").unwrap();
+        assert_eq!(plain.redacted(), "https://hooks.example.com/x");
+        let legacy = WebhookUrl::from_store("http://u:secret@[/");
+        assert_eq!(legacy.as_str(), "http://u:secret@[/");
+        assert_eq!(legacy.redacted(), "http://[/");
     }
 
     #[test]

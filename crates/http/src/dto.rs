@@ -494,12 +494,18 @@ impl From<&stampede_app::detail::OrderDetail> for OrderDetailBody {
 /// `POST /api/v1/webhooks`
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct NewSubscriptionBody {
-    /// `http://` or `https://`, then a host: printable ASCII whose first
-    /// character is not `/`, `?`, `#` or `:` (as `WebhookUrl::parse` checks).
+    /// An absolute `http` or `https` URL with a host, read by the WHATWG URL
+    /// rules and kept normalised (`WebhookUrl::parse`): exactly `//` after
+    /// the scheme, no backslash, tab, newline, unencoded `@` in credentials,
+    /// or leading or trailing space. Its host must be a public address:
+    /// loopback, private, link-local and other special addresses — in any
+    /// notation, and `localhost` — are `422` unless the operator allows them
+    /// (`--webhook-allow-hosts`); a name is checked when it is resolved, at
+    /// delivery. The pattern is what can be told from the text alone.
     #[schema(
         example = "https://hooks.example.com/stampede",
         max_length = 2048,
-        pattern = r#"^https?://[!"$-.0-9;->@-~][!-~]*$"#
+        pattern = r"^[Hh][Tt][Tt][Pp][Ss]?://[^\x00-\x20/\\?#]([^\t\n\r]*[^\x00-\x20])?$"
     )]
     pub url: String,
     /// Event types, or `["*"]` for all of them.
@@ -543,6 +549,8 @@ pub enum EventTypeName {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SubscriptionBody {
     pub id: String,
+    /// The URL as given, normalised (`HTTPS://Example.COM:443/a/../b` is
+    /// `https://example.com/b`).
     pub url: String,
     pub event_types: Vec<String>,
     pub created_at: String,
@@ -574,6 +582,10 @@ pub struct DeliveryBody {
     pub status: &'static str,
     pub attempts: u32,
     pub next_attempt_at: String,
+    /// Why the last attempt failed: `answered <status>`, no answer in time,
+    /// `connection failed`, or `destination refused: not a public address`
+    /// (nothing was sent: the URL's host is, or resolved to, an address
+    /// subscribers may not be at).
     pub last_error: Option<String>,
     pub last_status: Option<u16>,
     pub created_at: String,

@@ -11,15 +11,20 @@ pub fn install_tls_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-/// A client for outbound calls: no redirects (a webhook URL that redirects is
-/// a misconfiguration, and following it could leak a signed body), a connect
-/// timeout, and a user agent that says who calls.
+/// A client for outbound calls to addresses the operator configured (see
+/// [`GuardedClient`](crate::GuardedClient) for those a client supplies).
 pub fn client(user_agent: &str) -> reqwest::Result<reqwest::Client> {
+    builder(user_agent).build()
+}
+
+/// No redirects (a webhook URL that redirects is a misconfiguration, and
+/// following it could leak a signed body or lead past the address checks), a
+/// connect timeout, and a user agent that says who calls.
+pub(crate) fn builder(user_agent: &str) -> reqwest::ClientBuilder {
     install_tls_provider();
     reqwest::Client::builder()
         .user_agent(user_agent)
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(Duration::from_secs(5))
         .pool_idle_timeout(Duration::from_secs(30))
-        .build()
 }

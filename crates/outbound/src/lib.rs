@@ -4,13 +4,18 @@
 //!   drills — latency, declines and errors as settings; it confirms each
 //!   charge later by calling Stampede's signed payment webhook, like a real
 //!   provider.
-//! - [`HttpWebhookSender`]: POSTs webhook notifications.
+//! - [`HttpWebhookSender`]: POSTs webhook notifications, through the
+//!   [`GuardedClient`].
+//! - [`GuardedClient`]: the client for URLs an API client supplies; it
+//!   reaches only public addresses, or those the operator allows.
 //! - [`client`]: the shared HTTP client setup (TLS by rustls on ring).
 
 mod client;
+mod guard;
 mod payment_sim;
 mod webhook_sender;
 
 pub use client::{client, install_tls_provider};
+pub use guard::{GuardedClient, Refused};
 pub use payment_sim::{SimulatedProvider, SimulatedSettings};
 pub use webhook_sender::HttpWebhookSender;

@@ -1,18 +1,27 @@
-//! Webhook notifications over HTTP(S).
+//! Webhook notifications over HTTP(S), through the [`GuardedClient`]: a
+//! subscriber's URL is an API client's choice.
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 use stampede_app::ports::{SendError, WebhookSender};
+use stampede_domain::net::AllowList;
+
+use crate::guard::{GuardedClient, Refused};
 
 pub struct HttpWebhookSender {
-    client: reqwest::Client,
+    client: GuardedClient,
 }
 
 impl HttpWebhookSender {
-    pub fn new() -> reqwest::Result<Self> {
+    /// `allow`: the hosts and ranges subscribers may be at though they are
+    /// not public (`webhook_allow_hosts`).
+    pub fn new(allow: AllowList) -> reqwest::Result<Self> {
         Ok(Self {
-            client: crate::client(concat!("stampede-webhooks/", env!("CARGO_PKG_VERSION")))?,
+            client: GuardedClient::new(
+                concat!("stampede-webhooks/", env!("CARGO_PKG_VERSION")),
+                allow,
+            )?,
         })
     }
 }
@@ -26,17 +35,22 @@ impl WebhookSender for HttpWebhookSender {
         body: Vec<u8>,
         timeout: Duration,
     ) -> Result<u16, SendError> {
-        let mut request = self.client.post(url).timeout(timeout).body(body);
+        let refused = |refused: Refused| SendError(refused.to_string());
+        let mut request = self.client.post(url).map_err(refused)?;
+        request = request.timeout(timeout).body(body);
         for (name, value) in headers {
             request = request.header(*name, value);
         }
+        // The errors leave the URL out: it may carry credentials.
         let response = request.send().await.map_err(|err| {
-            SendError(if err.is_timeout() {
+            SendError(if let Some(refusal) = Refused::behind(&err) {
+                refusal.to_string()
+            } else if err.is_timeout() {
                 format!("no answer within {} ms", timeout.as_millis())
             } else if err.is_connect() {
                 "connection failed".to_owned()
             } else {
-                format!("request failed: {err}")
+                format!("request failed: {}", err.without_url())
             })
         })?;
         Ok(response.status().as_u16())

@@ -142,7 +142,7 @@ pub(crate) fn subscription(row: &Row, first: usize) -> Result<Subscription, Stor
             "webhook_subscriptions.id",
             SubscriptionId::parse,
         )?,
-        url: WebhookUrl::parse(url).map_err(|_| corrupt("webhook_subscriptions.url", url))?,
+        url: WebhookUrl::from_store(url),
         events,
         secret: SigningSecret::parse(secret).map_err(|_| {
             StoreError::corrupt("webhook_subscriptions.secret is not a valid secret")

@@ -3,11 +3,16 @@
 //! per matching subscription (idempotent per subscription and event), and the
 //! delivery worker POSTs them signed, retrying with backoff and full jitter
 //! behind a circuit breaker per endpoint, until delivered or dead-lettered.
+//! A subscriber's URL is an API client's choice: it must name a public
+//! address unless `allow_hosts` lets it through (domain `net`); the sender
+//! checks the addresses it connects to, and [`WebhookService::subscribe`]
+//! refuses the URLs it can tell already (IP literals, `localhost`).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use stampede_domain::ids::{DeliveryId, SubscriptionId};
+use stampede_domain::net::AllowList;
 use stampede_domain::webhook::{
     Delivery, DeliveryStatus, EventFilter, SigningSecret, Subscription, WebhookUrl,
 };
@@ -20,7 +25,7 @@ use crate::paging;
 use crate::ports::{Clock, WebhookStore};
 
 /// How deliveries are attempted (the `webhook_*` settings: the timeout, the
-/// attempts and the backoff's first delay).
+/// attempts, the backoff's first delay and the allow-list).
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct WebhookSettings {
@@ -33,6 +38,9 @@ pub struct WebhookSettings {
     /// The schedule between attempts (full jitter, capped).
     #[serde(rename = "backoff_ms", with = "backoff_base")]
     pub backoff: RetryPolicy,
+    /// Hosts and ranges subscribers may be at though they are not public
+    /// (internal subscribers, tests); the sender and `subscribe` apply it.
+    pub allow_hosts: AllowList,
     /// The breaker each endpoint gets.
     #[serde(skip)]
     pub breaker: BreakerConfig,
@@ -74,6 +82,7 @@ impl Default for WebhookSettings {
                 base: Duration::from_secs(1),
                 cap: Duration::from_secs(600),
             },
+            allow_hosts: AllowList::default(),
             breaker: BreakerConfig {
                 minimum_calls: 5,
                 wait_in_open: Duration::from_secs(30),
@@ -99,21 +108,31 @@ pub struct WebhookService {
     pub(crate) clock: Arc<dyn Clock>,
     /// Wakes the delivery worker when deliveries were scheduled.
     pub(crate) wake: Arc<Notify>,
+    /// What subscribers may be at beyond public addresses.
+    allow_hosts: AllowList,
 }
 
 impl WebhookService {
-    pub fn new(store: Arc<dyn WebhookStore>, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(
+        store: Arc<dyn WebhookStore>,
+        clock: Arc<dyn Clock>,
+        allow_hosts: AllowList,
+    ) -> Self {
         Self {
             store,
             clock,
             wake: Arc::new(Notify::new()),
+            allow_hosts,
         }
     }
 
     /// Validates and stores a subscription; the secret (given or generated)
-    /// is in the result, the only time it is shown.
+    /// is in the result, the only time it is shown. A URL whose host is an
+    /// address that is not public, or `localhost`, is refused here, unless
+    /// allowed; a name is checked at each delivery, once resolved.
     pub async fn subscribe(&self, new: NewSubscription) -> Result<Subscription, AppError> {
         let url = WebhookUrl::parse(&new.url)?;
+        url.check_destination(&self.allow_hosts)?;
         let events = EventFilter::parse(&new.event_types)?;
         let secret = match new.secret {
             Some(secret) => SigningSecret::parse(&secret)?,

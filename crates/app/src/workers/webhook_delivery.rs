@@ -198,7 +198,7 @@ impl DeliveryWorker {
                 status: status.unwrap_or(200),
             }
         } else if attempts >= self.settings.max_attempts {
-            tracing::warn!(delivery_id = %due.delivery.id, url = due.subscription.url.as_str(), error, "webhook delivery dead after its last attempt");
+            tracing::warn!(delivery_id = %due.delivery.id, url = %due.subscription.url.redacted(), error, "webhook delivery dead after its last attempt");
             AttemptResult::Dead { error, status }
         } else {
             let retry_at = clock
@@ -251,5 +251,178 @@ impl Worker for Arc<DeliveryWorker> {
 
     fn backoff(&self, _failures: u32) -> Duration {
         self.settings.poll * 4
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use stampede_domain::ids::{DeliveryId, EventId};
+    use stampede_domain::net::AllowList;
+    use stampede_domain::time::Timestamp;
+    use stampede_domain::webhook::{
+        Delivery, DeliveryStatus, EventFilter, SigningSecret, Subscription, WebhookUrl,
+    };
+
+    use super::*;
+    use crate::ports::{SendError, StoreError, StoredEvent, SystemClock, WebhookStore};
+
+    /// A store that only records attempts.
+    #[derive(Default)]
+    struct Attempts(Mutex<Vec<AttemptResult>>);
+
+    #[async_trait]
+    impl WebhookStore for Attempts {
+        async fn insert_subscription(&self, _: &Subscription) -> Result<(), StoreError> {
+            Ok(())
+        }
+        async fn subscription(
+            &self,
+            _: SubscriptionId,
+        ) -> Result<Option<Subscription>, StoreError> {
+            Ok(None)
+        }
+        async fn subscriptions(&self) -> Result<Vec<Subscription>, StoreError> {
+            Ok(Vec::new())
+        }
+        async fn delete_subscription(&self, _: SubscriptionId) -> Result<bool, StoreError> {
+            Ok(false)
+        }
+        async fn enqueue_deliveries(
+            &self,
+            _: &StoredEvent,
+            _: &[SubscriptionId],
+            _: Timestamp,
+        ) -> Result<(), StoreError> {
+            Ok(())
+        }
+        async fn claim_due_deliveries(
+            &self,
+            _: Timestamp,
+            _: u32,
+            _: Timestamp,
+        ) -> Result<Vec<DueDelivery>, StoreError> {
+            Ok(Vec::new())
+        }
+        async fn record_attempt(
+            &self,
+            _: DeliveryId,
+            result: &AttemptResult,
+            _: Timestamp,
+        ) -> Result<(), StoreError> {
+            self.0.lock().unwrap().push(result.clone());
+            Ok(())
+        }
+        async fn deliveries(
+            &self,
+            _: SubscriptionId,
+            _: Option<DeliveryStatus>,
+            _: Option<DeliveryId>,
+            _: u32,
+        ) -> Result<Vec<Delivery>, StoreError> {
+            Ok(Vec::new())
+        }
+    }
+
+    /// A subscriber that always answers 503.
+    struct Unavailable;
+
+    #[async_trait]
+    impl WebhookSender for Unavailable {
+        async fn post(
+            &self,
+            _: &str,
+            _: &[(&'static str, String)],
+            _: Vec<u8>,
+            _: Duration,
+        ) -> Result<u16, SendError> {
+            Ok(503)
+        }
+    }
+
+    /// Log lines, captured.
+    #[derive(Clone, Default)]
+    struct Lines(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Lines {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn due(url: &str) -> DueDelivery {
+        let now = Timestamp::now();
+        let subscription = Subscription {
+            id: SubscriptionId::generate(),
+            url: WebhookUrl::parse(url).unwrap(),
+            events: EventFilter::parse(&["*".into()]).unwrap(),
+            secret: SigningSecret::parse("a-long-enough-secret").unwrap(),
+            created_at: now,
+        };
+        let event = StoredEvent {
+            seq: 1,
+            id: EventId::generate(),
+            event_type: "sale.created".into(),
+            aggregate_id: "sale".into(),
+            payload: json!({}),
+            created_at: now,
+        };
+        let delivery = Delivery {
+            id: DeliveryId::generate(),
+            subscription_id: subscription.id,
+            event_id: event.id,
+            event_type: event.event_type.clone(),
+            status: DeliveryStatus::Pending,
+            attempts: 0,
+            next_attempt_at: now,
+            last_error: None,
+            last_status: None,
+            created_at: now,
+            updated_at: now,
+        };
+        DueDelivery::checked(delivery, subscription, Some(event)).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_dead_letter_is_logged_without_the_urls_credentials() {
+        let store = Arc::new(Attempts::default());
+        let service = Arc::new(WebhookService::new(
+            store.clone(),
+            Arc::new(SystemClock),
+            AllowList::default(),
+        ));
+        let settings = WebhookSettings {
+            max_attempts: 1,
+            ..WebhookSettings::default()
+        };
+        let worker = DeliveryWorker::new(service, Arc::new(Unavailable), settings);
+        let lines = Lines::default();
+        let writer = lines.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        let _logging = tracing::subscriber::set_default(subscriber);
+
+        let url = "https://hook-user:hunter2@hooks.example.com/stampede";
+        worker.attempt(due(url)).await.unwrap();
+
+        assert!(matches!(
+            store.0.lock().unwrap()[..],
+            [AttemptResult::Dead { .. }]
+        ));
+        let logged = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+        assert!(logged.contains("webhook delivery dead"), "{logged}");
+        assert!(
+            logged.contains("https://hooks.example.com/stampede"),
+            "{logged}"
+        );
+        assert!(!logged.contains("hunter2"), "{logged}");
+        assert!(!logged.contains("hook-user"), "{logged}");
     }
 }

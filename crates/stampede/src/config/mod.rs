@@ -891,6 +891,37 @@ backend = "shared"
     }
 
     #[test]
+    fn webhook_allow_hosts_come_from_every_source_and_are_checked() {
+        assert!(
+            load(None, &[], &[])
+                .unwrap()
+                .app
+                .webhooks
+                .allow_hosts
+                .is_empty()
+        );
+        let env = [("STAMPEDE_WEBHOOK_ALLOW_HOSTS", "127.0.0.1, hooks.internal")];
+        let allow = load(None, &env, &[]).unwrap().app.webhooks.allow_hosts;
+        assert_eq!(allow.to_string(), "hooks.internal,127.0.0.1/32");
+        let file = "webhook_allow_hosts = \"10.0.0.0/8\"\n";
+        let allow = load(Some(file), &[], &[]).unwrap().app.webhooks.allow_hosts;
+        assert_eq!(allow.to_string(), "10.0.0.0/8");
+        let flags = [("webhook-allow-hosts", "::1")];
+        let allow = load(Some(file), &env, &flags)
+            .unwrap()
+            .app
+            .webhooks
+            .allow_hosts;
+        assert_eq!(allow.to_string(), "::1/128");
+        let message = error(load(None, &[], &[("webhook-allow-hosts", "10.0.0.0/40")]));
+        assert!(message.contains("--webhook-allow-hosts"), "{message}");
+        assert!(
+            message.contains("`10.0.0.0/40` is not a host name"),
+            "{message}"
+        );
+    }
+
+    #[test]
     fn the_pool_is_checked_only_with_a_database() {
         assert!(load(None, &[], &[("db-pool-size", "0")]).is_ok());
         let url = ("database-url", "postgres://localhost/test");

@@ -134,6 +134,7 @@ payment_sim.confirm_delay_ms     | 0..600000       | Simulated provider: delay b
 webhook.max_attempts             | 1..100          | Attempts to deliver a webhook before it is dead-lettered
 webhook.timeout_ms               | 10..60000       | Longest wait for a webhook endpoint's answer
 webhook.backoff_ms               | 1..3600000      | First delay between webhook attempts; it doubles (full jitter) up to 10 minutes
+webhook.allow_hosts              | -               | Hosts and CIDRs, comma-separated, webhook URLs may reach though not public (loopback, private, link-local…)
 expiry_interval_ms               | 10..60000       | How often unpaid orders past their payment window are expired
 cache.ttl_ms                     | 1..86400000     | How long product and sale reads stay cached (±10% jitter)
 cache.negative_ttl_ms            | 1..86400000     | How long an unknown product or sale id is remembered as unknown

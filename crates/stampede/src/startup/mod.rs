@@ -87,7 +87,8 @@ impl Server {
             background.spawner(),
         )
         .context("building the payment provider's HTTP client")?;
-        let sender = HttpWebhookSender::new().context("building the webhook HTTP client")?;
+        let sender = HttpWebhookSender::new(settings.app.webhooks.allow_hosts.clone())
+            .context("building the webhook HTTP client")?;
         let ledger = open_ledger(&settings, clock.as_ref(), &mut probes).await?;
         let (bus, jobs, relay) = open_bus(&settings, store.clone(), &mut probes).await?;
         let mut app_settings = settings.app.clone();

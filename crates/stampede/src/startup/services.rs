@@ -107,7 +107,11 @@ pub(crate) async fn start_app(
         clock.clone(),
         settings.payments.clone(),
     ));
-    let webhooks = Arc::new(WebhookService::new(store.clone(), clock.clone()));
+    let webhooks = Arc::new(WebhookService::new(
+        store.clone(),
+        clock.clone(),
+        settings.webhooks.allow_hosts.clone(),
+    ));
     let ledger_for_workers = ledger.clone();
     let expiry = Arc::new(ExpirySweeper::new(
         store.clone(),

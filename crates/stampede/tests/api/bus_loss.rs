@@ -8,8 +8,8 @@ use std::collections::HashSet;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, admin, customer, eventually, spawn_app};
-use crate::receiver::Receiver;
+use crate::helpers::{TestApp, admin, customer, eventually, spawn_app_with};
+use crate::receiver::{Receiver, allow_receivers};
 
 const ORDERS: usize = 30;
 
@@ -33,7 +33,7 @@ async fn buy(app: &TestApp, sale: &str, buyer: usize) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deleted_stream_is_rebuilt_and_every_order_gets_its_webhook_and_its_expiry() {
-    let app = spawn_app().await;
+    let app = spawn_app_with(allow_receivers).await;
     let Some(nats) = &app.nats else {
         return; // The bus is the outbox table here: nothing to lose.
     };

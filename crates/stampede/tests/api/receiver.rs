@@ -1,5 +1,7 @@
 //! A real HTTP endpoint for webhook tests: records what it receives and
-//! answers with the status a script chooses for each hit.
+//! answers with the status a script chooses for each hit. It listens on
+//! 127.0.0.1, which webhooks may reach only when allowed: a test server that
+//! delivers to it is started with [`allow_receivers`].
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -10,6 +12,8 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use serde_json::Value;
+use stampede::config::Config;
+use stampede_domain::net::AllowList;
 
 /// One request the receiver got.
 #[derive(Debug, Clone)]
@@ -26,6 +30,11 @@ impl Hit {
     pub fn header(&self, name: &str) -> String {
         self.headers[name].to_str().unwrap().to_owned()
     }
+}
+
+/// Lets the server's webhooks reach receivers (`webhook_allow_hosts`).
+pub fn allow_receivers(config: &mut Config) {
+    config.webhook.allow_hosts = AllowList::parse("127.0.0.1").unwrap();
 }
 
 type Script = Arc<dyn Fn(usize) -> u16 + Send + Sync>;

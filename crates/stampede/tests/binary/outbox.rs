@@ -16,6 +16,9 @@ use serde_json::Value;
 
 use crate::harness::{Api, Binary, DataDir, crowd, eventually, wait_for};
 
+/// The receiver listens on 127.0.0.1, which webhooks reach only when allowed.
+const ALLOW_RECEIVER: &[(&str, &str)] = &[("STAMPEDE_WEBHOOK_ALLOW_HOSTS", "127.0.0.1")];
+
 /// Event ids received, with how often each came.
 type Seen = Arc<Mutex<HashMap<String, (usize, Value)>>>;
 
@@ -40,7 +43,7 @@ async fn receiver() -> (String, Seen) {
 async fn events_committed_before_a_crash_are_delivered_after_it_once_each() {
     let (url, seen) = receiver().await;
     let dir = DataDir::new();
-    let binary = Binary::start(&dir);
+    let binary = Binary::start_with(&dir, ALLOW_RECEIVER);
     let api = Arc::new(Api::new(&binary));
     let subscription = api.subscribe(&url, &["order.created"]).await;
     let sale = api.create_sale(10_000, 1).await;
@@ -60,7 +63,7 @@ async fn events_committed_before_a_crash_are_delivered_after_it_once_each() {
         .collect();
     let delivered_before = seen.lock().unwrap().len();
 
-    let binary = Binary::start(&dir);
+    let binary = Binary::start_with(&dir, ALLOW_RECEIVER);
     let api = Api::new(&binary);
     let sold = api.stats(&sale).await["sold"].as_u64().unwrap() as usize;
     assert!(sold >= accepted.len());
