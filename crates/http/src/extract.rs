@@ -50,6 +50,8 @@ impl FromRequestParts<AppState> for Authenticated {
         let claims = app.jwt.verify(token, app.clock.now()).map_err(|err| {
             unauthorized(match err {
                 JwtError::Expired => "the token has expired",
+                JwtError::NotYetValid => "the token is not valid yet (nbf)",
+                JwtError::TooLong => "the token's exp is further ahead than the server allows",
                 JwtError::Signature => "the token's signature does not verify",
                 JwtError::Algorithm => "the token must be signed with HS256",
                 JwtError::Malformed | JwtError::Claims => "the token is malformed",

@@ -36,7 +36,7 @@ use figment::providers::Serialized;
 use figment::value::Value;
 use serde::{Deserialize, Serialize, Serializer};
 use stampede_app::AppSettings;
-use stampede_app::auth::PasswordSettings;
+use stampede_app::auth::{JwtKey, PasswordSettings};
 use stampede_app::cache::CacheSettings;
 use stampede_app::ledger::KeyMemorySettings;
 use stampede_app::payments::PaymentSettings;
@@ -117,6 +117,8 @@ pub struct Config {
     pub role: Role,
     /// `None`: generated and kept in the data directory.
     pub jwt_secret: Option<Secret>,
+    /// Tokens whose `exp` is further ahead are refused.
+    pub jwt_max_ttl_secs: u32,
     /// PostgreSQL (cluster mode); `None`: SQLite in the data directory.
     pub database_url: Option<String>,
     /// The PostgreSQL pool, used with `database_url`.
@@ -162,6 +164,7 @@ impl Default for Config {
             data_dir: PathBuf::from("./stampede-data"),
             role: Role::All,
             jwt_secret: None,
+            jwt_max_ttl_secs: JwtKey::DEFAULT_MAX_TTL_SECS,
             database_url: None,
             db: PgSettings::default(),
             redis_url: None,
@@ -304,6 +307,8 @@ pub struct Settings {
     pub data_dir: PathBuf,
     pub role: Role,
     pub jwt_secret: Option<Secret>,
+    /// Tokens whose `exp` is further ahead are refused.
+    pub jwt_max_ttl_secs: u32,
     pub namespace: String,
     pub log: LogSettings,
     pub http: HttpSettings,
@@ -352,6 +357,7 @@ impl Settings {
             data_dir,
             role,
             jwt_secret,
+            jwt_max_ttl_secs,
             database_url,
             db,
             redis_url,
@@ -452,6 +458,15 @@ impl Settings {
                 );
             }
         }
+        if session_ttl_secs > jwt_max_ttl_secs {
+            return Err(Invalid::new(
+                "session_ttl_secs",
+                format!(
+                    "session tokens living {session_ttl_secs} s would be refused: \
+                     the most is jwt_max_ttl_secs ({jwt_max_ttl_secs})"
+                ),
+            ));
+        }
         let namespace_ok = !namespace.is_empty()
             && namespace.len() <= 64
             && namespace
@@ -502,6 +517,7 @@ impl Settings {
             data_dir,
             role,
             jwt_secret,
+            jwt_max_ttl_secs,
             namespace,
             log: LogSettings {
                 filter: log,
@@ -710,6 +726,20 @@ mod tests {
         // A section path is not a name.
         let message = error(load(Some("[commit]\nworkers = 1\n"), &[], &[]));
         assert!(message.contains("unknown setting `commit`"), "{message}");
+    }
+
+    #[test]
+    fn session_tokens_must_live_within_the_token_lifetime_cap() {
+        let settings = load(None, &[], &[]).unwrap();
+        assert_eq!(settings.jwt_max_ttl_secs, 604_800);
+        let env = [("STAMPEDE_JWT_MAX_TTL_SECS", "7200")];
+        let settings = load(None, &env, &[("session-ttl-secs", "7200")]).unwrap();
+        assert_eq!(settings.jwt_max_ttl_secs, 7200);
+        let message = error(load(None, &env, &[("session-ttl-secs", "7201")]));
+        assert!(message.contains("--session-ttl-secs"), "{message}");
+        assert!(message.contains("jwt_max_ttl_secs"), "{message}");
+        let message = error(load(None, &[], &[("jwt-max-ttl-secs", "0")]));
+        assert!(message.contains("STAMPEDE_JWT_MAX_TTL_SECS"), "{message}");
     }
 
     #[test]

@@ -96,6 +96,7 @@ listen                           | -               | Address to listen on
 data_dir                         | -               | Directory of the SQLite database and the generated secrets; one process per directory
 role                             | -               | What this node does: `all`, or in cluster mode `api` (the API) or `worker` (the background workers)
 jwt_secret                       | -               | HS256 secret for tokens; without one, a secret is generated and kept in the data directory
+jwt_max_ttl_secs                 | 60..31536000    | Longest token lifetime: tokens whose `exp` is further ahead are refused
 database_url                     | -               | PostgreSQL URL: the store of record in PostgreSQL instead of SQLite (cluster mode)
 db.pool_size                     | 1..1024         | PostgreSQL connections per node
 db.statement_timeout_ms          | 100..600000     | PostgreSQL aborts statements running longer

@@ -100,7 +100,8 @@ impl Server {
             provider: Arc::new(provider),
             sender: Arc::new(sender),
             clock,
-            jwt: JwtKey::new(jwt_secret.expose().as_bytes()),
+            jwt: JwtKey::new(jwt_secret.expose().as_bytes())
+                .with_max_ttl(settings.jwt_max_ttl_secs),
             probes,
             shared_cache: open_shared_cache(&settings)?,
         };
