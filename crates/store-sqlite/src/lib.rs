@@ -4,7 +4,8 @@
 //! A tour of the modules, in the order a write travels:
 //!
 //! - [`SqliteStore::open`] takes an exclusive lock on `<db>.lock` (`lock.rs`),
-//!   opens the write connection (`connection.rs`), brings the schema up to date
+//!   makes the database's files the owner's only (`files.rs`), opens the
+//!   write connection (`connection.rs`), brings the schema up to date
 //!   (`migrations.rs`, SQL in `migrations/`), opens the read-only connections
 //!   (`readers.rs`) and starts the writer thread (`writer.rs`).
 //! - Every write is a command to the writer thread, which group-commits: all
@@ -28,6 +29,7 @@
 mod catalog;
 mod connection;
 mod error;
+mod files;
 mod lock;
 mod migrations;
 mod orders;
@@ -100,6 +102,7 @@ impl SqliteStore {
     /// by a newer build; with `Corrupt` if it is not a usable database.
     pub fn open(path: &Path, settings: SqliteSettings) -> Result<Self, StoreError> {
         let lock = lock::acquire(path)?;
+        files::make_private(path)?;
         let mut conn = connection::open_writer(path, settings.synchronous)?;
         let found = migrations::apply(&mut conn)?;
         let readers = Readers::open(path.to_path_buf(), settings.readers)?;

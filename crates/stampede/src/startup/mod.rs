@@ -50,8 +50,7 @@ impl Server {
             tracing::warn!("{warning}");
         }
         let data_dir = settings.data_dir.clone();
-        std::fs::create_dir_all(&data_dir)
-            .with_context(|| format!("creating data directory {}", data_dir.display()))?;
+        secret::prepare_data_dir(&data_dir)?;
 
         let jwt_secret = match &settings.jwt_secret {
             Some(secret) => secret.clone(),
