@@ -561,13 +561,17 @@ pub struct SubscriptionBody {
 }
 
 impl SubscriptionBody {
-    pub fn of(s: &stampede_domain::webhook::Subscription, with_secret: bool) -> Self {
+    /// `secret`: the clear secret, given only in the answer to a creation.
+    pub fn of(
+        s: &stampede_domain::webhook::Subscription,
+        secret: Option<&stampede_domain::webhook::SigningSecret>,
+    ) -> Self {
         Self {
             id: s.id.to_string(),
             url: s.url.as_str().to_owned(),
             event_types: s.events.types().to_vec(),
             created_at: s.created_at.to_rfc3339(),
-            secret: with_secret.then(|| s.secret.expose().to_owned()),
+            secret: secret.map(|secret| secret.expose().to_owned()),
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Secrets a fresh install needs without configuration: the JWT secret
-//! (`jwt-secret`) and the payment webhook secret (`payment-webhook-secret`).
+//! (`jwt-secret`), the payment webhook secret (`payment-webhook-secret`) and
+//! the key sealing webhook signing secrets (`webhook-secret-key`).
 //! Each comes from its setting if set, else from the data directory — created
 //! with 32 random bytes on first start, readable by the owner only — so
 //! `stampede token --data-dir` signs tokens the server accepts.
@@ -17,6 +18,8 @@ use crate::config::Secret;
 pub const JWT: &str = "jwt-secret";
 /// The payment webhook secret's file.
 pub const PAYMENT_WEBHOOK: &str = "payment-webhook-secret";
+/// The file of the key that seals webhook signing secrets.
+pub const WEBHOOK_KEY: &str = "webhook-secret-key";
 
 pub fn path_in(data_dir: &Path, name: &str) -> PathBuf {
     data_dir.join(name)

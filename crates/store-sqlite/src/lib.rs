@@ -60,7 +60,7 @@ use stampede_domain::ids::{
 use stampede_domain::order::Order;
 use stampede_domain::payment::{Payment, PaymentResult};
 use stampede_domain::time::Timestamp;
-use stampede_domain::webhook::{Delivery, DeliveryStatus, Subscription};
+use stampede_domain::webhook::{Delivery, DeliveryStatus, StoredSecret, Subscription};
 
 pub use settings::{SqliteSettings, Synchronous};
 
@@ -402,6 +402,20 @@ impl WebhookStore for SqliteStore {
     async fn subscriptions(&self) -> Result<Vec<Subscription>, StoreError> {
         self.readers
             .run("listing webhook subscriptions", webhooks::subscriptions)
+            .await
+    }
+
+    async fn replace_subscription_secret(
+        &self,
+        id: SubscriptionId,
+        old: &StoredSecret,
+        new: &StoredSecret,
+    ) -> Result<bool, StoreError> {
+        let (old, new) = (old.clone(), new.clone());
+        self.writer
+            .run("replacing a webhook secret", move |conn| {
+                webhooks::replace_secret(conn, id, &old, &new)
+            })
             .await
     }
 

@@ -3,6 +3,9 @@
 //! per matching subscription (idempotent per subscription and event), and the
 //! delivery worker POSTs them signed, retrying with backoff and full jitter
 //! behind a circuit breaker per endpoint, until delivered or dead-lettered.
+//! Signing secrets are sealed before the store sees them ([`sealing`]).
+
+mod sealing;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,6 +14,8 @@ use stampede_domain::ids::{DeliveryId, SubscriptionId};
 use stampede_domain::webhook::{
     Delivery, DeliveryStatus, EventFilter, SigningSecret, Subscription, WebhookUrl,
 };
+
+pub use sealing::SecretSealer;
 use stampede_flow::breaker::BreakerConfig;
 use stampede_flow::retry::RetryPolicy;
 use tokio::sync::Notify;
@@ -97,37 +102,76 @@ pub struct NewSubscription {
 pub struct WebhookService {
     pub(crate) store: Arc<dyn WebhookStore>,
     pub(crate) clock: Arc<dyn Clock>,
+    sealer: SecretSealer,
     /// Wakes the delivery worker when deliveries were scheduled.
     pub(crate) wake: Arc<Notify>,
 }
 
 impl WebhookService {
-    pub fn new(store: Arc<dyn WebhookStore>, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(store: Arc<dyn WebhookStore>, clock: Arc<dyn Clock>, sealer: SecretSealer) -> Self {
         Self {
             store,
             clock,
+            sealer,
             wake: Arc::new(Notify::new()),
         }
     }
 
-    /// Validates and stores a subscription; the secret (given or generated)
-    /// is in the result, the only time it is shown.
-    pub async fn subscribe(&self, new: NewSubscription) -> Result<Subscription, AppError> {
+    /// Validates and stores a subscription with its secret (given or
+    /// generated) sealed; the secret in clear is returned beside it, the only
+    /// time it is shown.
+    pub async fn subscribe(
+        &self,
+        new: NewSubscription,
+    ) -> Result<(Subscription, SigningSecret), AppError> {
         let url = WebhookUrl::parse(&new.url)?;
         let events = EventFilter::parse(&new.event_types)?;
         let secret = match new.secret {
             Some(secret) => SigningSecret::parse(&secret)?,
             None => SigningSecret::parse(&random_secret()?)?,
         };
+        let id = SubscriptionId::generate();
         let subscription = Subscription {
-            id: SubscriptionId::generate(),
+            id,
             url,
             events,
-            secret,
+            secret: self.sealer.seal(id, &secret)?,
             created_at: self.clock.now(),
         };
         self.store.insert_subscription(&subscription).await?;
-        Ok(subscription)
+        Ok((subscription, secret))
+    }
+
+    /// The secret to sign `subscription`'s deliveries with.
+    pub fn signing_secret(&self, subscription: &Subscription) -> Result<SigningSecret, AppError> {
+        Ok(self
+            .sealer
+            .open(subscription.id, &subscription.secret)?
+            .secret)
+    }
+
+    /// At start-up: seals the secrets stored in clear by builds before
+    /// sealing, and checks that every sealed one opens with this node's key
+    /// (a node with another key would sign nothing), so a wrong key stops
+    /// the start instead of every delivery. Returns how many it sealed.
+    pub async fn seal_clear_secrets(&self) -> Result<usize, AppError> {
+        let mut sealed = 0;
+        for subscription in self.store.subscriptions().await? {
+            let opened = self.sealer.open(subscription.id, &subscription.secret)?;
+            if !opened.was_clear {
+                continue;
+            }
+            let new = self.sealer.seal(subscription.id, &opened.secret)?;
+            // Another node starting at once may have sealed it first.
+            if self
+                .store
+                .replace_subscription_secret(subscription.id, &subscription.secret, &new)
+                .await?
+            {
+                sealed += 1;
+            }
+        }
+        Ok(sealed)
     }
 
     pub async fn list(&self) -> Result<Vec<Subscription>, AppError> {

@@ -157,6 +157,7 @@ impl DeliveryWorker {
                 return Ok(());
             }
         };
+        let secret = self.service.signing_secret(&due.subscription)?;
         let body = serde_json::to_vec(&envelope(&due))
             .map_err(|e| AppError::internal_because("encoding a webhook body", e))?;
         let headers = [
@@ -166,11 +167,7 @@ impl DeliveryWorker {
             ("stampede-delivery-id", due.delivery.id.to_string()),
             (
                 signature::HEADER,
-                signature::sign(
-                    due.subscription.secret.expose().as_bytes(),
-                    &body,
-                    clock.now(),
-                ),
+                signature::sign(secret.expose().as_bytes(), &body, clock.now()),
             ),
         ];
         let sent = self

@@ -41,7 +41,7 @@ use stampede_app::cache::CacheSettings;
 use stampede_app::ledger::KeyMemorySettings;
 use stampede_app::payments::PaymentSettings;
 use stampede_app::purchase::CommitSettings;
-use stampede_app::webhooks::WebhookSettings;
+use stampede_app::webhooks::{SecretSealer, WebhookSettings};
 use stampede_bus_nats::NatsSettings;
 use stampede_flow::serde_duration::millis;
 use stampede_http::HttpSettings;
@@ -144,6 +144,9 @@ pub struct Config {
     pub public_url: Option<String>,
     /// `None`: generated and kept in the data directory.
     pub payment_webhook_secret: Option<Secret>,
+    /// Seals webhook signing secrets at rest; `None`: generated and kept in
+    /// the data directory.
+    pub webhook_secret_key: Option<Secret>,
     pub payment: PaymentSettings,
     pub payment_sim: SimulatedSettings,
     pub webhook: WebhookSettings,
@@ -182,6 +185,7 @@ impl Default for Config {
             shutdown_grace_secs: 30,
             public_url: None,
             payment_webhook_secret: None,
+            webhook_secret_key: None,
             payment: app.payments,
             payment_sim: SimulatedSettings::default(),
             webhook: app.webhooks,
@@ -332,6 +336,9 @@ pub struct Settings {
     pub public_url: Option<String>,
     /// `None`: generated and kept in the data directory.
     pub payment_webhook_secret: Option<Secret>,
+    /// Seals webhook signing secrets (64 hex digits, checked); `None`:
+    /// generated and kept in the data directory.
+    pub webhook_secret_key: Option<Secret>,
     pub payment_sim: SimulatedSettings,
     /// Things worth a warning once logging is up.
     pub warnings: Vec<String>,
@@ -375,6 +382,7 @@ impl Settings {
             shutdown_grace_secs,
             public_url,
             payment_webhook_secret,
+            webhook_secret_key,
             payment,
             payment_sim,
             mut webhook,
@@ -498,6 +506,20 @@ impl Settings {
         {
             return Err(Invalid::new("payment_webhook_secret", "must not be empty"));
         }
+        if let Some(key) = &webhook_secret_key {
+            if SecretSealer::from_hex(key.expose()).is_none() {
+                return Err(Invalid::new(
+                    "webhook_secret_key",
+                    "must be 64 hexadecimal digits (32 random bytes, e.g. `openssl rand -hex 32`)",
+                ));
+            }
+        } else if database.is_some() {
+            warnings.push(
+                "STAMPEDE_WEBHOOK_SECRET_KEY is unset: this node seals webhook secrets with a key \
+                 of its own data directory, which other nodes cannot open; give every node the same key"
+                    .into(),
+            );
+        }
         if payment_sim.latency_max < payment_sim.latency_min {
             return Err(Invalid::new(
                 "payment_sim.latency_max_ms",
@@ -548,6 +570,7 @@ impl Settings {
             shutdown_grace: Duration::from_secs(u64::from(shutdown_grace_secs)),
             public_url,
             payment_webhook_secret,
+            webhook_secret_key,
             payment_sim,
             warnings,
         })
@@ -858,6 +881,28 @@ backend = "shared"
         ));
         assert!(message.contains("lmit"), "{message}");
         assert!(message.contains("--rate-limits"), "{message}");
+    }
+
+    #[test]
+    fn a_webhook_secret_key_is_64_hex_digits_and_never_prints() {
+        let key = "0123456789abcdef".repeat(4);
+        let settings = load(None, &[("STAMPEDE_WEBHOOK_SECRET_KEY", &key)], &[]).unwrap();
+        assert_eq!(settings.webhook_secret_key.as_ref().unwrap().expose(), key);
+        assert!(!format!("{settings:?}").contains(&key));
+        let message = error(load(None, &[], &[("webhook-secret-key", "short")]));
+        assert!(message.contains("--webhook-secret-key"), "{message}");
+        assert!(message.contains("64 hexadecimal digits"), "{message}");
+        assert!(!message.contains("short"), "{message}");
+        let cluster = [("STAMPEDE_DATABASE_URL", "postgres://localhost/test")];
+        let settings = load(None, &cluster, &[]).unwrap();
+        assert!(
+            settings
+                .warnings
+                .iter()
+                .any(|w| w.contains("STAMPEDE_WEBHOOK_SECRET_KEY")),
+            "{:?}",
+            settings.warnings
+        );
     }
 
     #[test]

@@ -120,6 +120,7 @@ idempotency.capacity             | 1000..100000000 | Most purchase answers remem
 shutdown_grace_secs              | 1..3600         | Longest wait for in-flight requests on shutdown
 public_url                       | -               | Base URL at which this node is reachable, for the payment provider's callbacks; unset: http://<listen address>
 payment_webhook_secret           | -               | Secret of the payment provider's webhook signatures; generated in the data directory when unset
+webhook_secret_key               | -               | Key sealing webhook signing secrets in the database, 64 hex digits; generated in the data directory when unset (cluster: the same on every node)
 payment.timeout_ms               | 10..60000       | Longest wait for one call to the payment provider
 payment.breaker.failure_rate     | 1..100          | Failure rate (percent) that opens the payment provider's breaker
 payment.breaker.slow_ms          | 1..600000       | Calls at least this slow count as slow for the payment provider's breaker

@@ -24,6 +24,7 @@ use stampede_app::App;
 use stampede_app::auth::JwtKey;
 use stampede_app::failure::Chain;
 use stampede_app::ports::{Clock, SystemClock};
+use stampede_app::webhooks::SecretSealer;
 use stampede_app::workers::{Background, Next, StepError, Worker};
 use stampede_http::AppState;
 use stampede_outbound::{HttpWebhookSender, SimulatedProvider, SimulatedSettings};
@@ -56,6 +57,16 @@ impl Server {
             Some(secret) => secret.clone(),
             None => secret::load_or_create(&data_dir, secret::JWT)?,
         };
+        let webhook_key = match &settings.webhook_secret_key {
+            Some(key) => key.clone(),
+            None => secret::load_or_create(&data_dir, secret::WEBHOOK_KEY)?,
+        };
+        let sealer = SecretSealer::from_hex(webhook_key.expose()).with_context(|| {
+            format!(
+                "{} must hold 64 hexadecimal digits",
+                secret::path_in(&data_dir, secret::WEBHOOK_KEY).display()
+            )
+        })?;
         let webhook_secret = match &settings.payment_webhook_secret {
             Some(secret) => secret.clone(),
             None => secret::load_or_create(&data_dir, secret::PAYMENT_WEBHOOK)?,
@@ -101,6 +112,7 @@ impl Server {
             clock,
             jwt: JwtKey::new(jwt_secret.expose().as_bytes())
                 .with_max_ttl(settings.jwt_max_ttl_secs),
+            sealer,
             probes,
             shared_cache: open_shared_cache(&settings)?,
         };
