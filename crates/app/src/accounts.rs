@@ -1,5 +1,6 @@
 //! Accounts and sessions: register with an e-mail and a password, log in for a
-//! customer token. Optional: any token signed with the secret is accepted.
+//! customer token. Optional: any token signed with the secret is accepted
+//! (within its lifetime cap).
 
 use std::sync::Arc;
 

@@ -1,6 +1,7 @@
 //! The crowd's identities: tokens minted once per customer from the server's
-//! JWT secret (any token signed with it is accepted, docs/api.md §2), so no login sits
-//! in the measurement and the headers are built before the clock starts.
+//! JWT secret (any token signed with it is accepted within the lifetime cap,
+//! docs/api.md §2), so no login sits in the measurement and the headers are
+//! built before the clock starts.
 
 use std::path::Path;
 
@@ -12,7 +13,8 @@ use stampede_domain::ids::UserId;
 
 use crate::cli::ServerArgs;
 
-/// Tokens live long enough for any run and its audit.
+/// Tokens live long enough for any run and its audit, and within the
+/// server's default lifetime cap (`--jwt-max-ttl-secs`, 7 days).
 const TOKEN_TTL_SECS: i64 = 24 * 3600;
 
 /// Signs tokens the server accepts.

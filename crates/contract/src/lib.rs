@@ -127,6 +127,7 @@ macro_rules! store_contract_tests {
             an_orders_events_hold_its_history_including_its_payments,
             consumer_cursors_start_at_zero_and_never_move_backwards,
             a_webhook_subscription_reads_back_as_it_was_inserted,
+            a_webhook_secret_is_replaced_only_while_it_is_still_the_old_one,
             enqueueing_an_event_twice_schedules_one_delivery_per_subscription,
             due_deliveries_are_leased_to_one_claim_at_a_time,
             concurrent_claims_take_each_due_delivery_once,

@@ -182,12 +182,35 @@ impl std::fmt::Debug for SigningSecret {
     }
 }
 
+/// A signing secret as the store keeps it: sealed by the app
+/// (`stampede_app::webhooks`), or in clear in rows written before secrets
+/// were sealed. Opaque to the stores: non-empty printable ASCII.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoredSecret(String);
+
+impl StoredSecret {
+    pub fn parse(text: &str) -> Option<Self> {
+        (!text.is_empty() && text.bytes().all(|b| b.is_ascii_graphic()))
+            .then(|| Self(text.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for StoredSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StoredSecret(***)")
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Subscription {
     pub id: SubscriptionId,
     pub url: WebhookUrl,
     pub events: EventFilter,
-    pub secret: SigningSecret,
+    pub secret: StoredSecret,
     pub created_at: Timestamp,
 }
 

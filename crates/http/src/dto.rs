@@ -1,5 +1,8 @@
 //! The JSON shapes of docs/api.md, as the wire sees them. Requests are parsed into
 //! domain types by the handlers; responses are built from domain types here.
+//! Request bodies refuse members they do not know (`deny_unknown_fields`, shown
+//! as `additionalProperties: false` in the OpenAPI document): a misspelt
+//! optional member would otherwise be dropped without a word.
 
 use std::collections::BTreeMap;
 
@@ -44,6 +47,7 @@ mod whole {
 
 /// `POST /api/v1/products`
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct NewProductBody {
     /// 1–64 printable ASCII characters without spaces, unique.
     #[schema(
@@ -95,6 +99,7 @@ impl From<&Product> for ProductBody {
 
 /// `POST /api/v1/sales`
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct NewSaleBody {
     /// An existing product; an unknown one is a `validation` problem.
     #[schema(
@@ -224,6 +229,7 @@ impl From<&SaleStats> for SaleStatsBody {
 
 /// `POST /api/v1/sales/{id}/purchase`
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct PurchaseBody {
     /// Units to buy; defaults to 1.
     #[serde(default = "one", deserialize_with = "whole::number")]
@@ -298,6 +304,7 @@ pub struct PageBody<T: ToSchema> {
 
 /// `POST /api/v1/users` and `POST /api/v1/sessions`
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct CredentialsBody {
     /// Compared case-insensitively.
     #[schema(
@@ -389,6 +396,7 @@ mod tests {
             r#"{"quantity": "2"}"#,
             r#"{"quantity": 1e30}"#,
             r#"{"quantity": null}"#,
+            r#"{"quantity": 1, "quantiy": 5}"#,
         ] {
             assert!(serde_json::from_str::<PurchaseBody>(bad).is_err(), "{bad}");
         }
@@ -493,6 +501,7 @@ impl From<&stampede_app::detail::OrderDetail> for OrderDetailBody {
 
 /// `POST /api/v1/webhooks`
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct NewSubscriptionBody {
     /// An absolute `http` or `https` URL with a host, read by the WHATWG URL
     /// rules and kept normalised (`WebhookUrl::parse`): exactly `//` after
@@ -560,13 +569,17 @@ pub struct SubscriptionBody {
 }
 
 impl SubscriptionBody {
-    pub fn of(s: &stampede_domain::webhook::Subscription, with_secret: bool) -> Self {
+    /// `secret`: the clear secret, given only in the answer to a creation.
+    pub fn of(
+        s: &stampede_domain::webhook::Subscription,
+        secret: Option<&stampede_domain::webhook::SigningSecret>,
+    ) -> Self {
         Self {
             id: s.id.to_string(),
             url: s.url.as_str().to_owned(),
             event_types: s.events.types().to_vec(),
             created_at: s.created_at.to_rfc3339(),
-            secret: with_secret.then(|| s.secret.expose().to_owned()),
+            secret: secret.map(|secret| secret.expose().to_owned()),
         }
     }
 }

@@ -8,8 +8,12 @@ use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::StatusCode;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
-use serde::Deserialize;
-use serde::de::DeserializeOwned;
+use std::fmt;
+use std::marker::PhantomData;
+
+use serde::de::value::MapAccessDeserializer;
+use serde::de::{DeserializeOwned, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer};
 use stampede_app::auth::Caller;
 use stampede_app::auth::JwtError;
 use stampede_domain::ValidationError;
@@ -50,6 +54,8 @@ impl FromRequestParts<AppState> for Authenticated {
         let claims = app.jwt.verify(token, app.clock.now()).map_err(|err| {
             unauthorized(match err {
                 JwtError::Expired => "the token has expired",
+                JwtError::NotYetValid => "the token is not valid yet (nbf)",
+                JwtError::TooLong => "the token's exp is further ahead than the server allows",
                 JwtError::Signature => "the token's signature does not verify",
                 JwtError::Algorithm => "the token must be signed with HS256",
                 JwtError::Malformed | JwtError::Claims => "the token is malformed",
@@ -119,8 +125,9 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKeyHeader {
     }
 }
 
-/// A JSON body whose rejections are problems: syntax 400, wrong media type
-/// 415, too large 413, values of the wrong shape 422.
+/// A JSON object body whose rejections are problems: syntax 400, wrong media
+/// type 415, too large 413, values of the wrong shape 422 (a body that is not
+/// an object among them).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ApiJson<T>(pub T);
 
@@ -128,10 +135,36 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        match Json::<T>::from_request(req, state).await {
-            Ok(Json(value)) => Ok(Self(value)),
+        match Json::<Object<T>>::from_request(req, state).await {
+            Ok(Json(Object(value))) => Ok(Self(value)),
             Err(rejection) => Err(json_problem(rejection)),
         }
+    }
+}
+
+/// `T`, from a JSON object only. serde's derived structs also take an array
+/// of their fields in order (`[5]` would be a purchase of 5, `[]` one of 1);
+/// asking the parser for a map refuses any other JSON type as a data error
+/// (422) before `T` sees it, at no extra cost.
+struct Object<T>(T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visit<T>(PhantomData<T>);
+
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for Visit<T> {
+            type Value = T;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                T::deserialize(MapAccessDeserializer::new(map))
+            }
+        }
+
+        deserializer.deserialize_map(Visit(PhantomData)).map(Object)
     }
 }
 
@@ -220,5 +253,46 @@ impl PathId {
     /// Parses the id with `parse`; anything that cannot be an id is a 404.
     pub fn parse<T>(&self, parse: impl FnOnce(&str) -> Option<T>) -> Result<T, ApiError> {
         parse(&self.0).ok_or_else(ApiError::not_found)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dto::{NewSaleBody, PurchaseBody};
+
+    fn parse<T: DeserializeOwned>(body: &str) -> Result<T, JsonRejection> {
+        Json::<Object<T>>::from_bytes(body.as_bytes()).map(|Json(Object(value))| value)
+    }
+
+    #[test]
+    fn only_an_object_is_a_body_and_other_json_is_a_validation_problem() {
+        assert_eq!(
+            parse::<PurchaseBody>(r#" {"quantity": 3}"#)
+                .unwrap()
+                .quantity,
+            3
+        );
+        assert_eq!(parse::<PurchaseBody>("{}").unwrap().quantity, 1);
+        for bad in ["[]", "[5]", " \n[5]", "5", "\"5\"", "null", "true"] {
+            let rejection = parse::<PurchaseBody>(bad).unwrap_err();
+            assert!(
+                matches!(rejection, JsonRejection::JsonDataError(_)),
+                "{bad}: {rejection:?}"
+            );
+        }
+        let rejection = parse::<PurchaseBody>(r#"{"quantity": 1, "quantiy": 5}"#).unwrap_err();
+        assert!(
+            rejection.body_text().contains("unknown field `quantiy`"),
+            "{}",
+            rejection.body_text()
+        );
+        assert!(matches!(
+            parse::<PurchaseBody>("{\"quantity\": "),
+            Err(JsonRejection::JsonSyntaxError(_))
+        ));
+        let sale: NewSaleBody = parse(r#"{"product_id": "p", "quantity": 5}"#).unwrap();
+        assert_eq!(sale.quantity, 5);
+        assert!(parse::<NewSaleBody>(r#"["p", null, 5]"#).is_err());
     }
 }

@@ -237,6 +237,29 @@ mod tests {
     }
 
     #[test]
+    fn every_request_body_refuses_unknown_members() {
+        let json: serde_json::Value = serde_json::from_str(&document_json()).unwrap();
+        let mut bodies = 0;
+        for (path, item) in json["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                let schema = &op["requestBody"]["content"]["application/json"]["schema"];
+                let Some(reference) = schema["$ref"].as_str() else {
+                    continue;
+                };
+                let name = reference.trim_start_matches("#/components/schemas/");
+                let schema = &json["components"]["schemas"][name];
+                assert_eq!(schema["type"], "object", "{method} {path}");
+                assert_eq!(
+                    schema["additionalProperties"], false,
+                    "{method} {path}: {name}"
+                );
+                bodies += 1;
+            }
+        }
+        assert!(bodies >= 5, "{bodies} request bodies found");
+    }
+
+    #[test]
     fn every_api_operation_documents_the_protection_layers_refusals() {
         let json: serde_json::Value = serde_json::from_str(&document_json()).unwrap();
         let orders = &json["paths"]["/api/v1/orders/{id}"]["get"]["responses"];

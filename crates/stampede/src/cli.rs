@@ -147,6 +147,14 @@ pub struct TokenArgs {
     /// Lifetime in seconds.
     #[arg(long, default_value_t = 3600)]
     pub ttl: u32,
+    /// The server's longest token lifetime: a longer `--ttl` is refused.
+    #[arg(
+        long,
+        env = "STAMPEDE_JWT_MAX_TTL_SECS",
+        default_value_t = stampede_app::auth::JwtKey::DEFAULT_MAX_TTL_SECS,
+        value_name = "SECS"
+    )]
+    pub jwt_max_ttl_secs: u32,
     /// Where `stampede serve` keeps its generated secret (used without STAMPEDE_JWT_SECRET).
     #[arg(
         long,

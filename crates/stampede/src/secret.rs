@@ -1,12 +1,13 @@
 //! Secrets a fresh install needs without configuration: the JWT secret
-//! (`jwt-secret`) and the payment webhook secret (`payment-webhook-secret`).
+//! (`jwt-secret`), the payment webhook secret (`payment-webhook-secret`) and
+//! the key sealing webhook signing secrets (`webhook-secret-key`).
 //! Each comes from its setting if set, else from the data directory — created
 //! with 32 random bytes on first start, readable by the owner only — so
 //! `stampede token --data-dir` signs tokens the server accepts.
 
-use std::fs::OpenOptions;
+use std::fs::{DirBuilder, OpenOptions};
 use std::io::{ErrorKind, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
@@ -17,6 +18,8 @@ use crate::config::Secret;
 pub const JWT: &str = "jwt-secret";
 /// The payment webhook secret's file.
 pub const PAYMENT_WEBHOOK: &str = "payment-webhook-secret";
+/// The file of the key that seals webhook signing secrets.
+pub const WEBHOOK_KEY: &str = "webhook-secret-key";
 
 pub fn path_in(data_dir: &Path, name: &str) -> PathBuf {
     data_dir.join(name)
@@ -33,6 +36,29 @@ fn read(path: &Path) -> anyhow::Result<Secret> {
         );
     }
     Ok(Secret::new(text.to_owned()))
+}
+
+/// Creates `data_dir` (and missing parents) for the owner only (0700): it
+/// holds the secrets and the database. An existing directory others may
+/// enter is left as the operator made it, with a warning.
+pub fn prepare_data_dir(data_dir: &Path) -> anyhow::Result<()> {
+    DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(data_dir)
+        .with_context(|| format!("creating data directory {}", data_dir.display()))?;
+    let mode = std::fs::metadata(data_dir)
+        .with_context(|| format!("reading data directory {}", data_dir.display()))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        tracing::warn!(
+            path = %data_dir.display(),
+            mode = format!("{:o}", mode & 0o777),
+            "the data directory is open to other users; chmod 700 it"
+        );
+    }
+    Ok(())
 }
 
 /// The secret `name` kept in `data_dir`, created if there is none yet.
@@ -74,9 +100,17 @@ pub fn load_existing(data_dir: &Path) -> anyhow::Result<Secret> {
 
 #[cfg(test)]
 mod tests {
-    use std::os::unix::fs::PermissionsExt;
-
     use super::*;
+
+    #[test]
+    fn a_data_directory_we_create_is_the_owners_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = dir.path().join("a").join("stampede-data");
+        prepare_data_dir(&data_dir).unwrap();
+        let mode = std::fs::metadata(&data_dir).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+        prepare_data_dir(&data_dir).unwrap();
+    }
 
     #[test]
     fn a_generated_secret_is_kept_private_and_reused() {

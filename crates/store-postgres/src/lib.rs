@@ -49,7 +49,7 @@ use stampede_domain::ids::{
 use stampede_domain::order::Order;
 use stampede_domain::payment::{Payment, PaymentResult};
 use stampede_domain::time::Timestamp;
-use stampede_domain::webhook::{Delivery, DeliveryStatus, Subscription};
+use stampede_domain::webhook::{Delivery, DeliveryStatus, StoredSecret, Subscription};
 use tokio_postgres::IsolationLevel;
 
 pub use settings::PgSettings;
@@ -449,6 +449,17 @@ impl WebhookStore for PgStore {
     async fn subscriptions(&self) -> Result<Vec<Subscription>, StoreError> {
         on_client!(self, reads, "listing webhook subscriptions", |client| {
             webhooks::subscriptions(&client).await
+        })
+    }
+
+    async fn replace_subscription_secret(
+        &self,
+        id: SubscriptionId,
+        old: &StoredSecret,
+        new: &StoredSecret,
+    ) -> Result<bool, StoreError> {
+        on_client!(self, writes, "replacing a webhook secret", |client| {
+            webhooks::replace_secret(&client, id, old, new).await
         })
     }
 

@@ -6,7 +6,7 @@ use deadpool_postgres::{GenericClient, Transaction};
 use stampede_app::ports::{AttemptResult, DueDelivery, StoreError, StoredEvent};
 use stampede_domain::ids::{DeliveryId, SubscriptionId};
 use stampede_domain::time::Timestamp;
-use stampede_domain::webhook::{Delivery, DeliveryStatus, Subscription};
+use stampede_domain::webhook::{Delivery, DeliveryStatus, StoredSecret, Subscription};
 
 use crate::rows::{self, DELIVERY_COLUMNS, EVENT_COLUMNS, SUBSCRIPTION_COLUMNS};
 use crate::sql;
@@ -27,7 +27,7 @@ pub(crate) async fn insert_subscription(
             &subscription.id.to_string(),
             &subscription.url.as_str(),
             &event_types,
-            &subscription.secret.expose(),
+            &subscription.secret.as_str(),
             &subscription.created_at.as_millis(),
         ],
         what,
@@ -66,6 +66,24 @@ pub(crate) async fn subscriptions(
 }
 
 /// The subscription and (by the foreign key's cascade) its deliveries.
+/// Replaces the subscription's secret if it is still `old`; `false` if it
+/// was not (changed meanwhile, or no such subscription).
+pub(crate) async fn replace_secret(
+    client: &impl GenericClient,
+    id: SubscriptionId,
+    old: &StoredSecret,
+    new: &StoredSecret,
+) -> Result<bool, StoreError> {
+    let replaced = sql::execute(
+        client,
+        "UPDATE webhook_subscriptions SET secret = $3 WHERE id = $1 AND secret = $2",
+        &[&id.to_string(), &old.as_str(), &new.as_str()],
+        "replacing a webhook secret",
+    )
+    .await?;
+    Ok(replaced > 0)
+}
+
 pub(crate) async fn delete_subscription(
     client: &impl GenericClient,
     id: SubscriptionId,

@@ -4,7 +4,8 @@
 //! A tour of the modules, in the order a write travels:
 //!
 //! - [`SqliteStore::open`] takes an exclusive lock on `<db>.lock` (`lock.rs`),
-//!   opens the write connection (`connection.rs`), brings the schema up to date
+//!   makes the database's files the owner's only (`files.rs`), opens the
+//!   write connection (`connection.rs`), brings the schema up to date
 //!   (`migrations.rs`, SQL in `migrations/`), opens the read-only connections
 //!   (`readers.rs`) and starts the writer thread (`writer.rs`).
 //! - Every write is a command to the writer thread, which group-commits: all
@@ -28,6 +29,7 @@
 mod catalog;
 mod connection;
 mod error;
+mod files;
 mod lock;
 mod migrations;
 mod orders;
@@ -58,7 +60,7 @@ use stampede_domain::ids::{
 use stampede_domain::order::Order;
 use stampede_domain::payment::{Payment, PaymentResult};
 use stampede_domain::time::Timestamp;
-use stampede_domain::webhook::{Delivery, DeliveryStatus, Subscription};
+use stampede_domain::webhook::{Delivery, DeliveryStatus, StoredSecret, Subscription};
 
 pub use settings::{SqliteSettings, Synchronous};
 
@@ -100,6 +102,7 @@ impl SqliteStore {
     /// by a newer build; with `Corrupt` if it is not a usable database.
     pub fn open(path: &Path, settings: SqliteSettings) -> Result<Self, StoreError> {
         let lock = lock::acquire(path)?;
+        files::make_private(path)?;
         let mut conn = connection::open_writer(path, settings.synchronous)?;
         let found = migrations::apply(&mut conn)?;
         let readers = Readers::open(path.to_path_buf(), settings.readers)?;
@@ -399,6 +402,20 @@ impl WebhookStore for SqliteStore {
     async fn subscriptions(&self) -> Result<Vec<Subscription>, StoreError> {
         self.readers
             .run("listing webhook subscriptions", webhooks::subscriptions)
+            .await
+    }
+
+    async fn replace_subscription_secret(
+        &self,
+        id: SubscriptionId,
+        old: &StoredSecret,
+        new: &StoredSecret,
+    ) -> Result<bool, StoreError> {
+        let (old, new) = (old.clone(), new.clone());
+        self.writer
+            .run("replacing a webhook secret", move |conn| {
+                webhooks::replace_secret(conn, id, &old, &new)
+            })
             .await
     }
 

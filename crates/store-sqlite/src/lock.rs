@@ -4,17 +4,17 @@
 //! serialise transactions, so an advisory lock on a sibling file, held for the
 //! store's life, says who owns the database.
 
-use std::ffi::OsString;
 use std::fs::{File, OpenOptions, TryLockError};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use stampede_app::ports::StoreError;
 
+use crate::files;
+
 /// The lock file of a database: `<db path>.lock`.
 pub(crate) fn lock_path(db: &Path) -> PathBuf {
-    let mut path = OsString::from(db.as_os_str());
-    path.push(".lock");
-    PathBuf::from(path)
+    files::beside(db, ".lock")
 }
 
 /// Takes the exclusive lock of `db`, or says who holds it. The lock lasts as
@@ -27,6 +27,7 @@ pub(crate) fn acquire(db: &Path) -> Result<File, StoreError> {
         .create(true)
         .truncate(false)
         .write(true)
+        .mode(files::PRIVATE)
         .open(&path)
         .map_err(|err| {
             StoreError::unavailable(format!("opening lock file {}: {err}", path.display()))

@@ -21,7 +21,7 @@ use stampede_domain::payment::{Payment, PaymentStatus};
 use stampede_domain::quantity::Quantity;
 use stampede_domain::time::Timestamp;
 use stampede_domain::webhook::{
-    Delivery, DeliveryStatus, EventFilter, SigningSecret, Subscription, WebhookUrl,
+    Delivery, DeliveryStatus, EventFilter, StoredSecret, Subscription, WebhookUrl,
 };
 
 use crate::error::Context;
@@ -162,7 +162,7 @@ pub(crate) fn subscription(row: &Row<'_>, first: usize) -> Result<Subscription, 
         )?,
         url: WebhookUrl::from_store(url),
         events,
-        secret: SigningSecret::parse(secret).map_err(|_| {
+        secret: StoredSecret::parse(secret).ok_or_else(|| {
             StoreError::corrupt("webhook_subscriptions.secret is not a valid secret")
         })?,
         created_at: timestamp(row, first + 4, "webhook_subscriptions.created_at")?,

@@ -9,7 +9,7 @@ use rusqlite::{Connection, params};
 use stampede_app::ports::{AttemptResult, DueDelivery, StoreError, StoredEvent};
 use stampede_domain::ids::{DeliveryId, SubscriptionId};
 use stampede_domain::time::Timestamp;
-use stampede_domain::webhook::{Delivery, DeliveryStatus, Subscription};
+use stampede_domain::webhook::{Delivery, DeliveryStatus, StoredSecret, Subscription};
 
 use crate::error::Context;
 use crate::rows::{self, DELIVERY_COLUMNS, EVENT_COLUMNS, SUBSCRIPTION_COLUMNS};
@@ -31,7 +31,7 @@ pub(crate) fn insert_subscription(
             subscription.id.to_string(),
             subscription.url.as_str(),
             event_types,
-            subscription.secret.expose(),
+            subscription.secret.as_str(),
             subscription.created_at.as_millis(),
         ])
     })
@@ -68,6 +68,25 @@ pub(crate) fn subscriptions(conn: &Connection) -> Result<Vec<Subscription>, Stor
 /// Removes the subscription and its deliveries. The deliveries go
 /// explicitly, not only by the schema's `ON DELETE CASCADE`, so this holds
 /// whatever a connection's `foreign_keys` setting.
+/// Replaces the subscription's secret if it is still `old`; `false` if it
+/// was not (changed meanwhile, or no such subscription).
+pub(crate) fn replace_secret(
+    conn: &Connection,
+    id: SubscriptionId,
+    old: &StoredSecret,
+    new: &StoredSecret,
+) -> Result<bool, StoreError> {
+    let replaced = conn
+        .prepare_cached(
+            "UPDATE webhook_subscriptions SET secret = ?3 WHERE id = ?1 AND secret = ?2",
+        )
+        .and_then(|mut statement| {
+            statement.execute(params![id.to_string(), old.as_str(), new.as_str()])
+        })
+        .context("replacing a webhook secret")?;
+    Ok(replaced > 0)
+}
+
 pub(crate) fn delete_subscription(
     conn: &Connection,
     id: SubscriptionId,

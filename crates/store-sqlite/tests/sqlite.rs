@@ -130,6 +130,51 @@ async fn a_second_open_of_the_same_file_fails_while_the_first_is_open() {
 
 /// `(event_type, aggregate_id)` of every outbox row, read from the file with a
 /// connection of our own.
+/// Every file in `dir` with its permission bits.
+fn modes(dir: &Path) -> Vec<(String, u32)> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| {
+            let entry = entry.unwrap();
+            let mode = entry.metadata().unwrap().permissions().mode() & 0o777;
+            (entry.file_name().to_string_lossy().into_owned(), mode)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_database_and_its_side_files_are_readable_by_the_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = db(&dir);
+    let store = open(&path);
+    stored_sale(&store, 3).await;
+    let files = modes(dir.path());
+    let names: Vec<&str> = files.iter().map(|(name, _)| name.as_str()).collect();
+    for expected in ["stampede.db", "stampede.db-wal", "stampede.db-shm"] {
+        assert!(names.contains(&expected), "{expected} missing: {names:?}");
+    }
+    for (name, mode) in &files {
+        assert_eq!(*mode, 0o600, "{name} is {mode:o}");
+    }
+    store.close().await;
+
+    // A database an older build left readable by others is narrowed at open.
+    for name in ["stampede.db", "stampede.db-wal"] {
+        let file = dir.path().join(name);
+        if file.exists() {
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        }
+    }
+    let store = open(&path);
+    stored_sale(&store, 3).await;
+    for (name, mode) in modes(dir.path()) {
+        assert_eq!(mode, 0o600, "{name} is {mode:o}");
+    }
+    store.close().await;
+}
+
 fn outbox(path: &Path) -> Vec<(String, String, serde_json::Value)> {
     let conn = rusqlite::Connection::open(path).unwrap();
     let mut statement = conn

@@ -3,7 +3,9 @@
 //! Hand-written on `hmac` + `sha2` rather than a JWT crate: we accept exactly one
 //! algorithm, and the verifier sits on the hot path of every purchase, where a
 //! general library's algorithm dispatch and allocations cost measurably.
-//! Verification compares the MAC in constant time and requires `exp`.
+//! Verification compares the MAC in constant time, requires `exp` no further
+//! ahead than the key's longest lifetime (a leaked token must not work for
+//! ever), and honours `nbf`; `iat` is optional and ignored.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -38,6 +40,10 @@ pub enum JwtError {
     Signature,
     #[error("token expired")]
     Expired,
+    #[error("token not valid yet")]
+    NotYetValid,
+    #[error("token lifetime too long")]
+    TooLong,
     #[error("invalid token claims")]
     Claims,
 }
@@ -53,12 +59,16 @@ struct RawClaims {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     role: Option<String>,
     exp: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    nbf: Option<i64>,
 }
 
 /// The shared secret, ready to sign and verify.
 #[derive(Clone)]
 pub struct JwtKey {
     mac: HmacSha256,
+    /// Tokens whose `exp` is further ahead than this are refused.
+    max_ttl_secs: i64,
 }
 
 impl std::fmt::Debug for JwtKey {
@@ -68,13 +78,27 @@ impl std::fmt::Debug for JwtKey {
 }
 
 impl JwtKey {
+    /// The longest token lifetime accepted unless configured: 7 days.
+    pub const DEFAULT_MAX_TTL_SECS: u32 = 7 * 24 * 3600;
+
     pub fn new(secret: &[u8]) -> Self {
         // HMAC takes keys of any length.
         let mac = match HmacSha256::new_from_slice(secret) {
             Ok(mac) => mac,
             Err(_) => unreachable_hmac(),
         };
-        Self { mac }
+        Self {
+            mac,
+            max_ttl_secs: i64::from(Self::DEFAULT_MAX_TTL_SECS),
+        }
+    }
+
+    /// Refuses tokens whose `exp` is more than `secs` ahead.
+    pub fn with_max_ttl(self, secs: u32) -> Self {
+        Self {
+            max_ttl_secs: i64::from(secs),
+            ..self
+        }
     }
 
     /// A signed token for `user` with `role`, valid until `exp` (epoch seconds).
@@ -83,6 +107,7 @@ impl JwtKey {
             sub: user.as_str().to_owned(),
             role: Some(role.as_str().to_owned()),
             exp,
+            nbf: None,
         };
         // Serialising a struct of strings and integers cannot fail.
         let payload = serde_json::to_vec(&claims).unwrap_or_default();
@@ -98,7 +123,7 @@ impl JwtKey {
         token
     }
 
-    /// Checks signature, algorithm, expiry and claims.
+    /// Checks signature, algorithm, validity period and claims.
     pub fn verify(&self, token: &str, now: Timestamp) -> Result<Claims, JwtError> {
         let (signed, signature) = token.rsplit_once('.').ok_or(JwtError::Malformed)?;
         let (header, payload) = signed.split_once('.').ok_or(JwtError::Malformed)?;
@@ -127,8 +152,17 @@ impl JwtKey {
             .decode(payload)
             .map_err(|_| JwtError::Malformed)?;
         let raw: RawClaims = serde_json::from_slice(&bytes).map_err(|_| JwtError::Claims)?;
-        if raw.exp <= now.as_millis().div_euclid(1000) {
+        let now_secs = now.as_millis().div_euclid(1000);
+        if raw.exp <= now_secs {
             return Err(JwtError::Expired);
+        }
+        // `exp` is past `now`, so the difference is positive; saturating
+        // keeps `exp = i64::MAX` from wrapping.
+        if raw.exp.saturating_sub(now_secs) > self.max_ttl_secs {
+            return Err(JwtError::TooLong);
+        }
+        if raw.nbf.is_some_and(|nbf| nbf > now_secs) {
+            return Err(JwtError::NotYetValid);
         }
         let role = match raw.role.as_deref() {
             None => Role::Customer,
@@ -217,6 +251,36 @@ mod tests {
         );
         let claims = JwtKey::new(b"secret").verify(&token, NOW).unwrap();
         assert_eq!(claims.role, Role::Customer);
+    }
+
+    #[test]
+    fn tokens_living_past_the_cap_or_not_valid_yet_are_refused() {
+        let now = NOW.as_millis() / 1000;
+        let key = JwtKey::new(b"secret");
+        let week = i64::from(JwtKey::DEFAULT_MAX_TTL_SECS);
+        let at_cap = key.sign(&user("alice"), Role::Customer, now + week);
+        assert!(key.verify(&at_cap, NOW).is_ok());
+        for exp in [now + week + 1, i64::MAX] {
+            let long = key.sign(&user("alice"), Role::Admin, exp);
+            assert_eq!(key.verify(&long, NOW), Err(JwtError::TooLong), "{exp}");
+        }
+        let short = JwtKey::new(b"secret").with_max_ttl(60);
+        let hour = short.sign(&user("alice"), Role::Customer, now + 3600);
+        assert_eq!(short.verify(&hour, NOW), Err(JwtError::TooLong));
+
+        let claims = |nbf: i64| format!(r#"{{"sub":"bob","exp":{LATER},"nbf":{nbf},"iat":{now}}}"#);
+        let future = hand_made(b"secret", r#"{"alg":"HS256"}"#, &claims(now + 1));
+        assert_eq!(key.verify(&future, NOW), Err(JwtError::NotYetValid));
+        for nbf in [now, now - 1, i64::MIN] {
+            let valid = hand_made(b"secret", r#"{"alg":"HS256"}"#, &claims(nbf));
+            assert!(key.verify(&valid, NOW).is_ok(), "{nbf}");
+        }
+        let not_a_number = hand_made(
+            b"secret",
+            r#"{"alg":"HS256"}"#,
+            &format!(r#"{{"sub":"bob","exp":{LATER},"nbf":"soon"}}"#),
+        );
+        assert_eq!(key.verify(&not_a_number, NOW), Err(JwtError::Claims));
     }
 
     #[test]

@@ -84,8 +84,11 @@ pub fn verify(
     if signatures.is_empty() {
         return Err(SignatureError::Malformed);
     }
+    // Checked: `t` is the sender's, and `now − t` overflows for a `t` near
+    // i64::MIN or MAX, where wrapping could land inside the window.
     let now_secs = now.as_millis().div_euclid(1000);
-    if (now_secs - timestamp).abs() > tolerance_secs {
+    let age = now_secs.checked_sub(timestamp).and_then(i64::checked_abs);
+    if age.is_none_or(|age| age > tolerance_secs) {
         return Err(SignatureError::Stale);
     }
     let expected = mac(secret, timestamp, body);
@@ -131,6 +134,48 @@ mod tests {
             verify(b"secret", &header, b"body", NOW.plus_secs(300), 300),
             Ok(())
         );
+    }
+
+    /// A header for `body` validly signed with timestamp `t`, whatever `t` is.
+    fn signed_at(secret: &[u8], body: &[u8], t: i64) -> String {
+        let signature = mac(secret, t, body).finalize().into_bytes();
+        format!("t={t},v1={}", hex(&signature))
+    }
+
+    #[test]
+    fn extreme_timestamps_are_stale_not_wrapped_into_the_window() {
+        let now = NOW.as_millis() / 1000;
+        for t in [
+            i64::MIN + now, // now − 2^63: `now − t` wrapped to i64::MIN, whose abs wrapped too
+            i64::MIN,
+            i64::MIN + 1,
+            i64::MAX,
+            now.wrapping_add(i64::MAX),
+            now - 301,
+            now + 301,
+        ] {
+            let header = signed_at(b"secret", b"body", t);
+            assert_eq!(
+                verify(b"secret", &header, b"body", NOW, 300),
+                Err(SignatureError::Stale),
+                "t = {t}"
+            );
+        }
+        for t in [now - 300, now, now + 300] {
+            let header = signed_at(b"secret", b"body", t);
+            assert_eq!(verify(b"secret", &header, b"body", NOW, 300), Ok(()));
+        }
+        // A server clock at either end of the range, against a `t` at the other.
+        for (now, t) in [(i64::MIN / 1000, i64::MAX), (i64::MAX / 1000, i64::MIN)] {
+            let at = Timestamp::from_millis(now * 1000);
+            let header = signed_at(b"secret", b"body", t);
+            assert_eq!(
+                verify(b"secret", &header, b"body", at, 300),
+                Err(SignatureError::Stale)
+            );
+            let header = signed_at(b"secret", b"body", now);
+            assert_eq!(verify(b"secret", &header, b"body", at, 300), Ok(()));
+        }
     }
 
     #[test]

@@ -14,7 +14,7 @@ use stampede_domain::ids::{
 use stampede_domain::order::{Order, OrderStatus};
 use stampede_domain::payment::{Payment, PaymentResult};
 use stampede_domain::time::Timestamp;
-use stampede_domain::webhook::{Delivery, DeliveryStatus, Subscription};
+use stampede_domain::webhook::{Delivery, DeliveryStatus, StoredSecret, Subscription};
 
 use crate::failure::{Cause, context_constructors};
 
@@ -347,6 +347,15 @@ pub trait WebhookStore: Send + Sync {
     async fn insert_subscription(&self, subscription: &Subscription) -> Result<(), StoreError>;
     async fn subscription(&self, id: SubscriptionId) -> Result<Option<Subscription>, StoreError>;
     async fn subscriptions(&self) -> Result<Vec<Subscription>, StoreError>;
+    /// Sets the subscription's stored secret to `new` if it is still `old`
+    /// (a compare-and-set: nodes sealing the same row at once write it once);
+    /// `false` if it was not.
+    async fn replace_subscription_secret(
+        &self,
+        id: SubscriptionId,
+        old: &StoredSecret,
+        new: &StoredSecret,
+    ) -> Result<bool, StoreError>;
     /// Removes the subscription and its deliveries; `false` if there was none.
     async fn delete_subscription(&self, id: SubscriptionId) -> Result<bool, StoreError>;
     /// Schedules `event` for each subscription, due now; a (subscription,

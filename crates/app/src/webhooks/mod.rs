@@ -7,6 +7,9 @@
 //! address unless `allow_hosts` lets it through (domain `net`); the sender
 //! checks the addresses it connects to, and [`WebhookService::subscribe`]
 //! refuses the URLs it can tell already (IP literals, `localhost`).
+//! Signing secrets are sealed before the store sees them ([`sealing`]).
+
+mod sealing;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,6 +19,8 @@ use stampede_domain::net::AllowList;
 use stampede_domain::webhook::{
     Delivery, DeliveryStatus, EventFilter, SigningSecret, Subscription, WebhookUrl,
 };
+
+pub use sealing::SecretSealer;
 use stampede_flow::breaker::BreakerConfig;
 use stampede_flow::retry::RetryPolicy;
 use tokio::sync::Notify;
@@ -106,6 +111,7 @@ pub struct NewSubscription {
 pub struct WebhookService {
     pub(crate) store: Arc<dyn WebhookStore>,
     pub(crate) clock: Arc<dyn Clock>,
+    sealer: SecretSealer,
     /// Wakes the delivery worker when deliveries were scheduled.
     pub(crate) wake: Arc<Notify>,
     /// What subscribers may be at beyond public addresses.
@@ -116,21 +122,27 @@ impl WebhookService {
     pub fn new(
         store: Arc<dyn WebhookStore>,
         clock: Arc<dyn Clock>,
+        sealer: SecretSealer,
         allow_hosts: AllowList,
     ) -> Self {
         Self {
             store,
             clock,
+            sealer,
             wake: Arc::new(Notify::new()),
             allow_hosts,
         }
     }
 
-    /// Validates and stores a subscription; the secret (given or generated)
-    /// is in the result, the only time it is shown. A URL whose host is an
-    /// address that is not public, or `localhost`, is refused here, unless
-    /// allowed; a name is checked at each delivery, once resolved.
-    pub async fn subscribe(&self, new: NewSubscription) -> Result<Subscription, AppError> {
+    /// Validates and stores a subscription with its secret (given or
+    /// generated) sealed; the secret in clear is returned beside it, the only
+    /// time it is shown. A URL whose host is an address that is not public,
+    /// or `localhost`, is refused here, unless allowed; a name is checked at
+    /// each delivery, once resolved.
+    pub async fn subscribe(
+        &self,
+        new: NewSubscription,
+    ) -> Result<(Subscription, SigningSecret), AppError> {
         let url = WebhookUrl::parse(&new.url)?;
         url.check_destination(&self.allow_hosts)?;
         let events = EventFilter::parse(&new.event_types)?;
@@ -138,15 +150,48 @@ impl WebhookService {
             Some(secret) => SigningSecret::parse(&secret)?,
             None => SigningSecret::parse(&random_secret()?)?,
         };
+        let id = SubscriptionId::generate();
         let subscription = Subscription {
-            id: SubscriptionId::generate(),
+            id,
             url,
             events,
-            secret,
+            secret: self.sealer.seal(id, &secret)?,
             created_at: self.clock.now(),
         };
         self.store.insert_subscription(&subscription).await?;
-        Ok(subscription)
+        Ok((subscription, secret))
+    }
+
+    /// The secret to sign `subscription`'s deliveries with.
+    pub fn signing_secret(&self, subscription: &Subscription) -> Result<SigningSecret, AppError> {
+        Ok(self
+            .sealer
+            .open(subscription.id, &subscription.secret)?
+            .secret)
+    }
+
+    /// At start-up: seals the secrets stored in clear by builds before
+    /// sealing, and checks that every sealed one opens with this node's key
+    /// (a node with another key would sign nothing), so a wrong key stops
+    /// the start instead of every delivery. Returns how many it sealed.
+    pub async fn seal_clear_secrets(&self) -> Result<usize, AppError> {
+        let mut sealed = 0;
+        for subscription in self.store.subscriptions().await? {
+            let opened = self.sealer.open(subscription.id, &subscription.secret)?;
+            if !opened.was_clear {
+                continue;
+            }
+            let new = self.sealer.seal(subscription.id, &opened.secret)?;
+            // Another node starting at once may have sealed it first.
+            if self
+                .store
+                .replace_subscription_secret(subscription.id, &subscription.secret, &new)
+                .await?
+            {
+                sealed += 1;
+            }
+        }
+        Ok(sealed)
     }
 
     pub async fn list(&self) -> Result<Vec<Subscription>, AppError> {

@@ -157,6 +157,7 @@ impl DeliveryWorker {
                 return Ok(());
             }
         };
+        let secret = self.service.signing_secret(&due.subscription)?;
         let body = serde_json::to_vec(&envelope(&due))
             .map_err(|e| AppError::internal_because("encoding a webhook body", e))?;
         let headers = [
@@ -166,11 +167,7 @@ impl DeliveryWorker {
             ("stampede-delivery-id", due.delivery.id.to_string()),
             (
                 signature::HEADER,
-                signature::sign(
-                    due.subscription.secret.expose().as_bytes(),
-                    &body,
-                    clock.now(),
-                ),
+                signature::sign(secret.expose().as_bytes(), &body, clock.now()),
             ),
         ];
         let sent = self
@@ -262,11 +259,12 @@ mod tests {
     use stampede_domain::net::AllowList;
     use stampede_domain::time::Timestamp;
     use stampede_domain::webhook::{
-        Delivery, DeliveryStatus, EventFilter, SigningSecret, Subscription, WebhookUrl,
+        Delivery, DeliveryStatus, EventFilter, StoredSecret, Subscription, WebhookUrl,
     };
 
     use super::*;
     use crate::ports::{SendError, StoreError, StoredEvent, SystemClock, WebhookStore};
+    use crate::webhooks::SecretSealer;
 
     /// A store that only records attempts.
     #[derive(Default)]
@@ -285,6 +283,14 @@ mod tests {
         }
         async fn subscriptions(&self) -> Result<Vec<Subscription>, StoreError> {
             Ok(Vec::new())
+        }
+        async fn replace_subscription_secret(
+            &self,
+            _: SubscriptionId,
+            _: &StoredSecret,
+            _: &StoredSecret,
+        ) -> Result<bool, StoreError> {
+            Ok(false)
         }
         async fn delete_subscription(&self, _: SubscriptionId) -> Result<bool, StoreError> {
             Ok(false)
@@ -361,7 +367,8 @@ mod tests {
             id: SubscriptionId::generate(),
             url: WebhookUrl::parse(url).unwrap(),
             events: EventFilter::parse(&["*".into()]).unwrap(),
-            secret: SigningSecret::parse("a-long-enough-secret").unwrap(),
+            // Clear text, as rows from before sealing: opened as it is.
+            secret: StoredSecret::parse("a-long-enough-secret").unwrap(),
             created_at: now,
         };
         let event = StoredEvent {
@@ -394,6 +401,7 @@ mod tests {
         let service = Arc::new(WebhookService::new(
             store.clone(),
             Arc::new(SystemClock),
+            SecretSealer::new(&[7; 32]),
             AllowList::default(),
         ));
         let settings = WebhookSettings {

@@ -34,7 +34,7 @@ use stampede_domain::payment::{Payment, PaymentResult, PaymentStatus};
 use stampede_domain::quantity::Quantity;
 use stampede_domain::time::Timestamp;
 use stampede_domain::webhook::{
-    Delivery, DeliveryStatus, EventFilter, SigningSecret, Subscription, WebhookUrl,
+    Delivery, DeliveryStatus, EventFilter, StoredSecret, Subscription, WebhookUrl,
 };
 
 use stampede_app::ports::{
@@ -194,7 +194,7 @@ fn webhook(types: &[&str], at: Timestamp) -> Subscription {
         id: SubscriptionId::generate(),
         url: WebhookUrl::parse("https://hooks.example.com/stampede").unwrap(),
         events: EventFilter::parse(&types).unwrap(),
-        secret: SigningSecret::parse("a-long-enough-signing-secret").unwrap(),
+        secret: StoredSecret::parse("v1:an-opaque-sealed-secret").unwrap(),
         created_at: at,
     }
 }

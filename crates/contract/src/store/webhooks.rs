@@ -32,6 +32,36 @@ pub async fn a_webhook_subscription_reads_back_as_it_was_inserted(store: Arc<dyn
     );
 }
 
+pub async fn a_webhook_secret_is_replaced_only_while_it_is_still_the_old_one(
+    store: Arc<dyn Store>,
+) {
+    let subscription = stored_webhook(&*store).await;
+    let old = subscription.secret.clone();
+    let new = StoredSecret::parse("v1:sealed-once").unwrap();
+    let other = StoredSecret::parse("v1:sealed-by-another-node").unwrap();
+    assert!(
+        store
+            .replace_subscription_secret(subscription.id, &old, &new)
+            .await
+            .unwrap()
+    );
+    // A second node sealing the same clear row finds it changed.
+    assert!(
+        !store
+            .replace_subscription_secret(subscription.id, &old, &other)
+            .await
+            .unwrap()
+    );
+    let read = store.subscription(subscription.id).await.unwrap().unwrap();
+    assert_eq!(read.secret, new);
+    assert!(
+        !store
+            .replace_subscription_secret(SubscriptionId::generate(), &new, &other)
+            .await
+            .unwrap()
+    );
+}
+
 pub async fn enqueueing_an_event_twice_schedules_one_delivery_per_subscription(
     store: Arc<dyn Store>,
 ) {

@@ -26,7 +26,7 @@ pub async fn create(
     Admin(_): Admin,
     ApiJson(body): ApiJson<NewSubscriptionBody>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let subscription = state
+    let (subscription, secret) = state
         .app()
         .webhooks
         .subscribe(NewSubscription {
@@ -38,7 +38,7 @@ pub async fn create(
     Ok((
         StatusCode::CREATED,
         location(format!("/api/v1/webhooks/{}", subscription.id)),
-        Json(SubscriptionBody::of(&subscription, true)),
+        Json(SubscriptionBody::of(&subscription, Some(&secret))),
     ))
 }
 
@@ -53,7 +53,7 @@ pub async fn list(
     Ok(Json(
         subscriptions
             .iter()
-            .map(|s| SubscriptionBody::of(s, false))
+            .map(|s| SubscriptionBody::of(s, None))
             .collect(),
     ))
 }
@@ -69,7 +69,7 @@ pub async fn get(
 ) -> Result<Json<SubscriptionBody>, ApiError> {
     let id = id.parse(SubscriptionId::parse)?;
     let subscription = state.app().webhooks.get(id).await?;
-    Ok(Json(SubscriptionBody::of(&subscription, false)))
+    Ok(Json(SubscriptionBody::of(&subscription, None)))
 }
 
 /// Unsubscribe; pending deliveries are dropped.

@@ -36,12 +36,12 @@ use figment::providers::Serialized;
 use figment::value::Value;
 use serde::{Deserialize, Serialize, Serializer};
 use stampede_app::AppSettings;
-use stampede_app::auth::PasswordSettings;
+use stampede_app::auth::{JwtKey, PasswordSettings};
 use stampede_app::cache::CacheSettings;
 use stampede_app::ledger::KeyMemorySettings;
 use stampede_app::payments::PaymentSettings;
 use stampede_app::purchase::CommitSettings;
-use stampede_app::webhooks::WebhookSettings;
+use stampede_app::webhooks::{SecretSealer, WebhookSettings};
 use stampede_bus_nats::NatsSettings;
 use stampede_flow::serde_duration::millis;
 use stampede_http::HttpSettings;
@@ -117,6 +117,8 @@ pub struct Config {
     pub role: Role,
     /// `None`: generated and kept in the data directory.
     pub jwt_secret: Option<Secret>,
+    /// Tokens whose `exp` is further ahead are refused.
+    pub jwt_max_ttl_secs: u32,
     /// PostgreSQL (cluster mode); `None`: SQLite in the data directory.
     pub database_url: Option<String>,
     /// The PostgreSQL pool, used with `database_url`.
@@ -142,6 +144,9 @@ pub struct Config {
     pub public_url: Option<String>,
     /// `None`: generated and kept in the data directory.
     pub payment_webhook_secret: Option<Secret>,
+    /// Seals webhook signing secrets at rest; `None`: generated and kept in
+    /// the data directory.
+    pub webhook_secret_key: Option<Secret>,
     pub payment: PaymentSettings,
     pub payment_sim: SimulatedSettings,
     pub webhook: WebhookSettings,
@@ -162,6 +167,7 @@ impl Default for Config {
             data_dir: PathBuf::from("./stampede-data"),
             role: Role::All,
             jwt_secret: None,
+            jwt_max_ttl_secs: JwtKey::DEFAULT_MAX_TTL_SECS,
             database_url: None,
             db: PgSettings::default(),
             redis_url: None,
@@ -179,6 +185,7 @@ impl Default for Config {
             shutdown_grace_secs: 30,
             public_url: None,
             payment_webhook_secret: None,
+            webhook_secret_key: None,
             payment: app.payments,
             payment_sim: SimulatedSettings::default(),
             webhook: app.webhooks,
@@ -304,6 +311,8 @@ pub struct Settings {
     pub data_dir: PathBuf,
     pub role: Role,
     pub jwt_secret: Option<Secret>,
+    /// Tokens whose `exp` is further ahead are refused.
+    pub jwt_max_ttl_secs: u32,
     pub namespace: String,
     pub log: LogSettings,
     pub http: HttpSettings,
@@ -327,6 +336,9 @@ pub struct Settings {
     pub public_url: Option<String>,
     /// `None`: generated and kept in the data directory.
     pub payment_webhook_secret: Option<Secret>,
+    /// Seals webhook signing secrets (64 hex digits, checked); `None`:
+    /// generated and kept in the data directory.
+    pub webhook_secret_key: Option<Secret>,
     pub payment_sim: SimulatedSettings,
     /// Things worth a warning once logging is up.
     pub warnings: Vec<String>,
@@ -352,6 +364,7 @@ impl Settings {
             data_dir,
             role,
             jwt_secret,
+            jwt_max_ttl_secs,
             database_url,
             db,
             redis_url,
@@ -369,6 +382,7 @@ impl Settings {
             shutdown_grace_secs,
             public_url,
             payment_webhook_secret,
+            webhook_secret_key,
             payment,
             payment_sim,
             mut webhook,
@@ -452,6 +466,15 @@ impl Settings {
                 );
             }
         }
+        if session_ttl_secs > jwt_max_ttl_secs {
+            return Err(Invalid::new(
+                "session_ttl_secs",
+                format!(
+                    "session tokens living {session_ttl_secs} s would be refused: \
+                     the most is jwt_max_ttl_secs ({jwt_max_ttl_secs})"
+                ),
+            ));
+        }
         let namespace_ok = !namespace.is_empty()
             && namespace.len() <= 64
             && namespace
@@ -483,6 +506,20 @@ impl Settings {
         {
             return Err(Invalid::new("payment_webhook_secret", "must not be empty"));
         }
+        if let Some(key) = &webhook_secret_key {
+            if SecretSealer::from_hex(key.expose()).is_none() {
+                return Err(Invalid::new(
+                    "webhook_secret_key",
+                    "must be 64 hexadecimal digits (32 random bytes, e.g. `openssl rand -hex 32`)",
+                ));
+            }
+        } else if database.is_some() {
+            warnings.push(
+                "STAMPEDE_WEBHOOK_SECRET_KEY is unset: this node seals webhook secrets with a key \
+                 of its own data directory, which other nodes cannot open; give every node the same key"
+                    .into(),
+            );
+        }
         if payment_sim.latency_max < payment_sim.latency_min {
             return Err(Invalid::new(
                 "payment_sim.latency_max_ms",
@@ -502,6 +539,7 @@ impl Settings {
             data_dir,
             role,
             jwt_secret,
+            jwt_max_ttl_secs,
             namespace,
             log: LogSettings {
                 filter: log,
@@ -532,6 +570,7 @@ impl Settings {
             shutdown_grace: Duration::from_secs(u64::from(shutdown_grace_secs)),
             public_url,
             payment_webhook_secret,
+            webhook_secret_key,
             payment_sim,
             warnings,
         })
@@ -713,6 +752,20 @@ mod tests {
     }
 
     #[test]
+    fn session_tokens_must_live_within_the_token_lifetime_cap() {
+        let settings = load(None, &[], &[]).unwrap();
+        assert_eq!(settings.jwt_max_ttl_secs, 604_800);
+        let env = [("STAMPEDE_JWT_MAX_TTL_SECS", "7200")];
+        let settings = load(None, &env, &[("session-ttl-secs", "7200")]).unwrap();
+        assert_eq!(settings.jwt_max_ttl_secs, 7200);
+        let message = error(load(None, &env, &[("session-ttl-secs", "7201")]));
+        assert!(message.contains("--session-ttl-secs"), "{message}");
+        assert!(message.contains("jwt_max_ttl_secs"), "{message}");
+        let message = error(load(None, &[], &[("jwt-max-ttl-secs", "0")]));
+        assert!(message.contains("STAMPEDE_JWT_MAX_TTL_SECS"), "{message}");
+    }
+
+    #[test]
     fn a_postgres_url_selects_the_postgres_store_with_its_pool_settings() {
         let flags = [
             ("database-url", "postgres://localhost/test"),
@@ -828,6 +881,28 @@ backend = "shared"
         ));
         assert!(message.contains("lmit"), "{message}");
         assert!(message.contains("--rate-limits"), "{message}");
+    }
+
+    #[test]
+    fn a_webhook_secret_key_is_64_hex_digits_and_never_prints() {
+        let key = "0123456789abcdef".repeat(4);
+        let settings = load(None, &[("STAMPEDE_WEBHOOK_SECRET_KEY", &key)], &[]).unwrap();
+        assert_eq!(settings.webhook_secret_key.as_ref().unwrap().expose(), key);
+        assert!(!format!("{settings:?}").contains(&key));
+        let message = error(load(None, &[], &[("webhook-secret-key", "short")]));
+        assert!(message.contains("--webhook-secret-key"), "{message}");
+        assert!(message.contains("64 hexadecimal digits"), "{message}");
+        assert!(!message.contains("short"), "{message}");
+        let cluster = [("STAMPEDE_DATABASE_URL", "postgres://localhost/test")];
+        let settings = load(None, &cluster, &[]).unwrap();
+        assert!(
+            settings
+                .warnings
+                .iter()
+                .any(|w| w.contains("STAMPEDE_WEBHOOK_SECRET_KEY")),
+            "{:?}",
+            settings.warnings
+        );
     }
 
     #[test]

@@ -96,6 +96,7 @@ listen                           | -               | Address to listen on
 data_dir                         | -               | Directory of the SQLite database and the generated secrets; one process per directory
 role                             | -               | What this node does: `all`, or in cluster mode `api` (the API) or `worker` (the background workers)
 jwt_secret                       | -               | HS256 secret for tokens; without one, a secret is generated and kept in the data directory
+jwt_max_ttl_secs                 | 60..31536000    | Longest token lifetime: tokens whose `exp` is further ahead are refused
 database_url                     | -               | PostgreSQL URL: the store of record in PostgreSQL instead of SQLite (cluster mode)
 db.pool_size                     | 1..1024         | PostgreSQL connections per node
 db.statement_timeout_ms          | 100..600000     | PostgreSQL aborts statements running longer
@@ -119,6 +120,7 @@ idempotency.capacity             | 1000..100000000 | Most purchase answers remem
 shutdown_grace_secs              | 1..3600         | Longest wait for in-flight requests on shutdown
 public_url                       | -               | Base URL at which this node is reachable, for the payment provider's callbacks; unset: http://<listen address>
 payment_webhook_secret           | -               | Secret of the payment provider's webhook signatures; generated in the data directory when unset
+webhook_secret_key               | -               | Key sealing webhook signing secrets in the database, 64 hex digits; generated in the data directory when unset (cluster: the same on every node)
 payment.timeout_ms               | 10..60000       | Longest wait for one call to the payment provider
 payment.breaker.failure_rate     | 1..100          | Failure rate (percent) that opens the payment provider's breaker
 payment.breaker.slow_ms          | 1..600000       | Calls at least this slow count as slow for the payment provider's breaker

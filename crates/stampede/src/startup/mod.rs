@@ -24,6 +24,7 @@ use stampede_app::App;
 use stampede_app::auth::JwtKey;
 use stampede_app::failure::Chain;
 use stampede_app::ports::{Clock, SystemClock};
+use stampede_app::webhooks::SecretSealer;
 use stampede_app::workers::{Background, Next, StepError, Worker};
 use stampede_http::AppState;
 use stampede_outbound::{HttpWebhookSender, SimulatedProvider, SimulatedSettings};
@@ -50,13 +51,22 @@ impl Server {
             tracing::warn!("{warning}");
         }
         let data_dir = settings.data_dir.clone();
-        std::fs::create_dir_all(&data_dir)
-            .with_context(|| format!("creating data directory {}", data_dir.display()))?;
+        secret::prepare_data_dir(&data_dir)?;
 
         let jwt_secret = match &settings.jwt_secret {
             Some(secret) => secret.clone(),
             None => secret::load_or_create(&data_dir, secret::JWT)?,
         };
+        let webhook_key = match &settings.webhook_secret_key {
+            Some(key) => key.clone(),
+            None => secret::load_or_create(&data_dir, secret::WEBHOOK_KEY)?,
+        };
+        let sealer = SecretSealer::from_hex(webhook_key.expose()).with_context(|| {
+            format!(
+                "{} must hold 64 hexadecimal digits",
+                secret::path_in(&data_dir, secret::WEBHOOK_KEY).display()
+            )
+        })?;
         let webhook_secret = match &settings.payment_webhook_secret {
             Some(secret) => secret.clone(),
             None => secret::load_or_create(&data_dir, secret::PAYMENT_WEBHOOK)?,
@@ -101,7 +111,9 @@ impl Server {
             provider: Arc::new(provider),
             sender: Arc::new(sender),
             clock,
-            jwt: JwtKey::new(jwt_secret.expose().as_bytes()),
+            jwt: JwtKey::new(jwt_secret.expose().as_bytes())
+                .with_max_ttl(settings.jwt_max_ttl_secs),
+            sealer,
             probes,
             shared_cache: open_shared_cache(&settings)?,
         };

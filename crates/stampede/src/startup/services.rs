@@ -17,7 +17,7 @@ use stampede_app::ports::{
     WebhookSender,
 };
 use stampede_app::purchase::PurchaseService;
-use stampede_app::webhooks::{WebhookService, WebhookSettings};
+use stampede_app::webhooks::{SecretSealer, WebhookService, WebhookSettings};
 use stampede_app::workers::{
     Background, ConsumerWorker, DeliveryWorker, ExpirySweeper, LiveFeed, PaymentFeeder,
     PaymentWorker, Reconciler, WebhookFanout,
@@ -35,6 +35,8 @@ pub struct Adapters {
     pub sender: Arc<dyn WebhookSender>,
     pub clock: Arc<dyn Clock>,
     pub jwt: JwtKey,
+    /// Seals webhook signing secrets before the store sees them.
+    pub sealer: SecretSealer,
     /// The dependencies readiness checks; empty: the store's ping alone.
     pub probes: Vec<Arc<dyn Probe>>,
     /// The shared read cache (L2) behind each catalog cache (cluster mode);
@@ -59,6 +61,7 @@ pub(crate) async fn start_app(
         sender,
         clock,
         jwt,
+        sealer,
         mut probes,
         shared_cache,
     } = adapters;
@@ -110,8 +113,13 @@ pub(crate) async fn start_app(
     let webhooks = Arc::new(WebhookService::new(
         store.clone(),
         clock.clone(),
+        sealer,
         settings.webhooks.allow_hosts.clone(),
     ));
+    let sealed = webhooks.seal_clear_secrets().await?;
+    if sealed > 0 {
+        tracing::info!(sealed, "sealed webhook secrets stored in clear");
+    }
     let ledger_for_workers = ledger.clone();
     let expiry = Arc::new(ExpirySweeper::new(
         store.clone(),

@@ -32,7 +32,15 @@ async fn forged_expired_and_malformed_tokens_are_unauthorized() {
     let user = UserId::parse("mallory").unwrap();
     let forged = JwtKey::new(b"not the server secret").sign(&user, Role::Admin, i64::MAX / 2);
     let expired = JwtKey::new(crate::helpers::SECRET.as_bytes()).sign(&user, Role::Admin, 1_000);
-    for bad in [forged.as_str(), expired.as_str(), "garbage", "a.b.c"] {
+    // Signed with the server's secret, but valid for ever.
+    let eternal = JwtKey::new(crate::helpers::SECRET.as_bytes()).sign(&user, Role::Admin, i64::MAX);
+    for bad in [
+        forged.as_str(),
+        expired.as_str(),
+        eternal.as_str(),
+        "garbage",
+        "a.b.c",
+    ] {
         let response = app.get("/api/v1/orders", Some(bad)).await;
         assert_problem(response, StatusCode::UNAUTHORIZED, "unauthorized").await;
     }

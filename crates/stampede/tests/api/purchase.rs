@@ -4,7 +4,7 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::{assert_problem, customer, spawn_app, spawn_app_with};
+use crate::helpers::{admin, assert_problem, customer, spawn_app, spawn_app_with};
 
 #[tokio::test]
 async fn a_winning_purchase_is_accepted_with_the_order_and_its_location() {
@@ -239,6 +239,41 @@ async fn an_invalid_quantity_is_refused_and_not_remembered() {
         app.purchase(&customer("alice"), id, "k", 1).await.status(),
         StatusCode::ACCEPTED
     );
+}
+
+#[tokio::test]
+async fn a_body_that_is_not_an_object_or_has_unknown_members_buys_nothing() {
+    let app = spawn_app().await;
+    let sale = app.create_sale(5, 5, json!({})).await;
+    let id = sale["id"].as_str().unwrap();
+    for (key, body) in [
+        ("k1", json!([])),
+        ("k2", json!([5])),
+        ("k3", json!(5)),
+        ("k4", json!({"quantity": 1, "quantiy": 5})),
+    ] {
+        let response = app
+            .request(
+                Method::POST,
+                &format!("/api/v1/sales/{id}/purchase"),
+                Some(&customer("alice")),
+            )
+            .header("Idempotency-Key", key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_problem(response, StatusCode::UNPROCESSABLE_ENTITY, "validation").await;
+    }
+    assert_eq!(app.sale(id).await["remaining"], 5);
+    let product = app
+        .post(
+            "/api/v1/products",
+            Some(&admin()),
+            &json!({"sku": "S-1", "name": "n", "price_cents": 1, "currency": "EUR", "colour": "red"}),
+        )
+        .await;
+    assert_problem(product, StatusCode::UNPROCESSABLE_ENTITY, "validation").await;
 }
 
 #[tokio::test]

@@ -8,10 +8,11 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use stampede_app::auth::signature;
+use stampede_app::webhooks::{SecretSealer, WebhookService};
 use stampede_domain::ids::SubscriptionId;
 use stampede_domain::net::AllowList;
 use stampede_domain::time::Timestamp;
-use stampede_domain::webhook::{EventFilter, SigningSecret, Subscription, WebhookUrl};
+use stampede_domain::webhook::{EventFilter, StoredSecret, Subscription, WebhookUrl};
 
 use crate::helpers::{
     TestApp, admin, assert_problem, customer, eventually, spawn_app, spawn_app_with,
@@ -42,6 +43,43 @@ async fn deliveries(app: &TestApp, subscription: &str, status: &str) -> Vec<Valu
         .as_array()
         .unwrap()
         .clone()
+}
+
+#[tokio::test]
+async fn secrets_are_sealed_at_rest_and_clear_ones_from_older_builds_get_sealed() {
+    let app = spawn_app().await;
+    let created = subscribe(&app, "https://hooks.example.com/x", json!(["sale.created"])).await;
+    let secret = created["secret"].as_str().unwrap().to_owned();
+    let id = SubscriptionId::parse(created["id"].as_str().unwrap()).unwrap();
+    let store = app.app.store.clone();
+    let stored = store.subscription(id).await.unwrap().unwrap();
+    assert!(stored.secret.as_str().starts_with("v1:"), "{stored:?}");
+    assert!(!stored.secret.as_str().contains(&secret));
+
+    // A row as a build before sealing wrote it: the secret in clear.
+    let clear = StoredSecret::parse(&secret).unwrap();
+    assert!(
+        store
+            .replace_subscription_secret(id, &stored.secret, &clear)
+            .await
+            .unwrap()
+    );
+    let webhooks = &app.app.webhooks;
+    assert_eq!(webhooks.seal_clear_secrets().await.unwrap(), 1);
+    let resealed = store.subscription(id).await.unwrap().unwrap();
+    assert!(resealed.secret.as_str().starts_with("v1:"));
+    assert_eq!(webhooks.signing_secret(&resealed).unwrap().expose(), secret);
+    assert_eq!(webhooks.seal_clear_secrets().await.unwrap(), 0);
+
+    // A node with another key cannot open them: it stops at start-up.
+    let other = WebhookService::new(
+        store.clone(),
+        app.app.clock.clone(),
+        SecretSealer::new(&[7; 32]),
+        AllowList::default(),
+    );
+    let message = other.seal_clear_secrets().await.unwrap_err().to_string();
+    assert!(message.contains("webhook_secret_key"), "{message}");
 }
 
 #[tokio::test]
@@ -345,7 +383,7 @@ async fn deliveries_to_refused_addresses_fail_without_reaching_them() {
             id: SubscriptionId::generate(),
             url: WebhookUrl::from_store(&url),
             events: EventFilter::parse(&["sale.created".into()]).unwrap(),
-            secret: SigningSecret::parse("a-long-enough-secret").unwrap(),
+            secret: StoredSecret::parse("a-long-enough-secret").unwrap(),
             created_at: Timestamp::now(),
         };
         app.app

@@ -16,6 +16,8 @@ use stampede_ledger_redis::testing::TestNamespace;
 use stampede_store_postgres::testing::TestDatabase;
 
 pub const SECRET: &str = "binary-test-secret-long-enough-for-hs256";
+/// Every node of a deployment shares the key sealing webhook secrets.
+pub const WEBHOOK_KEY: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
 /// Where a binary keeps its state: a data directory and, in the PostgreSQL
 /// run (`crate::ON_POSTGRES`), a fresh database dropped with it. A restart
@@ -120,6 +122,7 @@ impl Binary {
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .env("STAMPEDE_JWT_SECRET", SECRET)
+            .env("STAMPEDE_WEBHOOK_SECRET_KEY", WEBHOOK_KEY)
             .env("STAMPEDE_LOG", "info")
             .env("STAMPEDE_LOG_FORMAT", "json")
             .env("STAMPEDE_SHUTDOWN_GRACE_SECS", "10")
