@@ -116,7 +116,7 @@ commit.max_batch                 | 1..10000        | Most orders in one group co
 commit.workers                   | 1..64           | Group commits in flight at once
 session_ttl_secs                 | 60..2592000     | Lifetime of tokens from POST /api/v1/sessions
 idempotency.retention_secs       | 1..2592000      | How long purchase answers are remembered per Idempotency-Key, at least
-idempotency.capacity             | 1000..100000000 | Most purchase answers remembered in memory
+idempotency.capacity             | 1000..100000000 | Refusals remembered in memory before the oldest go early
 shutdown_grace_secs              | 1..3600         | Longest wait for in-flight requests on shutdown
 public_url                       | -               | Base URL at which this node is reachable, for the payment provider's callbacks; unset: http://<listen address>
 payment_webhook_secret           | -               | Secret of the payment provider's webhook signatures; generated in the data directory when unset
