@@ -41,6 +41,8 @@ pub struct HttpConfig {
     pub min_in_flight: u32,
     #[serde(rename = "in_flight_latency_target_ms", with = "millis")]
     pub in_flight_latency_target: Duration,
+    /// Open order event streams per node at most (and 8 per user).
+    pub max_event_streams: usize,
 }
 
 impl Default for HttpConfig {
@@ -56,6 +58,7 @@ impl Default for HttpConfig {
             max_in_flight: 4096,
             min_in_flight: 32,
             in_flight_latency_target: Duration::from_millis(250),
+            max_event_streams: 2048,
         }
     }
 }
@@ -125,6 +128,7 @@ impl HttpConfig {
                 shared_timeout: self.rate_limit_timeout,
             },
             serve_api,
+            max_event_streams: self.max_event_streams,
         })
     }
 }

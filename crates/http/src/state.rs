@@ -7,6 +7,7 @@ use stampede_app::App;
 use stampede_flow::limit::shared::RateStore;
 
 use crate::protect::{ProtectSettings, Protection};
+use crate::streams::StreamSlots;
 
 /// Settings of the HTTP edge; built from [`HttpConfig`](crate::config::HttpConfig),
 /// which holds the defaults.
@@ -20,12 +21,15 @@ pub struct HttpSettings {
     /// Serve the API (`all` and `api` nodes); without it only the probes,
     /// `/metrics` and the OpenAPI document (`worker` nodes).
     pub serve_api: bool,
+    /// Open order event streams per node at most.
+    pub max_event_streams: usize,
 }
 
 struct Inner {
     app: Arc<App>,
     prometheus: PrometheusHandle,
     protection: Arc<Protection>,
+    streams: Arc<StreamSlots>,
 }
 
 /// Cheap to clone: one `Arc`.
@@ -49,12 +53,17 @@ impl AppState {
                 app.jwt.clone(),
                 app.clock.clone(),
             )),
+            streams: StreamSlots::new(settings.max_event_streams),
             app,
         }))
     }
 
     pub fn protection(&self) -> &Arc<Protection> {
         &self.0.protection
+    }
+
+    pub fn streams(&self) -> &Arc<StreamSlots> {
+        &self.0.streams
     }
 
     pub fn app(&self) -> &App {

@@ -18,6 +18,7 @@ use crate::dto::{EventBody, OrderBody, OrderDetailBody, PageBody};
 use crate::extract::{Authenticated, Page, PathId};
 use crate::problem::ApiError;
 use crate::state::AppState;
+use crate::streams::StreamSlot;
 
 /// Get an order (its owner, or an admin).
 #[utoipa::path(get, path = "/api/v1/orders/{id}", tag = "orders",
@@ -98,6 +99,7 @@ pub async fn events(
     headers: HeaderMap,
 ) -> Result<impl IntoResponse, ApiError> {
     let id = id.parse(OrderId::parse)?;
+    let slot = state.streams().acquire(&caller.user)?;
     let after = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
@@ -115,6 +117,7 @@ pub async fn events(
         aggregate: id.to_string(),
         caller,
         state,
+        _slot: slot,
     };
     let stream = futures_util::stream::unfold(feed, move |feed| {
         let drained = drained.clone();
@@ -137,6 +140,8 @@ struct Feed {
     aggregate: String,
     caller: Caller,
     state: AppState,
+    /// Held while the stream is open.
+    _slot: StreamSlot,
 }
 
 impl Feed {

@@ -150,6 +150,7 @@ http.max_request_timeout_ms      | 10..3600000     | The longest deadline a clie
 http.max_in_flight               | 0..1000000      | Upper bound of the adaptive limit on requests in flight; 0 turns it off
 http.min_in_flight               | -               | Lower bound of the adaptive limit on requests in flight
 http.in_flight_latency_target_ms | 1..600000       | A request slower than this counts against the adaptive limit
+http.max_event_streams           | 1..1000000      | Open order event streams per node at most, past it 503 (and 8 per user, past it 429)
 ";
 
 /// The settings of the table above.

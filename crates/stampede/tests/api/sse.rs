@@ -6,7 +6,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::helpers::{TestApp, assert_problem, customer, spawn_app};
+use crate::helpers::{TestApp, assert_problem, customer, spawn_app, spawn_app_with};
 
 /// Reads SSE frames until `n` events have arrived (or 10 s pass).
 async fn read_events(response: &mut reqwest::Response, n: usize) -> Vec<(String, String, Value)> {
@@ -96,4 +96,50 @@ async fn someone_elses_order_has_no_stream() {
         )
         .await;
     assert_problem(response, StatusCode::NOT_FOUND, "not-found").await;
+}
+
+#[tokio::test]
+async fn a_user_holds_at_most_eight_streams_and_a_node_its_configured_number() {
+    let app = spawn_app_with(|config| config.http.max_event_streams = 10).await;
+    let (_, order) = app.sale_and_order("alice").await;
+    let order = order["id"].as_str().unwrap();
+    let alice = customer("alice");
+    let mut held = Vec::new();
+    for _ in 0..8 {
+        held.push(open(&app, &alice, order, None).await);
+    }
+    let ninth = app
+        .get(&format!("/api/v1/orders/{order}/events"), Some(&alice))
+        .await;
+    assert!(ninth.headers().contains_key("retry-after"));
+    assert_problem(ninth, StatusCode::TOO_MANY_REQUESTS, "rate-limited").await;
+
+    // A closed stream gives its slot back.
+    drop(held.pop());
+    let again = eventually_open(&app, &alice, order).await;
+    held.push(again);
+
+    // Bob's two streams fill the node's ten; a third is one too many.
+    let (_, bobs) = app.sale_and_order("bob").await;
+    let bobs = bobs["id"].as_str().unwrap();
+    let bob = customer("bob");
+    held.push(open(&app, &bob, bobs, None).await);
+    held.push(open(&app, &bob, bobs, None).await);
+    let over = app
+        .get(&format!("/api/v1/orders/{bobs}/events"), Some(&bob))
+        .await;
+    assert_problem(over, StatusCode::SERVICE_UNAVAILABLE, "overloaded").await;
+}
+
+/// Opens a stream once the server has noticed an earlier one closed.
+async fn eventually_open(app: &TestApp, token: &str, order: &str) -> reqwest::Response {
+    let path = format!("/api/v1/orders/{order}/events");
+    for _ in 0..100 {
+        let response = app.get(&path, Some(token)).await;
+        if response.status() == StatusCode::OK {
+            return response;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the closed stream's slot never came back");
 }
