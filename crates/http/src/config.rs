@@ -14,7 +14,7 @@ use stampede_flow::serde_duration::millis;
 use crate::client_ip::TrustedProxies;
 use crate::limits::RateLimitRule;
 use crate::protect::ProtectSettings;
-use crate::state::HttpSettings;
+use crate::state::{ConnectionSettings, HttpSettings};
 
 /// The adaptive limit's starting point, within its bounds.
 const INITIAL_IN_FLIGHT: u32 = 512;
@@ -43,6 +43,12 @@ pub struct HttpConfig {
     pub in_flight_latency_target: Duration,
     /// Open order event streams per node at most (and 8 per user).
     pub max_event_streams: usize,
+    #[serde(rename = "header_timeout_ms", with = "millis")]
+    pub header_timeout: Duration,
+    #[serde(rename = "idle_timeout_ms", with = "millis")]
+    pub idle_timeout: Duration,
+    /// Open connections at most.
+    pub max_connections: usize,
 }
 
 impl Default for HttpConfig {
@@ -59,6 +65,9 @@ impl Default for HttpConfig {
             min_in_flight: 32,
             in_flight_latency_target: Duration::from_millis(250),
             max_event_streams: 2048,
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 4096,
         }
     }
 }
@@ -129,6 +138,11 @@ impl HttpConfig {
             },
             serve_api,
             max_event_streams: self.max_event_streams,
+            connections: ConnectionSettings {
+                header_timeout: self.header_timeout,
+                idle_timeout: self.idle_timeout,
+                max_connections: self.max_connections,
+            },
         })
     }
 }

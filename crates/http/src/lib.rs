@@ -6,6 +6,7 @@
 //! - [`problem`]: RFC 9457 problem+json, the only error shape we send.
 //! - [`dto`]: the JSON shapes on the wire.
 //! - [`edge`]: the one service every request passes, around the router.
+//! - [`serve`]: the connections under the edge, with their timeouts and cap.
 //! - [`streams`]: the bound on open order event streams.
 //! - [`telemetry`]: request ids, trace spans, metrics, the problem safety net.
 //! - [`openapi`]: the generated OpenAPI 3.1 document.
@@ -20,6 +21,7 @@ pub mod openapi;
 pub mod problem;
 pub mod protect;
 pub mod routes;
+pub mod serve;
 pub mod state;
 pub mod streams;
 pub mod telemetry;

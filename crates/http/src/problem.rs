@@ -249,6 +249,13 @@ impl From<ValidationError> for ApiError {
     }
 }
 
+impl ApiError {
+    /// The problem+json body alone, for answers written outside axum.
+    pub(crate) fn body_bytes(&self) -> Vec<u8> {
+        render(&self.problem())
+    }
+}
+
 /// A problem as JSON.
 fn render(problem: &Problem) -> Vec<u8> {
     match serde_json::to_vec(problem) {

@@ -1,6 +1,7 @@
 //! What every handler can reach: the application and the metrics handle.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use metrics_exporter_prometheus::PrometheusHandle;
 use stampede_app::App;
@@ -23,6 +24,20 @@ pub struct HttpSettings {
     pub serve_api: bool,
     /// Open order event streams per node at most.
     pub max_event_streams: usize,
+    /// Request-head and idle timeouts, and the cap on connections.
+    pub connections: ConnectionSettings,
+}
+
+/// Bounds on connections; defaults in [`HttpConfig`](crate::config::HttpConfig),
+/// applied by [`serve`](crate::serve).
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionSettings {
+    /// The most a client may take to send a request head.
+    pub header_timeout: Duration,
+    /// A keep-alive connection with no request for this long is closed.
+    pub idle_timeout: Duration,
+    /// Open connections at most.
+    pub max_connections: usize,
 }
 
 struct Inner {

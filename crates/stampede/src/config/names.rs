@@ -150,6 +150,9 @@ http.max_request_timeout_ms      | 10..3600000     | The longest deadline a clie
 http.max_in_flight               | 0..1000000      | Upper bound of the adaptive limit on requests in flight; 0 turns it off
 http.min_in_flight               | -               | Lower bound of the adaptive limit on requests in flight
 http.in_flight_latency_target_ms | 1..600000       | A request slower than this counts against the adaptive limit
+http.header_timeout_ms           | 100..600000     | Longest a client may take to send a request head, from its first byte; then the connection is closed
+http.idle_timeout_ms             | 100..3600000    | A keep-alive connection with no request for this long is closed
+http.max_connections             | 1..1000000      | Open connections at most; past it a new one gets 503 and is closed
 http.max_event_streams           | 1..1000000      | Open order event streams per node at most, past it 503 (and 8 per user, past it 429)
 ";
 

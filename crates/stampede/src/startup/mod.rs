@@ -27,6 +27,7 @@ use stampede_app::ports::{Clock, SystemClock};
 use stampede_app::webhooks::SecretSealer;
 use stampede_app::workers::{Background, Next, StepError, Worker};
 use stampede_http::AppState;
+use stampede_http::serve::{ConnectionSettings, serve};
 use stampede_outbound::{HttpWebhookSender, SimulatedProvider, SimulatedSettings};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -41,6 +42,7 @@ pub struct Server {
     app: Arc<App>,
     listener: TcpListener,
     router: stampede_http::Edge,
+    connections: ConnectionSettings,
     local_addr: SocketAddr,
     grace: Duration,
 }
@@ -137,6 +139,7 @@ impl Server {
             app,
             listener,
             router,
+            connections: settings.http.connections,
             local_addr,
             grace: settings.shutdown_grace,
         })
@@ -160,6 +163,7 @@ impl Server {
             app,
             listener,
             router,
+            connections,
             local_addr,
             grace,
         } = self;
@@ -177,16 +181,10 @@ impl Server {
                 draining.cancel();
             }
         };
-        // Peers' addresses reach the handlers, for per-IP rate limits.
-        let service =
-            axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<
-                SocketAddr,
-            >(router);
-        let mut serving = tokio::spawn(
-            axum::serve(listener, service)
-                .with_graceful_shutdown(graceful)
-                .into_future(),
-        );
+        let mut serving = tokio::spawn(async move {
+            serve(listener, router, connections, graceful).await;
+            Ok::<(), std::io::Error>(())
+        });
         let served = tokio::select! {
             result = &mut serving => Some(result),
             () = draining.cancelled() => None,

@@ -8,6 +8,7 @@ mod accounts;
 mod auth;
 mod bus_loss;
 mod catalog;
+mod connections;
 mod detail;
 mod errors;
 mod expiry;
