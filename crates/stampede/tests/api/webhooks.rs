@@ -292,6 +292,17 @@ async fn create(app: &TestApp, url: &str) -> reqwest::Response {
     .await
 }
 
+/// Creating a subscription to `url` is a validation problem naming `url`.
+async fn assert_url_refused(app: &TestApp, url: &str) {
+    let problem = assert_problem(
+        create(app, url).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation",
+    )
+    .await;
+    assert_eq!(problem["errors"][0]["field"], "url", "{url}");
+}
+
 #[tokio::test]
 async fn urls_that_are_not_urls_are_refused_and_the_rest_kept_normalised() {
     let app = spawn_app().await;
@@ -302,13 +313,7 @@ async fn urls_that_are_not_urls_are_refused_and_the_rest_kept_normalised() {
         "http://x]/",
         "http:///path",
     ] {
-        let problem = assert_problem(
-            create(&app, url).await,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "validation",
-        )
-        .await;
-        assert_eq!(problem["errors"][0]["field"], "url", "{url}");
+        assert_url_refused(&app, url).await;
     }
     let created = create(&app, "HTTPS://Hooks.Example.COM:443/a/../stampede").await;
     assert_eq!(created.status(), StatusCode::CREATED);
@@ -339,13 +344,7 @@ async fn urls_naming_loopback_addresses_are_refused_unless_allowed() {
         "http://[::1]/",
         "http://[::ffff:127.0.0.1]/",
     ] {
-        let problem = assert_problem(
-            create(&app, url).await,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "validation",
-        )
-        .await;
-        assert_eq!(problem["errors"][0]["field"], "url", "{url}");
+        assert_url_refused(&app, url).await;
     }
     let listed: Value = app
         .get("/api/v1/webhooks", Some(&admin()))
