@@ -2,15 +2,15 @@
 //! problem docs/api.md §5 prescribes: credentials first (401/403, before the body is
 //! looked at), then headers (400), then the body (400/413/415/422).
 
+use std::fmt;
+use std::marker::PhantomData;
+
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::StatusCode;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
-use std::fmt;
-use std::marker::PhantomData;
-
 use serde::de::value::MapAccessDeserializer;
 use serde::de::{DeserializeOwned, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};

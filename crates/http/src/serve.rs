@@ -36,6 +36,9 @@ use crate::edge::Edge;
 use crate::problem::{ApiError, Kind};
 pub use crate::state::ConnectionSettings;
 
+/// Refused connections being answered at once, at most.
+const REFUSING_AT_ONCE: usize = 64;
+
 /// Serves `edge` on `listener` until `shutdown` completes, then lets every
 /// open connection finish its request and returns once all are closed.
 pub async fn serve(
@@ -45,6 +48,9 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) {
     let slots = Arc::new(Semaphore::new(settings.max_connections));
+    // Answering a refused connection holds its socket a moment too; past
+    // this many at once, one is closed without an answer.
+    let refusing = Arc::new(Semaphore::new(REFUSING_AT_ONCE));
     let (stop, stopped) = watch::channel(false);
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -71,7 +77,14 @@ pub async fn serve(
                 });
             }
             Err(_) => {
-                tokio::spawn(refuse(stream));
+                metrics::counter!("stampede_http_refused_total", "reason" => "connections")
+                    .increment(1);
+                if let Ok(permit) = refusing.clone().try_acquire_owned() {
+                    tokio::spawn(async move {
+                        refuse(stream).await;
+                        drop(permit);
+                    });
+                }
             }
         }
     }
@@ -83,7 +96,6 @@ pub async fn serve(
 
 /// Answers a connection past the cap, then closes it.
 async fn refuse(mut stream: TcpStream) {
-    metrics::counter!("stampede_http_refused_total", "reason" => "connections").increment(1);
     // Read what the client sent first, so closing does not reset the answer.
     let mut scratch = [0u8; 4096];
     let _ = tokio::time::timeout(Duration::from_millis(200), stream.readable()).await;

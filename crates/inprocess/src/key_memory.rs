@@ -158,7 +158,7 @@ impl<V> Generations<V> {
 struct Shard {
     in_flight: Table<InFlight>,
     refused: Generations<Refused>,
-    /// Won answers (and any other full answer), retired by time only.
+    /// Won answers, retired by time only.
     answers: Generations<Remembered>,
     /// The sales this shard's refusals name, by slot; sales are made by
     /// operators, so this stays small.
