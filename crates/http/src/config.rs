@@ -11,6 +11,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use stampede_flow::adaptive::AdaptiveConfig;
 use stampede_flow::serde_duration::millis;
 
+use crate::account_limits::AccountLimitSettings;
 use crate::client_ip::TrustedProxies;
 use crate::limits::RateLimitRule;
 use crate::protect::ProtectSettings;
@@ -28,6 +29,10 @@ pub struct HttpConfig {
     pub rate_limits: LimitRules,
     /// The built-in rule: purchase attempts per user per second.
     pub purchases_per_user_per_sec: u32,
+    /// Built-in: failed logins per client address per minute; 0: no limit.
+    pub login_failures_per_min: u32,
+    /// Built-in: registrations per client address per hour; 0: no limit.
+    pub registrations_per_hour: u32,
     /// Comma-separated addresses or CIDRs whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Option<String>,
     #[serde(rename = "rate_limit_timeout_ms", with = "millis")]
@@ -57,6 +62,8 @@ impl Default for HttpConfig {
             max_body_bytes: 1024 * 1024,
             rate_limits: LimitRules::Default,
             purchases_per_user_per_sec: 20,
+            login_failures_per_min: 10,
+            registrations_per_hour: 20,
             trusted_proxies: None,
             rate_limit_timeout: Duration::from_millis(50),
             request_timeout: Duration::from_secs(10),
@@ -130,6 +137,10 @@ impl HttpConfig {
             max_body_bytes: self.max_body_bytes,
             protect: ProtectSettings {
                 rate_limits,
+                accounts: AccountLimitSettings {
+                    login_failures_per_min: self.login_failures_per_min,
+                    registrations_per_hour: self.registrations_per_hour,
+                },
                 trusted_proxies,
                 adaptive,
                 request_timeout: self.request_timeout,

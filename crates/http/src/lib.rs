@@ -6,11 +6,14 @@
 //! - [`problem`]: RFC 9457 problem+json, the only error shape we send.
 //! - [`dto`]: the JSON shapes on the wire.
 //! - [`edge`]: the one service every request passes, around the router.
+//! - [`protect`], [`limits`], [`account_limits`]: the edge's rate limits,
+//!   load shedding and deadlines.
 //! - [`serve`]: the connections under the edge, with their timeouts and cap.
 //! - [`streams`]: the bound on open order event streams.
 //! - [`telemetry`]: request ids, trace spans, metrics, the problem safety net.
 //! - [`openapi`]: the generated OpenAPI 3.1 document.
 
+pub mod account_limits;
 pub mod client_ip;
 pub mod config;
 pub mod dto;

@@ -31,6 +31,7 @@ use stampede_flow::deadline::{self, Deadline};
 use stampede_flow::limit::headers;
 use stampede_flow::limit::shared::RateStore;
 
+use crate::account_limits::{AccountLimitSettings, AccountLimits};
 use crate::client_ip::TrustedProxies;
 use crate::limits::{self, LimitRefusal, RateLimitRule, RateLimits, Refused, Subject};
 use crate::problem::{ApiError, Kind};
@@ -39,6 +40,8 @@ use crate::problem::{ApiError, Kind};
 #[derive(Debug, Clone)]
 pub struct ProtectSettings {
     pub rate_limits: Vec<RateLimitRule>,
+    /// The built-in limits on logins and registrations, apart from the rules.
+    pub accounts: AccountLimitSettings,
     pub trusted_proxies: TrustedProxies,
     /// `None`: no adaptive limit (requests in flight are not bounded here).
     pub adaptive: Option<AdaptiveConfig>,
@@ -53,6 +56,7 @@ pub struct ProtectSettings {
 /// The edge's state: compiled rules and the adaptive limit.
 pub struct Protection {
     limits: RateLimits,
+    accounts: AccountLimits,
     adaptive: Option<AdaptiveLimit>,
     trusted: TrustedProxies,
     request_timeout: Duration,
@@ -78,6 +82,7 @@ impl Protection {
                 &settings.rate_limits,
                 limits::shared_store(store, settings.shared_timeout),
             ),
+            accounts: AccountLimits::new(settings.accounts),
             adaptive: settings
                 .adaptive
                 .map(|config| AdaptiveLimit::new("http", config)),
@@ -133,8 +138,8 @@ fn caller(protection: &Protection, request: &Request) -> Option<Caller> {
     })
 }
 
+/// `429 rate-limited` with the limit's headers; the caller counts it.
 fn too_many(refusal: &LimitRefusal<'_>) -> Response {
-    counter!("stampede_http_refused_total", "reason" => "rate_limited").increment(1);
     let retry_after = headers::retry_after(&refusal.decision)
         .and_then(|secs| secs.parse::<u32>().ok())
         .unwrap_or(1);
@@ -203,6 +208,27 @@ where
     let Some(route) = route.filter(|route| !PROBES.contains(route)) else {
         return next(request).await;
     };
+    let client_ip = |request: &Request| {
+        let peer = request
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |info| info.0.ip());
+        protection.trusted.client_ip(peer, request.headers())
+    };
+    // The built-in account limits first: no rule file can lift them.
+    let account = match protection.accounts.for_route(request.method(), route) {
+        Some(limit) => match limit.admit(client_ip(&request)) {
+            Ok(pending) => Some(pending),
+            Err(decision) => {
+                return too_many(&LimitRefusal {
+                    rule: limit.name,
+                    quota: limit.quota(),
+                    decision,
+                });
+            }
+        },
+        None => None,
+    };
     if !protection.limits.is_empty() {
         let method = request.method().clone();
         let user = if protection.limits.needs_user(&method, route) {
@@ -210,11 +236,7 @@ where
         } else {
             None
         };
-        let peer = request
-            .extensions()
-            .get::<ConnectInfo<SocketAddr>>()
-            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |info| info.0.ip());
-        let ip = protection.trusted.client_ip(peer, request.headers());
+        let ip = client_ip(&request);
         let sale = sale_in_path(route, request.uri().path());
         let subject = Subject {
             method: &method,
@@ -224,7 +246,10 @@ where
             sale: sale.as_deref(),
         };
         match protection.limits.check(&subject).await {
-            Err(Refused::Limited(refusal)) => return too_many(&refusal),
+            Err(Refused::Limited(refusal)) => {
+                counter!("stampede_http_refused_total", "reason" => "rate_limited").increment(1);
+                return too_many(&refusal);
+            }
             Err(Refused::Undecided { rule }) => return undecided(rule),
             Ok(wait) if !wait.is_zero() => tokio::time::sleep(wait).await,
             Ok(_) => {}
@@ -254,6 +279,9 @@ where
     };
     if let Some(token) = in_flight {
         token.done(started.elapsed(), !response.status().is_server_error());
+    }
+    if let Some(account) = account {
+        account.settle(response.status());
     }
     response
 }

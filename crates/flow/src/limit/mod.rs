@@ -105,6 +105,7 @@
 pub mod headers;
 mod rules;
 pub mod shared;
+pub mod slots;
 mod table;
 
 use std::fmt;

@@ -64,6 +64,16 @@ impl Gcra {
     }
 }
 
+impl Gcra {
+    /// The TAT after counting one event at `now` whatever the decision
+    /// would have been: for events known only afterwards (a failed login),
+    /// so that events past the limit push the key's next allowance further
+    /// out instead of being forgotten.
+    pub(crate) fn charge(&self, tat: u64, now: u64) -> u64 {
+        tat.max(now).saturating_add(self.t)
+    }
+}
+
 impl Rule for Gcra {
     type State = u64;
 

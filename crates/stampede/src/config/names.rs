@@ -144,6 +144,8 @@ cache.capacity                   | 100..100000000  | Most entries per cache
 http.rate_limits                 | -               | `default` (the file's `[[rate_limits]]`, or the built-in per-user purchase rule) or `off`
 http.rate_limit_timeout_ms       | 1..10000        | Longest wait for Redis on a shared rate limit before the rule's fallback (cluster mode)
 http.purchases_per_user_per_sec  | 1..1000000      | The built-in rule: purchase attempts per user per second (burst as many)
+http.login_failures_per_min     | 0..100000       | Built in, apart from the rate-limit rules: failed logins per client address per minute, then 429 (right password too); 0 turns it off
+http.registrations_per_hour      | 0..100000       | Built in, apart from the rate-limit rules: registrations (created or e-mail taken) per client address per hour; 0 turns it off
 http.trusted_proxies             | -               | Proxies whose X-Forwarded-For is believed: comma-separated addresses or CIDRs
 http.request_timeout_ms          | 10..3600000     | Each request's deadline
 http.max_request_timeout_ms      | 10..3600000     | The longest deadline a client may ask for with `Request-Timeout: <seconds>`

@@ -1,0 +1,162 @@
+//! A limiter whose memory is fixed, whatever the number of keys: for keys a
+//! client can make up at will (an attacker rotating through IPv6 addresses).
+//!
+//! Keys are hashed (SipHash, keyed per limiter, so a client cannot aim its
+//! keys at another's slot) into a fixed array of GCRA states, one `u64`
+//! each. Nothing is ever evicted, so no key can come back with a fresh
+//! allowance: two keys that share a slot share its budget, which only ever
+//! makes the limit stricter for them (with `n` busy keys in `s` slots, a key
+//! shares with another with odds about `n / s`).
+//!
+//! Unlike [`KeyedLimiter`](super::KeyedLimiter), whose `check` counts the
+//! request it admits, this one separates asking from counting: [`peek`]
+//! says whether one more event would be within the quota without counting
+//! it, and [`charge`] counts one that happened — for events known only after
+//! the work is done (a login that failed). A charge always counts, even past
+//! the limit, so events already under way when the limit was reached push
+//! the key's next allowance further out: in the long run a key never gets
+//! more than the quota's rate.
+//!
+//! [`peek`]: SlotLimiter::peek
+//! [`charge`]: SlotLimiter::charge
+
+use std::hash::{BuildHasher, Hash, RandomState};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::rules::{self, Gcra, Rule};
+use super::{LimitDecision, Quota};
+
+/// GCRA states in a fixed array, shared by keys that hash alike.
+pub struct SlotLimiter {
+    rule: Gcra,
+    quota: Quota,
+    hasher: RandomState,
+    /// Theoretical arrival times, in nanoseconds since `epoch`; 0: full.
+    slots: Box<[AtomicU64]>,
+    epoch: Instant,
+}
+
+impl std::fmt::Debug for SlotLimiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SlotLimiter")
+            .field("quota", &self.quota)
+            .field("slots", &self.slots.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SlotLimiter {
+    /// A token bucket of `quota` (zeros raised to the least allowed) for
+    /// each of `slots` slots (at least 1): `8 · slots` bytes, allocated now.
+    pub fn new(quota: Quota, slots: usize) -> Self {
+        let quota = quota.clamped();
+        Self {
+            rule: Gcra::new(quota, Duration::ZERO),
+            quota,
+            hasher: RandomState::new(),
+            slots: (0..slots.max(1)).map(|_| AtomicU64::new(0)).collect(),
+            epoch: Instant::now(),
+        }
+    }
+
+    /// The quota, with zeros raised as [`SlotLimiter::new`] did.
+    pub fn quota(&self) -> Quota {
+        self.quota
+    }
+
+    /// How many slots the limiter has.
+    pub fn slots(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Whether one more event for `key` would be within the quota now:
+    /// [`LimitDecision::Allow`] or [`LimitDecision::Deny`]. Counts nothing.
+    pub fn peek<K: Hash + ?Sized>(&self, key: &K) -> LimitDecision {
+        let tat = self.slot(key).load(Ordering::Acquire);
+        self.rule.check(Some(tat), self.now()).1
+    }
+
+    /// Counts one event for `key`, within the quota or not.
+    pub fn charge<K: Hash + ?Sized>(&self, key: &K) {
+        let now = self.now();
+        // A pure update: a lost race runs it again on the winner's value.
+        let _ = self
+            .slot(key)
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |tat| {
+                Some(self.rule.charge(tat, now))
+            });
+    }
+
+    fn slot<K: Hash + ?Sized>(&self, key: &K) -> &AtomicU64 {
+        let hash = self.hasher.hash_one(key);
+        // The remainder is below the length, so the index is in bounds.
+        &self.slots[(hash % self.slots.len() as u64) as usize]
+    }
+
+    /// Nanoseconds since the limiter was made, from 1 so that a state of 0
+    /// (never charged) is always in the past.
+    fn now(&self) -> u64 {
+        rules::nanos(Instant::now().saturating_duration_since(self.epoch)).saturating_add(1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn per_minute(limit: u32) -> SlotLimiter {
+        SlotLimiter::new(Quota::per_minute(limit), 1024)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn only_charges_count_and_a_slot_frees_one_interval_later() {
+        let limiter = per_minute(10);
+        // Asking is free.
+        for _ in 0..100 {
+            assert!(limiter.peek("a").is_admitted());
+        }
+        for _ in 0..10 {
+            assert!(limiter.peek("a").is_admitted());
+            limiter.charge("a");
+        }
+        let LimitDecision::Deny { retry_after, .. } = limiter.peek("a") else {
+            panic!("the 11th is admitted");
+        };
+        assert_eq!(retry_after, Duration::from_secs(6));
+        assert!(limiter.peek("b").is_admitted());
+        tokio::time::advance(Duration::from_millis(5_999)).await;
+        assert!(!limiter.peek("a").is_admitted());
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert!(limiter.peek("a").is_admitted());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn charges_past_the_limit_push_the_next_allowance_out() {
+        let limiter = per_minute(10);
+        // Twenty failures under way at once, all charged.
+        for _ in 0..20 {
+            limiter.charge("a");
+        }
+        tokio::time::advance(Duration::from_secs(65)).await;
+        assert!(!limiter.peek("a").is_admitted());
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(limiter.peek("a").is_admitted());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn memory_is_fixed_and_a_shared_slot_only_makes_the_limit_stricter() {
+        let limiter = SlotLimiter::new(Quota::per_minute(3), 1);
+        assert_eq!(limiter.slots(), 1);
+        for i in 0..3u32 {
+            limiter.charge(&i);
+        }
+        // A hundred thousand keys later nothing grew, and no key found a
+        // fresh allowance: all share the one exhausted slot.
+        for i in 0..100_000u32 {
+            assert!(!limiter.peek(&i).is_admitted());
+        }
+    }
+}
