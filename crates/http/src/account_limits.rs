@@ -1,4 +1,4 @@
-//! The built-in limits on the account routes (docs/design.md §8.2), per
+//! The built-in limits on the account routes (docs/design.md §8.1b), per
 //! client address: failed logins (10 a minute by default) and registrations
 //! (20 an hour). They stand apart from the `[[rate_limits]]` rules
 //! ([`crate::limits`]): a rule file neither replaces nor changes them; only
@@ -193,10 +193,18 @@ mod tests {
         let login = limits.for_route(&Method::POST, LOGIN).unwrap();
         let client = ip("203.0.113.1");
         for _ in 0..5 {
-            login.admit(client).ok().unwrap().settle(StatusCode::CREATED);
+            login
+                .admit(client)
+                .ok()
+                .unwrap()
+                .settle(StatusCode::CREATED);
         }
         for _ in 0..2 {
-            login.admit(client).ok().unwrap().settle(StatusCode::UNAUTHORIZED);
+            login
+                .admit(client)
+                .ok()
+                .unwrap()
+                .settle(StatusCode::UNAUTHORIZED);
         }
         assert!(login.admit(client).is_err());
         assert!(login.admit(ip("203.0.113.2")).is_ok());
@@ -217,8 +225,16 @@ mod tests {
                 .unwrap()
                 .settle(StatusCode::UNPROCESSABLE_ENTITY);
         }
-        register.admit(client).ok().unwrap().settle(StatusCode::CREATED);
-        register.admit(client).ok().unwrap().settle(StatusCode::CONFLICT);
+        register
+            .admit(client)
+            .ok()
+            .unwrap()
+            .settle(StatusCode::CREATED);
+        register
+            .admit(client)
+            .ok()
+            .unwrap()
+            .settle(StatusCode::CONFLICT);
         let Err(LimitDecision::Deny { retry_after, .. }) = register.admit(ip("2001:db8::2")) else {
             panic!("another address of the same /64 registers afresh");
         };

@@ -49,6 +49,7 @@ kinds! {
     INVALID_STATE = CONFLICT, "invalid-state", "Invalid state for this operation";
     CONFLICT = CONFLICT, "conflict", "Already exists";
     PAYLOAD_TOO_LARGE = PAYLOAD_TOO_LARGE, "payload-too-large", "Payload too large";
+    HEADERS_TOO_LARGE = REQUEST_HEADER_FIELDS_TOO_LARGE, "request-header-fields-too-large", "Request header fields too large";
     UNSUPPORTED_MEDIA_TYPE = UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type", "Unsupported media type";
     VALIDATION = UNPROCESSABLE_ENTITY, "validation", "Invalid request";
     IDEMPOTENCY_MISMATCH = UNPROCESSABLE_ENTITY, "idempotency-mismatch", "Idempotency key reused for another request";
@@ -70,6 +71,7 @@ impl Kind {
             StatusCode::METHOD_NOT_ALLOWED => Kind::METHOD_NOT_ALLOWED,
             StatusCode::CONFLICT => Kind::CONFLICT,
             StatusCode::PAYLOAD_TOO_LARGE => Kind::PAYLOAD_TOO_LARGE,
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => Kind::HEADERS_TOO_LARGE,
             StatusCode::UNSUPPORTED_MEDIA_TYPE => Kind::UNSUPPORTED_MEDIA_TYPE,
             StatusCode::UNPROCESSABLE_ENTITY => Kind::VALIDATION,
             StatusCode::TOO_MANY_REQUESTS => Kind::RATE_LIMITED,

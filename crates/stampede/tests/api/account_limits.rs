@@ -44,7 +44,12 @@ async fn spend_the_login_budget(app: &TestApp, client: &str) {
     let refused = post_from(app, client, "/api/v1/sessions", &body).await;
     let headers = refused.headers().clone();
     let problem = assert_problem(refused, StatusCode::TOO_MANY_REQUESTS, "rate-limited").await;
-    assert!(problem["detail"].as_str().unwrap().contains("login-failures"));
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("login-failures")
+    );
     // One slot frees every six seconds after the first failure (less the
     // time the ten took).
     let retry_after: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
@@ -94,7 +99,10 @@ async fn the_eleventh_failed_login_is_refused_even_with_the_right_password_and_o
         StatusCode::CREATED
     );
     let metrics = app.get("/metrics", None).await.text().await.unwrap();
-    assert!(metric(&metrics, REFUSED).unwrap() >= before + 2.0, "{metrics}");
+    assert!(
+        metric(&metrics, REFUSED).unwrap() >= before + 2.0,
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
@@ -163,11 +171,20 @@ async fn registrations_are_limited_per_address_and_zero_turns_the_login_limit_of
         StatusCode::CONFLICT
     );
     let refused = register("198.51.100.1", "c@example.com").await;
-    let retry_after: u64 = refused.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    let retry_after: u64 = refused.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     // A slot frees 20 minutes after the first registration.
     assert!((1100..=1200).contains(&retry_after), "{retry_after}");
     let problem = assert_problem(refused, StatusCode::TOO_MANY_REQUESTS, "rate-limited").await;
-    assert!(problem["detail"].as_str().unwrap().contains("registrations"));
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("registrations")
+    );
     // Refused means not created: the e-mail is free for another address.
     assert_eq!(
         register("198.51.100.2", "c@example.com").await.status(),

@@ -133,3 +133,71 @@ async fn past_the_connection_cap_a_new_connection_gets_a_problem_and_is_closed()
     }
     panic!("the closed connection's place never came back");
 }
+
+/// Sends `GET /livez` with `extra` headers through an HTTP client.
+async fn livez_with(app: &TestApp, extra: &[(String, String)]) -> reqwest::Response {
+    let mut request = app.request(reqwest::Method::GET, "/livez", None);
+    for (name, value) in extra {
+        request = request.header(name, value);
+    }
+    request.send().await.unwrap()
+}
+
+async fn assert_headers_too_large(response: reqwest::Response) {
+    assert_eq!(
+        response.status(),
+        reqwest::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+    );
+    crate::helpers::assert_problem(
+        response,
+        reqwest::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        "request-header-fields-too-large",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn too_many_or_too_large_headers_get_a_431_problem_and_the_server_goes_on() {
+    let app = spawn_app_with(|_| {}).await;
+    let many: Vec<_> = (0..200)
+        .map(|i| (format!("x-filler-{i}"), "1".to_owned()))
+        .collect();
+    assert_headers_too_large(livez_with(&app, &many).await).await;
+    let large = vec![("x-large".to_owned(), "a".repeat(64 * 1024))];
+    assert_headers_too_large(livez_with(&app, &large).await).await;
+    // Within the limits, on the same server: 90 fields, one of 12 KiB.
+    let mut fine: Vec<_> = many.into_iter().take(89).collect();
+    fine.push(("x-large".to_owned(), "a".repeat(12 * 1024)));
+    assert_eq!(
+        livez_with(&app, &fine).await.status(),
+        reqwest::StatusCode::OK
+    );
+    // On a raw socket, the answer is ours, whole, and the connection closes.
+    let mut stream = connect(&app).await;
+    let mut head = b"GET /livez HTTP/1.1\r\nhost: test\r\n".to_vec();
+    for i in 0..200 {
+        head.extend_from_slice(format!("x-filler-{i}: 1\r\n").as_bytes());
+    }
+    head.extend_from_slice(b"\r\n");
+    let answer = exchange(&mut stream, &head).await;
+    assert!(answer.starts_with("HTTP/1.1 431 "), "{answer}");
+    assert!(
+        answer
+            .to_ascii_lowercase()
+            .contains("content-type: application/problem+json"),
+        "{answer}"
+    );
+    assert!(answer.contains(r#""status":431"#), "{answer}");
+    assert!(closed_within(&mut stream, Duration::from_secs(10)).await);
+    // A request line hyper cannot parse keeps hyper's bare 400.
+    let mut stream = connect(&app).await;
+    let answer = exchange(&mut stream, b"NOT A REQUEST\r\n\r\n").await;
+    assert!(answer.starts_with("HTTP/1.1 400 "), "{answer}");
+    // And the server still serves.
+    let mut stream = connect(&app).await;
+    assert!(
+        exchange(&mut stream, LIVEZ)
+            .await
+            .starts_with("HTTP/1.1 200 ")
+    );
+}
