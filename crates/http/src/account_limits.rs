@@ -16,9 +16,10 @@
 //!   fail, pushing the address's next slot further out (six seconds each at
 //!   10 a minute): parallel guessing gains nothing in the long run.
 //! - **Fixed memory.** Addresses share a fixed array of 65,536 token
-//!   buckets per limit (512 KiB), by keyed hash ([`SlotLimiter`]): no address
-//!   is ever evicted, so none comes back with a fresh allowance, and
-//!   addresses sharing a bucket share its budget (only ever stricter).
+//!   buckets per limit (512 KiB), two per address by keyed hash
+//!   ([`SlotLimiter`]): no address is ever evicted, so none comes back with
+//!   a fresh allowance, and an address whose two buckets are both shared
+//!   shares their budget (only ever stricter).
 //!   IPv6 addresses count by their /64 prefix, the block one subscriber
 //!   holds, so rotating through it gains nothing.
 //!

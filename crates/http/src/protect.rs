@@ -1,8 +1,10 @@
 //! The edge's protection, in the order of docs/design.md §4.1: the
-//! caller's token (verified once, here, when a rule counts users), rate
-//! limits, load shedding on an adaptive limit of requests in flight, and a
-//! deadline. Every refusal is decided before the request does any work:
-//! `429 rate-limited` with the `RateLimit-*` headers of both the widely
+//! built-in limits on logins and registrations per client address
+//! ([`crate::account_limits`], apart from the rules), the caller's token
+//! (verified once, here, when a rule counts users), rate limits, load
+//! shedding on an adaptive limit of requests in flight, and a deadline.
+//! Every refusal is decided before the request does any work: `429
+//! rate-limited` with the `RateLimit-*` headers of both the widely
 //! deployed form and IETF draft-11, `503 overloaded`, or `503 unavailable`
 //! when the deadline passes — all with `Retry-After`.
 //!

@@ -2,11 +2,13 @@
 //! client can make up at will (an attacker rotating through IPv6 addresses).
 //!
 //! Keys are hashed (SipHash, keyed per limiter, so a client cannot aim its
-//! keys at another's slot) into a fixed array of GCRA states, one `u64`
-//! each. Nothing is ever evicted, so no key can come back with a fresh
-//! allowance: two keys that share a slot share its budget, which only ever
-//! makes the limit stricter for them (with `n` busy keys in `s` slots, a key
-//! shares with another with odds about `n / s`).
+//! keys at another's slots) to two slots of a fixed array of GCRA states,
+//! one `u64` each, as in a count-min sketch: each event is counted in both,
+//! and a key is refused only when both are spent. Nothing is ever evicted,
+//! so no key can come back with a fresh allowance — each of its slots holds
+//! at least its own history. A key shares its budget with others only when
+//! both its slots are shared, which only ever makes the limit stricter for
+//! it (with `n` busy keys in `s` slots, odds about `(2n / s)²`).
 //!
 //! Unlike [`KeyedLimiter`](super::KeyedLimiter), whose `check` counts the
 //! request it admits, this one separates asking from counting: [`peek`]
@@ -75,25 +77,35 @@ impl SlotLimiter {
     /// Whether one more event for `key` would be within the quota now:
     /// [`LimitDecision::Allow`] or [`LimitDecision::Deny`]. Counts nothing.
     pub fn peek<K: Hash + ?Sized>(&self, key: &K) -> LimitDecision {
-        let tat = self.slot(key).load(Ordering::Acquire);
+        let [one, two] = self.slots_of(key);
+        // The less spent of the two: the key's own history is in both.
+        let tat = one.load(Ordering::Acquire).min(two.load(Ordering::Acquire));
         self.rule.check(Some(tat), self.now()).1
     }
 
     /// Counts one event for `key`, within the quota or not.
     pub fn charge<K: Hash + ?Sized>(&self, key: &K) {
         let now = self.now();
-        // A pure update: a lost race runs it again on the winner's value.
-        let _ = self
-            .slot(key)
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |tat| {
+        let [one, two] = self.slots_of(key);
+        let charge = |slot: &AtomicU64| {
+            // A pure update: a lost race runs it again on the winner's value.
+            let _ = slot.fetch_update(Ordering::AcqRel, Ordering::Acquire, |tat| {
                 Some(self.rule.charge(tat, now))
             });
+        };
+        charge(one);
+        // Both halves may pick one slot: an event counts once.
+        if !std::ptr::eq(one, two) {
+            charge(two);
+        }
     }
 
-    fn slot<K: Hash + ?Sized>(&self, key: &K) -> &AtomicU64 {
+    /// The key's two slots, from the two halves of its hash.
+    fn slots_of<K: Hash + ?Sized>(&self, key: &K) -> [&AtomicU64; 2] {
         let hash = self.hasher.hash_one(key);
-        // The remainder is below the length, so the index is in bounds.
-        &self.slots[(hash % self.slots.len() as u64) as usize]
+        let len = self.slots.len() as u64;
+        // Remainders are below the length, so the indices are in bounds.
+        [hash & 0xffff_ffff, hash >> 32].map(|half| &self.slots[(half % len) as usize])
     }
 
     /// Nanoseconds since the limiter was made, from 1 so that a state of 0
