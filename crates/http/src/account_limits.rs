@@ -65,9 +65,8 @@ impl AccountLimit {
         quota: Option<Quota>,
         counts: fn(StatusCode) -> bool,
     ) -> Option<Self> {
+        // Made at start: the exporter lists it, at zero, before any refusal.
         let refused = counter!("stampede_http_account_limited_total", "limit" => label);
-        // Registered at start, so dashboards see a zero before the first refusal.
-        refused.increment(0);
         Some(Self {
             name,
             limiter: SlotLimiter::new(quota?, SLOTS),
