@@ -52,7 +52,6 @@ pub(crate) fn open_store(dir: &Path) -> Result<Arc<dyn Store>, AppError> {
     let settings = SqliteSettings {
         synchronous: Synchronous::Normal,
         readers: 1,
-        ..SqliteSettings::default()
     };
     Ok(Arc::new(SqliteStore::open(&db_path(dir), settings)?))
 }

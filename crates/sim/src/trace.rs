@@ -3,7 +3,7 @@
 
 use std::collections::VecDeque;
 
-const TAIL: usize = 400;
+const TAIL: usize = 40;
 
 pub(crate) struct Trace {
     digest: u64,

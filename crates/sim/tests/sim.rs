@@ -30,8 +30,8 @@ fn fresh_seed() -> u64 {
 
 #[test]
 fn many_seeds_keep_every_promise() {
-    let seeds = env_u64("SIM_SEEDS").unwrap_or(8);
-    let ops = env_u64("SIM_OPS").unwrap_or(130_000);
+    let seeds = env_u64("SIM_SEEDS").unwrap_or(5);
+    let ops = env_u64("SIM_OPS").unwrap_or(200_000);
     let started = std::time::Instant::now();
     let mut total = 0;
     for _ in 0..seeds {
