@@ -37,7 +37,7 @@ impl Sim<'_> {
                     }
                     (None, Answer::Won(order)) => {
                         return Err(format!(
-                            "I1/I4: accepted order o{order} of key {key} is not in the store"
+                            "I5: accepted order o{order} of key {key} is not in the store"
                         ));
                     }
                     (None, _) => {}
