@@ -232,7 +232,14 @@ impl StockLedger for MemoryLedger {
             }
             restored.insert(snapshot.sale.id, Arc::new(SaleEntry::new(book)));
         }
-        *self.sales.write().unwrap_or_else(|p| p.into_inner()) = restored;
+        // A sale already live is left as it is (the port's rule): the repair
+        // rebuilds one sale at a time, and replacing the whole map dropped
+        // every other sale (found by the simulation, crates/sim).
+        let mut sales = self.sales.write().unwrap_or_else(|p| p.into_inner());
+        for (id, entry) in restored {
+            sales.entry(id).or_insert(entry);
+        }
+        drop(sales);
         for record in keys {
             let key = ScopedKey::new(&record.user_id, &record.key);
             let quantity =
