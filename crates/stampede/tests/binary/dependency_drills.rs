@@ -181,6 +181,26 @@ impl Shopper {
     }
 }
 
+impl Shopper {
+    /// Retries the buyer's key while it is refused for the fault, slowly
+    /// enough to stay under the per-user rate limit (20 a second).
+    async fn buy_once_recovered(&self, sale: &str, user: &str) -> Answer {
+        let deadline = std::time::Instant::now() + HANG_GUARD;
+        loop {
+            let answer = self.purchase(sale, user).await;
+            if answer.status != StatusCode::SERVICE_UNAVAILABLE {
+                return answer;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{user} is still refused after the fault: {}",
+                answer.body
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+}
+
 struct Answer {
     status: StatusCode,
     body: Value,
@@ -255,27 +275,24 @@ async fn phase(deployment: &mut Deployment, name: &'static str, drill: Drill, le
         (shopper.readyz().await == StatusCode::OK).then_some(())
     })
     .await;
-    audit(&shopper, &deployment.api, &sale, &answers, &buyer).await;
+    audit(&shopper, &deployment.api, &sale, &answers, &buyer, ledger).await;
     ledger_equals_database(&deployment.api, &sale, &format!("{name} {drill:?}"), ledger).await;
 }
 
 /// After the fault: every 202's order exists and its key still answers
-/// with it; refused buyers can buy again, and no one holds two orders; the
-/// sale sells at most its stock, and the ledger equals the database.
+/// with it; refused buyers can buy again, no one holds two orders, and the
+/// sale sells at most its stock.
 async fn audit(
     shopper: &Shopper,
     api: &Api,
     sale: &str,
     answers: &HashMap<String, Answer>,
     buyer: &impl Fn(usize) -> String,
+    ledger: Ledger,
 ) {
     let mut orders: HashMap<String, String> = HashMap::new();
     for (user, answer) in answers {
-        let replay = eventually(60, "a purchase not refused for the fault", || async {
-            let replay = shopper.purchase(sale, user).await;
-            (replay.status != StatusCode::SERVICE_UNAVAILABLE).then_some(replay)
-        })
-        .await;
+        let replay = shopper.buy_once_recovered(sale, user).await;
         if answer.status == StatusCode::ACCEPTED {
             let id = answer.body["id"].as_str().unwrap();
             let (status, order) = api.order(user, id).await;
@@ -313,11 +330,16 @@ async fn audit(
     let stats = api.stats(sale).await;
     let sold = stats["sold"].as_u64().unwrap();
     assert!(sold <= STOCK, "oversold: {stats}");
-    assert_eq!(
-        sold,
-        orders.len() as u64,
-        "orders and answers disagree: {stats}"
-    );
+    if ledger == Ledger::Assert {
+        // Every unit sold answers its buyer's key with its order. A key the
+        // reconciler forgot (the PostgreSQL drift in docs/reliability.md)
+        // may answer sold-out instead.
+        assert_eq!(
+            sold,
+            orders.len() as u64,
+            "orders and answers disagree: {stats}"
+        );
+    }
 }
 
 /// Whether a drill asserts that the ledger comes to equal the database
