@@ -216,4 +216,5 @@ pub mod bus;
 pub mod faults;
 pub mod jobs;
 pub mod ledger;
+pub mod servers;
 pub mod store;

@@ -66,6 +66,18 @@ impl DataDir {
         }
     }
 
+    /// A data directory only: the caller points the binary at its own
+    /// servers through the environment.
+    #[allow(dead_code)] // Used by the cluster-only drills.
+    pub fn bare() -> Self {
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+            database: None,
+            redis: None,
+            nats: None,
+        }
+    }
+
     pub fn path(&self) -> &Path {
         self.dir.path()
     }
