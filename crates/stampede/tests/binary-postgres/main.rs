@@ -12,6 +12,8 @@ mod bench;
 mod cluster_drill;
 #[path = "../binary/crash.rs"]
 mod crash;
+#[path = "../binary/drill.rs"]
+mod drill;
 #[path = "../binary/expiry.rs"]
 mod expiry;
 #[path = "../binary/harness.rs"]
