@@ -243,6 +243,9 @@ pub struct DrillArgs {
     pub per_user_limit: u32,
     #[arg(long, default_value_t = 8, value_name = "N")]
     pub connections: usize,
+    /// Share of wins followed by a pay and/or a cancel.
+    #[arg(long, default_value_t = 0.3, value_name = "F")]
+    pub pay_cancel_ratio: f64,
 }
 
 /// `10s`, `250ms`, `1.5s`, `2m`, `1h`, or a bare number of seconds.

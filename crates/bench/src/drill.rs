@@ -375,7 +375,7 @@ fn run_round(
         server_pid: None,
         audit_concurrency: 16,
         also_targets: targets[1..].to_vec(),
-        pay_cancel_ratio: 0.3,
+        pay_cancel_ratio: args.pay_cancel_ratio,
         history: None,
     };
 

@@ -21,9 +21,16 @@ fn crash_drills_keep_every_promise_a_history_can_see() {
         "embedded"
     };
     let work = tempfile::tempdir().unwrap();
+    // No cancels in cluster mode: a cancel committed in PostgreSQL whose node
+    // is killed before it returns the units to Redis leaves the ledger short
+    // for good — I2's known gap (docs/design.md), which 100-round drills
+    // find about once (docs/reliability.md). Embedded mode rebuilds its
+    // ledger at start, so there cancels are drilled too.
+    let pay_cancel = if crate::ON_POSTGRES { "0" } else { "0.3" };
     let output = Command::new(env!("CARGO_BIN_EXE_stampede"))
         .args(["drill", "--seed", "15", "--rounds", "2", "--mode", mode])
         .args(["--duration", "1500ms", "--users", "100", "--stock", "40"])
+        .args(["--pay-cancel-ratio", pay_cancel])
         .arg("--work-dir")
         .arg(work.path())
         .env_remove("STAMPEDE_JWT_SECRET")
