@@ -141,6 +141,23 @@ pub struct FlashSaleArgs {
     /// Requests in flight at once during the audit.
     #[arg(long, default_value_t = 32, value_name = "N")]
     pub audit_concurrency: usize,
+    /// More api nodes of the same deployment: the connections are spread
+    /// over --target and these, in turn.
+    #[arg(long = "also-target", value_name = "URL")]
+    pub also_targets: Vec<String>,
+    /// Share of won orders followed by a pay, a cancel, or both (in either
+    /// order) on the same connection.
+    #[arg(
+        long,
+        env = "STAMPEDE_BENCH_PAY_CANCEL_RATIO",
+        default_value_t = 0.0,
+        value_name = "F"
+    )]
+    pub pay_cancel_ratio: f64,
+    /// Record every purchase, pay and cancel (sent, answered, answer) to
+    /// FILE as JSON lines, for `stampede check-history`.
+    #[arg(long, env = "STAMPEDE_BENCH_HISTORY", value_name = "FILE")]
+    pub history: Option<PathBuf>,
 }
 
 /// Check a sale on a running Stampede against the contract (no oversell,
@@ -165,6 +182,70 @@ pub struct AuditArgs {
     /// Print the result as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Check a recorded history (`bench flash-sale --history FILE`) against the
+/// final state of its sale on a running Stampede; exits 1 on a violation.
+#[derive(Debug, Clone, Args)]
+pub struct CheckHistoryArgs {
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// The history files (JSON lines) of one sale, e.g. of runs before and
+    /// after a crash.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// Requests in flight at once while reading the final state.
+    #[arg(long, default_value_t = 32, value_name = "N")]
+    pub concurrency: usize,
+    /// Print the result as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Which deployment a drill kills nodes of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DrillMode {
+    /// One node on SQLite.
+    Embedded,
+    /// Two api nodes and a worker on the local PostgreSQL, Redis and NATS
+    /// (`STAMPEDE_TEST_POSTGRES_URL`, `REDIS_URL`, `NATS_URL`), a fresh
+    /// database, key namespace and streams per round.
+    Cluster,
+}
+
+/// Crash drills: rounds of "fresh deployment → crowd with history → kill -9
+/// a node at a seeded random moment → restart → audit and history check".
+#[derive(Debug, Clone, Args)]
+pub struct DrillArgs {
+    /// Seed of the first round; round i uses seed + i, so `--seed S --rounds 1`
+    /// replays the choices of a round printed with seed S [default: random].
+    #[arg(long, value_name = "N")]
+    pub seed: Option<u64>,
+    #[arg(long, default_value_t = 10, value_name = "N")]
+    pub rounds: u64,
+    #[arg(long, value_enum, default_value = "embedded")]
+    pub mode: DrillMode,
+    /// The `stampede` binary to run nodes of [default: this one].
+    #[arg(long, value_name = "PATH")]
+    pub binary: Option<PathBuf>,
+    /// Where rounds keep their data; a failed round's is kept [default: a
+    /// temporary directory].
+    #[arg(long, value_name = "DIR")]
+    pub work_dir: Option<PathBuf>,
+    /// Length of each round's crowd.
+    #[arg(long, default_value = "2s", value_parser = parse_duration, value_name = "TIME")]
+    pub duration: Duration,
+    #[arg(long, default_value_t = 200, value_name = "N")]
+    pub users: u32,
+    #[arg(long, default_value_t = 60, value_name = "N")]
+    pub stock: u32,
+    #[arg(long, default_value_t = 2, value_name = "N")]
+    pub per_user_limit: u32,
+    #[arg(long, default_value_t = 8, value_name = "N")]
+    pub connections: usize,
+    /// Share of wins followed by a pay and/or a cancel.
+    #[arg(long, default_value_t = 0.3, value_name = "F")]
+    pub pay_cancel_ratio: f64,
 }
 
 /// `10s`, `250ms`, `1.5s`, `2m`, `1h`, or a bare number of seconds.

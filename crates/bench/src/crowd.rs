@@ -15,8 +15,14 @@
 //! or, with probability `replay_ratio`, repeats one of this connection's
 //! recent requests (same customer, same key), whose answer must then be the
 //! first one (docs/api.md §4: a 202's order, or the same remembered refusal).
+//!
+//! With `--pay-cancel-ratio F`, a fresh win is followed, with probability F,
+//! on the same connection by a pay, a cancel, or both in either order, on
+//! that order (their answers go to the history, not into the latency
+//! figures). With `--history`, every request is written to the history
+//! ([`crate::history`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -28,6 +34,7 @@ use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST, HeaderName, HeaderValue, 
 use hyper::{Method, Request, Uri};
 
 use crate::client::{Answer, Conn, Target};
+use crate::history::{History, Op, Record};
 use crate::outcome::{Outcome, classify_livez, classify_purchase};
 use crate::progress::Progress;
 use crate::report::Recorder;
@@ -74,6 +81,11 @@ pub struct PurchaseWork {
     pub replay_ratio: f64,
     /// Prefix of every key of this run, so reruns never reuse a key.
     pub run_id: String,
+    pub sale_id: String,
+    /// Share of fresh wins followed by a pay and/or a cancel.
+    pub pay_cancel_ratio: f64,
+    /// Where every request is recorded, if anywhere.
+    pub history: Option<Arc<History>>,
 }
 
 /// A 202 to a fresh key: whose, and which order.
@@ -95,7 +107,13 @@ pub struct PhaseResult {
     pub won: Vec<WonOrder>,
     pub replays_sent: u64,
     pub replay_mismatches: u64,
+    /// Pays and cancels sent after wins.
+    pub follow_ups: u64,
+    /// Won orders a cancel was sent for (whatever its answer).
+    pub cancel_sent: Vec<String>,
     pub errors: BTreeMap<String, u64>,
+    /// The history could not be written.
+    pub history_error: Option<String>,
 }
 
 /// State every connection of a phase reads or adds to.
@@ -140,7 +158,10 @@ struct ConnResult {
     won: Vec<WonOrder>,
     replays_sent: u64,
     replay_mismatches: u64,
+    follow_ups: u64,
+    cancel_sent: Vec<String>,
     errors: BTreeMap<String, u64>,
+    history_error: Option<String>,
 }
 
 impl ConnResult {
@@ -167,9 +188,10 @@ struct Sent {
     first: First,
 }
 
-/// Runs one phase to its end and returns what it found.
+/// Runs one phase to its end and returns what it found. Connection `i`
+/// talks to `targets[i % targets.len()]` (the api nodes of a cluster).
 pub async fn run(
-    target: &Target,
+    targets: &[Target],
     work: Work,
     load: &Load,
     progress: Option<Progress>,
@@ -177,11 +199,17 @@ pub async fn run(
     let connections = load.connections.max(1);
     // Connect everything before the clock starts: connection set-up is not
     // what is measured.
+    anyhow::ensure!(!targets.is_empty(), "no target to send the crowd to");
     let mut conns = Vec::with_capacity(connections);
-    for _ in 0..connections {
-        conns.push(Conn::open(target.addr).await?);
+    for index in 0..connections {
+        conns.push(Conn::open(targets[index % targets.len()].addr).await?);
     }
     let start = Instant::now();
+    if let Work::Purchase(purchase) = &work
+        && let Some(history) = &purchase.history
+    {
+        history.mark_started(start);
+    }
     let shared = Arc::new(Shared {
         start,
         deadline: load.duration.map(|d| start + d),
@@ -198,7 +226,7 @@ pub async fn run(
     for (index, conn) in conns.into_iter().enumerate() {
         let shared = shared.clone();
         let work = work.clone();
-        let target = target.clone();
+        let target = targets[index % targets.len()].clone();
         let timeout = load.timeout;
         tasks.push(tokio::spawn(async move {
             drive(index, conn, &target, &work, &shared, timeout).await
@@ -214,6 +242,11 @@ pub async fn run(
         result.won.extend(conn.won);
         result.replays_sent += conn.replays_sent;
         result.replay_mismatches += conn.replay_mismatches;
+        result.follow_ups += conn.follow_ups;
+        result.cancel_sent.extend(conn.cancel_sent);
+        if result.history_error.is_none() {
+            result.history_error = conn.history_error;
+        }
         for (what, n) in conn.errors {
             *result.errors.entry(what).or_default() += n;
         }
@@ -242,6 +275,12 @@ async fn drive(
     let mut seq: u64 = 0;
     let mut broken = false;
     let mut failed_connects = 0u32;
+    let purchase_work = match work {
+        Work::Purchase(purchase) => Some(&**purchase),
+        Work::Livez => None,
+    };
+    let mut log = purchase_work.and_then(|p| p.history.as_ref().map(|h| h.buffer()));
+    let mut follow_ups: VecDeque<FollowUp> = VecDeque::new();
     loop {
         let ticket = shared.tickets.fetch_add(1, Ordering::Relaxed);
         if shared.requests.is_some_and(|n| ticket >= n) {
@@ -279,15 +318,48 @@ async fn drive(
                 Err(err) => {
                     result.error(format!("reconnect: {err:#}"));
                     failed_connects += 1;
-                    if failed_connects >= 100 {
+                    if failed_connects >= 100 && shared.deadline.is_none() {
                         // The server is gone; a phase bounded by --requests
-                        // alone would otherwise never end.
+                        // alone would otherwise never end. With a deadline,
+                        // keep trying until it: the node may be restarting.
                         break;
                     }
                     tokio::time::sleep(Duration::from_millis(10)).await;
                     continue;
                 }
             }
+        }
+
+        if let (Some(purchase), Some(next)) = (purchase_work, follow_ups.pop_front()) {
+            result.follow_ups += 1;
+            if next.op == Op::Cancel {
+                result.cancel_sent.push(next.order_id.clone());
+            }
+            let sent = Instant::now();
+            let answer = tokio::time::timeout(
+                timeout,
+                conn.send(follow_up_request(target, purchase, &next)),
+            )
+            .await;
+            let done = Instant::now();
+            result.last_answer = Some(done);
+            let answer = match answer {
+                Ok(Ok(answer)) => Some(answer),
+                Ok(Err(_)) | Err(_) => {
+                    broken = true;
+                    None
+                }
+            };
+            if let Some(log) = log.as_mut() {
+                log.push(&follow_up_record(
+                    purchase,
+                    &next,
+                    log.micros(sent),
+                    log.micros(done),
+                    answer.as_ref(),
+                ));
+            }
+            continue;
         }
 
         let (request, pending) = match work {
@@ -301,11 +373,32 @@ async fn drive(
         if pending.as_ref().is_some_and(|p| p.replay.is_some()) {
             result.replays_sent += 1;
         }
+        // What the history needs of the request, before `pending` is consumed.
+        let logged = log
+            .as_ref()
+            .and(pending.as_ref())
+            .map(|p| (p.user, p.key.clone()));
         let sent = Instant::now();
         let answer = tokio::time::timeout(timeout, conn.send(request)).await;
         let done = Instant::now();
         let latency = done.duration_since(scheduled.min(sent));
         result.last_answer = Some(done);
+        if let (Some(log), Some(purchase), Some((user, key))) =
+            (log.as_mut(), purchase_work, logged)
+        {
+            let answered = match &answer {
+                Ok(Ok(answer)) => Some(answer),
+                _ => None,
+            };
+            log.push(&purchase_record(
+                purchase,
+                user,
+                &key,
+                log.micros(sent),
+                log.micros(done),
+                answered,
+            ));
+        }
 
         let outcome = match answer {
             Ok(Ok(answer)) => match (work, pending) {
@@ -337,9 +430,140 @@ async fn drive(
                 Outcome::Error
             }
         };
+        if outcome == Outcome::Won
+            && let Some(purchase) = purchase_work
+            && purchase.pay_cancel_ratio > 0.0
+            && rng.f64() < purchase.pay_cancel_ratio
+            && let Some(won) = result.won.last()
+        {
+            let ops: &[Op] = match rng.u8(..4) {
+                0 => &[Op::Pay],
+                1 => &[Op::Cancel],
+                2 => &[Op::Pay, Op::Cancel],
+                _ => &[Op::Cancel, Op::Pay],
+            };
+            for op in ops {
+                follow_ups.push_back(FollowUp {
+                    op: *op,
+                    user: won.user,
+                    order_id: won.order_id.clone(),
+                });
+            }
+        }
         shared.recorder(index).record(outcome, latency);
     }
+    if let Some(log) = log
+        && let Err(err) = log.finish()
+    {
+        result.history_error = Some(format!("{err:#}"));
+    }
     result
+}
+
+/// A pay or cancel of an order this connection won.
+struct FollowUp {
+    op: Op,
+    user: u32,
+    order_id: String,
+}
+
+fn follow_up_request(
+    target: &Target,
+    work: &PurchaseWork,
+    next: &FollowUp,
+) -> Request<Full<Bytes>> {
+    let action = if next.op == Op::Pay { "pay" } else { "cancel" };
+    let mut request = Request::new(Full::new(Bytes::new()));
+    *request.method_mut() = Method::POST;
+    // Order ids are UUIDs: always a valid path.
+    *request.uri_mut() = format!("/api/v1/orders/{}/{action}", next.order_id)
+        .parse()
+        .unwrap_or_else(|_| Uri::from_static("/"));
+    let headers = request.headers_mut();
+    headers.insert(HOST, target.host.clone());
+    if let Some(auth) = work.users.auth.get(next.user as usize) {
+        headers.insert(AUTHORIZATION, auth.clone());
+    }
+    request
+}
+
+fn follow_up_record(
+    work: &PurchaseWork,
+    next: &FollowUp,
+    invoke_us: u64,
+    complete_us: u64,
+    answer: Option<&Answer>,
+) -> Record {
+    #[derive(serde::Deserialize)]
+    struct Status {
+        status: String,
+    }
+    let (outcome, order_status) = match answer {
+        None => ("indeterminate".to_owned(), None),
+        Some(answer) if answer.status.is_success() => (
+            "ok".to_owned(),
+            serde_json::from_slice::<Status>(&answer.body)
+                .ok()
+                .map(|s| s.status),
+        ),
+        Some(answer) => (answer_slug(answer), None),
+    };
+    Record {
+        op: next.op,
+        user: work.users.sub(next.user),
+        sale: work.sale_id.clone(),
+        key: None,
+        quantity: None,
+        invoke_us,
+        complete_us: answer.map(|_| complete_us),
+        status: answer.map(|a| a.status.as_u16()),
+        outcome,
+        order: Some(next.order_id.clone()),
+        order_status,
+        node: None,
+    }
+}
+
+fn purchase_record(
+    work: &PurchaseWork,
+    user: u32,
+    key: &HeaderValue,
+    invoke_us: u64,
+    complete_us: u64,
+    answer: Option<&Answer>,
+) -> Record {
+    let (outcome, order) = match answer {
+        None => ("indeterminate".to_owned(), None),
+        Some(answer) => match classify_purchase(answer.status, &answer.headers, &answer.body) {
+            Outcome::Error => (answer_slug(answer), None),
+            outcome @ (Outcome::Won | Outcome::Replayed) => {
+                (outcome.name().to_owned(), order_id(answer))
+            }
+            outcome => (outcome.name().to_owned(), None),
+        },
+    };
+    Record {
+        op: Op::Purchase,
+        user: work.users.sub(user),
+        sale: work.sale_id.clone(),
+        key: Some(String::from_utf8_lossy(key.as_bytes()).into_owned()),
+        quantity: Some(work.quantity),
+        invoke_us,
+        complete_us: answer.map(|_| complete_us),
+        status: answer.map(|a| a.status.as_u16()),
+        outcome,
+        order,
+        order_status: None,
+        node: None,
+    }
+}
+
+/// The problem slug of an answer, or `error` without one.
+fn answer_slug(answer: &Answer) -> String {
+    crate::outcome::problem_slug(&answer.body).map_or_else(
+        || "error".to_owned(),
+        |s| String::from_utf8_lossy(s).into_owned(),
+    )
 }
 
 fn livez_request(target: &Target) -> Request<Full<Bytes>> {

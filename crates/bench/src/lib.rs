@@ -17,9 +17,12 @@
 //! Performance is measured here and in `cargo bench`, never asserted in tests.
 
 pub mod audit;
+pub mod check;
 pub mod cli;
 pub mod client;
 pub mod crowd;
+pub mod drill;
+pub mod history;
 pub mod outcome;
 pub mod procfs;
 pub mod progress;
@@ -36,9 +39,10 @@ use hyper::{Method, StatusCode};
 use serde::Deserialize;
 
 use crate::audit::{AuditPlan, AuditReport};
-use crate::cli::{AuditArgs, BenchCommand, FlashSaleArgs};
+use crate::cli::{AuditArgs, BenchCommand, CheckHistoryArgs, FlashSaleArgs};
 use crate::client::{Api, Target};
 use crate::crowd::{Load, PurchaseWork, Work};
+use crate::history::History;
 use crate::outcome::Outcome;
 use crate::progress::Progress;
 use crate::report::{PhaseSummary, ProcessUsage, ReplayStats, Report, round3};
@@ -84,6 +88,33 @@ pub fn audit(args: AuditArgs) -> anyhow::Result<ExitCode> {
     } else {
         println!(
             "audit {}: {}",
+            if report.ok { "ok" } else { "FAILED" },
+            report.summary()
+        );
+        for violation in &report.violations {
+            println!("  - {violation}");
+        }
+    }
+    Ok(exit_code(report.ok))
+}
+
+/// `stampede check-history FILE…`: checks, prints, and exits 1 on a violation.
+pub fn check_history(args: CheckHistoryArgs) -> anyhow::Result<ExitCode> {
+    let runtime = runtime(None)?;
+    let records = check::read_all(&args.files)?;
+    let report = runtime.block_on(async {
+        let target = Target::resolve(&args.server.target).await?;
+        let minter = Minter::from_args(&args.server)?;
+        check::check_live(&target, &minter, &records, args.concurrency).await
+    })?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).context("encoding the report")?
+        );
+    } else {
+        println!(
+            "history {}: {}",
             if report.ok { "ok" } else { "FAILED" },
             report.summary()
         );
@@ -215,6 +246,19 @@ fn per_second(n: u64, over: Duration) -> f64 {
 
 /// `stampede bench flash-sale`: the report and its human rendering.
 pub async fn flash_sale(args: &FlashSaleArgs) -> anyhow::Result<(Report, String)> {
+    let history = match &args.history {
+        Some(path) => Some(Arc::new(History::create(path)?)),
+        None => None,
+    };
+    flash_sale_with(args, history).await
+}
+
+/// [`flash_sale`] recording into `history` (which the caller may also write
+/// to, e.g. a drill's crash markers) instead of `--history`.
+pub async fn flash_sale_with(
+    args: &FlashSaleArgs,
+    history: Option<Arc<History>>,
+) -> anyhow::Result<(Report, String)> {
     if args.connections == 0 {
         bail!("--connections must be at least 1");
     }
@@ -227,7 +271,14 @@ pub async fn flash_sale(args: &FlashSaleArgs) -> anyhow::Result<(Report, String)
     if args.rate.is_some_and(|r| r.is_nan() || r <= 0.0) {
         bail!("--rate must be above 0");
     }
+    if !(0.0..=1.0).contains(&args.pay_cancel_ratio) {
+        bail!("--pay-cancel-ratio must be between 0 and 1");
+    }
     let target = Target::resolve(&args.server.target).await?;
+    let mut targets = vec![target.clone()];
+    for url in &args.also_targets {
+        targets.push(Target::resolve(url).await?);
+    }
     let minter = Minter::from_args(&args.server)?;
     let run_id = users::run_id();
     let prefix = format!("bench-{run_id}-");
@@ -255,7 +306,7 @@ pub async fn flash_sale(args: &FlashSaleArgs) -> anyhow::Result<(Report, String)
     let livez = if args.no_ceiling {
         None
     } else {
-        Some(crowd::run(&target, Work::Livez, &load, Progress::for_phase("livez")).await?)
+        Some(crowd::run(&targets, Work::Livez, &load, Progress::for_phase("livez")).await?)
     };
 
     let work = Work::Purchase(Arc::new(PurchaseWork {
@@ -267,12 +318,15 @@ pub async fn flash_sale(args: &FlashSaleArgs) -> anyhow::Result<(Report, String)
         users: users.clone(),
         replay_ratio: args.replay_ratio,
         run_id: run_id.clone(),
+        sale_id: sale_id.clone(),
+        pay_cancel_ratio: args.pay_cancel_ratio,
+        history,
     }));
     let server_cpu_before = args
         .server_pid
         .and_then(|pid| procfs::cpu_seconds(&pid.to_string()));
     let own_cpu_before = procfs::cpu_seconds("self");
-    let purchase = crowd::run(&target, work, &load, Progress::for_phase("purchase")).await?;
+    let mut purchase = crowd::run(&targets, work, &load, Progress::for_phase("purchase")).await?;
     let own_cpu = own_cpu_before
         .zip(procfs::cpu_seconds("self"))
         .map(|(a, b)| round3(b - a));
@@ -283,6 +337,9 @@ pub async fn flash_sale(args: &FlashSaleArgs) -> anyhow::Result<(Report, String)
             .map(|(a, b)| round3(b - a)),
     });
 
+    if let Some(err) = purchase.history_error.take() {
+        bail!("the history is incomplete: {err}");
+    }
     let recorder = &purchase.recorder;
     let losing_rps = per_second(recorder.refusals(), purchase.elapsed);
     let livez_summary = livez.as_ref().map(summary);
@@ -303,6 +360,7 @@ pub async fn flash_sale(args: &FlashSaleArgs) -> anyhow::Result<(Report, String)
                 .iter()
                 .map(|w| (users.sub(w.user), w.order_id.clone(), w.quantity))
                 .collect(),
+            cancel_sent: purchase.cancel_sent.iter().cloned().collect(),
             exclusive: args.sale.is_none(),
             answers_complete: [Outcome::Error, Outcome::Overloaded, Outcome::Unavailable]
                 .iter()

@@ -31,6 +31,13 @@ pub enum Command {
     /// Check a sale on a running Stampede against the contract (no oversell,
     /// ledger = database, per-user limits); exits 1 on a violation.
     Audit(Box<stampede_bench::cli::AuditArgs>),
+    /// Check a history recorded by `bench flash-sale --history` against the
+    /// sale's final state (no lost 202, one order per key, limits, stock
+    /// conserved, pay and cancel exclusive); exits 1 on a violation.
+    CheckHistory(Box<stampede_bench::cli::CheckHistoryArgs>),
+    /// Crash drills: rounds of crowd, `kill -9` of a node at a seeded random
+    /// moment, restart, audit and history check; exits 1 if a round failed.
+    Drill(Box<stampede_bench::cli::DrillArgs>),
 }
 
 /// `stampede serve`'s arguments: `--config`, and the settings as

@@ -12,6 +12,8 @@ fn main() -> ExitCode {
         Command::Token(args) => stampede::token::print(args).map(|()| ExitCode::SUCCESS),
         Command::Bench(args) => stampede_bench::bench(args.command),
         Command::Audit(args) => stampede_bench::audit(*args),
+        Command::CheckHistory(args) => stampede_bench::check_history(*args),
+        Command::Drill(args) => stampede_bench::drill::drill(*args),
     };
     match result {
         Ok(code) => code,

@@ -14,6 +14,8 @@ mod cluster_drill;
 mod crash;
 #[path = "../binary/dependency_drills.rs"]
 mod dependency_drills;
+#[path = "../binary/drill.rs"]
+mod drill;
 #[path = "../binary/expiry.rs"]
 mod expiry;
 #[path = "../binary/harness.rs"]

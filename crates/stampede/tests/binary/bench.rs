@@ -158,3 +158,137 @@ fn a_small_bench_audits_clean_and_the_audit_catches_an_order_slipped_into_the_da
     assert_eq!(found["ok"], false);
     assert_eq!(found["sold"], 51, "{found:#}");
 }
+
+/// The history lines of `path`, parsed.
+fn history(path: &std::path::Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
+}
+
+#[test]
+fn a_recorded_history_checks_clean_and_the_check_catches_a_lost_order_and_a_paid_cancel() {
+    if crate::ON_POSTGRES {
+        // The tampering below writes SQLite.
+        return;
+    }
+    let dir = DataDir::new();
+    let binary = Binary::start(&dir);
+    let target = format!("http://{}", binary.addr);
+    let work = tempfile::tempdir().unwrap();
+    let file = work.path().join("history.jsonl");
+    let file_arg = file.to_str().unwrap();
+
+    let run = stampede(&[
+        "bench",
+        "flash-sale",
+        "--target",
+        &target,
+        "--jwt-secret",
+        SECRET,
+        "--users",
+        "100",
+        "--stock",
+        "40",
+        "--per-user-limit",
+        "2",
+        "--duration",
+        "2s",
+        "--connections",
+        "8",
+        "--replay-ratio",
+        "0.2",
+        "--pay-cancel-ratio",
+        "0.5",
+        "--no-ceiling",
+        "--history",
+        file_arg,
+        "--json",
+    ]);
+    assert!(run.status.success(), "{}", text(&run));
+    let report: Value = serde_json::from_slice(&run.stdout).unwrap();
+    assert_eq!(report["audit_ok"], true, "{report:#}");
+
+    // Every request is in the history, with its answer.
+    let records = history(&file);
+    let purchases = records.iter().filter(|r| r["op"] == "purchase").count() as u64;
+    assert_eq!(
+        purchases,
+        count(&report["purchase"]["requests"]),
+        "{report:#}"
+    );
+    let won: Vec<&Value> = records.iter().filter(|r| r["outcome"] == "won").collect();
+    assert_eq!(won.len() as u64, count(&report["outcomes"]["won"]));
+    assert!(
+        won.iter()
+            .all(|r| r["status"] == 202 && r["order"].is_string())
+    );
+    let cancelled: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["op"] == "cancel" && r["outcome"] == "ok")
+        .collect();
+    assert!(!cancelled.is_empty(), "no cancel went through");
+    assert!(records.iter().any(|r| r["op"] == "pay"), "no pay was sent");
+
+    let check = |label: &str| {
+        let out = stampede(&[
+            "check-history",
+            "--target",
+            &target,
+            "--jwt-secret",
+            SECRET,
+            file_arg,
+        ]);
+        eprintln!("{label}: {}", text(&out));
+        out
+    };
+    let clean = check("before tampering");
+    assert!(clean.status.success(), "{}", text(&clean));
+
+    // Behind the server's back: hand an acknowledged order to someone else
+    // (lost for its buyer), and mark a cancelled order paid.
+    let cancelled_ids: Vec<&str> = cancelled
+        .iter()
+        .map(|r| r["order"].as_str().unwrap())
+        .collect();
+    let kept = won
+        .iter()
+        .map(|r| r["order"].as_str().unwrap())
+        .find(|id| !cancelled_ids.contains(id))
+        .unwrap();
+    let db = rusqlite::Connection::open(dir.path().join("stampede.db")).unwrap();
+    db.busy_timeout(Duration::from_secs(10)).unwrap();
+    let moved = db
+        .execute(
+            "UPDATE orders SET user_id = 'someone-else' WHERE id = ?1",
+            [kept],
+        )
+        .unwrap();
+    let paid = db
+        .execute(
+            "UPDATE orders SET status = 'paid' WHERE id = ?1",
+            [cancelled_ids[0]],
+        )
+        .unwrap();
+    assert_eq!((moved, paid), (1, 1));
+    drop(db);
+
+    let caught = check("after tampering");
+    assert_eq!(caught.status.code(), Some(1), "{}", text(&caught));
+    let out = String::from_utf8_lossy(&caught.stdout);
+    assert!(
+        out.contains(&format!("lost order (I5): order {kept}")),
+        "{}",
+        text(&caught)
+    );
+    assert!(
+        out.contains(&format!(
+            "pay and cancel both took (I7): order {}",
+            cancelled_ids[0]
+        )),
+        "{}",
+        text(&caught)
+    );
+}

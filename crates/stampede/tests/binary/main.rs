@@ -6,6 +6,7 @@
 
 mod bench;
 mod crash;
+mod drill;
 mod expiry;
 mod harness;
 mod outbox;
