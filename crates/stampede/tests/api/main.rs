@@ -6,6 +6,7 @@
 
 mod accounts;
 mod auth;
+mod authz_matrix;
 mod bus_loss;
 mod catalog;
 mod connections;
