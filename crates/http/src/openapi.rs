@@ -286,25 +286,26 @@ mod tests {
                 "{method} {path} {status} {name}"
             );
             let to = &json["paths"][*to_path][*to_method];
-            match pass {
-                Pass::PathId(_) => {
-                    let params = to["parameters"].as_array().unwrap();
+            if let Pass::PathId(_) | Pass::PathIdWithBody(..) = pass {
+                let params = to["parameters"].as_array().unwrap();
+                assert!(
+                    params
+                        .iter()
+                        .any(|p| p["name"] == "id" && p["in"] == "path"),
+                    "{name}: {to_path} takes no path id"
+                );
+            }
+            if let Pass::PathIdWithBody(_, body) | Pass::Body(body) = pass {
+                let body: serde_json::Value = serde_json::from_str(body).unwrap();
+                assert_eq!(link["requestBody"], body, "{name}");
+                let schema = &to["requestBody"]["content"]["application/json"]["schema"]["$ref"];
+                let schema = schema
+                    .as_str()
+                    .unwrap()
+                    .trim_start_matches("#/components/schemas/");
+                for member in body.as_object().unwrap().keys() {
                     assert!(
-                        params
-                            .iter()
-                            .any(|p| p["name"] == "id" && p["in"] == "path"),
-                        "{name}: {to_path} takes no path id"
-                    );
-                }
-                Pass::BodyMember(member, _) => {
-                    let schema =
-                        &to["requestBody"]["content"]["application/json"]["schema"]["$ref"];
-                    let schema = schema
-                        .as_str()
-                        .unwrap()
-                        .trim_start_matches("#/components/schemas/");
-                    assert!(
-                        json["components"]["schemas"][schema]["properties"][*member].is_object(),
+                        json["components"]["schemas"][schema]["properties"][member].is_object(),
                         "{name}: {schema} has no {member}"
                     );
                 }

@@ -3,7 +3,6 @@
 //! it makes is read, paid and cancelled, rather than every id being a random
 //! 404. One table, resolved against the document by method and path.
 
-use serde_json::json;
 use utoipa::Modify;
 use utoipa::openapi::link::LinkBuilder;
 use utoipa::openapi::path::{Operation, PathItem};
@@ -14,9 +13,22 @@ use utoipa::openapi::{OpenApi, RefOr};
 pub(crate) enum Pass {
     /// The answer's member at this JSON pointer, as the target's `{id}`.
     PathId(&'static str),
-    /// The answer's `id` as this member of the target's request body (the
-    /// rest of the body is the fuzzer's).
-    BodyMember(&'static str, &'static str),
+    /// As `PathId`, with these members in the request body (JSON): values
+    /// that keep the target from refusing for a reason the link cannot help.
+    PathIdWithBody(&'static str, &'static str),
+    /// These members in the target's request body (JSON, `$response`
+    /// expressions allowed); the fuzzer makes up the rest.
+    Body(&'static str),
+}
+
+impl Pass {
+    /// The request body members this link sets, if any.
+    pub(crate) fn body(&self) -> Option<serde_json::Value> {
+        match self {
+            Self::PathId(_) => None,
+            Self::PathIdWithBody(_, body) | Self::Body(body) => serde_json::from_str(body).ok(),
+        }
+    }
 }
 
 /// (from method, from path, status, link name, to method, to path, what passes).
@@ -31,15 +43,17 @@ pub(crate) type LinkRow = (
 );
 
 const ID: Pass = Pass::PathId("/id");
+/// One unit: the fuzzer's quantities are mostly more than a sale has.
+const BUY_ONE: Pass = Pass::PathIdWithBody("/id", r#"{"quantity": 1}"#);
 
 #[rustfmt::skip]
 pub(crate) const LINKS: &[LinkRow] = &[
     ("post", "/api/v1/products", "201", "GetProduct", "get", "/api/v1/products/{id}", ID),
-    ("post", "/api/v1/products", "201", "CreateSale", "post", "/api/v1/sales", Pass::BodyMember("product_id", "/id")),
+    ("post", "/api/v1/products", "201", "CreateSale", "post", "/api/v1/sales", Pass::Body(r##"{"product_id": "$response.body#/id", "starts_at": null, "ends_at": null}"##)),
     ("post", "/api/v1/sales", "201", "GetSale", "get", "/api/v1/sales/{id}", ID),
     ("post", "/api/v1/sales", "201", "SaleStats", "get", "/api/v1/sales/{id}/stats", ID),
-    ("post", "/api/v1/sales", "201", "Purchase", "post", "/api/v1/sales/{id}/purchase", ID),
-    ("get", "/api/v1/sales/{id}", "200", "Purchase", "post", "/api/v1/sales/{id}/purchase", ID),
+    ("post", "/api/v1/sales", "201", "Purchase", "post", "/api/v1/sales/{id}/purchase", BUY_ONE),
+    ("get", "/api/v1/sales/{id}", "200", "Purchase", "post", "/api/v1/sales/{id}/purchase", BUY_ONE),
     ("post", "/api/v1/sales/{id}/purchase", "202", "GetOrder", "get", "/api/v1/orders/{id}", ID),
     ("post", "/api/v1/sales/{id}/purchase", "202", "OrderDetail", "get", "/api/v1/orders/{id}/detail", ID),
     ("post", "/api/v1/sales/{id}/purchase", "202", "PayOrder", "post", "/api/v1/orders/{id}/pay", ID),
@@ -54,7 +68,7 @@ pub(crate) const LINKS: &[LinkRow] = &[
     ("post", "/api/v1/webhooks", "201", "GetWebhook", "get", "/api/v1/webhooks/{id}", ID),
     ("post", "/api/v1/webhooks", "201", "WebhookDeliveries", "get", "/api/v1/webhooks/{id}/deliveries", ID),
     ("post", "/api/v1/webhooks", "201", "DeleteWebhook", "delete", "/api/v1/webhooks/{id}", ID),
-    ("post", "/api/v1/users", "201", "Login", "post", "/api/v1/sessions", Pass::BodyMember("email", "/email")),
+    ("post", "/api/v1/users", "201", "Login", "post", "/api/v1/sessions", Pass::Body(r##"{"email": "$response.body#/email"}"##)),
 ];
 
 pub(crate) struct Links;
@@ -65,16 +79,13 @@ impl Modify for Links {
             let Some(target) = operation_id(document, to_method, to_path) else {
                 continue;
             };
-            let link = match pass {
-                Pass::PathId(pointer) => LinkBuilder::new()
-                    .operation_id(target)
-                    .parameter("path.id", format!("$response.body#{pointer}")),
-                Pass::BodyMember(member, pointer) => {
-                    LinkBuilder::new().operation_id(target).request_body(Some(
-                        json!({ *member: format!("$response.body#{pointer}") }),
-                    ))
-                }
-            };
+            let mut link = LinkBuilder::new().operation_id(target);
+            if let Pass::PathId(pointer) | Pass::PathIdWithBody(pointer, _) = pass {
+                link = link.parameter("path.id", format!("$response.body#{pointer}"));
+            }
+            if let Some(body) = pass.body() {
+                link = link.request_body(Some(body));
+            }
             let response = document
                 .paths
                 .paths
