@@ -314,6 +314,23 @@ mod tests {
     }
 
     #[test]
+    fn the_event_stream_documents_its_frames_whose_data_is_an_event() {
+        // schemathesis found the stream described by its data: each SSE
+        // frame (`id`, `event`, `data`) failed the schema of an Event.
+        let json: serde_json::Value = serde_json::from_str(&document_json()).unwrap();
+        let answer = &json["paths"]["/api/v1/orders/{id}/events"]["get"]["responses"]["200"];
+        let schema = answer["content"]["text/event-stream"]["schema"]["$ref"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("#/components/schemas/");
+        let frame = &json["components"]["schemas"][schema];
+        for member in ["id", "event", "data"] {
+            assert_eq!(frame["properties"][member]["type"], "string", "{member}");
+        }
+        assert!(frame["properties"]["type"].is_null());
+    }
+
+    #[test]
     fn every_api_operation_documents_the_protection_layers_refusals() {
         let json: serde_json::Value = serde_json::from_str(&document_json()).unwrap();
         let orders = &json["paths"]["/api/v1/orders/{id}"]["get"]["responses"];
