@@ -115,7 +115,8 @@ const fn owner_or_admin(status: u16) -> [u16; 7] {
 
 #[rustfmt::skip]
 const MATRIX: &[Row] = &[
-    //                                                                          anon owner other admin expired nbf forged
+    // Statuses in the order of CALLERS: anonymous, owner, other customer,
+    // admin, expired, not yet valid, forged.
     row("post", "/api/v1/products", Body::Product, admin_only(201)),
     row("get", "/api/v1/products", Body::Empty, public(200)),
     row("get", "/api/v1/products/{id}", Body::Empty, public(200)),
