@@ -442,6 +442,18 @@ impl From<&stampede_domain::payment::Payment> for PaymentBody {
     }
 }
 
+/// One server-sent event of an order's stream, as framed on the wire: the
+/// schema of a `text/event-stream` answer describes its frames, not their data.
+#[derive(Debug, ToSchema)]
+pub struct EventFrameBody {
+    /// The event's position: `Last-Event-ID` resumes after it.
+    pub id: String,
+    /// The event type, e.g. `order.paid`.
+    pub event: String,
+    /// The event as JSON (an `EventBody`: `{"id", "type", "created_at", "data"}`).
+    pub data: String,
+}
+
 /// An event, as webhooks and event streams carry it.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct EventBody {

@@ -21,6 +21,7 @@ pub mod edge;
 pub mod extract;
 pub mod limits;
 pub mod openapi;
+mod openapi_links;
 pub mod problem;
 pub mod protect;
 pub mod routes;

@@ -14,6 +14,7 @@ use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
 use crate::dto;
+use crate::openapi_links::Links;
 use crate::problem::{CONTENT_TYPE, Problem};
 use crate::routes::{accounts, catalog, ops, orders, payments, purchase, webhooks};
 
@@ -31,7 +32,7 @@ use crate::routes::{accounts, catalog, ops, orders, payments, purchase, webhooks
         ops::livez, ops::readyz, ops::startupz, ops::metrics, openapi_json, ops::workers,
     ),
     components(schemas(Problem, dto::ProductBody, dto::SaleBody, dto::OrderBody)),
-    modifiers(&Security, &Problems),
+    modifiers(&Security, &Problems, &Links),
     tags(
         (name = "catalog", description = "Products"),
         (name = "sales", description = "Flash sales and purchases"),
@@ -257,6 +258,76 @@ mod tests {
             }
         }
         assert!(bodies >= 5, "{bodies} request bodies found");
+    }
+
+    #[test]
+    fn every_link_leaves_a_documented_answer_for_an_operation_that_takes_what_it_passes() {
+        use crate::openapi_links::{LINKS, Pass, operation_id};
+        let doc = ApiDoc::openapi();
+        let json: serde_json::Value = serde_json::from_str(&document_json()).unwrap();
+        let mut ids: Vec<String> = Vec::new();
+        for item in json["paths"].as_object().unwrap().values() {
+            for op in item.as_object().unwrap().values() {
+                ids.push(op["operationId"].as_str().unwrap().to_owned());
+            }
+        }
+        for (method, path, status, name, to_method, to_path, pass) in LINKS {
+            let target = operation_id(&doc, to_method, to_path)
+                .unwrap_or_else(|| panic!("{name}: {to_method} {to_path} undocumented"));
+            assert_eq!(
+                ids.iter().filter(|id| **id == target).count(),
+                1,
+                "{target} not unique"
+            );
+            let link = &json["paths"][*path][*method]["responses"][*status]["links"][*name];
+            assert_eq!(
+                link["operationId"],
+                target.as_str(),
+                "{method} {path} {status} {name}"
+            );
+            let to = &json["paths"][*to_path][*to_method];
+            if let Pass::PathId(_) | Pass::PathIdWithBody(..) = pass {
+                let params = to["parameters"].as_array().unwrap();
+                assert!(
+                    params
+                        .iter()
+                        .any(|p| p["name"] == "id" && p["in"] == "path"),
+                    "{name}: {to_path} takes no path id"
+                );
+            }
+            if let Pass::PathIdWithBody(_, body) | Pass::Body(body) = pass {
+                let body: serde_json::Value = serde_json::from_str(body).unwrap();
+                assert_eq!(link["requestBody"], body, "{name}");
+                let schema = &to["requestBody"]["content"]["application/json"]["schema"]["$ref"];
+                let schema = schema
+                    .as_str()
+                    .unwrap()
+                    .trim_start_matches("#/components/schemas/");
+                for member in body.as_object().unwrap().keys() {
+                    assert!(
+                        json["components"]["schemas"][schema]["properties"][member].is_object(),
+                        "{name}: {schema} has no {member}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_event_stream_documents_its_frames_whose_data_is_an_event() {
+        // schemathesis found the stream described by its data: each SSE
+        // frame (`id`, `event`, `data`) failed the schema of an Event.
+        let json: serde_json::Value = serde_json::from_str(&document_json()).unwrap();
+        let answer = &json["paths"]["/api/v1/orders/{id}/events"]["get"]["responses"]["200"];
+        let schema = answer["content"]["text/event-stream"]["schema"]["$ref"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("#/components/schemas/");
+        let frame = &json["components"]["schemas"][schema];
+        for member in ["id", "event", "data"] {
+            assert_eq!(frame["properties"][member]["type"], "string", "{member}");
+        }
+        assert!(frame["properties"]["type"].is_null());
     }
 
     #[test]

@@ -14,7 +14,7 @@ use stampede_app::ports::StoredEvent;
 use stampede_domain::ids::OrderId;
 use tokio::sync::broadcast;
 
-use crate::dto::{EventBody, OrderBody, OrderDetailBody, PageBody};
+use crate::dto::{EventBody, EventFrameBody, OrderBody, OrderDetailBody, PageBody};
 use crate::extract::{Authenticated, Page, PathId};
 use crate::problem::ApiError;
 use crate::state::AppState;
@@ -91,7 +91,7 @@ pub async fn detail(
            ("Last-Event-ID" = Option<String>, Header, description = "Resume after this event")),
     security(("bearer" = [])),
     responses((status = 200, description = "`text/event-stream` of events (`event:` is the type, `data:` an Event)",
-        content_type = "text/event-stream", body = EventBody)))]
+        content_type = "text/event-stream", body = EventFrameBody)))]
 pub async fn events(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,

@@ -10,6 +10,8 @@
 mod accounts;
 #[path = "../api/auth.rs"]
 mod auth;
+#[path = "../api/authz_matrix.rs"]
+mod authz_matrix;
 #[path = "../api/bus_loss.rs"]
 mod bus_loss;
 #[path = "../api/catalog.rs"]

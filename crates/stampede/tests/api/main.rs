@@ -7,6 +7,7 @@
 mod account_limits;
 mod accounts;
 mod auth;
+mod authz_matrix;
 mod bus_loss;
 mod catalog;
 mod connections;
