@@ -80,22 +80,38 @@ pub fn bench(command: BenchCommand) -> anyhow::Result<ExitCode> {
 pub fn audit(args: AuditArgs) -> anyhow::Result<ExitCode> {
     let runtime = runtime(None)?;
     let report = runtime.block_on(audit_sale(&args))?;
-    if args.json {
+    print_verdict(
+        "audit",
+        &report,
+        report.ok,
+        &report.summary(),
+        &report.violations,
+        args.json,
+    )
+}
+
+/// Prints a checked report (as JSON, or a verdict line and its violations)
+/// and turns its verdict into the exit code.
+fn print_verdict(
+    what: &str,
+    report: &impl serde::Serialize,
+    ok: bool,
+    summary: &str,
+    violations: &[String],
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    if json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&report).context("encoding the report")?
+            serde_json::to_string_pretty(report).context("encoding the report")?
         );
     } else {
-        println!(
-            "audit {}: {}",
-            if report.ok { "ok" } else { "FAILED" },
-            report.summary()
-        );
-        for violation in &report.violations {
+        println!("{what} {}: {summary}", if ok { "ok" } else { "FAILED" });
+        for violation in violations {
             println!("  - {violation}");
         }
     }
-    Ok(exit_code(report.ok))
+    Ok(exit_code(ok))
 }
 
 /// `stampede check-history FILE…`: checks, prints, and exits 1 on a violation.
@@ -107,22 +123,14 @@ pub fn check_history(args: CheckHistoryArgs) -> anyhow::Result<ExitCode> {
         let minter = Minter::from_args(&args.server)?;
         check::check_live(&target, &minter, &records, args.concurrency).await
     })?;
-    if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&report).context("encoding the report")?
-        );
-    } else {
-        println!(
-            "history {}: {}",
-            if report.ok { "ok" } else { "FAILED" },
-            report.summary()
-        );
-        for violation in &report.violations {
-            println!("  - {violation}");
-        }
-    }
-    Ok(exit_code(report.ok))
+    print_verdict(
+        "history",
+        &report,
+        report.ok,
+        &report.summary(),
+        &report.violations,
+        args.json,
+    )
 }
 
 fn exit_code(ok: bool) -> ExitCode {

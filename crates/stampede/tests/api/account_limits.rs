@@ -6,7 +6,7 @@
 use reqwest::{Method, Response, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, assert_problem, spawn_app_with};
+use crate::helpers::{TestApp, assert_problem, spawn_app_with, spawn_app_with_http_file};
 
 const PROXY: &str = "127.0.0.1";
 
@@ -107,9 +107,7 @@ async fn the_eleventh_failed_login_is_refused_even_with_the_right_password_and_o
 
 #[tokio::test]
 async fn neither_the_rule_file_nor_rate_limits_off_lift_the_login_limit() {
-    let file = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(
-        file.path(),
+    let app = spawn_app_with_http_file(
         r#"trusted_proxies = "127.0.0.1"
 
 [[rate_limits]]
@@ -120,13 +118,7 @@ limit = 1000
 period_ms = 60000
 "#,
     )
-    .unwrap();
-    let sources = stampede::config::sources::Sources {
-        file: Some(file.path().to_path_buf()),
-        ..Default::default()
-    };
-    let (from_file, _) = stampede::config::Config::layered(&sources).unwrap();
-    let app = spawn_app_with(move |config| config.http = from_file.http).await;
+    .await;
     register_ada(&app).await;
     spend_the_login_budget(&app, "198.51.100.1").await;
     drop(app);

@@ -110,6 +110,18 @@ pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await
 }
 
+/// A server whose HTTP settings come from a TOML settings file with `text`.
+pub async fn spawn_app_with_http_file(text: &str) -> TestApp {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), text).unwrap();
+    let sources = stampede::config::sources::Sources {
+        file: Some(file.path().to_path_buf()),
+        ..Default::default()
+    };
+    let (from_file, _) = Config::layered(&sources).unwrap();
+    spawn_app_with(move |config| config.http = from_file.http).await
+}
+
 pub async fn spawn_app_with(customise: impl FnOnce(&mut Config)) -> TestApp {
     spawn_app_in(Deployment::new().await, customise).await
 }

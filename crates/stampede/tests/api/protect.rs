@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::{assert_problem, customer, eventually, spawn_app, spawn_app_with};
+use crate::helpers::{
+    assert_problem, customer, eventually, spawn_app, spawn_app_with, spawn_app_with_http_file,
+};
 
 #[tokio::test]
 async fn a_user_over_the_purchase_limit_gets_429_with_its_headers_while_others_buy() {
@@ -57,9 +59,7 @@ async fn a_user_over_the_purchase_limit_gets_429_with_its_headers_while_others_b
 
 #[tokio::test]
 async fn rules_from_the_config_file_limit_per_client_ip_behind_a_trusted_proxy() {
-    let config = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(
-        config.path(),
+    let app = spawn_app_with_http_file(
         r#"trusted_proxies = "127.0.0.1"
 
 [[rate_limits]]
@@ -70,13 +70,7 @@ limit = 2
 period_ms = 60000
 "#,
     )
-    .unwrap();
-    let sources = stampede::config::sources::Sources {
-        file: Some(config.path().to_path_buf()),
-        ..Default::default()
-    };
-    let (from_file, _) = stampede::config::Config::layered(&sources).unwrap();
-    let app = spawn_app_with(move |config| config.http = from_file.http).await;
+    .await;
     let list = |ip: &'static str| {
         app.request(Method::GET, "/api/v1/products", None)
             .header("x-forwarded-for", ip)
