@@ -60,6 +60,9 @@ pub fn launch(bin: &Path, dir: &Path, port: u16, previous: u32, guard: Duration)
         // A killed process loses nothing the OS holds; only a machine crash
         // would need fsync, and the drills do not crash the machine.
         .args(["-c", "fsync=off", "-c", "max_connections=200"])
+        // Dynamic shared memory in files under the data directory, not
+        // /dev/shm: a killed server's segments go with its directory.
+        .args(["-c", "dynamic_shared_memory_type=mmap"])
         .stdout(log.try_clone().expect("the PostgreSQL log"))
         .stderr(log)
         .spawn()
