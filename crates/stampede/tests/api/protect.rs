@@ -231,9 +231,8 @@ async fn a_slow_payment_provider_opens_its_breaker_and_pay_fails_fast_while_purc
         config.payment.breaker.wait_in_open = Duration::from_secs(60);
     })
     .await;
-    let sale = app.create_sale(100, 100, json!({})).await;
+    let sale = app.create_sale(1000, 100, json!({})).await;
     let sale_id = sale["id"].as_str().unwrap().to_owned();
-    let mut orders = Vec::new();
     for i in 0..12 {
         let order: Value = app
             .purchase(&customer("alice"), &sale_id, &format!("k{i}"), 1)
@@ -244,12 +243,22 @@ async fn a_slow_payment_provider_opens_its_breaker_and_pay_fails_fast_while_purc
         let id = order["id"].as_str().unwrap().to_owned();
         let status = app.pay(&customer("alice"), &id).await.status();
         assert!([StatusCode::ACCEPTED, StatusCode::SERVICE_UNAVAILABLE].contains(&status));
-        orders.push(id);
     }
-    let last = orders.last().unwrap().clone();
+    // Each try pays a fresh order: an order bought earlier may already be
+    // paid (its slow charge succeeded) and would answer 409 for ever.
+    let tries = std::sync::atomic::AtomicUsize::new(0);
     let (refused, took) = eventually(30, "the breaker to open on slow calls", || async {
+        let n = tries.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let buyer = customer(&format!("poll-{n}"));
+        let order: Value = app
+            .purchase(&buyer, &sale_id, "poll", 1)
+            .await
+            .json()
+            .await
+            .unwrap();
+        let id = order["id"].as_str().unwrap();
         let started = Instant::now();
-        let response = app.pay(&customer("alice"), &last).await;
+        let response = app.pay(&buyer, id).await;
         (response.status() == StatusCode::SERVICE_UNAVAILABLE)
             .then(|| (response, started.elapsed()))
     })
