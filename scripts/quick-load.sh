@@ -6,12 +6,17 @@
 #
 #   scripts/quick-load.sh                 # 3 rounds of 10 s at 256 connections
 #   ROUNDS=1 DURATION=5s CONNS=64 scripts/quick-load.sh
+#   STAMPEDE_BIN=/tmp/stampede-a scripts/quick-load.sh   # a given build
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v wrk >/dev/null || { echo "needs wrk (apt-get install wrk)" >&2; exit 1; }
 
-cargo build --quiet --release -p stampede
-bin=$PWD/target/release/stampede
+if [ -n "${STAMPEDE_BIN:-}" ]; then
+  bin=$STAMPEDE_BIN
+else
+  cargo build --quiet --release -p stampede
+  bin=${CARGO_TARGET_DIR:-$PWD/target}/release/stampede
+fi
 work=$(mktemp -d)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 export STAMPEDE_JWT_SECRET="load-$(date +%s%N)-secret-long-enough-for-hs256"

@@ -44,6 +44,7 @@ use crate::client::{Api, Target};
 use crate::crowd::{Load, PurchaseWork, Work};
 use crate::history::History;
 use crate::outcome::Outcome;
+use crate::procfs::CpuMeter;
 use crate::progress::Progress;
 use crate::report::{PhaseSummary, ProcessUsage, ReplayStats, Report, round3};
 use crate::users::{Minter, Users};
@@ -235,15 +236,19 @@ async fn prepare_sale(
     ))
 }
 
-fn summary(result: &crowd::PhaseResult) -> PhaseSummary {
+/// `cpu`: the (server, generator) CPU seconds the phase took.
+fn summary(result: &crowd::PhaseResult, cpu: (Option<f64>, Option<f64>)) -> PhaseSummary {
     let requests = result.recorder.total();
     let seconds = result.elapsed.as_secs_f64();
+    let per_request = |s: f64| (requests > 0).then(|| (s * 1e7 / requests as f64).round() / 10.0);
     PhaseSummary {
         requests,
         seconds: round3(seconds),
         rps: round3(per_second(requests, result.elapsed)),
         errors: result.recorder.count(Outcome::Error),
         latency_ms: result.recorder.latency_all(),
+        server_cpu_us: cpu.0.and_then(per_request),
+        generator_cpu_us: cpu.1.and_then(per_request),
     }
 }
 
@@ -314,7 +319,9 @@ pub async fn flash_sale_with(
     let livez = if args.no_ceiling {
         None
     } else {
-        Some(crowd::run(&targets, Work::Livez, &load, Progress::for_phase("livez")).await?)
+        let meter = CpuMeter::start(args.server_pid);
+        let livez = crowd::run(&targets, Work::Livez, &load, Progress::for_phase("livez")).await?;
+        Some(summary(&livez, meter.seconds()))
     };
 
     let work = Work::Purchase(Arc::new(PurchaseWork {
@@ -330,19 +337,12 @@ pub async fn flash_sale_with(
         pay_cancel_ratio: args.pay_cancel_ratio,
         history,
     }));
-    let server_cpu_before = args
-        .server_pid
-        .and_then(|pid| procfs::cpu_seconds(&pid.to_string()));
-    let own_cpu_before = procfs::cpu_seconds("self");
+    let meter = CpuMeter::start(args.server_pid);
     let mut purchase = crowd::run(&targets, work, &load, Progress::for_phase("purchase")).await?;
-    let own_cpu = own_cpu_before
-        .zip(procfs::cpu_seconds("self"))
-        .map(|(a, b)| round3(b - a));
+    let (server_cpu, own_cpu) = meter.seconds();
     let server = args.server_pid.map(|pid| ProcessUsage {
         peak_rss_kb: procfs::peak_rss_kb(pid),
-        cpu_s: server_cpu_before
-            .zip(procfs::cpu_seconds(&pid.to_string()))
-            .map(|(a, b)| round3(b - a)),
+        cpu_s: server_cpu.map(round3),
     });
 
     if let Some(err) = purchase.history_error.take() {
@@ -350,7 +350,7 @@ pub async fn flash_sale_with(
     }
     let recorder = &purchase.recorder;
     let losing_rps = per_second(recorder.refusals(), purchase.elapsed);
-    let livez_summary = livez.as_ref().map(summary);
+    let livez_summary = livez;
     let livez_rps = livez_summary.as_ref().map(|s| s.rps);
     let losing_ratio = livez_rps
         .filter(|r| *r > 0.0)
@@ -402,7 +402,7 @@ pub async fn flash_sale_with(
         replay_ratio: args.replay_ratio,
         livez: livez_summary,
         livez_rps,
-        purchase: summary(&purchase),
+        purchase: summary(&purchase, (server_cpu, own_cpu)),
         losing_rps: round3(losing_rps),
         losing_ratio,
         won_per_sec: round3(per_second(won, purchase.won_window)),
@@ -415,7 +415,7 @@ pub async fn flash_sale_with(
         },
         errors: purchase.errors.clone(),
         server,
-        generator_cpu_s: own_cpu,
+        generator_cpu_s: own_cpu.map(round3),
         audit_ok: audit.as_ref().map(|a| a.ok),
         audit_violations: audit
             .as_ref()

@@ -26,6 +26,35 @@ pub fn cpu_seconds(pid: &str) -> Option<f64> {
     Some((utime + stime) as f64 / 100.0)
 }
 
+/// CPU seconds of the server (when its pid is known) and of this process,
+/// read at the start of a phase.
+#[derive(Debug, Clone, Copy)]
+pub struct CpuMeter {
+    server_pid: Option<u32>,
+    server: Option<f64>,
+    own: Option<f64>,
+}
+
+impl CpuMeter {
+    pub fn start(server_pid: Option<u32>) -> Self {
+        Self {
+            server_pid,
+            server: server_pid.and_then(|pid| cpu_seconds(&pid.to_string())),
+            own: cpu_seconds("self"),
+        }
+    }
+
+    /// CPU seconds since `start`: (server, generator).
+    pub fn seconds(&self) -> (Option<f64>, Option<f64>) {
+        let server = self
+            .server
+            .zip(self.server_pid.and_then(|pid| cpu_seconds(&pid.to_string())))
+            .map(|(a, b)| b - a);
+        let own = self.own.zip(cpu_seconds("self")).map(|(a, b)| b - a);
+        (server, own)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

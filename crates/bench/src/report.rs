@@ -138,6 +138,11 @@ pub struct PhaseSummary {
     pub errors: u64,
     /// Over every outcome of the phase.
     pub latency_ms: Option<Latency>,
+    /// CPU microseconds per request the server spent (with `--server-pid`).
+    pub server_cpu_us: Option<f64>,
+    /// CPU microseconds per request the generator spent: on a shared
+    /// machine, both sides of a ratio pay it.
+    pub generator_cpu_us: Option<f64>,
 }
 
 /// Replays of earlier keys (`--replay-ratio`).
@@ -277,9 +282,16 @@ pub fn render(report: &Report, recorder: &Recorder) -> String {
                 l.p50, l.p99, l.p999
             )
         });
+        let cpu = match (p.server_cpu_us, p.generator_cpu_us) {
+            (Some(server), Some(generator)) => {
+                format!("  CPU/req server {server:.1} µs, generator {generator:.1} µs")
+            }
+            (None, Some(generator)) => format!("  CPU/req generator {generator:.1} µs"),
+            _ => String::new(),
+        };
         let _ = writeln!(
             out,
-            "{name:<10} {:>9} req/s  {:>10} requests in {:.2} s{latency}",
+            "{name:<10} {:>9} req/s  {:>10} requests in {:.2} s{latency}{cpu}",
             rate(p.rps),
             thousands(p.requests),
             p.seconds
