@@ -14,7 +14,8 @@
 # Run it alone on the machine: the generator and the server share its cores.
 set -euo pipefail
 A=${1:?binary A}; B=${2:?binary B}; ROUNDS=${3:?rounds}; shift 3
-GEN=$A
+# The generator: A unless BENCH_GEN names another build.
+GEN=${BENCH_GEN:-$A}
 PORT=${BENCH_PORT:-18090}
 OUT=$(mktemp -d)
 
@@ -58,23 +59,27 @@ for label in "AB":
         won = d.get("won_per_sec") or 0
         p99 = (d.get("latency_ms", {}).get("won") or {}).get("p99")
         rss = (d.get("server") or {}).get("peak_rss_kb")
+        cpu = lambda phase: (d.get(phase) or {}).get("server_cpu_us")
         rows[label].append({
             "livez": livez, "losing": d.get("losing_rps") or 0,
             "losing_ratio": d.get("losing_ratio") or 0,
             "won": won, "won_ratio": won / livez if livez else 0,
             "won_p99": p99, "rss_kb": rss, "audit": d.get("audit_ok"),
+            "livez_us": cpu("livez"), "purchase_us": cpu("purchase"),
         })
         x = rows[label][-1]
         print(f"{label} round {r}: livez {x['livez']:.0f}/s, refused {x['losing']:.0f}/s "
               f"({x['losing_ratio']:.3f}), won {x['won']:.0f}/s ({x['won_ratio']:.3f}), "
-              f"won p99 {x['won_p99']} ms, peak RSS {x['rss_kb']} kB, audit {x['audit']}")
+              f"won p99 {x['won_p99']} ms, peak RSS {x['rss_kb']} kB, audit {x['audit']}, "
+              f"server CPU/req livez {x['livez_us']} µs, purchase {x['purchase_us']} µs")
 def med(label, key):
     vals = [x[key] for x in rows[label] if x[key] is not None]
     return statistics.median(vals) if vals else float("nan")
-print("median      livez/s   refused÷livez   won/s   won÷livez   won p99 ms   peak RSS kB")
+print("median      livez/s   refused÷livez   won/s   won÷livez   won p99 ms   peak RSS kB"
+      "   server µs/req livez   purchase")
 for label in "AB":
     print(f"{label}        {med(label,'livez'):9.0f}   {med(label,'losing_ratio'):13.3f}   "
           f"{med(label,'won'):5.0f}   {med(label,'won_ratio'):9.3f}   {med(label,'won_p99'):10}   "
-          f"{med(label,'rss_kb'):11}")
+          f"{med(label,'rss_kb'):11}   {med(label,'livez_us'):19}   {med(label,'purchase_us'):8}")
 PY
 echo "raw results: $OUT"

@@ -168,7 +168,15 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {
     }
 }
 
-fn json_problem(rejection: JsonRejection) -> ApiError {
+/// `T` from a JSON object body already read, with [`ApiJson`]'s problems.
+pub(crate) fn json_object<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    match Json::<Object<T>>::from_bytes(bytes) {
+        Ok(Json(Object(value))) => Ok(value),
+        Err(rejection) => Err(json_problem(rejection)),
+    }
+}
+
+pub(crate) fn json_problem(rejection: JsonRejection) -> ApiError {
     match rejection {
         JsonRejection::JsonDataError(err) => {
             ApiError::new(Kind::VALIDATION).with_detail(err.body_text())

@@ -49,7 +49,7 @@ fn api_routes(routes: Routes) -> Routes {
         .route("/api/v1/sales", post(catalog::create_sale))
         .route("/api/v1/sales/{id}", get(catalog::get_sale))
         .route("/api/v1/sales/{id}/stats", get(catalog::sale_stats))
-        .route("/api/v1/sales/{id}/purchase", post(purchase::purchase))
+        .route(purchase::ROUTE, post(purchase::purchase))
         .route("/api/v1/orders", get(orders::list_orders))
         .route("/api/v1/orders/{id}", get(orders::get_order))
         .route("/api/v1/orders/{id}/cancel", post(orders::cancel_order))

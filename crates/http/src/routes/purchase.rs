@@ -1,18 +1,32 @@
 //! `POST /api/v1/sales/{id}/purchase`: the hot path. Everything here is cheap:
 //! a token check, two small parses, one call into the purchase service.
+//!
+//! The edge calls [`direct`] for this route instead of going through the
+//! router: the same extractors in the same order as the [`purchase`]
+//! handler (which stays for the OpenAPI document and for paths that need
+//! percent-decoding), without the router's per-request tables, and with the
+//! usual body `{"quantity":N}` read without serde.
 
 use axum::Json;
-use axum::extract::State;
+use axum::body::Bytes;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, FromRequestParts, Request, State};
+use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
+use stampede_app::auth::Caller;
 use stampede_app::purchase::PurchaseRequest;
+use stampede_domain::idempotency::IdempotencyKey;
 use stampede_domain::ids::SaleId;
 use stampede_domain::quantity::Quantity;
 
 use crate::dto::{OrderBody, PurchaseBody};
-use crate::extract::{ApiJson, Customer, IdempotencyKeyHeader, PathId};
+use crate::extract::{self, ApiJson, Customer, IdempotencyKeyHeader, PathId};
 use crate::problem::ApiError;
 use crate::state::AppState;
+
+/// The route's template.
+pub const ROUTE: &str = "/api/v1/sales/{id}/purchase";
 
 /// Set on a purchase answered from an earlier request with the same key.
 pub const REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
@@ -31,9 +45,77 @@ pub async fn purchase(
     id: PathId,
     IdempotencyKeyHeader(key): IdempotencyKeyHeader,
     ApiJson(body): ApiJson<PurchaseBody>,
-) -> Result<impl IntoResponse, ApiError> {
+) -> Result<Response, ApiError> {
     let sale_id = id.parse(SaleId::parse)?;
-    let quantity = Quantity::parse("quantity", body.quantity)?;
+    buy(&state, caller, sale_id, key, body.quantity).await
+}
+
+/// The purchase as the edge calls it; `Err` hands the request back for the
+/// router (an id that needs percent-decoding).
+pub(crate) async fn direct(state: &AppState, request: Request) -> Result<Response, Request> {
+    let Some(segment) = request.uri().path().split('/').nth(4) else {
+        return Err(request);
+    };
+    if segment.contains('%') {
+        return Err(request);
+    }
+    let sale_id = SaleId::parse(segment);
+    let (mut parts, body) = request.into_parts();
+    let answer = async {
+        // The handler's order: credentials, headers, the body, the id.
+        let Customer(caller) = Customer::from_request_parts(&mut parts, state).await?;
+        let IdempotencyKeyHeader(key) =
+            IdempotencyKeyHeader::from_request_parts(&mut parts, state).await?;
+        let quantity = body_quantity(Request::from_parts(parts, body), state).await?;
+        let sale_id = sale_id.ok_or_else(ApiError::not_found)?;
+        buy(state, caller, sale_id, key, quantity).await
+    };
+    Ok(answer.await.unwrap_or_else(IntoResponse::into_response))
+}
+
+/// The body's quantity: `{"quantity":N}` as clients send it is read by
+/// hand; any other body goes through [`ApiJson`] and its problems.
+async fn body_quantity(request: Request, state: &AppState) -> Result<i64, ApiError> {
+    let plain_json = request
+        .headers()
+        .get(CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes() == b"application/json");
+    if !plain_json {
+        let ApiJson(body) = ApiJson::<PurchaseBody>::from_request(request, state).await?;
+        return Ok(body.quantity);
+    }
+    let bytes = Bytes::from_request(request, state)
+        .await
+        .map_err(|err| extract::json_problem(JsonRejection::from(err)))?;
+    match plain_quantity(&bytes) {
+        Some(quantity) => Ok(quantity),
+        None => extract::json_object::<PurchaseBody>(&bytes).map(|body| body.quantity),
+    }
+}
+
+/// `N` of exactly `{"quantity":N}`, N a JSON integer of at most 18 digits;
+/// `None` for anything else, which serde then reads (and judges).
+fn plain_quantity(body: &[u8]) -> Option<i64> {
+    let digits = body
+        .strip_prefix(b"{\"quantity\":")?
+        .strip_suffix(b"}")?;
+    let leading_zero = digits.len() > 1 && digits[0] == b'0';
+    if digits.is_empty() || digits.len() > 18 || leading_zero {
+        return None;
+    }
+    digits.iter().try_fold(0i64, |n, d| {
+        d.is_ascii_digit().then(|| n * 10 + i64::from(d - b'0'))
+    })
+}
+
+async fn buy(
+    state: &AppState,
+    caller: Caller,
+    sale_id: SaleId,
+    key: IdempotencyKey,
+    quantity: i64,
+) -> Result<Response, ApiError> {
+    let quantity = Quantity::parse("quantity", quantity)?;
     let purchased = state
         .app()
         .purchases
@@ -52,5 +134,45 @@ pub async fn purchase(
         StatusCode::ACCEPTED,
         [(header::LOCATION, location), (REPLAYED, replayed)],
         Json(OrderBody::from(&order)),
-    ))
+    )
+        .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_plain_form_is_read_by_hand() {
+        assert_eq!(plain_quantity(br#"{"quantity":1}"#), Some(1));
+        assert_eq!(plain_quantity(br#"{"quantity":0}"#), Some(0));
+        assert_eq!(
+            plain_quantity(br#"{"quantity":999999999999999999}"#),
+            Some(999_999_999_999_999_999)
+        );
+        for other in [
+            &br#"{"quantity":01}"#[..],
+            br#"{"quantity":}"#,
+            br#"{"quantity":-1}"#,
+            br#"{"quantity":1.0}"#,
+            br#"{"quantity":1e3}"#,
+            br#"{"quantity":"1"}"#,
+            br#"{"quantity": 1}"#,
+            br#"{"quantity":1,"x":2}"#,
+            br#"{"quantity":1000000000000000000}"#,
+            br#"{}"#,
+            b"",
+        ] {
+            assert_eq!(plain_quantity(other), None, "{}", String::from_utf8_lossy(other));
+        }
+    }
+
+    #[test]
+    fn what_is_read_by_hand_is_what_serde_reads() {
+        for body in ["{\"quantity\":1}", "{\"quantity\":42}", "{\"quantity\":0}"] {
+            let by_hand = plain_quantity(body.as_bytes());
+            let by_serde = serde_json::from_str::<PurchaseBody>(body).ok().map(|b| b.quantity);
+            assert_eq!(by_hand, by_serde, "{body}");
+        }
+    }
 }
