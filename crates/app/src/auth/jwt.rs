@@ -7,6 +7,8 @@
 //! ahead than the key's longest lifetime (a leaked token must not work for
 //! ever), and honours `nbf`; `iat` is optional and ignored.
 
+use std::sync::Arc;
+
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac};
@@ -15,6 +17,8 @@ use sha2::Sha256;
 use stampede_domain::account::Role;
 use stampede_domain::ids::UserId;
 use stampede_domain::time::Timestamp;
+
+use super::verified::Verified;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -63,12 +67,14 @@ struct RawClaims {
     nbf: Option<i64>,
 }
 
-/// The shared secret, ready to sign and verify.
+/// The shared secret, ready to sign and verify. Clones share the memory of
+/// tokens verified lately.
 #[derive(Clone)]
 pub struct JwtKey {
     mac: HmacSha256,
     /// Tokens whose `exp` is further ahead than this are refused.
     max_ttl_secs: i64,
+    verified: Arc<Verified>,
 }
 
 impl std::fmt::Debug for JwtKey {
@@ -90,6 +96,7 @@ impl JwtKey {
         Self {
             mac,
             max_ttl_secs: i64::from(Self::DEFAULT_MAX_TTL_SECS),
+            verified: Arc::new(Verified::new()),
         }
     }
 
@@ -97,6 +104,8 @@ impl JwtKey {
     pub fn with_max_ttl(self, secs: u32) -> Self {
         Self {
             max_ttl_secs: i64::from(secs),
+            // Verified under the old bound: forget.
+            verified: Arc::new(Verified::new()),
             ..self
         }
     }
@@ -123,8 +132,19 @@ impl JwtKey {
         token
     }
 
-    /// Checks signature, algorithm, validity period and claims.
+    /// Checks signature, algorithm, validity period and claims; a token
+    /// verified lately only has its validity period checked again.
     pub fn verify(&self, token: &str, now: Timestamp) -> Result<Claims, JwtError> {
+        let now_secs = now.as_millis().div_euclid(1000);
+        if let Some(claims) = self.verified.get(token, now_secs, self.max_ttl_secs) {
+            return Ok(claims);
+        }
+        let (claims, nbf) = self.verify_fully(token, now_secs)?;
+        self.verified.put(token, &claims, nbf);
+        Ok(claims)
+    }
+
+    fn verify_fully(&self, token: &str, now_secs: i64) -> Result<(Claims, Option<i64>), JwtError> {
         let (signed, signature) = token.rsplit_once('.').ok_or(JwtError::Malformed)?;
         let (header, payload) = signed.split_once('.').ok_or(JwtError::Malformed)?;
         let mut signature_bytes = [0u8; 32];
@@ -152,7 +172,6 @@ impl JwtKey {
             .decode(payload)
             .map_err(|_| JwtError::Malformed)?;
         let raw: RawClaims = serde_json::from_slice(&bytes).map_err(|_| JwtError::Claims)?;
-        let now_secs = now.as_millis().div_euclid(1000);
         if raw.exp <= now_secs {
             return Err(JwtError::Expired);
         }
@@ -169,11 +188,12 @@ impl JwtKey {
             Some(text) => Role::parse(text).ok_or(JwtError::Claims)?,
         };
         let user = UserId::parse(raw.sub).map_err(|_| JwtError::Claims)?;
-        Ok(Claims {
+        let claims = Claims {
             user,
             role,
             exp: raw.exp,
-        })
+        };
+        Ok((claims, raw.nbf))
     }
 }
 
@@ -201,6 +221,45 @@ mod tests {
         let claims = key.verify(&token, NOW).unwrap();
         assert_eq!(claims.user, user("alice"));
         assert_eq!(claims.role, Role::Admin);
+    }
+
+    #[test]
+    fn a_remembered_token_is_still_held_to_its_validity_period() {
+        let key = JwtKey::new(b"secret");
+        let token = key.sign(&user("alice"), Role::Customer, LATER);
+        assert!(key.verify(&token, NOW).is_ok());
+        // From memory now: still exact about time.
+        assert_eq!(key.verify(&token, NOW).unwrap().user, user("alice"));
+        let after = Timestamp::from_millis(LATER * 1000);
+        assert_eq!(key.verify(&token, after), Err(JwtError::Expired));
+        let long_before = Timestamp::from_millis((LATER - 8 * 24 * 3600) * 1000);
+        assert_eq!(key.verify(&token, long_before), Err(JwtError::TooLong));
+        // A clone shares the memory; a key with another secret does not.
+        assert!(key.clone().verify(&token, NOW).is_ok());
+        assert_eq!(
+            JwtKey::new(b"other").verify(&token, NOW),
+            Err(JwtError::Signature)
+        );
+    }
+
+    #[test]
+    fn only_the_exact_token_remembered_skips_the_check() {
+        let key = JwtKey::new(b"secret");
+        let token = key.sign(&user("alice"), Role::Customer, LATER);
+        key.verify(&token, NOW).unwrap();
+        // The same signature on other claims, or one byte changed anywhere.
+        let (_, signature) = token.rsplit_once('.').unwrap();
+        let other = key.sign(&user("mallory"), Role::Admin, LATER);
+        let (other_signed, _) = other.rsplit_once('.').unwrap();
+        let grafted = format!("{other_signed}.{signature}");
+        assert_eq!(key.verify(&grafted, NOW), Err(JwtError::Signature));
+        for at in [0, token.len() / 2, token.len() - 1] {
+            let mut bytes = token.clone().into_bytes();
+            bytes[at] = if bytes[at] == b'A' { b'B' } else { b'A' };
+            let changed = String::from_utf8(bytes).unwrap();
+            assert!(key.verify(&changed, NOW).is_err(), "byte {at}");
+        }
+        assert!(key.verify(&token, NOW).is_ok());
     }
 
     #[test]

@@ -5,6 +5,7 @@ mod caller;
 mod jwt;
 mod password;
 pub mod signature;
+mod verified;
 
 pub use caller::Caller;
 pub use jwt::{Claims, JwtError, JwtKey};
