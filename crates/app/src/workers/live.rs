@@ -6,9 +6,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio_util::sync::CancellationToken;
 
-use super::{Next, StepError, Worker};
+use super::{Next, StepError, Worker, consumer};
 use crate::live::LiveEvents;
 use crate::ports::{BusSubscription, EventBus};
+
+const BATCH: u32 = 512;
 
 pub struct LiveFeed {
     live: Arc<LiveEvents>,
@@ -40,12 +42,15 @@ impl Worker for LiveFeed {
         };
         let events = tokio::select! {
             () = stop.cancelled() => return Ok(Next::Busy),
-            batch = tail.next(512, Duration::from_secs(1)) => batch?,
+            batch = tail.next(BATCH, Duration::from_secs(1)) => batch?,
         };
-        if let Some(last) = events.last() {
-            let _ = tail.ack(last.seq).await;
-        }
+        let Some(last) = events.last().map(|e| e.seq) else {
+            return Ok(Next::Busy);
+        };
+        let _ = tail.ack(last).await;
+        let taken = events.len();
         self.live.publish(events);
+        consumer::linger(taken, BATCH, stop).await;
         Ok(Next::Busy)
     }
 
