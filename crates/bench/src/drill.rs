@@ -41,6 +41,10 @@ const SETTLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// `stampede drill`: runs the rounds, prints one line each and a summary;
 /// exits 1 if a round failed.
 pub fn drill(args: DrillArgs) -> anyhow::Result<ExitCode> {
+    // Checked before any server starts, not in the first round's crowd.
+    if !(0.0..=1.0).contains(&args.pay_cancel_ratio) {
+        bail!("--pay-cancel-ratio must be between 0 and 1");
+    }
     let seed = args.seed.unwrap_or_else(|| fastrand::u64(..1 << 48));
     let binary = match &args.binary {
         Some(path) => path.clone(),
