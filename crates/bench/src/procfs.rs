@@ -48,7 +48,10 @@ impl CpuMeter {
     pub fn seconds(&self) -> (Option<f64>, Option<f64>) {
         let server = self
             .server
-            .zip(self.server_pid.and_then(|pid| cpu_seconds(&pid.to_string())))
+            .zip(
+                self.server_pid
+                    .and_then(|pid| cpu_seconds(&pid.to_string())),
+            )
             .map(|(a, b)| b - a);
         let own = self.own.zip(cpu_seconds("self")).map(|(a, b)| b - a);
         (server, own)

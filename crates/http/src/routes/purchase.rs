@@ -96,9 +96,7 @@ async fn body_quantity(request: Request, state: &AppState) -> Result<i64, ApiErr
 /// `N` of exactly `{"quantity":N}`, N a JSON integer of at most 18 digits;
 /// `None` for anything else, which serde then reads (and judges).
 fn plain_quantity(body: &[u8]) -> Option<i64> {
-    let digits = body
-        .strip_prefix(b"{\"quantity\":")?
-        .strip_suffix(b"}")?;
+    let digits = body.strip_prefix(b"{\"quantity\":")?.strip_suffix(b"}")?;
     let leading_zero = digits.len() > 1 && digits[0] == b'0';
     if digits.is_empty() || digits.len() > 18 || leading_zero {
         return None;
@@ -163,7 +161,12 @@ mod tests {
             br#"{}"#,
             b"",
         ] {
-            assert_eq!(plain_quantity(other), None, "{}", String::from_utf8_lossy(other));
+            assert_eq!(
+                plain_quantity(other),
+                None,
+                "{}",
+                String::from_utf8_lossy(other)
+            );
         }
     }
 
@@ -171,7 +174,9 @@ mod tests {
     fn what_is_read_by_hand_is_what_serde_reads() {
         for body in ["{\"quantity\":1}", "{\"quantity\":42}", "{\"quantity\":0}"] {
             let by_hand = plain_quantity(body.as_bytes());
-            let by_serde = serde_json::from_str::<PurchaseBody>(body).ok().map(|b| b.quantity);
+            let by_serde = serde_json::from_str::<PurchaseBody>(body)
+                .ok()
+                .map(|b| b.quantity);
             assert_eq!(by_hand, by_serde, "{body}");
         }
     }
