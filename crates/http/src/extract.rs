@@ -35,9 +35,10 @@ impl FromRequestParts<AppState> for Authenticated {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        // Verified already at the edge when a rate limit counts users.
-        if let Some(caller) = parts.extensions.get::<Caller>() {
-            return Ok(Self(caller.clone()));
+        // Verified already at the edge when a rate limit counts users; one
+        // extractor per handler takes it.
+        if let Some(caller) = parts.extensions.remove::<Caller>() {
+            return Ok(Self(caller));
         }
         let header = parts
             .headers
