@@ -22,51 +22,68 @@ pub(crate) fn commit(
     orders.iter().map(|order| commit_one(conn, order)).collect()
 }
 
-/// One order: its key, the sale's conditional decrement, the row, the event.
+/// One order: the sale's conditional decrement, the row (unless its key
+/// already has one), the event.
 ///
-/// Both refusals are decided before anything is written, so a refused order
-/// leaves nothing to undo and needs no savepoint of its own (an error still
-/// fails the whole command, which the writer undoes with the command's
-/// savepoint). Checking the key first means a retry is answered with its order
-/// even when the sale has since sold out (I4), and decrementing before the
-/// insert means an order for a sale the store does not know is refused as sold
-/// out instead of failing the batch on the foreign key.
+/// The key is looked up only when it matters, not before every insert: the
+/// insert checks the key's unique index anyway, and a fresh key (nearly
+/// every order) then costs one index descent instead of two. A failed
+/// decrement asks for the key's order, so a retry is answered with its order
+/// even when the sale has since sold out (I4); an insert that finds the key
+/// taken gives the units back in the same transaction and answers with that
+/// order. Decrementing first also means an order for a sale the store does
+/// not know is refused as sold out instead of failing the batch on the
+/// foreign key. A refused order leaves nothing behind and needs no savepoint
+/// of its own (an error still fails the whole command, which the writer
+/// undoes with the command's savepoint).
 fn commit_one(conn: &Connection, order: &Order) -> Result<CommitOutcome, StoreError> {
-    if let Some(existing) = by_key(conn, &order.user_id, &order.idempotency_key)? {
-        return Ok(CommitOutcome::KeyTaken(existing));
-    }
+    let quantity = order.quantity.get();
+    let sale_id = order.sale_id.to_string();
     let taken = conn
         .prepare_cached(
             "UPDATE sales SET remaining = remaining - ?1 WHERE id = ?2 AND remaining >= ?1",
         )
-        .and_then(|mut statement| {
-            statement.execute(params![order.quantity.get(), order.sale_id.to_string()])
-        })
+        .and_then(|mut statement| statement.execute(params![quantity, sale_id]))
         .context("taking stock for an order")?;
     if taken == 0 {
-        return Ok(CommitOutcome::SoldOut);
+        return Ok(
+            match by_key(conn, &order.user_id, &order.idempotency_key)? {
+                Some(existing) => CommitOutcome::KeyTaken(existing),
+                None => CommitOutcome::SoldOut,
+            },
+        );
     }
-    conn.prepare_cached(
-        "INSERT INTO orders (id, user_id, sale_id, product_id, quantity, amount_cents, \
-         currency, status, idempotency_key, created_at, expires_at, updated_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?10)",
-    )
-    .and_then(|mut statement| {
-        statement.execute(params![
-            order.id.to_string(),
-            order.user_id.as_str(),
-            order.sale_id.to_string(),
-            order.product_id.to_string(),
-            order.quantity.get(),
-            order.amount_cents,
-            order.currency.as_str(),
-            order.status.as_str(),
-            order.idempotency_key.as_str(),
-            order.created_at.as_millis(),
-            order.expires_at.as_millis(),
-        ])
-    })
-    .context("inserting order")?;
+    let inserted = conn
+        .prepare_cached(
+            "INSERT INTO orders (id, user_id, sale_id, product_id, quantity, amount_cents, \
+             currency, status, idempotency_key, created_at, expires_at, updated_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?10) \
+             ON CONFLICT (user_id, idempotency_key) DO NOTHING",
+        )
+        .and_then(|mut statement| {
+            statement.execute(params![
+                order.id.to_string(),
+                order.user_id.as_str(),
+                sale_id,
+                order.product_id.to_string(),
+                quantity,
+                order.amount_cents,
+                order.currency.as_str(),
+                order.status.as_str(),
+                order.idempotency_key.as_str(),
+                order.created_at.as_millis(),
+                order.expires_at.as_millis(),
+            ])
+        })
+        .context("inserting order")?;
+    if inserted == 0 {
+        conn.prepare_cached("UPDATE sales SET remaining = remaining + ?1 WHERE id = ?2")
+            .and_then(|mut statement| statement.execute(params![quantity, sale_id]))
+            .context("giving back the stock of a key already taken")?;
+        let existing = by_key(conn, &order.user_id, &order.idempotency_key)?
+            .ok_or_else(|| StoreError::corrupt("an order key conflicted with no order"))?;
+        return Ok(CommitOutcome::KeyTaken(existing));
+    }
     outbox::record(conn, &Event::OrderCreated(order))?;
     Ok(CommitOutcome::Created)
 }
