@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::sync::{Arc, Mutex};
 
+use metrics::{Gauge, gauge};
 use stampede_domain::ids::UserId;
 
 use crate::problem::{ApiError, Kind};
@@ -18,6 +19,8 @@ pub const PER_USER: usize = 8;
 pub struct StreamSlots {
     per_node: usize,
     open: Mutex<Open>,
+    /// `stampede_http_event_streams_open`: how close the node is to its cap.
+    gauge: Gauge,
 }
 
 #[derive(Default)]
@@ -37,6 +40,7 @@ impl StreamSlots {
         Arc::new(Self {
             per_node,
             open: Mutex::new(Open::default()),
+            gauge: gauge!("stampede_http_event_streams_open"),
         })
     }
 
@@ -58,6 +62,7 @@ impl StreamSlots {
         }
         *held += 1;
         open.total += 1;
+        self.gauge.set(open.total as f64);
         Ok(StreamSlot {
             slots: self.clone(),
             user: user.clone(),
@@ -74,6 +79,7 @@ impl Drop for StreamSlot {
     fn drop(&mut self) {
         let mut open = self.slots.open.lock().unwrap_or_else(|p| p.into_inner());
         open.total = open.total.saturating_sub(1);
+        self.slots.gauge.set(open.total as f64);
         if let Entry::Occupied(mut held) = open.by_user.entry(self.user.clone()) {
             *held.get_mut() -= 1;
             if *held.get() == 0 {

@@ -129,6 +129,14 @@ async fn a_user_holds_at_most_eight_streams_and_a_node_its_configured_number() {
         .get(&format!("/api/v1/orders/{bobs}/events"), Some(&bob))
         .await;
     assert_problem(over, StatusCode::SERVICE_UNAVAILABLE, "overloaded").await;
+    // The gauge says how full the node is.
+    let metrics = app.get("/metrics", None).await.text().await.unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|line| line == "stampede_http_event_streams_open 10"),
+        "{metrics}"
+    );
 }
 
 /// Opens a stream once the server has noticed an earlier one closed.
