@@ -17,6 +17,11 @@ use super::jwt::Claims;
 const SLOT_BITS: u32 = 15;
 const SLOTS: usize = 1 << SLOT_BITS;
 
+/// Longer tokens verify but are not remembered, so the table holds at most
+/// `SLOTS` × this many bytes of tokens (32 MiB) whatever claims an issuer
+/// adds; ours are under 200 bytes.
+const MAX_TOKEN_BYTES: usize = 1024;
+
 struct Entry {
     token: Box<str>,
     claims: Claims,
@@ -63,6 +68,9 @@ impl Verified {
 
     /// Remembers a token that has just verified.
     pub(super) fn put(&self, token: &str, claims: &Claims, nbf: Option<i64>) {
+        if token.len() > MAX_TOKEN_BYTES {
+            return;
+        }
         if let Ok(mut slot) = self.slot(token).lock() {
             *slot = Some(Entry {
                 token: token.into(),
@@ -79,6 +87,22 @@ mod tests {
     use crate::auth::JwtKey;
     use stampede_domain::account::Role;
     use stampede_domain::ids::UserId;
+
+    #[test]
+    fn tokens_past_the_size_cap_are_not_remembered() {
+        let verified = Verified::new();
+        let claims = Claims {
+            user: UserId::parse("ada").unwrap(),
+            role: Role::Customer,
+            exp: 1_800_000_000,
+        };
+        let small = "a".repeat(MAX_TOKEN_BYTES);
+        let large = "b".repeat(MAX_TOKEN_BYTES + 1);
+        verified.put(&small, &claims, None);
+        verified.put(&large, &claims, None);
+        assert_eq!(verified.get(&small, 0, i64::MAX), Some(claims));
+        assert_eq!(verified.get(&large, 0, i64::MAX), None);
+    }
 
     #[test]
     fn signatures_spread_over_the_slots() {
