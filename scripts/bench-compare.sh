@@ -11,11 +11,19 @@
 #   scripts/bench-compare.sh /tmp/stampede-a /tmp/stampede-b 3 \
 #       --users 200000 --stock 1000 --per-user-limit 1 --duration 10s
 #
+# A binary written `cluster:PATH` runs as one `--role all` node on the local
+# PostgreSQL, Redis and NATS (a fresh database, namespace and streams per
+# run, dropped after; scripts/lib/cluster-env.sh), so one build's cluster
+# mode can be compared with its embedded mode in the same rounds.
+#
 # Run it alone on the machine: the generator and the server share its cores.
 set -euo pipefail
+cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib/cluster-env.sh
+. scripts/lib/cluster-env.sh
 A=${1:?binary A}; B=${2:?binary B}; ROUNDS=${3:?rounds}; shift 3
 # The generator: A unless BENCH_GEN names another build.
-GEN=${BENCH_GEN:-$A}
+GEN=${BENCH_GEN:-${A#cluster:}}
 PORT=${BENCH_PORT:-18090}
 OUT=$(mktemp -d)
 
@@ -23,7 +31,9 @@ run() {
   local label=$1 bin=$2 round=$3 data pid
   shift 3
   data=$(mktemp -d)
-  "$bin" serve --listen "127.0.0.1:$PORT" --data-dir "$data" --log warn \
+  CLUSTER_ENV=()
+  case $bin in cluster:*) bin=${bin#cluster:}; cluster_up ;; esac
+  env "${CLUSTER_ENV[@]}" "$bin" serve --listen "127.0.0.1:$PORT" --data-dir "$data" --log warn \
     > "$OUT/server-$label-$round.log" 2>&1 &
   pid=$!
   for _ in $(seq 1 100); do
@@ -35,6 +45,7 @@ run() {
     2> "$OUT/$label-$round.err" || true
   kill "$pid"
   wait "$pid" 2> /dev/null || true
+  if [ ${#CLUSTER_ENV[@]} -gt 0 ]; then cluster_down; fi
   rm -rf "$data"
 }
 

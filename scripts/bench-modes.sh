@@ -17,17 +17,11 @@ BIN=target/release/stampede
 TMP=${TMPDIR:-/tmp}
 DATA=$(mktemp -d)
 PORT=18080
-ENVS=()
-if [ "$MODE" = cluster ]; then
-  DB=stampede_bench_$RANDOM$RANDOM
-  NS=bench$RANDOM$RANDOM
-  psql -h 127.0.0.1 -U postgres -d test -qc "CREATE DATABASE $DB" >/dev/null
-  ENVS=(STAMPEDE_DATABASE_URL=postgres://postgres@127.0.0.1:5432/$DB
-        STAMPEDE_REDIS_URL=redis://127.0.0.1:6379
-        STAMPEDE_NATS_URL=nats://127.0.0.1:4222
-        STAMPEDE_NAMESPACE=$NS)
-fi
-env "${ENVS[@]}" "$BIN" serve --listen 127.0.0.1:$PORT --data-dir "$DATA" --log warn "$@" \
+# shellcheck source=scripts/lib/cluster-env.sh
+. scripts/lib/cluster-env.sh
+CLUSTER_ENV=()
+if [ "$MODE" = cluster ]; then cluster_up; fi
+env "${CLUSTER_ENV[@]}" "$BIN" serve --listen 127.0.0.1:$PORT --data-dir "$DATA" --log warn "$@" \
   > "$TMP/bench-server-$MODE.log" 2>&1 &
 PID=$!
 for _ in $(seq 1 50); do curl -sf 127.0.0.1:$PORT/readyz >/dev/null && break; sleep 0.2; done
@@ -35,23 +29,6 @@ for _ in $(seq 1 50); do curl -sf 127.0.0.1:$PORT/readyz >/dev/null && break; sl
   --connections 256 --duration 10s --server-pid $PID > "$TMP/bench-$MODE.txt" 2>&1 || true
 curl -s 127.0.0.1:$PORT/metrics > "$TMP/bench-metrics-$MODE.txt" || true
 kill $PID; wait $PID 2>/dev/null || true
-if [ "$MODE" = cluster ]; then
-  psql -h 127.0.0.1 -U postgres -d test -qc "DROP DATABASE $DB WITH (FORCE)" >/dev/null
-  for pattern in "$NS*" "{$NS*"; do
-    redis-cli --scan --pattern "$pattern" | xargs -r redis-cli del >/dev/null
-  done
-  # The namespace's streams, through the JetStream API.
-  python3 - "$NS" <<'PY'
-import socket, sys
-ns = sys.argv[1]
-s = socket.create_connection(("127.0.0.1", 4222)); f = s.makefile("rb"); f.readline()
-s.sendall(b'CONNECT {"verbose":false}\r\nSUB _R.x 1\r\n')
-for stream in (ns + "-events", ns + "-jobs"):
-    s.sendall(f"PUB $JS.API.STREAM.DELETE.{stream} _R.x 0\r\n\r\n".encode())
-    while not f.readline().startswith(b"MSG"):
-        pass
-    f.readline()
-PY
-fi
+if [ "$MODE" = cluster ]; then cluster_down; fi
 rm -rf "$DATA"
 grep -E "^(livez|purchase|won |sold-out|losing|durable|audit|overloaded|rate-limited|unavailable|error)" "$TMP/bench-$MODE.txt"

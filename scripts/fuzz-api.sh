@@ -36,7 +36,8 @@ port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); p
 # The fuzzer's many logins and registrations from one address would soon meet
 # the built-in account limits (429) and hide the handlers from it.
 export STAMPEDE_LOGIN_FAILURES_PER_MIN=0 STAMPEDE_REGISTRATIONS_PER_HOUR=0
-export STAMPEDE_JWT_SECRET="fuzz-$(date +%s%N)-secret-long-enough-for-hs256"
+STAMPEDE_JWT_SECRET="fuzz-$(date +%s%N)-secret-long-enough-for-hs256"
+export STAMPEDE_JWT_SECRET
 "$bin" serve --listen "127.0.0.1:$port" --data-dir "$data" --log warn --log-format json >"$data/server.log" 2>&1 &
 pid=$!
 trap 'kill $pid 2>/dev/null || true; rm -rf "$data"' EXIT
@@ -47,6 +48,7 @@ admin=$("$bin" token --sub fuzz-admin --role admin)
 customer=$("$bin" token --sub fuzz-customer)
 seed_args=(--seed "${SEED:-20261123}")
 [ "${SEED:-}" = random ] && seed_args=()
+# shellcheck disable=SC2054 # --phases takes one comma-separated argument
 st=("$venv/bin/st" --config-file scripts/schemathesis.toml run "$base/api/v1/openapi.json" --url "$base"
     --phases examples,coverage,fuzzing,stateful
     "${seed_args[@]}" --no-color)

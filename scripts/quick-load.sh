@@ -19,7 +19,8 @@ else
 fi
 work=$(mktemp -d)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-export STAMPEDE_JWT_SECRET="load-$(date +%s%N)-secret-long-enough-for-hs256"
+STAMPEDE_JWT_SECRET="load-$(date +%s%N)-secret-long-enough-for-hs256"
+export STAMPEDE_JWT_SECRET
 "$bin" serve --listen "127.0.0.1:$port" --data-dir "$work/data" --log warn --log-format json >"$work/server.log" 2>&1 &
 pid=$!
 trap 'kill $pid 2>/dev/null || true; wait $pid 2>/dev/null || true; rm -rf "$work"' EXIT

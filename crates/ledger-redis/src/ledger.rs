@@ -296,6 +296,89 @@ impl RedisLedger {
         result
     }
 
+    /// Runs `script` as `evalsha` (from [`evalsha`]), loading it if Redis lost
+    /// it, timed as `name`.
+    async fn run_alone<T: FromRedisValue>(
+        &self,
+        name: &'static str,
+        script: &redis::Script,
+        evalsha: redis::Cmd,
+    ) -> Result<T, LedgerError> {
+        let started = Instant::now();
+        let mut con = self.con.clone();
+        let result = async {
+            match evalsha.query_async(&mut con).await {
+                Err(err) if is_noscript(&err) => load_and_run(con, script, &evalsha).await,
+                other => other,
+            }
+        }
+        .guarded(&self.guard, name)
+        .await;
+        histogram!("stampede_ledger_script_seconds", "script" => name)
+            .record(started.elapsed().as_secs_f64());
+        result
+    }
+
+    /// Runs `command`, then `script` as `evalsha` (from [`evalsha`]), in one
+    /// round trip, timing both as `name`. The command's error fails the call;
+    /// the script's is returned apart, as the command took effect. A script
+    /// Redis does not hold (restarted, flushed) is loaded and run again alone.
+    async fn run_after<C: FromRedisValue, T: FromRedisValue>(
+        &self,
+        name: &'static str,
+        command: redis::Cmd,
+        script: &redis::Script,
+        evalsha: redis::Cmd,
+    ) -> Result<(C, Result<T, LedgerError>), LedgerError> {
+        let started = Instant::now();
+        let mut pipe = redis::pipe();
+        pipe.add_command(command).add_command(evalsha);
+        let (first, second): (redis::RedisResult<C>, redis::RedisResult<T>) = pipe
+            .ignore_errors()
+            .query_async(&mut self.con.clone())
+            .guarded(&self.guard, name)
+            .await?;
+        let first = first.map_err(|err| unavailable(name, err))?;
+        let second = match second {
+            // The pipeline's second command is the script's.
+            Err(err) if is_noscript(&err) => match pipe.cmd_iter().nth(1) {
+                Some(evalsha) => {
+                    load_and_run(self.con.clone(), script, evalsha)
+                        .guarded(&self.guard, name)
+                        .await
+                }
+                None => Err(unavailable(name, err)),
+            },
+            other => other.map_err(|err| unavailable(name, err)),
+        };
+        histogram!("stampede_ledger_script_seconds", "script" => name)
+            .record(started.elapsed().as_secs_f64());
+        Ok((first, second))
+    }
+
+    /// A decision made for a key bound to another sale is a mismatch, and what
+    /// it wrote is undone: a reservation is given back, a fresh refusal
+    /// forgotten (the key's answers live in its own sale).
+    async fn undo_mismatched(
+        &self,
+        attempt: &Attempt,
+        record: &str,
+        reply: Result<Vec<String>, LedgerError>,
+    ) -> Result<Decision, LedgerError> {
+        match reply?.first().map(String::as_str) {
+            Some("reserved") => self.settle(attempt, Settlement::Abandoned).await?,
+            Some("refused") => {
+                redis::cmd("DEL")
+                    .arg(record)
+                    .query_async::<()>(&mut self.con.clone())
+                    .guarded(&self.guard, "forgetting a mismatched refusal")
+                    .await?;
+            }
+            _ => {}
+        }
+        Ok(Decision::Mismatch)
+    }
+
     /// Forgets which sale a key belongs to, if it is still `sale`.
     async fn unbind(&self, scoped: &str, sale: SaleId) -> Result<(), LedgerError> {
         let mut unbind = scripts::UNBIND.prepare_invoke();
@@ -449,34 +532,40 @@ impl StockLedger for RedisLedger {
         let scoped = keys::scoped(&attempt.user, &attempt.key);
         let sale_text = sale.to_string();
         // A key belongs to the first sale it was used on, as in the memory
-        // ledger, where keys are scoped by user only: bind it before deciding
+        // ledger, where keys are scoped by user only: it is bound to its sale
         // (its answers live in that sale's slot, out of reach of other sales).
-        let bound: Option<String> = redis::cmd("SET")
-            .arg(self.ns.binding(&scoped))
+        // The binding and the decision travel in one round trip, the binding
+        // first; the decision's slot is the sale's, so it cannot read the
+        // binding, and a key bound to another sale is undone below.
+        let mut bind = redis::cmd("SET");
+        bind.arg(self.ns.binding(&scoped))
             .arg(&sale_text)
             .arg("NX")
             .arg("GET")
             .arg("PX")
-            .arg(self.retention_ms)
-            .query_async(&mut self.con.clone())
-            .guarded(&self.guard, "binding a key")
-            .await?;
-        let bound_here = match bound {
-            Some(other) if other != sale_text => return Ok(Decision::Mismatch),
-            Some(_) => false,
-            None => true,
-        };
+            .arg(self.retention_ms);
         let hash = self.ns.sale(sale);
-        let mut decide = scripts::DECIDE.prepare_invoke();
+        let record = self.ns.record(sale, &scoped);
+        let mut decide = evalsha(&scripts::DECIDE, 2);
         decide
-            .key(&hash)
-            .key(self.ns.record(sale, &scoped))
+            .arg(&hash)
+            .arg(&record)
             .arg(attempt.user.as_str())
             .arg(&scoped)
             .arg(quantity.get())
             .arg(attempt.now.as_millis())
             .arg(self.retention_ms);
-        let reply: Vec<String> = match self.run("decide", &decide).await {
+        let (bound, reply) = self
+            .run_after::<Option<String>, Vec<String>>("decide", bind, &scripts::DECIDE, decide)
+            .await?;
+        let bound_here = match bound {
+            Some(other) if other != sale_text => {
+                return self.undo_mismatched(attempt, &record, reply).await;
+            }
+            Some(_) => false,
+            None => true,
+        };
+        let reply = match reply {
             Ok(reply) => reply,
             Err(err) => {
                 if bound_here {
@@ -563,21 +652,31 @@ impl StockLedger for RedisLedger {
                 (true, String::new())
             }
         };
-        let mut settle = scripts::SETTLE.prepare_invoke();
+        let mut settle = evalsha(&scripts::SETTLE, 2);
         settle
-            .key(self.ns.sale(sale))
-            .key(self.ns.record(sale, &scoped))
+            .arg(self.ns.sale(sale))
+            .arg(self.ns.record(sale, &scoped))
             .arg(attempt.user.as_str())
             .arg(&scoped)
             .arg(if give_back { "1" } else { "0" })
             .arg(&record)
             .arg(self.retention_ms);
-        let reply: Vec<String> = self.run("settle", &settle).await?;
-        if !record.is_empty() {
+        let reply: Vec<String> = if record.is_empty() {
+            self.run_alone("settle", &scripts::SETTLE, settle).await?
+        } else {
             // The answer is remembered in this sale: keep the key bound to it
-            // as long.
-            self.bind(&scoped, sale).await?;
-        }
+            // as long (the binding already names this sale, so renewing it
+            // first changes nothing anyone sees).
+            let mut bind = redis::cmd("SET");
+            bind.arg(self.ns.binding(&scoped))
+                .arg(sale.to_string())
+                .arg("PX")
+                .arg(self.retention_ms);
+            let ((), reply) = self
+                .run_after("settle", bind, &scripts::SETTLE, settle)
+                .await?;
+            reply?
+        };
         match (reply.first().map(String::as_str), reply.get(1)) {
             (Some("settled"), _) => Ok(()),
             (Some("none"), _) => {
@@ -758,6 +857,28 @@ trait Guarded<T>: Future<Output = redis::RedisResult<T>> + Sized {
 }
 
 impl<T, F: Future<Output = redis::RedisResult<T>>> Guarded<T> for F {}
+
+/// An `EVALSHA` of `script` with its first `keys` arguments as keys: a
+/// script call that can join a pipeline.
+fn evalsha(script: &redis::Script, keys: usize) -> redis::Cmd {
+    let mut cmd = redis::cmd("EVALSHA");
+    cmd.arg(script.get_hash()).arg(keys);
+    cmd
+}
+
+fn is_noscript(err: &RedisError) -> bool {
+    err.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript)
+}
+
+/// Loads `script` (Redis restarted or flushed its scripts), then runs it.
+async fn load_and_run<T: FromRedisValue>(
+    mut con: ConnectionManager,
+    script: &redis::Script,
+    evalsha: &redis::Cmd,
+) -> redis::RedisResult<T> {
+    script.load_async(&mut con).await?;
+    evalsha.query_async(&mut con).await
+}
 
 fn rebuilding(sale: SaleId) -> LedgerError {
     LedgerError::unavailable(format!(

@@ -499,3 +499,63 @@ async fn a_failing_redis_opens_the_ledger_breaker() {
     assert!(failures >= 5, "opened after {failures} failures");
     fixture.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_bound_elsewhere_leaves_nothing_in_the_sale_it_mismatched() {
+    with_fixture(|fixture| async move {
+        let ledger = &*fixture.ledger;
+        let (first, sold_out) = (new_sale(5, 1), new_sale(1, 1));
+        ledger.open_sale(&first).await.unwrap();
+        ledger.open_sale(&sold_out).await.unwrap();
+        buy(ledger, &attempt(&sold_out, "alice", "a", 1)).await;
+        buy(ledger, &attempt(&first, "bob", "k", 1)).await;
+        // The binding and the decision travel together, so the sold-out sale
+        // refused the key before its binding said it was bob's first sale's…
+        let decision = ledger.decide(&attempt(&sold_out, "bob", "k", 1)).await;
+        assert!(matches!(decision, Ok(Decision::Mismatch)), "{decision:?}");
+        // …and that refusal is forgotten: the sale holds only alice's answer.
+        let ns = &fixture.namespace;
+        let pattern = format!("{{{ns}:sale:{}}}:key:*", sold_out.id);
+        let records = keys_matching(&fixture.url, &pattern).await;
+        assert_eq!(records.len(), 1, "{records:?}");
+        assert_eq!(ledger.remaining(first.id).await.unwrap(), Some(4));
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scripts_lost_by_redis_are_loaded_again() {
+    with_fixture(|fixture| async move {
+        let ledger = &*fixture.ledger;
+        let sale = new_sale(5, 1);
+        ledger.open_sale(&sale).await.unwrap();
+        buy(ledger, &attempt(&sale, "alice", "a", 1)).await;
+        // A restarted or flushed Redis forgets every script (other tests on
+        // this Redis reload theirs the same way).
+        let client = redis::Client::open(fixture.url.as_str()).unwrap();
+        let mut con = client.get_multiplexed_async_connection().await.unwrap();
+        redis::cmd("SCRIPT")
+            .arg("FLUSH")
+            .query_async::<()>(&mut con)
+            .await
+            .unwrap();
+        buy(ledger, &attempt(&sale, "bob", "b", 1)).await;
+        let replay = ledger.decide(&attempt(&sale, "bob", "b", 1)).await;
+        assert!(
+            matches!(replay, Ok(Decision::Replay(Answer::Won(_)))),
+            "{replay:?}"
+        );
+        // A settlement that gives units back runs its script alone.
+        let carol = attempt(&sale, "carol", "c", 1);
+        let decision = ledger.decide(&carol).await.unwrap();
+        assert!(matches!(decision, Decision::Reserved), "{decision:?}");
+        redis::cmd("SCRIPT")
+            .arg("FLUSH")
+            .query_async::<()>(&mut con)
+            .await
+            .unwrap();
+        ledger.settle(&carol, Settlement::Abandoned).await.unwrap();
+        assert_eq!(ledger.remaining(sale.id).await.unwrap(), Some(3));
+    })
+    .await;
+}
