@@ -388,14 +388,20 @@ impl RedisLedger {
 
     /// Binds a key to `sale`, overwriting, for `key_retention`.
     async fn bind(&self, scoped: &str, sale: SaleId) -> Result<(), LedgerError> {
-        redis::cmd("SET")
-            .arg(self.ns.binding(scoped))
-            .arg(sale.to_string())
-            .arg("PX")
-            .arg(self.retention_ms)
+        self.bind_command(scoped, sale)
             .query_async::<()>(&mut self.con.clone())
             .guarded(&self.guard, "binding a key")
             .await
+    }
+
+    /// The command of [`bind`](Self::bind), to send alone or in a pipeline.
+    fn bind_command(&self, scoped: &str, sale: SaleId) -> redis::Cmd {
+        let mut bind = redis::cmd("SET");
+        bind.arg(self.ns.binding(scoped))
+            .arg(sale.to_string())
+            .arg("PX")
+            .arg(self.retention_ms);
+        bind
     }
 
     /// A future that ends once the reservation `field` of `hash` is settled,
@@ -667,11 +673,7 @@ impl StockLedger for RedisLedger {
             // The answer is remembered in this sale: keep the key bound to it
             // as long (the binding already names this sale, so renewing it
             // first changes nothing anyone sees).
-            let mut bind = redis::cmd("SET");
-            bind.arg(self.ns.binding(&scoped))
-                .arg(sale.to_string())
-                .arg("PX")
-                .arg(self.retention_ms);
+            let bind = self.bind_command(&scoped, sale);
             let ((), reply) = self
                 .run_after("settle", bind, &scripts::SETTLE, settle)
                 .await?;
