@@ -7,7 +7,9 @@
 //!   makes the database's files the owner's only (`files.rs`), opens the
 //!   write connection (`connection.rs`), brings the schema up to date
 //!   (`migrations.rs`, SQL in `migrations/`), opens the read-only connections
-//!   (`readers.rs`) and starts the writer thread (`writer.rs`).
+//!   (`readers.rs`) and starts the writer thread (`writer.rs`) with its
+//!   checkpoint thread (`checkpointer.rs`), which copies the log back into
+//!   the database beside the writer instead of inside its commits.
 //! - Every write is a command to the writer thread, which group-commits: all
 //!   commands waiting at that moment share one transaction and one fsync, each
 //!   in its own savepoint, answered only after `COMMIT`.
@@ -27,6 +29,7 @@
 //! survives a process crash only.
 
 mod catalog;
+mod checkpointer;
 mod connection;
 mod error;
 mod files;
@@ -64,6 +67,7 @@ use stampede_domain::webhook::{Delivery, DeliveryStatus, StoredSecret, Subscript
 
 pub use settings::{SqliteSettings, Synchronous};
 
+use checkpointer::Checkpointer;
 use readers::Readers;
 use writer::Writer;
 
@@ -105,8 +109,9 @@ impl SqliteStore {
         files::make_private(path)?;
         let mut conn = connection::open_writer(path, settings.synchronous)?;
         let found = migrations::apply(&mut conn)?;
+        let checkpointer = Checkpointer::start(path, settings.synchronous, &mut conn)?;
         let readers = Readers::open(path.to_path_buf(), settings.readers)?;
-        let writer = Writer::start(conn, lock)?;
+        let writer = Writer::start(conn, checkpointer, lock)?;
         tracing::info!(
             path = %path.display(),
             synchronous = settings.synchronous.as_str(),

@@ -24,6 +24,7 @@ use stampede_app::failure::Chain;
 use stampede_app::ports::{StoreError, StoreGuard};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::checkpointer::Checkpointer;
 use crate::error::{Context, closed};
 
 /// Commands that may wait for the writer. When it is full, callers wait (the
@@ -98,13 +99,17 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
-    /// Starts the thread; it owns the connection and the lock file until it
-    /// exits.
-    pub(crate) fn start(conn: Connection, lock: File) -> Result<Self, StoreError> {
+    /// Starts the thread; it owns the connection, its checkpointer and the
+    /// lock file until it exits.
+    pub(crate) fn start(
+        conn: Connection,
+        checkpointer: Checkpointer,
+        lock: File,
+    ) -> Result<Self, StoreError> {
         let (queue, commands) = mpsc::channel(QUEUE_CAPACITY);
         let thread = std::thread::Builder::new()
             .name("stampede-sqlite-writer".into())
-            .spawn(move || write_loop(conn, lock, commands))
+            .spawn(move || write_loop(conn, checkpointer, lock, commands))
             .map_err(|err| {
                 StoreError::unavailable_because("starting the sqlite writer thread", err)
             })?;
@@ -194,7 +199,12 @@ fn stopped(what: &str) -> StoreError {
 }
 
 /// The thread: group commits until every sender is gone, then a checkpoint.
-fn write_loop(conn: Connection, lock: File, mut commands: mpsc::Receiver<Box<dyn Job>>) {
+fn write_loop(
+    mut conn: Connection,
+    checkpointer: Checkpointer,
+    lock: File,
+    mut commands: mpsc::Receiver<Box<dyn Job>>,
+) {
     while let Some(first) = commands.blocking_recv() {
         let mut group = vec![first];
         // Everything already waiting joins this transaction; the channel's
@@ -204,6 +214,7 @@ fn write_loop(conn: Connection, lock: File, mut commands: mpsc::Receiver<Box<dyn
         }
         commit_group(&conn, group);
     }
+    checkpointer.stop(&mut conn);
     // Fold the log into the database so the next open starts from a small WAL.
     if let Err(err) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)") {
         tracing::warn!(error = %Chain(&err), "checkpointing the sqlite log at close failed");

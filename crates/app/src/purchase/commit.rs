@@ -63,6 +63,8 @@ pub(crate) struct Job {
     pub order: Order,
     pub attempt: Attempt,
     pub reply: oneshot::Sender<Reply>,
+    /// When the job was queued: its wait for a worker is measured.
+    pub queued: Instant,
 }
 
 /// Why a job was not queued; the job comes back so its reservation can be
@@ -79,6 +81,7 @@ struct Metrics {
     depth: Gauge,
     batch_size: Histogram,
     commit_seconds: Histogram,
+    wait_seconds: Histogram,
     failed_batches: Counter,
     drift: Counter,
 }
@@ -90,6 +93,7 @@ impl Metrics {
             depth: gauge!("stampede_commit_queue_depth"),
             batch_size: histogram!("stampede_commit_batch_size"),
             commit_seconds: histogram!("stampede_commit_duration_seconds"),
+            wait_seconds: histogram!("stampede_commit_queue_wait_seconds"),
             failed_batches: counter!("stampede_commit_failed_batches_total"),
             drift: counter!("stampede_ledger_drift_total"),
         }
@@ -217,6 +221,10 @@ async fn work(
 async fn commit(shared: &Shared, batch: Vec<Job>) {
     let started = Instant::now();
     shared.metrics.batch_size.record(batch.len() as f64);
+    for job in &batch {
+        let waited = started.saturating_duration_since(job.queued);
+        shared.metrics.wait_seconds.record(waited.as_secs_f64());
+    }
     let orders: Vec<Order> = batch.iter().map(|job| job.order.clone()).collect();
     let result = shared.store.commit_orders(&orders).await;
     shared
@@ -273,6 +281,7 @@ async fn finish(shared: &Shared, job: Job, outcome: CommitOutcome) {
         order,
         attempt,
         reply,
+        ..
     } = job;
     let (settlement, answer) = match outcome {
         CommitOutcome::Created => {

@@ -5,6 +5,7 @@
 pub(crate) mod commit;
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use metrics::{Counter, counter};
 use stampede_domain::idempotency::{Answer, Fingerprint, IdempotencyKey};
@@ -222,6 +223,7 @@ impl PurchaseService {
             order,
             attempt,
             reply,
+            queued: Instant::now(),
         };
         if let Err(rejected) = self.committer.submit(job) {
             let (job, err) = match rejected {

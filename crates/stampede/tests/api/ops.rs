@@ -81,6 +81,7 @@ async fn metrics_expose_requests_purchase_outcomes_queue_and_stock() {
         "stampede_purchases_total{outcome=\"sold_out\"}",
         "stampede_commit_queue_depth",
         "stampede_commit_batch_size_bucket",
+        "stampede_commit_queue_wait_seconds_bucket",
         &format!("stampede_sale_remaining{{sale_id=\"{id}\"}} 0"),
     ] {
         assert!(text.contains(needle), "missing {needle} in\n{text}");
