@@ -77,6 +77,9 @@ pub struct Inconsistent {
     pub held: u64,
 }
 
+/// Buyers a book makes room for up front (see [`StockBook::new`]).
+const PRESIZED_BUYERS: u32 = 1 << 18;
+
 /// Remaining units and holdings of one sale.
 ///
 /// Invariant: `remaining + Σ held == quantity`, and every holding is at most the
@@ -90,12 +93,24 @@ pub struct StockBook {
 
 impl StockBook {
     /// A fresh sale: all units left, nobody holds any.
+    ///
+    /// The holdings are sized for as many buyers as there are units (up to
+    /// 262,144, which the table rounds up to room for 458,752) at once:
+    /// growing them rehashes every buyer while the sale is locked, and at
+    /// 200,000 buyers that held every purchase of the sale for about 5 ms.
+    /// The price is memory: once buyers are spread over the table its pages
+    /// are all touched, up to 17 MB for the largest sales where growing would
+    /// have reached half that (docs/benchmarks.md, round five).
     pub fn new(terms: SaleTerms) -> Self {
         Self {
             terms,
             remaining: u64::from(terms.quantity),
-            held: HashMap::new(),
+            held: HashMap::with_capacity(Self::room(&terms)),
         }
+    }
+
+    fn room(terms: &SaleTerms) -> usize {
+        terms.quantity.min(PRESIZED_BUYERS) as usize
     }
 
     /// Rebuilds a book from what the store says each buyer holds (units in orders
@@ -104,7 +119,8 @@ impl StockBook {
         terms: SaleTerms,
         holdings: impl IntoIterator<Item = (UserId, u32)>,
     ) -> Result<Self, Inconsistent> {
-        let held: HashMap<UserId, u32> = holdings.into_iter().filter(|(_, n)| *n > 0).collect();
+        let mut held: HashMap<UserId, u32> = holdings.into_iter().filter(|(_, n)| *n > 0).collect();
+        held.reserve(Self::room(&terms).saturating_sub(held.len()));
         let total: u64 = held.values().map(|n| u64::from(*n)).sum();
         let quantity = u64::from(terms.quantity);
         if total > quantity {
