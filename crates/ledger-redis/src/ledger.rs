@@ -394,7 +394,8 @@ impl RedisLedger {
             .await
     }
 
-    /// The command of [`bind`](Self::bind), to send alone or in a pipeline.
+    /// The command of [`bind`](Self::bind), to send alone or in a pipeline
+    /// (or, with `NX GET`, to bind a key not bound yet).
     fn bind_command(&self, scoped: &str, sale: SaleId) -> redis::Cmd {
         let mut bind = redis::cmd("SET");
         bind.arg(self.ns.binding(scoped))
@@ -543,13 +544,8 @@ impl StockLedger for RedisLedger {
         // The binding and the decision travel in one round trip, the binding
         // first; the decision's slot is the sale's, so it cannot read the
         // binding, and a key bound to another sale is undone below.
-        let mut bind = redis::cmd("SET");
-        bind.arg(self.ns.binding(&scoped))
-            .arg(&sale_text)
-            .arg("NX")
-            .arg("GET")
-            .arg("PX")
-            .arg(self.retention_ms);
+        let mut bind = self.bind_command(&scoped, sale);
+        bind.arg("NX").arg("GET");
         let hash = self.ns.sale(sale);
         let record = self.ns.record(sale, &scoped);
         let mut decide = evalsha(&scripts::DECIDE, 2);

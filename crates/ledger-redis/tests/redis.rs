@@ -532,13 +532,7 @@ async fn scripts_lost_by_redis_are_loaded_again() {
         buy(ledger, &attempt(&sale, "alice", "a", 1)).await;
         // A restarted or flushed Redis forgets every script (other tests on
         // this Redis reload theirs the same way).
-        let client = redis::Client::open(fixture.url.as_str()).unwrap();
-        let mut con = client.get_multiplexed_async_connection().await.unwrap();
-        redis::cmd("SCRIPT")
-            .arg("FLUSH")
-            .query_async::<()>(&mut con)
-            .await
-            .unwrap();
+        flush_scripts(&fixture.url).await;
         buy(ledger, &attempt(&sale, "bob", "b", 1)).await;
         let replay = ledger.decide(&attempt(&sale, "bob", "b", 1)).await;
         assert!(
@@ -549,13 +543,19 @@ async fn scripts_lost_by_redis_are_loaded_again() {
         let carol = attempt(&sale, "carol", "c", 1);
         let decision = ledger.decide(&carol).await.unwrap();
         assert!(matches!(decision, Decision::Reserved), "{decision:?}");
-        redis::cmd("SCRIPT")
-            .arg("FLUSH")
-            .query_async::<()>(&mut con)
-            .await
-            .unwrap();
+        flush_scripts(&fixture.url).await;
         ledger.settle(&carol, Settlement::Abandoned).await.unwrap();
         assert_eq!(ledger.remaining(sale.id).await.unwrap(), Some(3));
     })
     .await;
+}
+
+async fn flush_scripts(url: &str) {
+    let client = redis::Client::open(url).unwrap();
+    let mut con = client.get_multiplexed_async_connection().await.unwrap();
+    redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query_async::<()>(&mut con)
+        .await
+        .unwrap();
 }
