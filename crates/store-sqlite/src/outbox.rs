@@ -49,12 +49,16 @@ pub(crate) fn events_after(
     limit: u32,
 ) -> Result<Vec<StoredEvent>, StoreError> {
     let what = "reading the outbox";
+    // No `LIMIT ?`: SQLite prepares a statement again whenever a bound
+    // LIMIT changes, and the bus's readers share connections while asking
+    // for different batch sizes. The scan follows `seq`, so stopping after
+    // `limit` rows reads no more than a LIMIT would.
     let mut statement = conn
         .prepare_cached(&format!(
-            "SELECT {EVENT_COLUMNS} FROM outbox WHERE seq > ?1 ORDER BY seq LIMIT ?2"
+            "SELECT {EVENT_COLUMNS} FROM outbox WHERE seq > ?1 ORDER BY seq"
         ))
         .context(what)?;
-    rows::all(&mut statement, params![after, limit], what, |row| {
+    rows::up_to(&mut statement, [after], limit as usize, what, |row| {
         rows::event(row, 0)
     })
 }

@@ -216,11 +216,24 @@ pub(crate) fn all<T>(
     statement: &mut Statement<'_>,
     params: impl Params,
     what: &str,
+    map: impl FnMut(&Row<'_>) -> Result<T, StoreError>,
+) -> Result<Vec<T>, StoreError> {
+    up_to(statement, params, usize::MAX, what, map)
+}
+
+/// Runs a query and maps its first `limit` rows.
+pub(crate) fn up_to<T>(
+    statement: &mut Statement<'_>,
+    params: impl Params,
+    limit: usize,
+    what: &str,
     mut map: impl FnMut(&Row<'_>) -> Result<T, StoreError>,
 ) -> Result<Vec<T>, StoreError> {
     let mut rows = statement.query(params).context(what)?;
     let mut out = Vec::new();
-    while let Some(row) = rows.next().context(what)? {
+    while out.len() < limit
+        && let Some(row) = rows.next().context(what)?
+    {
         out.push(map(row)?);
     }
     Ok(out)
