@@ -54,29 +54,71 @@ impl Timestamp {
 
     /// RFC 3339 in UTC with millisecond precision, e.g. `2026-11-11T00:00:00.000Z`.
     pub fn to_rfc3339(self) -> String {
-        let secs = self.0.div_euclid(1000);
-        let millis = self.0.rem_euclid(1000);
-        match OffsetDateTime::from_unix_timestamp(secs) {
-            Ok(at) => {
-                let (y, mo, d) = (at.year(), u8::from(at.month()), at.day());
-                let (h, mi, s) = (at.hour(), at.minute(), at.second());
-                format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{millis:03}Z")
-            }
-            // Unreachable for timestamps this crate creates; keep Display total.
-            Err(_) => format!("@{}ms", self.0),
+        match self.rfc3339() {
+            Some(text) => text.as_str().to_owned(),
+            None => self.out_of_range(),
         }
+    }
+
+    /// The text written into a buffer on the stack, without the formatting
+    /// machinery: every order answered and every event stored carries
+    /// several timestamps, and `format!` with padded fields cost the win path
+    /// 2 % of its CPU. `None` outside the years 0–9999.
+    fn rfc3339(self) -> Option<Rfc3339Text> {
+        let at = OffsetDateTime::from_unix_timestamp(self.0.div_euclid(1000)).ok()?;
+        let year = u32::try_from(at.year()).ok().filter(|year| *year <= 9999)?;
+        let mut text = *b"0000-00-00T00:00:00.000Z";
+        put_digits(&mut text[0..4], year);
+        put_digits(&mut text[5..7], u32::from(u8::from(at.month())));
+        put_digits(&mut text[8..10], u32::from(at.day()));
+        put_digits(&mut text[11..13], u32::from(at.hour()));
+        put_digits(&mut text[14..16], u32::from(at.minute()));
+        put_digits(&mut text[17..19], u32::from(at.second()));
+        put_digits(
+            &mut text[20..23],
+            u32::try_from(self.0.rem_euclid(1000)).ok()?,
+        );
+        Some(Rfc3339Text(text))
+    }
+
+    /// Unreachable for timestamps this crate creates; keeps Display total.
+    fn out_of_range(self) -> String {
+        format!("@{}ms", self.0)
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.mmmZ`, ASCII only.
+struct Rfc3339Text([u8; 24]);
+
+impl Rfc3339Text {
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+/// Writes `value`'s last decimal digits into `slot`, zero-padded.
+fn put_digits(slot: &mut [u8], mut value: u32) {
+    for byte in slot.iter_mut().rev() {
+        *byte = b'0' + (value % 10) as u8;
+        value /= 10;
     }
 }
 
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.to_rfc3339())
+        match self.rfc3339() {
+            Some(text) => f.write_str(text.as_str()),
+            None => f.write_str(&self.out_of_range()),
+        }
     }
 }
 
 impl Serialize for Timestamp {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.to_rfc3339())
+        match self.rfc3339() {
+            Some(text) => serializer.serialize_str(text.as_str()),
+            None => serializer.serialize_str(&self.out_of_range()),
+        }
     }
 }
 
@@ -95,6 +137,54 @@ mod tests {
     fn formats_utc_with_milliseconds() {
         let at = Timestamp::from_millis(1_762_819_200_123);
         assert_eq!(at.to_rfc3339(), "2025-11-11T00:00:00.123Z");
+    }
+
+    /// The hand-written digits agree with the `time` crate's own formatting
+    /// across the calendar: epoch, leap days, negative millis, year ends.
+    #[test]
+    fn formats_like_the_time_crate_everywhere() {
+        let mut millis = -86_400_000_i64 * 365;
+        while millis < 253_402_300_799_999 {
+            let at = Timestamp::from_millis(millis);
+            let expected =
+                OffsetDateTime::from_unix_timestamp_nanos(i128::from(millis) * 1_000_000)
+                    .unwrap()
+                    .format(&Rfc3339)
+                    .unwrap();
+            // `time` writes the fraction only as long as it needs.
+            let ours = at.to_rfc3339();
+            assert_eq!(
+                Timestamp::parse_rfc3339("t", &expected).unwrap(),
+                Timestamp::parse_rfc3339("t", &ours).unwrap(),
+                "{ours} against {expected}"
+            );
+            assert_eq!(ours.len(), 24, "{ours}");
+            assert_eq!(at.to_string(), ours);
+            millis += 86_399_999_937;
+        }
+        assert_eq!(
+            Timestamp::from_millis(0).to_rfc3339(),
+            "1970-01-01T00:00:00.000Z"
+        );
+        assert_eq!(
+            Timestamp::from_millis(-1).to_rfc3339(),
+            "1969-12-31T23:59:59.999Z"
+        );
+        assert_eq!(
+            Timestamp::from_millis(951_782_400_005).to_rfc3339(),
+            "2000-02-29T00:00:00.005Z"
+        );
+        assert_eq!(
+            serde_json::to_string(&Timestamp::from_millis(1_762_819_200_123)).unwrap(),
+            "\"2025-11-11T00:00:00.123Z\""
+        );
+    }
+
+    #[test]
+    fn a_year_past_9999_is_still_shown() {
+        let at = Timestamp::from_millis(253_402_300_800_000);
+        assert_eq!(at.to_rfc3339(), "@253402300800000ms");
+        assert_eq!(at.to_string(), "@253402300800000ms");
     }
 
     #[test]
