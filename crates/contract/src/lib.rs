@@ -89,6 +89,7 @@ macro_rules! store_contract_tests {
             an_order_reads_back_by_its_users_key,
             a_repeated_key_returns_the_first_order_and_takes_no_stock,
             a_key_repeated_within_one_batch_goes_to_the_first_order,
+            a_batch_the_sale_covers_gives_back_the_units_of_taken_keys,
             a_repeated_key_gets_its_order_even_once_the_sale_is_sold_out,
             refused_orders_in_a_batch_leave_the_others_committed,
             an_order_for_an_unknown_sale_is_refused_as_sold_out,

@@ -15,11 +15,60 @@ use crate::rows::{self, ORDER_COLUMNS};
 
 /// Commits each order independently, inside the caller's transaction: one
 /// outcome per order, in order.
+///
+/// A batch is nearly always one sale's crowd. When the sale has stock for
+/// all of it, its units are taken with one conditional decrement for the
+/// batch instead of one per order (the same `remaining >= ?` guard, so I1
+/// holds as before), the orders are inserted, and the units of keys already
+/// taken are given back once at the end. Otherwise each order takes its own
+/// units, so a batch larger than what is left still wins what is left.
 pub(crate) fn commit(
     conn: &Connection,
     orders: &[Order],
 ) -> Result<Vec<CommitOutcome>, StoreError> {
+    if let Some(sale_id) = one_sale(orders) {
+        let units = orders
+            .iter()
+            .map(|order| i64::from(order.quantity.get()))
+            .sum();
+        if take(conn, &sale_id, units)? {
+            let mut given_back = 0;
+            let outcomes = orders
+                .iter()
+                .map(|order| insert(conn, order, &sale_id, &mut given_back))
+                .collect::<Result<Vec<_>, _>>()?;
+            if given_back > 0 {
+                give_back(conn, &sale_id, given_back)?;
+            }
+            return Ok(outcomes);
+        }
+    }
     orders.iter().map(|order| commit_one(conn, order)).collect()
+}
+
+/// The sale of a batch of two or more orders of one sale.
+fn one_sale(orders: &[Order]) -> Option<String> {
+    let (first, rest) = orders.split_first()?;
+    (!rest.is_empty() && rest.iter().all(|order| order.sale_id == first.sale_id))
+        .then(|| first.sale_id.to_string())
+}
+
+/// Takes `units` from the sale if it has that many left.
+fn take(conn: &Connection, sale_id: &str, units: i64) -> Result<bool, StoreError> {
+    let taken = conn
+        .prepare_cached(
+            "UPDATE sales SET remaining = remaining - ?1 WHERE id = ?2 AND remaining >= ?1",
+        )
+        .and_then(|mut statement| statement.execute(params![units, sale_id]))
+        .context("taking stock for an order")?;
+    Ok(taken > 0)
+}
+
+fn give_back(conn: &Connection, sale_id: &str, units: i64) -> Result<(), StoreError> {
+    conn.prepare_cached("UPDATE sales SET remaining = remaining + ?1 WHERE id = ?2")
+        .and_then(|mut statement| statement.execute(params![units, sale_id]))
+        .context("giving back the stock of a key already taken")?;
+    Ok(())
 }
 
 /// One order: the sale's conditional decrement, the row (unless its key
@@ -37,15 +86,8 @@ pub(crate) fn commit(
 /// of its own (an error still fails the whole command, which the writer
 /// undoes with the command's savepoint).
 fn commit_one(conn: &Connection, order: &Order) -> Result<CommitOutcome, StoreError> {
-    let quantity = order.quantity.get();
     let sale_id = order.sale_id.to_string();
-    let taken = conn
-        .prepare_cached(
-            "UPDATE sales SET remaining = remaining - ?1 WHERE id = ?2 AND remaining >= ?1",
-        )
-        .and_then(|mut statement| statement.execute(params![quantity, sale_id]))
-        .context("taking stock for an order")?;
-    if taken == 0 {
+    if !take(conn, &sale_id, i64::from(order.quantity.get()))? {
         return Ok(
             match by_key(conn, &order.user_id, &order.idempotency_key)? {
                 Some(existing) => CommitOutcome::KeyTaken(existing),
@@ -53,6 +95,24 @@ fn commit_one(conn: &Connection, order: &Order) -> Result<CommitOutcome, StoreEr
             },
         );
     }
+    let mut given_back = 0;
+    let outcome = insert(conn, order, &sale_id, &mut given_back)?;
+    if given_back > 0 {
+        give_back(conn, &sale_id, given_back)?;
+    }
+    Ok(outcome)
+}
+
+/// Inserts an order whose units are taken, with its event. A key that
+/// already has an order adds the units to `given_back` and answers with
+/// that order.
+fn insert(
+    conn: &Connection,
+    order: &Order,
+    sale_id: &str,
+    given_back: &mut i64,
+) -> Result<CommitOutcome, StoreError> {
+    let quantity = order.quantity.get();
     let inserted = conn
         .prepare_cached(
             "INSERT INTO orders (id, user_id, sale_id, product_id, quantity, amount_cents, \
@@ -77,9 +137,7 @@ fn commit_one(conn: &Connection, order: &Order) -> Result<CommitOutcome, StoreEr
         })
         .context("inserting order")?;
     if inserted == 0 {
-        conn.prepare_cached("UPDATE sales SET remaining = remaining + ?1 WHERE id = ?2")
-            .and_then(|mut statement| statement.execute(params![quantity, sale_id]))
-            .context("giving back the stock of a key already taken")?;
+        *given_back += i64::from(quantity);
         let existing = by_key(conn, &order.user_id, &order.idempotency_key)?
             .ok_or_else(|| StoreError::corrupt("an order key conflicted with no order"))?;
         return Ok(CommitOutcome::KeyTaken(existing));

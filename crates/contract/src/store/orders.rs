@@ -80,6 +80,30 @@ pub async fn a_key_repeated_within_one_batch_goes_to_the_first_order(store: Arc<
     assert_eq!(counts(&*store, &sale).await.sold, 1);
 }
 
+/// A batch with stock to spare (one decrement for the whole batch in the
+/// SQLite store): the repeated keys among it take nothing in the end.
+pub async fn a_batch_the_sale_covers_gives_back_the_units_of_taken_keys(store: Arc<dyn Store>) {
+    let sale = stored_sale(&*store, 10).await;
+    let earlier = place(&sale, "eve", "key-e", 1);
+    commit(&*store, std::slice::from_ref(&earlier)).await;
+    let first = place(&sale, "ada", "key-a", 2);
+    let replay = place(&sale, "eve", "key-e", 1);
+    let again = place(&sale, "ada", "key-a", 1);
+    let last = place(&sale, "bob", "key-b", 3);
+    assert_eq!(
+        commit(&*store, &[first.clone(), replay, again, last.clone()]).await,
+        [
+            CommitOutcome::Created,
+            CommitOutcome::KeyTaken(earlier),
+            CommitOutcome::KeyTaken(first.clone()),
+            CommitOutcome::Created,
+        ]
+    );
+    let counts = counts(&*store, &sale).await;
+    assert_eq!((counts.sold, counts.remaining), (6, 4));
+    assert_eq!(store.order(last.id).await.unwrap(), Some(last));
+}
+
 pub async fn a_repeated_key_gets_its_order_even_once_the_sale_is_sold_out(store: Arc<dyn Store>) {
     let sale = stored_sale(&*store, 1).await;
     let first = place(&sale, "ada", "key-1", 1);
