@@ -9,9 +9,11 @@
 //! payment events carry the order's id as their aggregate, so an order's
 //! history includes its payments.
 
+use serde::Serialize;
 use serde_json::{Value, json};
 use stampede_domain::account::User;
 use stampede_domain::catalog::{Product, Sale};
+use stampede_domain::ids::{OrderId, ProductId, SaleId};
 use stampede_domain::order::Order;
 use stampede_domain::payment::Payment;
 use stampede_domain::time::Timestamp;
@@ -92,6 +94,18 @@ impl Event<'_> {
         }
     }
 
+    /// [`payload`](Self::payload) as JSON text, the form the outbox stores.
+    /// An order's creation, one per win, is written straight from the order
+    /// (no map of owned keys built and printed) with the same keys in the
+    /// same order.
+    pub fn payload_text(&self) -> String {
+        match self {
+            Self::OrderCreated(order) => serde_json::to_string(&OrderPayload::of(order))
+                .unwrap_or_else(|_| self.payload().to_string()),
+            _ => self.payload().to_string(),
+        }
+    }
+
     pub fn payload(&self) -> Value {
         match self {
             Self::ProductCreated(product) => json!({
@@ -152,6 +166,39 @@ fn with(mut payload: Value, field: &str, value: Value) -> Value {
     payload
 }
 
+/// [`order_json`]'s fields in its keys' order (alphabetical, as a
+/// `serde_json` map prints them).
+#[derive(Serialize)]
+struct OrderPayload<'a> {
+    amount_cents: i64,
+    created_at: Timestamp,
+    currency: &'a str,
+    expires_at: Timestamp,
+    id: OrderId,
+    product_id: ProductId,
+    quantity: u32,
+    sale_id: SaleId,
+    status: &'a str,
+    user_id: &'a str,
+}
+
+impl<'a> OrderPayload<'a> {
+    fn of(order: &'a Order) -> Self {
+        Self {
+            amount_cents: order.amount_cents,
+            created_at: order.created_at,
+            currency: order.currency.as_str(),
+            expires_at: order.expires_at,
+            id: order.id,
+            product_id: order.product_id,
+            quantity: order.quantity.get(),
+            sale_id: order.sale_id,
+            status: order.status.as_str(),
+            user_id: order.user_id.as_str(),
+        }
+    }
+}
+
 fn order_json(order: &Order) -> Value {
     json!({
         "id": order.id.to_string(),
@@ -180,4 +227,36 @@ fn payment_json(payment: &Payment) -> Value {
         "created_at": payment.created_at.to_rfc3339(),
         "updated_at": payment.updated_at.to_rfc3339(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use stampede_domain::catalog::SaleRequest;
+    use stampede_domain::idempotency::IdempotencyKey;
+    use stampede_domain::ids::UserId;
+    use stampede_domain::quantity::Quantity;
+
+    /// The order written straight is the text the map prints, byte for byte.
+    #[test]
+    fn an_order_payload_written_straight_matches_the_map() {
+        let now = Timestamp::from_millis(1_762_819_200_123);
+        let product = Product::create("SKU-1", "Phone \"X\"", 1999, "EUR", now).unwrap();
+        let request = SaleRequest {
+            quantity: 10,
+            ..SaleRequest::default()
+        };
+        let sale = Sale::create(&product, &request, now).unwrap();
+        let order = Order::place(
+            &sale,
+            UserId::parse("user-é\u{1}").unwrap(),
+            Quantity::parse("quantity", 2).unwrap(),
+            IdempotencyKey::parse("key-1").unwrap(),
+            now,
+        );
+        let event = Event::OrderCreated(&order);
+        assert_eq!(event.payload_text(), event.payload().to_string());
+        let cancelled = Event::OrderCancelled(&order, now);
+        assert_eq!(cancelled.payload_text(), cancelled.payload().to_string());
+    }
 }

@@ -43,7 +43,7 @@ pub(crate) async fn record(tx: &Transaction<'_>, events: &[Event<'_>]) -> Result
         ids.push(EventId::generate().to_string());
         types.push(event.event_type());
         aggregates.push(event.aggregate_id());
-        payloads.push(event.payload().to_string());
+        payloads.push(event.payload_text());
         created.push(event.at().as_millis());
     }
     // `WITH ORDINALITY` keeps the rows, hence their `seq`, in the given order.

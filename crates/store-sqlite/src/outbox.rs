@@ -34,7 +34,7 @@ pub(crate) fn record(conn: &Connection, event: &Event<'_>) -> Result<(), StoreEr
             EventId::generate().to_string(),
             event.event_type(),
             event.aggregate_id(),
-            event.payload().to_string(),
+            event.payload_text(),
             event.at().as_millis(),
         ])
     })
