@@ -54,9 +54,16 @@ impl Timestamp {
 
     /// RFC 3339 in UTC with millisecond precision, e.g. `2026-11-11T00:00:00.000Z`.
     pub fn to_rfc3339(self) -> String {
+        self.with_text(str::to_owned)
+    }
+
+    /// Hands the text form to `use_it`: from the stack, or, outside the years
+    /// 0–9999 (never for timestamps this crate creates), `@<millis>ms` so
+    /// that Display stays total.
+    fn with_text<R>(self, use_it: impl FnOnce(&str) -> R) -> R {
         match self.rfc3339() {
-            Some(text) => text.as_str().to_owned(),
-            None => self.out_of_range(),
+            Some(text) => use_it(text.as_str()),
+            None => use_it(&format!("@{}ms", self.0)),
         }
     }
 
@@ -80,11 +87,6 @@ impl Timestamp {
         );
         Some(Rfc3339Text(text))
     }
-
-    /// Unreachable for timestamps this crate creates; keeps Display total.
-    fn out_of_range(self) -> String {
-        format!("@{}ms", self.0)
-    }
 }
 
 /// `YYYY-MM-DDTHH:MM:SS.mmmZ`, ASCII only.
@@ -106,19 +108,13 @@ fn put_digits(slot: &mut [u8], mut value: u32) {
 
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.rfc3339() {
-            Some(text) => f.write_str(text.as_str()),
-            None => f.write_str(&self.out_of_range()),
-        }
+        self.with_text(|text| f.write_str(text))
     }
 }
 
 impl Serialize for Timestamp {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        match self.rfc3339() {
-            Some(text) => serializer.serialize_str(text.as_str()),
-            None => serializer.serialize_str(&self.out_of_range()),
-        }
+        self.with_text(|text| serializer.serialize_str(text))
     }
 }
 

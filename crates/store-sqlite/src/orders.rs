@@ -26,24 +26,38 @@ pub(crate) fn commit(
     conn: &Connection,
     orders: &[Order],
 ) -> Result<Vec<CommitOutcome>, StoreError> {
-    if let Some(sale_id) = one_sale(orders) {
-        let units = orders
-            .iter()
-            .map(|order| i64::from(order.quantity.get()))
-            .sum();
-        if take(conn, &sale_id, units)? {
-            let mut given_back = 0;
-            let outcomes = orders
-                .iter()
-                .map(|order| insert(conn, order, &sale_id, &mut given_back))
-                .collect::<Result<Vec<_>, _>>()?;
-            if given_back > 0 {
-                give_back(conn, &sale_id, given_back)?;
-            }
-            return Ok(outcomes);
-        }
+    if let Some(sale_id) = one_sale(orders)
+        && let Some(outcomes) = commit_covered(conn, orders, &sale_id)?
+    {
+        return Ok(outcomes);
     }
     orders.iter().map(|order| commit_one(conn, order)).collect()
+}
+
+/// Takes the units of all `orders` (of the sale `sale_id`) at once and
+/// inserts them, giving back the units of keys already taken; `None`, with
+/// nothing changed, when the sale has not that many left.
+fn commit_covered(
+    conn: &Connection,
+    orders: &[Order],
+    sale_id: &str,
+) -> Result<Option<Vec<CommitOutcome>>, StoreError> {
+    let units = orders
+        .iter()
+        .map(|order| i64::from(order.quantity.get()))
+        .sum();
+    if !take(conn, sale_id, units)? {
+        return Ok(None);
+    }
+    let mut given_back = 0;
+    let outcomes = orders
+        .iter()
+        .map(|order| insert(conn, order, sale_id, &mut given_back))
+        .collect::<Result<Vec<_>, _>>()?;
+    if given_back > 0 {
+        give_back(conn, sale_id, given_back)?;
+    }
+    Ok(Some(outcomes))
 }
 
 /// The sale of a batch of two or more orders of one sale.
@@ -87,20 +101,17 @@ fn give_back(conn: &Connection, sale_id: &str, units: i64) -> Result<(), StoreEr
 /// undoes with the command's savepoint).
 fn commit_one(conn: &Connection, order: &Order) -> Result<CommitOutcome, StoreError> {
     let sale_id = order.sale_id.to_string();
-    if !take(conn, &sale_id, i64::from(order.quantity.get()))? {
-        return Ok(
-            match by_key(conn, &order.user_id, &order.idempotency_key)? {
-                Some(existing) => CommitOutcome::KeyTaken(existing),
-                None => CommitOutcome::SoldOut,
-            },
-        );
+    if let Some(outcome) = commit_covered(conn, std::slice::from_ref(order), &sale_id)?
+        .and_then(|mut outcomes| outcomes.pop())
+    {
+        return Ok(outcome);
     }
-    let mut given_back = 0;
-    let outcome = insert(conn, order, &sale_id, &mut given_back)?;
-    if given_back > 0 {
-        give_back(conn, &sale_id, given_back)?;
-    }
-    Ok(outcome)
+    Ok(
+        match by_key(conn, &order.user_id, &order.idempotency_key)? {
+            Some(existing) => CommitOutcome::KeyTaken(existing),
+            None => CommitOutcome::SoldOut,
+        },
+    )
 }
 
 /// Inserts an order whose units are taken, with its event. A key that
