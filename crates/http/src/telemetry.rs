@@ -53,6 +53,7 @@ pub fn prometheus() -> PrometheusHandle {
             if metrics::set_global_recorder(recorder).is_err() {
                 tracing::warn!("a metrics recorder was already installed; /metrics will be empty");
             }
+            register_at_start();
             handle
         })
         .clone()
@@ -120,6 +121,20 @@ thread_local! {
 
 /// Counts a finished request and records its latency.
 fn record(method: usize, route: &'static str, status: u16, seconds: f64) {
+    with_handles(method, route, status, |requests, latency| {
+        requests.increment(1);
+        latency.record(seconds);
+    });
+}
+
+/// Calls `f` with the request counter and latency histogram of one method,
+/// route and status, registering them on first use.
+fn with_handles(
+    method: usize,
+    route: &'static str,
+    status: u16,
+    f: impl FnOnce(&Counter, &Histogram),
+) {
     HANDLES.with_borrow_mut(|routes| {
         let by_status = &mut routes.entry(route).or_default()[method];
         let at = match by_status.iter().position(|(s, _, _)| *s == status) {
@@ -139,9 +154,21 @@ fn record(method: usize, route: &'static str, status: u16, seconds: f64) {
             }
         };
         let (_, requests, latency) = &by_status[at];
-        requests.increment(1);
-        latency.record(seconds);
+        f(requests, latency);
     });
+}
+
+/// Series a dashboard or an alert under `deploy/` names that would otherwise
+/// appear only with their first event: registered at start, zero until used.
+fn register_at_start() {
+    metrics::gauge!("stampede_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+    metrics::gauge!("stampede_ready").set(0.0);
+    with_handles(
+        method_slot(&Method::POST),
+        crate::routes::purchase::ROUTE,
+        202,
+        |_, _| {},
+    );
 }
 
 /// Request and trace ids, a span around the request, RED metrics by the

@@ -8,6 +8,8 @@ use axum::response::{IntoResponse, Response};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use stampede_app::App;
+
 use crate::dto::{HealthBody, ReadyBody, WorkerBody, WorkersBody};
 use crate::extract::Admin;
 use crate::problem::{ApiError, Kind};
@@ -36,7 +38,18 @@ const CHECK_BUDGET: Duration = Duration::from_secs(1);
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses((status = 200, description = "Ready", body = ReadyBody)))]
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<ReadyBody>, ApiError> {
-    let app = state.app();
+    readiness(state.app()).await
+}
+
+/// Readiness as `/readyz` answers it, also kept in `stampede_ready` (1 or 0)
+/// for alerting; `/metrics` asks too, so the gauge is as fresh as the scrape.
+async fn readiness(app: &App) -> Result<Json<ReadyBody>, ApiError> {
+    let verdict = readiness_verdict(app).await;
+    metrics::gauge!("stampede_ready").set(if verdict.is_ok() { 1.0 } else { 0.0 });
+    verdict
+}
+
+async fn readiness_verdict(app: &App) -> Result<Json<ReadyBody>, ApiError> {
     if !app.lifecycle.is_started() {
         return Err(unavailable("starting"));
     }
@@ -95,6 +108,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     }
     metrics::gauge!("stampede_commit_queue_depth").set(app.purchases.queue_depth() as f64);
     app.record_dependency_gauges();
+    let _ = readiness(app).await;
     state.prometheus().run_upkeep();
     let body = state.prometheus().render();
     (

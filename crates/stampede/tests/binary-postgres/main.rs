@@ -24,6 +24,8 @@ mod harness;
 mod outbox;
 #[path = "../binary/payments.rs"]
 mod payments;
+#[path = "../binary/prometheus.rs"]
+mod prometheus;
 #[path = "../binary/shared_rate_limit.rs"]
 mod shared_rate_limit;
 #[path = "../binary/shutdown.rs"]

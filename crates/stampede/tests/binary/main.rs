@@ -11,6 +11,7 @@ mod expiry;
 mod harness;
 mod outbox;
 mod payments;
+mod prometheus;
 mod shutdown;
 
 /// This binary runs the servers on the embedded SQLite store.
