@@ -158,6 +158,11 @@ pub struct FlashSaleArgs {
     /// FILE as JSON lines, for `stampede check-history`.
     #[arg(long, env = "STAMPEDE_BENCH_HISTORY", value_name = "FILE")]
     pub history: Option<PathBuf>,
+    /// Also write the run as one self-contained HTML page to FILE:
+    /// throughput over time and latency percentile curves per outcome, and
+    /// the audit.
+    #[arg(long, env = "STAMPEDE_BENCH_REPORT", value_name = "FILE")]
+    pub report: Option<PathBuf>,
 }
 
 /// Check a sale on a running Stampede against the contract (no oversell,

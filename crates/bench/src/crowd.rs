@@ -38,6 +38,7 @@ use crate::history::{History, Op, Record};
 use crate::outcome::{Outcome, classify_livez, classify_purchase};
 use crate::progress::Progress;
 use crate::report::Recorder;
+use crate::timeline::{Sampler, Timeline};
 use crate::users::Users;
 
 const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
@@ -114,6 +115,8 @@ pub struct PhaseResult {
     pub errors: BTreeMap<String, u64>,
     /// The history could not be written.
     pub history_error: Option<String>,
+    /// Counts per outcome through the phase.
+    pub timeline: Timeline,
 }
 
 /// State every connection of a phase reads or adds to.
@@ -141,6 +144,18 @@ impl Shared {
         let mut sum = Recorder::default();
         for shard in &self.recorders {
             sum.merge(&shard.lock().unwrap_or_else(|p| p.into_inner()));
+        }
+        sum
+    }
+
+    /// Counts per outcome so far, without the latencies.
+    fn counts(&self) -> [u64; Outcome::COUNT] {
+        let mut sum = [0; Outcome::COUNT];
+        for shard in &self.recorders {
+            let counts = shard.lock().unwrap_or_else(|p| p.into_inner()).counts();
+            for (total, n) in sum.iter_mut().zip(counts) {
+                *total += n;
+            }
         }
         sum
     }
@@ -222,6 +237,10 @@ pub async fn run(
         let counts = shared.clone();
         p.start(shared.start(), move || counts.snapshot())
     });
+    let sampler = Sampler::start(start, {
+        let shared = shared.clone();
+        move || shared.counts()
+    });
     let mut tasks = Vec::with_capacity(connections);
     for (index, conn) in conns.into_iter().enumerate() {
         let shared = shared.clone();
@@ -255,6 +274,7 @@ pub async fn run(
         reporter.abort();
     }
     result.recorder = shared.snapshot();
+    result.timeline = sampler.finish(last_answer, result.recorder.counts());
     result.elapsed = last_answer.duration_since(start);
     result.won_window = last_won.map_or(Duration::ZERO, |t| t.duration_since(start));
     Ok(result)

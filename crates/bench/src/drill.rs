@@ -381,6 +381,7 @@ fn run_round(
         also_targets: targets[1..].to_vec(),
         pay_cancel_ratio: args.pay_cancel_ratio,
         history: None,
+        report: None,
     };
 
     let history = round.history.clone();

@@ -27,6 +27,8 @@ pub mod outcome;
 pub mod procfs;
 pub mod progress;
 pub mod report;
+pub mod report_html;
+pub mod timeline;
 pub mod users;
 
 use std::process::ExitCode;
@@ -424,5 +426,10 @@ pub async fn flash_sale_with(
         audit,
     };
     let text = report::render(&report, recorder);
+    if let Some(path) = &args.report {
+        let page = report_html::render(&report, recorder, &purchase.timeline);
+        std::fs::write(path, page)
+            .with_context(|| format!("writing the report to {}", path.display()))?;
+    }
     Ok((report, text))
 }

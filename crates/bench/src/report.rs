@@ -58,6 +58,18 @@ impl Recorder {
         }
     }
 
+    /// Counts per outcome, indexed by [`Outcome::index`].
+    pub fn counts(&self) -> [u64; Outcome::COUNT] {
+        self.counts
+    }
+
+    /// The latencies (µs) of one outcome, if any was recorded.
+    pub fn histogram(&self, outcome: Outcome) -> Option<&Histogram<u64>> {
+        self.histograms[outcome.index()]
+            .as_ref()
+            .filter(|h| !h.is_empty())
+    }
+
     pub fn count(&self, outcome: Outcome) -> u64 {
         self.counts[outcome.index()]
     }
@@ -221,7 +233,7 @@ pub fn outcome_latencies(recorder: &Recorder) -> BTreeMap<&'static str, Latency>
         .collect()
 }
 
-fn thousands(n: u64) -> String {
+pub(crate) fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, c) in digits.chars().enumerate() {
@@ -233,7 +245,7 @@ fn thousands(n: u64) -> String {
     out
 }
 
-fn rate(x: f64) -> String {
+pub(crate) fn rate(x: f64) -> String {
     thousands(x.round().max(0.0) as u64)
 }
 

@@ -47,10 +47,13 @@ fn a_small_bench_audits_clean_and_the_audit_catches_an_order_slipped_into_the_da
     let dir = DataDir::new();
     let binary = Binary::start(&dir);
     let target = format!("http://{}", binary.addr);
+    let page = dir.path().join("run.html");
 
     let run = stampede(&[
         "bench",
         "flash-sale",
+        "--report",
+        page.to_str().unwrap(),
         "--target",
         &target,
         "--jwt-secret",
@@ -90,6 +93,32 @@ fn a_small_bench_audits_clean_and_the_audit_catches_an_order_slipped_into_the_da
         assert!(report["latency_ms"]["won"][percentile].is_number());
     }
     assert_eq!(count(&report["replays"]["mismatched"]), 0);
+
+    // The HTML report: one page that needs nothing else, with both charts,
+    // a line per outcome that occurred, and the audit's verdict.
+    let page = std::fs::read_to_string(&page).unwrap();
+    assert!(page.starts_with("<!doctype html>"), "{page}");
+    for fetches in ["<script", "src=", "<link", "url(", "@import"] {
+        assert!(
+            !page.contains(fetches),
+            "the report fetches ({fetches}): {page}"
+        );
+    }
+    assert_eq!(page.matches("<svg").count(), 2, "{page}");
+    assert!(page.contains("<td>won</td><td>50</td>"), "{page}");
+    let refused = report["outcomes"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(name, n)| *name != "won" && count(n) > 0)
+        .count();
+    // Each outcome: a line in each chart.
+    assert_eq!(
+        page.matches("<polyline").count(),
+        2 * (1 + refused),
+        "{page}"
+    );
+    assert!(page.contains("class=\"ok\">clean</span>"), "{page}");
 
     // Slip a second order for a winner into the database, past the ledger:
     // the ledger no longer equals the database, and that customer holds two
