@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs beyond Rust and is missing, and nothing
 # else: cargo-nextest (the test runner), and from Debian's archive
-# `prometheus` (prometheus and promtool, for the tests of deploy/). Safe to
+# `prometheus` (prometheus and promtool, for the tests of deploy/) and
+# `chromium` with `chromium-driver` (the live page's browser test). Safe to
 # run again: it installs only what is absent.
 set -euo pipefail
 
@@ -14,6 +15,8 @@ packages=()
 if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then
   packages+=(prometheus)
 fi
+command -v chromium >/dev/null || packages+=(chromium)
+command -v chromedriver >/dev/null || packages+=(chromium-driver)
 if [ ${#packages[@]} -eq 0 ]; then
   exit 0
 fi

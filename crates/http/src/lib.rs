@@ -9,7 +9,8 @@
 //! - [`protect`], [`limits`], [`account_limits`]: the edge's rate limits,
 //!   load shedding and deadlines.
 //! - [`serve`]: the connections under the edge, with their timeouts and cap.
-//! - [`streams`]: the bound on open order event streams.
+//! - [`streams`]: the bound on open event streams.
+//! - [`readings`]: what the live sale page shows, from the node's own metrics.
 //! - [`telemetry`]: request ids, trace spans, metrics, the problem safety net.
 //! - [`openapi`]: the generated OpenAPI 3.1 document.
 
@@ -24,6 +25,7 @@ pub mod openapi;
 mod openapi_links;
 pub mod problem;
 pub mod protect;
+pub mod readings;
 pub mod routes;
 pub mod serve;
 pub mod state;
@@ -36,7 +38,7 @@ pub use edge::Edge;
 pub use state::{AppState, HttpSettings};
 
 use edge::Routes;
-use routes::{accounts, catalog, ops, orders, payments, purchase, webhooks};
+use routes::{accounts, catalog, live, ops, orders, payments, purchase, webhooks};
 
 /// The API proper, served by `all` and `api` nodes.
 fn api_routes(routes: Routes) -> Routes {
@@ -86,5 +88,7 @@ pub fn router(state: AppState, settings: &HttpSettings) -> Edge {
         .route("/startupz", get(ops::startupz))
         .route("/metrics", get(ops::metrics))
         .route("/api/v1/admin/workers", get(ops::workers))
+        .route("/api/v1/admin/live", get(live::live))
+        .route("/dashboard", get(live::dashboard))
         .into_edge(state, settings.max_body_bytes)
 }

@@ -16,7 +16,7 @@ use utoipa::{Modify, OpenApi};
 use crate::dto;
 use crate::openapi_links::Links;
 use crate::problem::{CONTENT_TYPE, Problem};
-use crate::routes::{accounts, catalog, ops, orders, payments, purchase, webhooks};
+use crate::routes::{accounts, catalog, live, ops, orders, payments, purchase, webhooks};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -30,6 +30,7 @@ use crate::routes::{accounts, catalog, ops, orders, payments, purchase, webhooks
         webhooks::create, webhooks::list, webhooks::get, webhooks::delete, webhooks::deliveries,
         accounts::register, accounts::login,
         ops::livez, ops::readyz, ops::startupz, ops::metrics, openapi_json, ops::workers,
+        live::live, live::dashboard,
     ),
     components(schemas(Problem, dto::ProductBody, dto::SaleBody, dto::OrderBody)),
     modifiers(&Security, &Problems, &Links),
@@ -91,13 +92,14 @@ const PROBLEMS: &[OperationProblems] = &[
     ("post", "/api/v1/users", &[(400, "bad-request"), (409, "conflict"), (413, "payload-too-large"), (415, "unsupported-media-type"), (422, "validation"), (500, "internal"), (503, "overloaded, unavailable")]),
     ("post", "/api/v1/sessions", &[(400, "bad-request"), (401, "unauthorized"), (413, "payload-too-large"), (415, "unsupported-media-type"), (422, "validation"), (500, "internal"), (503, "overloaded, unavailable")]),
     ("get", "/api/v1/admin/workers", &[(401, "unauthorized"), (403, "forbidden"), (500, "internal"), (503, "unavailable")]),
+    ("get", "/api/v1/admin/live", &[(401, "unauthorized"), (403, "forbidden"), (429, "rate-limited"), (500, "internal"), (503, "overloaded, unavailable")]),
     ("get", "/readyz", &[(503, "unavailable")]),
     ("get", "/startupz", &[(503, "unavailable")]),
 ];
 
 /// Operations that answer no problem of their own (only the framework's).
 #[cfg(test)]
-const WITHOUT_PROBLEMS: &[&str] = &["/livez", "/metrics", "/api/v1/openapi.json"];
+const WITHOUT_PROBLEMS: &[&str] = &["/livez", "/metrics", "/api/v1/openapi.json", "/dashboard"];
 
 /// Problems the protection layer (`protect.rs`) can answer on every API
 /// operation before its handler runs: a rate limit, load shedding, a passed

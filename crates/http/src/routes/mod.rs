@@ -2,6 +2,7 @@
 
 pub mod accounts;
 pub mod catalog;
+pub mod live;
 pub mod ops;
 pub mod orders;
 pub mod payments;

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use stampede_app::App;
+use stampede_domain::ids::SaleId;
 
 use crate::dto::{HealthBody, ReadyBody, WorkerBody, WorkersBody};
 use crate::extract::Admin;
@@ -101,16 +102,9 @@ pub async fn startupz(State(state): State<AppState>) -> Result<Json<HealthBody>,
     responses((status = 200, description = "Metrics", content_type = "text/plain")))]
 pub async fn metrics(State(state): State<AppState>) -> Response {
     let app = state.app();
-    // Gauges read at scrape time rather than kept up on the hot path.
-    for (sale, remaining) in app.catalog.live_remaining().await {
-        metrics::gauge!("stampede_sale_remaining", "sale_id" => sale.to_string())
-            .set(remaining as f64);
-    }
-    metrics::gauge!("stampede_commit_queue_depth").set(app.purchases.queue_depth() as f64);
-    app.record_dependency_gauges();
+    refresh_gauges(app).await;
     let _ = readiness(app).await;
-    state.prometheus().run_upkeep();
-    let body = state.prometheus().render();
+    let body = render(&state);
     (
         [(
             header::CONTENT_TYPE,
@@ -119,6 +113,25 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         body,
     )
         .into_response()
+}
+
+/// Sets the gauges read at scrape time rather than kept up on the hot path;
+/// returns the live sales and their remaining units.
+pub(crate) async fn refresh_gauges(app: &App) -> Vec<(SaleId, u64)> {
+    let live = app.catalog.live_remaining().await;
+    for (sale, remaining) in &live {
+        metrics::gauge!("stampede_sale_remaining", "sale_id" => sale.to_string())
+            .set(*remaining as f64);
+    }
+    metrics::gauge!("stampede_commit_queue_depth").set(app.purchases.queue_depth() as f64);
+    app.record_dependency_gauges();
+    live
+}
+
+/// The node's metrics in the Prometheus text format.
+pub(crate) fn render(state: &AppState) -> String {
+    state.prometheus().run_upkeep();
+    state.prometheus().render()
 }
 
 /// This node's background workers: state, steps, failures, last run, last

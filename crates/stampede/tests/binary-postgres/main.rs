@@ -12,6 +12,8 @@ mod bench;
 mod cluster_drill;
 #[path = "../binary/crash.rs"]
 mod crash;
+#[path = "../binary/dashboard.rs"]
+mod dashboard;
 #[path = "../binary/dependency_drills.rs"]
 mod dependency_drills;
 #[path = "../binary/drill.rs"]

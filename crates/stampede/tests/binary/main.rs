@@ -6,6 +6,7 @@
 
 mod bench;
 mod crash;
+mod dashboard;
 mod drill;
 mod expiry;
 mod harness;
