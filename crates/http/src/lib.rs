@@ -38,7 +38,7 @@ pub use edge::Edge;
 pub use state::{AppState, HttpSettings};
 
 use edge::Routes;
-use routes::{accounts, catalog, live, ops, orders, payments, purchase, webhooks};
+use routes::{accounts, catalog, live, ops, orders, payments, profile, purchase, webhooks};
 
 /// The API proper, served by `all` and `api` nodes.
 fn api_routes(routes: Routes) -> Routes {
@@ -89,6 +89,7 @@ pub fn router(state: AppState, settings: &HttpSettings) -> Edge {
         .route("/metrics", get(ops::metrics))
         .route("/api/v1/admin/workers", get(ops::workers))
         .route("/api/v1/admin/live", get(live::live))
+        .route("/api/v1/admin/profile", get(profile::profile))
         .route("/dashboard", get(live::dashboard))
         .into_edge(state, settings.max_body_bytes)
 }

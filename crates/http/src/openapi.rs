@@ -16,7 +16,7 @@ use utoipa::{Modify, OpenApi};
 use crate::dto;
 use crate::openapi_links::Links;
 use crate::problem::{CONTENT_TYPE, Problem};
-use crate::routes::{accounts, catalog, live, ops, orders, payments, purchase, webhooks};
+use crate::routes::{accounts, catalog, live, ops, orders, payments, profile, purchase, webhooks};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -30,7 +30,7 @@ use crate::routes::{accounts, catalog, live, ops, orders, payments, purchase, we
         webhooks::create, webhooks::list, webhooks::get, webhooks::delete, webhooks::deliveries,
         accounts::register, accounts::login,
         ops::livez, ops::readyz, ops::startupz, ops::metrics, openapi_json, ops::workers,
-        live::live, live::dashboard,
+        live::live, live::dashboard, profile::profile,
     ),
     components(schemas(Problem, dto::ProductBody, dto::SaleBody, dto::OrderBody)),
     modifiers(&Security, &Problems, &Links),
@@ -92,6 +92,7 @@ const PROBLEMS: &[OperationProblems] = &[
     ("post", "/api/v1/users", &[(400, "bad-request"), (409, "conflict"), (413, "payload-too-large"), (415, "unsupported-media-type"), (422, "validation"), (500, "internal"), (503, "overloaded, unavailable")]),
     ("post", "/api/v1/sessions", &[(400, "bad-request"), (401, "unauthorized"), (413, "payload-too-large"), (415, "unsupported-media-type"), (422, "validation"), (500, "internal"), (503, "overloaded, unavailable")]),
     ("get", "/api/v1/admin/workers", &[(401, "unauthorized"), (403, "forbidden"), (500, "internal"), (503, "unavailable")]),
+    ("get", "/api/v1/admin/profile", &[(400, "bad-request"), (401, "unauthorized"), (403, "forbidden"), (422, "validation"), (429, "rate-limited"), (500, "internal"), (503, "unavailable")]),
     ("get", "/api/v1/admin/live", &[(401, "unauthorized"), (403, "forbidden"), (429, "rate-limited"), (500, "internal"), (503, "overloaded, unavailable")]),
     ("get", "/readyz", &[(503, "unavailable")]),
     ("get", "/startupz", &[(503, "unavailable")]),

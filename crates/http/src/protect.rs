@@ -115,7 +115,11 @@ impl Protection {
 
 const PROBES: &[&str] = &["/livez", "/readyz", "/startupz", "/metrics"];
 /// Long-lived by design: no deadline.
-const STREAMS: &[&str] = &["/api/v1/orders/{id}/events", "/api/v1/admin/live"];
+const STREAMS: &[&str] = &[
+    "/api/v1/orders/{id}/events",
+    "/api/v1/admin/live",
+    "/api/v1/admin/profile",
+];
 
 fn sale_in_path<'a>(route: &str, path: &'a str) -> Option<&'a str> {
     route

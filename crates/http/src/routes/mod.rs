@@ -6,6 +6,7 @@ pub mod live;
 pub mod ops;
 pub mod orders;
 pub mod payments;
+pub mod profile;
 pub mod purchase;
 pub mod webhooks;
 

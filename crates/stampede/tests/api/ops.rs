@@ -202,3 +202,60 @@ async fn admins_see_every_background_worker_with_its_state_and_last_run() {
         assert!(metrics.contains(needle), "missing {needle} in\n{metrics}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cpu_profile_is_for_admins_bounded_and_one_at_a_time() {
+    let app = spawn_app().await;
+    let path = "/api/v1/admin/profile?seconds=1";
+    assert_problem(
+        app.get(path, None).await,
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+    )
+    .await;
+    assert_problem(
+        app.get(path, Some(&customer("ada"))).await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    )
+    .await;
+    for bad in ["0", "61", "ten", "1.5", "-1", ""] {
+        let response = app
+            .get(
+                &format!("/api/v1/admin/profile?seconds={bad}"),
+                Some(&admin()),
+            )
+            .await;
+        let problem =
+            assert_problem(response, StatusCode::UNPROCESSABLE_ENTITY, "validation").await;
+        assert_eq!(problem["errors"][0]["field"], "seconds", "{bad}: {problem}");
+    }
+
+    let response = app.get(path, Some(&admin())).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["content-type"], "image/svg+xml");
+    let svg = response.text().await.unwrap();
+    assert!(svg.contains("<svg"), "{svg}");
+
+    // Two at once: one records, the other is refused rather than queued.
+    let both = ["/api/v1/admin/profile?seconds=2"; 2].map(|path| {
+        let url = app.url(path);
+        tokio::spawn(async move {
+            let response = reqwest::Client::new()
+                .get(url)
+                .bearer_auth(admin())
+                .send()
+                .await
+                .unwrap();
+            (response.status(), response.text().await.unwrap())
+        })
+    });
+    let mut answers = Vec::new();
+    for request in both {
+        answers.push(request.await.unwrap());
+    }
+    answers.sort_by_key(|(status, _)| *status);
+    assert_eq!(answers[0].0, StatusCode::OK, "{answers:?}");
+    assert_eq!(answers[1].0, StatusCode::TOO_MANY_REQUESTS, "{answers:?}");
+    assert!(answers[1].1.contains("one at a time"), "{answers:?}");
+}
