@@ -103,6 +103,15 @@ pub struct SaleView {
     pub status: SaleStatus,
 }
 
+/// A live sale's stock as the ledger has it now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LiveStock {
+    pub sale: SaleId,
+    pub quantity: u64,
+    /// Units not taken: `quantity − remaining` are bought or being bought.
+    pub remaining: u64,
+}
+
 /// A sale's numbers for an audit: the ledger's `remaining` beside the store's
 /// counts. At rest, `quantity − sold = remaining` (I2).
 #[derive(Debug, Clone)]
@@ -255,8 +264,9 @@ impl CatalogService {
         })
     }
 
-    /// `remaining` of every sale that has not ended, for the metrics gauge.
-    pub async fn live_remaining(&self) -> Vec<(SaleId, u64)> {
+    /// The stock of every sale that has not ended, for the metrics gauges
+    /// and the live page.
+    pub async fn live_stock(&self) -> Vec<LiveStock> {
         let now = self.clock.now();
         let mut live = Vec::new();
         for sale in self.sales.all() {
@@ -264,7 +274,11 @@ impl CatalogService {
                 continue;
             }
             if let Ok(Some(remaining)) = self.ledger.remaining(sale.id).await {
-                live.push((sale.id, remaining));
+                live.push(LiveStock {
+                    sale: sale.id,
+                    quantity: u64::from(sale.quantity.get()),
+                    remaining,
+                });
             }
         }
         live

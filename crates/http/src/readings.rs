@@ -276,6 +276,9 @@ pub struct LiveBody {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct LiveSale {
     pub id: String,
+    /// Units the sale started with.
+    pub quantity: u64,
+    /// Units not yet taken.
     pub remaining: u64,
 }
 

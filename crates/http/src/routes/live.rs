@@ -114,9 +114,10 @@ async fn read(state: &AppState) -> (Reading, Vec<LiveSale>) {
     let sales = refresh_gauges(state.app())
         .await
         .into_iter()
-        .map(|(id, remaining)| LiveSale {
-            id: id.to_string(),
-            remaining,
+        .map(|stock| LiveSale {
+            id: stock.sale.to_string(),
+            quantity: stock.quantity,
+            remaining: stock.remaining,
         })
         .collect();
     let reading = Reading::of(&render(state), Instant::now(), PURCHASE_ROUTE);

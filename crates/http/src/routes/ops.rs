@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use stampede_app::App;
-use stampede_domain::ids::SaleId;
+use stampede_app::catalog::LiveStock;
 
 use crate::dto::{HealthBody, ReadyBody, WorkerBody, WorkersBody};
 use crate::extract::Admin;
@@ -116,12 +116,15 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
 }
 
 /// Sets the gauges read at scrape time rather than kept up on the hot path;
-/// returns the live sales and their remaining units.
-pub(crate) async fn refresh_gauges(app: &App) -> Vec<(SaleId, u64)> {
-    let live = app.catalog.live_remaining().await;
-    for (sale, remaining) in &live {
-        metrics::gauge!("stampede_sale_remaining", "sale_id" => sale.to_string())
-            .set(*remaining as f64);
+/// returns the live sales' stock.
+pub(crate) async fn refresh_gauges(app: &App) -> Vec<LiveStock> {
+    let live = app.catalog.live_stock().await;
+    for stock in &live {
+        let sale = stock.sale.to_string();
+        metrics::gauge!("stampede_sale_remaining", "sale_id" => sale.clone())
+            .set(stock.remaining as f64);
+        metrics::gauge!("stampede_sale_sold", "sale_id" => sale)
+            .set(stock.quantity.saturating_sub(stock.remaining) as f64);
     }
     metrics::gauge!("stampede_commit_queue_depth").set(app.purchases.queue_depth() as f64);
     app.record_dependency_gauges();

@@ -17,7 +17,7 @@ use serde_json::Value;
 use crate::harness::{Api, Binary, DataDir, crowd, eventually, wait_for};
 
 /// Per-sale series appear with the first live sale, not at start.
-const PER_SALE: &[&str] = &["stampede_sale_remaining"];
+const PER_SALE: &[&str] = &["stampede_sale_remaining", "stampede_sale_sold"];
 
 fn deploy() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy")
