@@ -13,6 +13,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use futures_util::StreamExt as _;
 use sha2::{Digest, Sha256};
 
 use crate::extract::Admin;
@@ -96,15 +97,9 @@ pub async fn live(
         before: None,
         _slot: slot,
     };
-    let stream = futures_util::stream::unfold(feed, move |feed| {
-        let drained = drained.clone();
-        async move {
-            tokio::select! {
-                () = drained.cancelled() => None,
-                next = feed.next() => Some(next),
-            }
-        }
-    });
+    // Ends when the node starts draining.
+    let stream =
+        futures_util::stream::unfold(feed, Feed::next).take_until(drained.cancelled_owned());
     Ok(Sse::new(stream)
         .keep_alive(KeepAlive::default())
         .into_response())
@@ -137,7 +132,7 @@ struct Feed {
 }
 
 impl Feed {
-    async fn next(mut self) -> (Result<Event, Infallible>, Self) {
+    async fn next(mut self) -> Option<(Result<Event, Infallible>, Self)> {
         if self.before.is_some() {
             tokio::time::sleep(EVERY).await;
         }
@@ -148,6 +143,6 @@ impl Feed {
             .event("reading")
             .json_data(&body)
             .unwrap_or_else(|_| Event::default().comment("unreadable"));
-        (Ok(event), self)
+        Some((Ok(event), self))
     }
 }

@@ -9,6 +9,7 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::IntoResponse;
 use axum::response::sse::{Event, KeepAlive, Sse};
+use futures_util::StreamExt as _;
 use stampede_app::auth::Caller;
 use stampede_app::ports::StoredEvent;
 use stampede_domain::ids::OrderId;
@@ -119,15 +120,8 @@ pub async fn events(
         state,
         _slot: slot,
     };
-    let stream = futures_util::stream::unfold(feed, move |feed| {
-        let drained = drained.clone();
-        async move {
-            tokio::select! {
-                () = drained.cancelled() => None,
-                next = feed.next() => next,
-            }
-        }
-    });
+    let stream =
+        futures_util::stream::unfold(feed, Feed::next).take_until(drained.cancelled_owned());
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
 

@@ -284,6 +284,12 @@ impl Api {
         Ok((status, response.json().await?))
     }
 
+    /// The node's `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        let response = self.client.get(format!("{}/metrics", self.base)).send();
+        response.await.unwrap().text().await.unwrap()
+    }
+
     pub async fn stats(&self, sale: &str) -> Value {
         self.client
             .get(format!("{}/api/v1/sales/{sale}/stats", self.base))

@@ -238,15 +238,7 @@ async fn a_real_prometheus_scrapes_a_sale_and_every_query_answers() {
         .chain(alerts.iter().map(String::as_str))
         .flat_map(names_in)
         .collect();
-    let fresh = client
-        .get(format!("{}/metrics", api.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let fresh = exposed(&fresh);
+    let fresh = exposed(&api.metrics().await);
     let missing: Vec<&String> = named
         .iter()
         .filter(|name| !PER_SALE.contains(&name.as_str()) && !fresh.contains(*name))

@@ -41,15 +41,7 @@ struct Counts {
 }
 
 async fn fallbacks(api: &Api) -> f64 {
-    let text = api
-        .client
-        .get(format!("{}/metrics", api.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = api.metrics().await;
     text.lines()
         .filter(|line| line.starts_with("stampede_rate_limit_fallbacks_total"))
         .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
