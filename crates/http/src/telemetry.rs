@@ -196,8 +196,9 @@ where
         route = route_name,
         request_id = %request_id,
         trace_id = tracing::field::Empty,
+        span_id = tracing::field::Empty,
     );
-    // The trace id is made only for a span that records it.
+    // The ids are made only for a span that records them.
     if !span.is_disabled() {
         let trace_id = request
             .headers()
@@ -208,17 +209,24 @@ where
                 str::to_owned,
             );
         span.record("trace_id", trace_id.as_str());
+        span.record("span_id", format!("{:016x}", next_id()).as_str());
     }
-    let mut response = next(request).instrument(span).await;
+    let mut response = next(request).instrument(span.clone()).await;
     if let Ok(value) = HeaderValue::try_from(request_id) {
         response.headers_mut().insert(REQUEST_ID, value);
     }
-    record(
-        method,
-        route_name,
-        response.status().as_u16(),
-        started.elapsed().as_secs_f64(),
-    );
+    let status = response.status().as_u16();
+    let elapsed = started.elapsed();
+    record(method, route_name, status, elapsed.as_secs_f64());
+    // The access log: one line a request at `info`, in the request's span.
+    // `--log info,stampede_http::telemetry=warn` keeps the rest and drops it.
+    span.in_scope(|| {
+        tracing::info!(
+            status,
+            latency_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+            "answered"
+        );
+    });
     response
 }
 
