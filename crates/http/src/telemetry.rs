@@ -199,7 +199,7 @@ where
         span_id = tracing::field::Empty,
     );
     // The ids are made only for a span that records them.
-    if !span.is_disabled() {
+    let ids = (!span.is_disabled()).then(|| {
         let trace_id = request
             .headers()
             .get(TRACEPARENT)
@@ -208,25 +208,33 @@ where
                 || format!("{:016x}{:016x}", next_id(), next_id()),
                 str::to_owned,
             );
+        let span_id = format!("{:016x}", next_id());
         span.record("trace_id", trace_id.as_str());
-        span.record("span_id", format!("{:016x}", next_id()).as_str());
-    }
-    let mut response = next(request).instrument(span.clone()).await;
-    if let Ok(value) = HeaderValue::try_from(request_id) {
-        response.headers_mut().insert(REQUEST_ID, value);
-    }
+        span.record("span_id", span_id.as_str());
+        (trace_id, span_id)
+    });
+    let mut response = next(request).instrument(span).await;
     let status = response.status().as_u16();
     let elapsed = started.elapsed();
     record(method, route_name, status, elapsed.as_secs_f64());
-    // The access log: one line a request at `info`, in the request's span.
+    // The access log: one line a request at `info`, with the span's fields
+    // as its own (outside the span, the formatter need not read them back).
     // `--log info,stampede_http::telemetry=warn` keeps the rest and drops it.
-    span.in_scope(|| {
+    if let Some((trace_id, span_id)) = ids {
         tracing::info!(
             status,
             latency_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+            method = METHODS[method],
+            route = route_name,
+            request_id = %request_id,
+            trace_id = %trace_id,
+            span_id = %span_id,
             "answered"
         );
-    });
+    }
+    if let Ok(value) = HeaderValue::try_from(request_id) {
+        response.headers_mut().insert(REQUEST_ID, value);
+    }
     response
 }
 
