@@ -24,6 +24,8 @@ struct Browser {
     session: String,
     base: String,
     client: reqwest::Client,
+    /// The driver's and the browser's temporary files, removed with it.
+    _tmp: tempfile::TempDir,
 }
 
 impl Browser {
@@ -39,8 +41,10 @@ impl Browser {
             .local_addr()
             .unwrap()
             .port();
+        let tmp = tempfile::tempdir().unwrap();
         let driver = Command::new("chromedriver")
             .arg(format!("--port={port}"))
+            .env("TMPDIR", tmp.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -84,6 +88,7 @@ impl Browser {
             session,
             base,
             client,
+            _tmp: tmp,
         }
     }
 
@@ -173,7 +178,30 @@ impl Browser {
 }
 
 impl Drop for Browser {
+    /// Ends the session first, also after a failed assertion: chromedriver
+    /// then quits the browser and removes its profile directory, which
+    /// killing chromedriver alone would leave behind (with the browser).
     fn drop(&mut self) {
+        let end = format!(
+            "DELETE /session/{} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            self.session
+        );
+        if let Some(addr) = self.base.strip_prefix("http://")
+            && let Ok(mut stream) = std::net::TcpStream::connect(addr)
+        {
+            use std::io::{Read, Write};
+            let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(30)));
+            let _ = stream.write_all(end.as_bytes());
+            // The answer's head comes once the browser has quit.
+            let mut answer = Vec::new();
+            let mut chunk = [0u8; 1024];
+            while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
+                match stream.read(&mut chunk) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => answer.extend_from_slice(&chunk[..n]),
+                }
+            }
+        }
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }
