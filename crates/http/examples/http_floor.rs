@@ -22,18 +22,19 @@ use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::body::Bytes;
+use axum::response::IntoResponse;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use stampede_app::auth::JwtKey;
+use stampede_domain::stock::Refusal;
 use stampede_domain::time::Timestamp;
+use stampede_http::problem::ApiError;
 
 const LISTEN: &str = "127.0.0.1:18095";
 const LIVEZ: &[u8] = br#"{"status":"ok"}"#;
-/// Stampede's own sold-out answer, byte for byte.
-const SOLD_OUT: &[u8] = br#"{"type":"https://stampede.dev/problems/sold-out","title":"Sold out","status":409,"detail":"fewer units are left than were asked for"}"#;
 
 /// A request id per answer, as Stampede's edge sets one.
 fn request_id() -> HeaderValue {
@@ -67,9 +68,19 @@ fn verified(request: &Request<Incoming>, key: &JwtKey) -> bool {
         .is_some_and(|token| key.verify(token, Timestamp::now()).is_ok())
 }
 
+/// Stampede's own sold-out answer, byte for byte (its edge renders it).
+async fn sold_out_body() -> &'static [u8] {
+    let answer = ApiError::refused(Refusal::SoldOut).into_response();
+    let body = axum::body::to_bytes(answer.into_body(), 64 * 1024)
+        .await
+        .unwrap_or_default();
+    Box::leak(body.to_vec().into_boxed_slice())
+}
+
 async fn handle(
     request: Request<Incoming>,
     key: Option<&'static JwtKey>,
+    sold_out: &'static [u8],
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     const JSON: &str = "application/json";
     match request.uri().path() {
@@ -82,7 +93,7 @@ async fn handle(
     // Read the body, as a real handler must.
     let _ = request.into_body().collect().await;
     Ok(if allowed {
-        answer(StatusCode::CONFLICT, "application/problem+json", SOLD_OUT)
+        answer(StatusCode::CONFLICT, "application/problem+json", sold_out)
     } else {
         answer(StatusCode::UNAUTHORIZED, "application/problem+json", b"{}")
     })
@@ -97,13 +108,15 @@ fn main() -> std::io::Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(async move {
+        let sold_out = sold_out_body().await;
         let listener = tokio::net::TcpListener::bind(LISTEN).await?;
         eprintln!("http_floor on {LISTEN} (token checks: {})", key.is_some());
         loop {
             let (stream, _) = listener.accept().await?;
             let _ = stream.set_nodelay(true);
             tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |request| handle(request, key));
+                let service =
+                    hyper::service::service_fn(move |request| handle(request, key, sold_out));
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), service)
                     .await;

@@ -10,6 +10,7 @@ use axum::extract::Query;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
+use stampede_app::AppError;
 use stampede_domain::ValidationError;
 use utoipa::IntoParams;
 
@@ -65,7 +66,7 @@ pub async fn profile(
         svg
     })
     .await
-    .map_err(|err| internal(format!("the profiler stopped: {err}")))??;
+    .map_err(|err| AppError::internal_because("the profiler's thread stopped", err))??;
     Ok((
         [
             (
@@ -104,12 +105,9 @@ impl Drop for Turn {
     }
 }
 
-fn internal(detail: String) -> ApiError {
-    ApiError::new(Kind::INTERNAL).with_detail(detail)
-}
-
-fn record(length: Duration) -> Result<Vec<u8>, ApiError> {
-    let failed = |err: pprof::Error| internal(format!("profiling failed: {err}"));
+/// Failures are internal errors: logged with their cause, never sent.
+fn record(length: Duration) -> Result<Vec<u8>, AppError> {
+    let failed = |err: pprof::Error| AppError::internal_because("recording a CPU profile", err);
     let guard = pprof::ProfilerGuardBuilder::default()
         .frequency(FREQUENCY)
         .blocklist(&["libc", "libgcc", "pthread", "vdso"])

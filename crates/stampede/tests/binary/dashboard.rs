@@ -5,7 +5,7 @@
 //! 0. The test saves a screenshot of the page (`dashboard.png` in Cargo's
 //! test temporary directory).
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::Arc;
 
 use base64::Engine as _;
@@ -13,7 +13,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use stampede::cli::TokenRole;
 
-use crate::harness::{Api, Binary, DataDir, eventually, token};
+use crate::harness::{Api, Binary, DataDir, eventually, require_tool, token};
 
 /// WebDriver's key for an element reference.
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
@@ -30,19 +30,15 @@ struct Browser {
 
 impl Browser {
     async fn start() -> Self {
-        for tool in ["chromedriver", "chromium"] {
-            let found = std::env::var_os("PATH").is_some_and(|path| {
-                std::env::split_paths(&path).any(|dir| dir.join(tool).is_file())
-            });
-            assert!(found, "`{tool}` is not installed: run scripts/setup.sh");
-        }
+        // The browser itself is started by chromedriver.
+        require_tool("chromium");
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
         let tmp = tempfile::tempdir().unwrap();
-        let driver = Command::new("chromedriver")
+        let driver = require_tool("chromedriver")
             .arg(format!("--port={port}"))
             .env("TMPDIR", tmp.path())
             .stdout(Stdio::null())

@@ -93,6 +93,16 @@ impl DataDir {
     }
 }
 
+/// A command-line tool the tests need from the machine (`scripts/setup.sh`
+/// installs them): a failure when missing, never a skipped test.
+#[allow(dead_code)] // Used by the tests of deploy/ and the live page.
+pub fn require_tool(name: &str) -> Command {
+    let found = std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(name).is_file()));
+    assert!(found, "`{name}` is not installed: run scripts/setup.sh");
+    Command::new(name)
+}
+
 pub fn token(sub: &str, role: TokenRole) -> String {
     stampede::token::sign(SECRET, sub, role, 3600).unwrap()
 }

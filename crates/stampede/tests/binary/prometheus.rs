@@ -14,24 +14,13 @@ use std::sync::Arc;
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::harness::{Api, Binary, DataDir, crowd, eventually, wait_for};
+use crate::harness::{Api, Binary, DataDir, crowd, eventually, require_tool, wait_for};
 
 /// Per-sale series appear with the first live sale, not at start.
 const PER_SALE: &[&str] = &["stampede_sale_remaining", "stampede_sale_sold"];
 
 fn deploy() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy")
-}
-
-/// A tool from Debian's `prometheus` package: required, never skipped.
-fn tool(name: &str) -> Command {
-    let found = std::env::var_os("PATH")
-        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(name).is_file()));
-    assert!(
-        found,
-        "`{name}` is not installed: run scripts/setup.sh (Debian's prometheus package)"
-    );
-    Command::new(name)
 }
 
 fn run_ok(mut command: Command, what: &str) {
@@ -144,7 +133,7 @@ impl Prometheus {
         );
         let config_file = dir.path().join("prometheus.yml");
         std::fs::write(&config_file, config).unwrap();
-        let child = tool("prometheus")
+        let child = require_tool("prometheus")
             .arg(format!("--config.file={}", config_file.display()))
             .arg(format!(
                 "--storage.tsdb.path={}",
@@ -201,12 +190,12 @@ impl Drop for Prometheus {
 #[test]
 fn promtool_checks_the_config_and_unit_tests_the_alerts() {
     let dir = deploy().join("prometheus");
-    let mut check = tool("promtool");
+    let mut check = require_tool("promtool");
     check
         .current_dir(&dir)
         .args(["check", "config", "prometheus.yml"]);
     run_ok(check, "promtool check config");
-    let mut test = tool("promtool");
+    let mut test = require_tool("promtool");
     test.current_dir(&dir)
         .args(["test", "rules", "alerts.test.yml"]);
     run_ok(test, "promtool test rules");
