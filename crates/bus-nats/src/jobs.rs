@@ -20,7 +20,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use async_nats::HeaderMap;
 use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, PullConsumer, pull};
 use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::{self, AckKind, stream};
@@ -29,6 +28,7 @@ use stampede_app::ports::{BusError, Job, JobQueue, Lease, QueueError};
 use tokio::time::Instant;
 
 use crate::connection::{STREAM_SETTLE, Shared, pull, unavailable as bus_unavailable};
+use crate::wire;
 
 const NOT_BEFORE: &str = "Stampede-Not-Before";
 /// Jobs of one kind taken and not yet ended, across all nodes.
@@ -125,7 +125,7 @@ impl JetStreamJobs {
     }
 
     async fn publish(&self, kind: &'static str, id: &str, not_before: u64) -> Result<(), BusError> {
-        let mut headers = HeaderMap::new();
+        let mut headers = wire::trace_headers(stampede_trace::current());
         headers.insert(NOT_BEFORE, not_before.to_string().as_str());
         let message = PublishMessage::build()
             .payload(id.to_owned().into())
@@ -170,7 +170,9 @@ impl JetStreamJobs {
                 let _ = message.ack_with(AckKind::Term).await;
                 continue;
             };
-            jobs.push(Job::new(id, delivery, Box::new(JsLease { message })));
+            let trace = wire::trace_of(message.headers.as_ref());
+            let job = Job::new(id, delivery, Box::new(JsLease { message })).traced(trace);
+            jobs.push(job);
         }
         jobs
     }

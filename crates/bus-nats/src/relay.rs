@@ -126,6 +126,7 @@ impl OutboxRelay {
             let body = wire::encode(event).map_err(|err| unavailable("encoding an event", err))?;
             let publish = PublishMessage::build()
                 .payload(body)
+                .headers(wire::trace_headers(event.trace))
                 .message_id(event.id.to_string());
             let subject = self.shared.names.subject(&event.event_type);
             match self.shared.js.send_publish(subject, publish).await {

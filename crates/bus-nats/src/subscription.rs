@@ -220,7 +220,7 @@ impl JsSubscription {
             if let Kind::Tail { start } = &mut self.kind {
                 *start = (*start).max(stream_seq + 1);
             }
-            match wire::decode(&message.payload) {
+            match wire::decode(&message.payload, message.headers.as_ref()) {
                 Ok(event) if event.seq <= self.skip_through => {
                     if let Err(err) = message.ack().await {
                         tracing::debug!(error = %Chain(&*err), "acknowledging a handled event failed");

@@ -24,6 +24,7 @@ use std::time::Duration;
 use stampede_domain::catalog::Product;
 use stampede_domain::ids::{EventId, ProductId};
 use stampede_domain::time::Timestamp;
+use stampede_trace::TraceParent;
 use tokio::time::Instant;
 
 use stampede_app::ports::{BusSubscription, EventBus, Store, StoredEvent};
@@ -279,6 +280,24 @@ pub async fn each_durable_consumer_receives_every_event(t: BusUnderTest) {
     );
 }
 
+/// Traces ride along: an event written in a request's trace reaches a
+/// consumer with it (as a message header on JetStream), one written outside
+/// any trace with none.
+pub async fn events_reach_consumers_with_the_trace_they_were_written_in(t: BusUnderTest) {
+    let mut subscription = t.bus.subscribe("contract-trace").await.unwrap();
+    let trace = TraceParent::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+    let traced = stampede_trace::within(trace, commit(&t, 1)).await;
+    let plain = commit(&t, 1).await;
+    assert_eq!(
+        traced[0].trace, trace,
+        "the outbox keeps the writer's trace"
+    );
+    assert_eq!(plain[0].trace, None);
+    let got = receive(&mut *subscription, 2).await;
+    assert_eq!(got[0].trace, trace, "{got:?}");
+    assert_eq!(got[1].trace, None, "{got:?}");
+}
+
 /// Expands to one `#[tokio::test]` per behaviour of the
 /// [`EventBus`](stampede_app::ports::EventBus) contract
 /// ([`bus`](crate::bus)), each on a fresh fixture.
@@ -306,6 +325,7 @@ macro_rules! bus_contract_tests {
             lag_counts_the_events_not_yet_acknowledged,
             events_committed_before_any_subscriber_reach_a_durable_consumer_created_later,
             each_durable_consumer_receives_every_event,
+            events_reach_consumers_with_the_trace_they_were_written_in,
         );
     };
     (@tests [$dir:ident] $fresh:expr; $($name:ident),* $(,)?) => {

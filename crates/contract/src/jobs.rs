@@ -24,6 +24,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use stampede_app::ports::{Job, JobQueue};
+use stampede_trace::TraceParent;
 
 /// The kind most behaviours use.
 const KIND: &str = "contract";
@@ -207,6 +208,32 @@ pub async fn kinds_are_separate_queues(t: QueueUnderTest) {
     }
 }
 
+/// A job carries the trace it was pushed in to whoever takes it, again
+/// after a retry; one pushed outside any trace carries none.
+pub async fn a_job_carries_the_trace_it_was_pushed_in(t: QueueUnderTest) {
+    let trace = TraceParent::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+    let queue = &*t.queue;
+    stampede_trace::within(trace, push(queue, "traced")).await;
+    push(queue, "plain").await;
+    let mut jobs = Vec::new();
+    while jobs.len() < 2 {
+        jobs.extend(take(queue, 2).await);
+    }
+    jobs.sort_by(|a, b| a.id.cmp(&b.id));
+    assert_eq!(ids(&jobs), ["plain", "traced"]);
+    assert_eq!(jobs[0].trace, None);
+    assert_eq!(jobs[1].trace, trace);
+    let mut jobs = jobs.into_iter();
+    jobs.next().unwrap().done().await.unwrap();
+    jobs.next().unwrap().retry(Duration::ZERO).await.unwrap();
+    let again = take(queue, 1).await;
+    assert_eq!(ids(&again), ["traced"]);
+    assert_eq!(again[0].trace, trace, "kept through a retry");
+    for job in again {
+        job.done().await.unwrap();
+    }
+}
+
 /// Runs every behaviour of the [`JobQueue`] contract against an adapter: one
 /// test per behaviour, each on a fresh fixture from `$fresh` (a future of
 /// `Option<impl JobsFixture>`).
@@ -221,6 +248,7 @@ macro_rules! jobs_contract_tests {
             a_job_left_unfinished_comes_back_when_its_lease_runs_out,
             workers_taking_at_once_never_hold_the_same_job,
             kinds_are_separate_queues,
+            a_job_carries_the_trace_it_was_pushed_in,
         );
     };
     (@tests $fresh:expr; $($name:ident),* $(,)?) => {

@@ -126,6 +126,7 @@ macro_rules! store_contract_tests {
             events_after_pages_through_the_outbox_in_seq_order,
             every_change_writes_exactly_one_event_of_its_type,
             an_orders_events_hold_its_history_including_its_payments,
+            events_keep_the_trace_of_the_write_that_made_them,
             consumer_cursors_start_at_zero_and_never_move_backwards,
             a_webhook_subscription_reads_back_as_it_was_inserted,
             a_webhook_secret_is_replaced_only_while_it_is_still_the_old_one,

@@ -75,6 +75,7 @@ use std::time::Duration;
 
 use metrics::{Counter, Gauge, Histogram, counter, gauge, histogram};
 use tokio::time::Instant;
+use tracing::Instrument;
 
 /// How many buckets a [`Window::Time`] is cut into: a call is forgotten
 /// between nine and ten tenths of the window after it was recorded.
@@ -381,12 +382,27 @@ impl CircuitBreaker {
         Fut: Future<Output = Result<T, E>>,
     {
         let permit = self.try_acquire()?;
-        let result = fut.await;
+        let result = fut.instrument(self.call_span()).await;
         permit.record(match &result {
             Err(err) if is_failure(err) => Outcome::Failure,
             _ => Outcome::Success,
         });
         result.map_err(BreakerError::Inner)
+    }
+}
+
+impl CircuitBreaker {
+    /// A `debug` span named for the dependency, inside a request's or a
+    /// worker step's span: exported as its child when traces are on, never
+    /// made otherwise (nor in the logs, whatever their level). A call outside
+    /// any span (a worker polling an idle store) gets none, which keeps the
+    /// collector free of lone root spans.
+    fn call_span(&self) -> tracing::Span {
+        if !stampede_trace::is_on() || tracing::Span::current().is_none() {
+            return tracing::Span::none();
+        }
+        let name = &*self.inner.name;
+        tracing::debug_span!("dependency", otel.name = name, otel.kind = "client")
     }
 }
 

@@ -1,5 +1,6 @@
 //! What every request passes through on its way in and out: a request id and a
-//! W3C trace id in a span (so any log line inside carries them), RED metrics per
+//! span that continues the request's W3C trace (so any log line inside carries
+//! `trace_id` and `span_id`, and work it queues carries the trace on), RED metrics per
 //! route, and the last line of defence that turns any error response not made
 //! by our handlers — the framework's 404/405/413, a caught panic — into
 //! problem+json.
@@ -8,7 +9,6 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use axum::extract::Request;
@@ -16,7 +16,7 @@ use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::response::{IntoResponse, Response};
 use metrics::{Counter, Histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use tracing::Instrument;
+use stampede_trace::TraceParent;
 
 use crate::problem::{ApiError, CONTENT_TYPE, Kind};
 
@@ -59,41 +59,10 @@ pub fn prometheus() -> PrometheusHandle {
         .clone()
 }
 
-/// Ids that need to be unique, not secret: a random per-process seed mixed
-/// with a counter (splitmix64), so making one costs no system call.
-fn next_id() -> u64 {
-    static SEED: OnceLock<u64> = OnceLock::new();
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let seed = *SEED.get_or_init(|| {
-        let mut bytes = [0u8; 8];
-        // Without randomness the ids are still unique within the process.
-        let _ = getrandom::fill(&mut bytes);
-        u64::from_le_bytes(bytes)
-    });
-    let mut z = seed.wrapping_add(
-        COUNTER
-            .fetch_add(1, Ordering::Relaxed)
-            .wrapping_mul(0x9e37_79b9_7f4a_7c15),
-    );
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
-
 fn usable_id(value: &HeaderValue) -> Option<&str> {
     let text = value.to_str().ok()?;
     (!text.is_empty() && text.len() <= 128 && text.bytes().all(|b| b.is_ascii_graphic()))
         .then_some(text)
-}
-
-/// The trace id of a valid `traceparent` header (W3C Trace Context).
-fn parent_trace_id(value: &HeaderValue) -> Option<&str> {
-    let mut parts = value.to_str().ok()?.split('-');
-    let (_version, trace_id) = (parts.next()?, parts.next()?);
-    let valid = trace_id.len() == 32
-        && trace_id.bytes().all(|b| b.is_ascii_hexdigit())
-        && trace_id.bytes().any(|b| b != b'0');
-    valid.then_some(trace_id)
 }
 
 /// The `method` label: the standard methods, anything else `other`, so no
@@ -188,47 +157,57 @@ where
         .headers()
         .get(REQUEST_ID)
         .and_then(usable_id)
-        .map_or_else(|| format!("{:016x}", next_id()), str::to_owned);
+        .map_or_else(
+            || format!("{:016x}", stampede_trace::ids::next()),
+            str::to_owned,
+        );
     let route_name = route.unwrap_or("unmatched");
-    let span = tracing::info_span!(
+    let span = stampede_trace::span!(
         "request",
         method = METHODS[method],
         route = route_name,
         request_id = %request_id,
-        trace_id = tracing::field::Empty,
-        span_id = tracing::field::Empty,
+        otel.name = tracing::field::Empty,
+        otel.kind = tracing::field::Empty,
+        http.response.status_code = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
     );
-    // The ids are made only for a span that records them.
-    let ids = (!span.is_disabled()).then(|| {
-        let trace_id = request
-            .headers()
-            .get(TRACEPARENT)
-            .and_then(parent_trace_id)
-            .map_or_else(
-                || format!("{:016x}{:016x}", next_id(), next_id()),
-                str::to_owned,
-            );
-        let span_id = format!("{:016x}", next_id());
-        span.record("trace_id", trace_id.as_str());
-        span.record("span_id", span_id.as_str());
-        (trace_id, span_id)
-    });
-    let mut response = next(request).instrument(span).await;
+    let parent = request
+        .headers()
+        .get(TRACEPARENT)
+        .and_then(|value| value.to_str().ok())
+        .and_then(TraceParent::parse);
+    let exporting = stampede_trace::is_on() && !span.is_disabled();
+    if exporting {
+        // OpenTelemetry's HTTP conventions, for the exported span only (the
+        // log line has the same facts under its own names); set before the
+        // span starts, which fixes its kind.
+        span.record("otel.name", format!("{} {route_name}", METHODS[method]));
+        span.record("otel.kind", "server");
+    }
+    let trace = stampede_trace::begin(&span, parent);
+    let mut response = stampede_trace::entered(trace, span.clone(), next(request)).await;
     let status = response.status().as_u16();
     let elapsed = started.elapsed();
     record(method, route_name, status, elapsed.as_secs_f64());
+    if exporting {
+        span.record("http.response.status_code", status);
+        if status >= 500 {
+            span.record("otel.status_code", "error");
+        }
+    }
     // The access log: one line a request at `info`, with the span's fields
     // as its own (outside the span, the formatter need not read them back).
     // `--log info,stampede_http::telemetry=warn` keeps the rest and drops it.
-    if let Some((trace_id, span_id)) = ids {
+    if !span.is_disabled() {
         tracing::info!(
             status,
             latency_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
             method = METHODS[method],
             route = route_name,
             request_id = %request_id,
-            trace_id = %trace_id,
-            span_id = %span_id,
+            trace_id = %trace.trace_hex(),
+            span_id = %trace.span_hex(),
             "answered"
         );
     }
@@ -264,31 +243,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn trace_ids_come_from_valid_traceparents_only() {
-        let good =
-            HeaderValue::from_static("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
-        assert_eq!(
-            parent_trace_id(&good),
-            Some("4bf92f3577b34da6a3ce929d0e0e4736")
-        );
-        let zeros =
-            HeaderValue::from_static("00-00000000000000000000000000000000-00f067aa0ba902b7-01");
-        assert_eq!(parent_trace_id(&zeros), None);
-        assert_eq!(parent_trace_id(&HeaderValue::from_static("garbage")), None);
-    }
-
-    #[test]
     fn methods_outside_the_standard_set_share_one_label() {
         assert_eq!(METHODS[method_slot(&Method::POST)], "POST");
         let odd = Method::from_bytes(b"BREW").unwrap();
         assert_eq!(METHODS[method_slot(&odd)], "other");
         let other = Method::from_bytes(b"X-ANYTHING").unwrap();
         assert_eq!(method_slot(&odd), method_slot(&other));
-    }
-
-    #[test]
-    fn generated_ids_do_not_repeat() {
-        let ids: std::collections::HashSet<u64> = (0..10_000).map(|_| next_id()).collect();
-        assert_eq!(ids.len(), 10_000);
     }
 }

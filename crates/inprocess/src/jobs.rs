@@ -11,6 +11,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use stampede_app::ports::{Job, JobQueue, Lease, QueueError};
+use stampede_trace::TraceParent;
 
 /// Jobs of every kind, in this process.
 pub struct MemoryJobQueue {
@@ -40,11 +41,14 @@ struct Kind {
 struct Queued {
     due: Instant,
     delivered: u32,
+    /// The trace it was pushed in, handed out with it.
+    trace: Option<TraceParent>,
 }
 
 struct Leased {
     until: Instant,
     delivered: u32,
+    trace: Option<TraceParent>,
     /// Which hand-out holds it: an expired lease's late `done` is ignored.
     token: u64,
 }
@@ -84,6 +88,7 @@ impl Kind {
                     Queued {
                         due: now,
                         delivered: leased.delivered,
+                        trace: leased.trace,
                     },
                 );
             }
@@ -113,6 +118,7 @@ impl JobQueue for MemoryJobQueue {
                 Queued {
                     due: Instant::now() + delay,
                     delivered: 0,
+                    trace: stampede_trace::current(),
                 },
             );
         }
@@ -158,6 +164,7 @@ impl JobQueue for MemoryJobQueue {
                                 Leased {
                                     until: now + self.shared.lease,
                                     delivered,
+                                    trace: queued.trace,
                                     token,
                                 },
                             );
@@ -167,7 +174,7 @@ impl JobQueue for MemoryJobQueue {
                                 id: id.clone(),
                                 token,
                             };
-                            Some(Job::new(id, delivered, Box::new(lease)))
+                            Some(Job::new(id, delivered, Box::new(lease)).traced(queued.trace))
                         })
                         .collect();
                     return Ok(taken);
@@ -219,6 +226,7 @@ impl MemoryLease {
                     Queued {
                         due: Instant::now() + after,
                         delivered: leased.delivered,
+                        trace: leased.trace,
                     },
                 );
             }

@@ -28,6 +28,7 @@ use stampede_domain::order::Order;
 use stampede_domain::payment::{Payment, PaymentResult};
 use stampede_domain::time::Timestamp;
 use stampede_domain::webhook::{Delivery, DeliveryStatus, StoredSecret, Subscription};
+use stampede_trace::TraceParent;
 
 /// How often each kind of fault fires, per call at a fault point, out of
 /// 1,000,000.
@@ -240,7 +241,11 @@ impl CatalogStore for FaultyStore {
 
 #[async_trait]
 impl OrderStore for FaultyStore {
-    async fn commit_orders(&self, orders: &[Order]) -> Result<Vec<CommitOutcome>, StoreError> {
+    async fn commit_traced_orders(
+        &self,
+        orders: &[Order],
+        traces: &[Option<TraceParent>],
+    ) -> Result<Vec<CommitOutcome>, StoreError> {
         if self.plan.crashed() {
             return Err(store_error("the process crashed"));
         }
@@ -250,7 +255,7 @@ impl OrderStore for FaultyStore {
             return Ok(vec![CommitOutcome::Created; orders.len()]);
         }
         self.plan
-            .guard(self.inner.commit_orders(orders), store_error)
+            .guard(self.inner.commit_traced_orders(orders, traces), store_error)
             .await
     }
     async fn order(&self, id: OrderId) -> Result<Option<Order>, StoreError> {

@@ -4,7 +4,7 @@
 //! - [`config`]: settings layered defaults → TOML file → environment → flags,
 //!   validated at start with errors that name the setting.
 //! - [`secret`]: the JWT secret, from the environment or the data directory.
-//! - [`logging`]: JSON or human logs.
+//! - [`logging`]: JSON or human logs, and spans over OTLP.
 //! - [`startup`]: builds every adapter, wires the app, serves, shuts down.
 //! - [`token`]: `stampede token`, which prints a signed JWT.
 
@@ -18,13 +18,20 @@ pub mod token;
 /// `stampede serve`: runs until SIGTERM or SIGINT, then drains and exits.
 pub fn serve(args: cli::ServeArgs) -> anyhow::Result<()> {
     let settings = args.load()?;
-    logging::init(&settings.log)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("stampede")
         .build()?;
-    runtime.block_on(async {
+    // Before any HTTP client exists, the OTLP exporter's included.
+    stampede_outbound::install_tls_provider();
+    let traces = {
+        let _in_runtime = runtime.enter();
+        logging::init(&settings.log)?
+    };
+    let served = runtime.block_on(async {
         let server = startup::Server::build(settings).await?;
         server.run_until_stopped(startup::shutdown_signal()).await
-    })
+    });
+    traces.flush();
+    served
 }

@@ -50,6 +50,7 @@ use stampede_domain::order::Order;
 use stampede_domain::payment::{Payment, PaymentResult};
 use stampede_domain::time::Timestamp;
 use stampede_domain::webhook::{Delivery, DeliveryStatus, StoredSecret, Subscription};
+use stampede_trace::TraceParent;
 use tokio_postgres::IsolationLevel;
 
 pub use settings::PgSettings;
@@ -274,12 +275,18 @@ impl CatalogStore for PgStore {
 #[async_trait]
 impl OrderStore for PgStore {
     #[tracing::instrument(level = "debug", skip_all, fields(orders = orders.len()))]
-    async fn commit_orders(&self, orders: &[Order]) -> Result<Vec<CommitOutcome>, StoreError> {
+    async fn commit_traced_orders(
+        &self,
+        orders: &[Order],
+        traces: &[Option<TraceParent>],
+    ) -> Result<Vec<CommitOutcome>, StoreError> {
         if orders.is_empty() {
             return Ok(Vec::new());
         }
-        in_tx!(self, "committing orders", |tx| orders::commit(&tx, orders)
-            .await)
+        in_tx!(self, "committing orders", |tx| orders::commit(
+            &tx, orders, traces
+        )
+        .await)
     }
 
     async fn order(&self, id: OrderId) -> Result<Option<Order>, StoreError> {

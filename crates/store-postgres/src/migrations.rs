@@ -9,7 +9,10 @@ use stampede_app::ports::StoreError;
 use crate::error::Context;
 
 /// Every migration, oldest first. Append only: never edit a released one.
-const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_initial.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/0001_initial.sql"),
+    include_str!("../migrations/0002_outbox_traces.sql"),
+];
 
 /// The schema version this build writes.
 pub(crate) const LATEST: i64 = MIGRATIONS.len() as i64;

@@ -16,15 +16,18 @@ use stampede_domain::idempotency::IdempotencyKey;
 use stampede_domain::ids::{OrderId, SaleId, UserId};
 use stampede_domain::order::{Order, OrderStatus};
 use stampede_domain::time::Timestamp;
+use stampede_trace::TraceParent;
 
 use crate::rows::{self, ORDER_COLUMNS};
 use crate::{outbox, sql};
 
 /// Commits each order independently in the caller's transaction: one
-/// outcome per order, in order. See the module doc.
+/// outcome per order, in order; each `order.created` event carries its
+/// order's trace (`traces[i]`). See the module doc.
 pub(crate) async fn commit(
     tx: &Transaction<'_>,
     orders: &[Order],
+    traces: &[Option<TraceParent>],
 ) -> Result<Vec<CommitOutcome>, StoreError> {
     let what = "committing orders";
     let taken = orders_by_keys(tx, orders, what).await?;
@@ -109,12 +112,16 @@ pub(crate) async fn commit(
             }
         }
     }
-    let events: Vec<Event<'_>> = winners
+    let (events, traces): (Vec<Event<'_>>, Vec<Option<TraceParent>>) = orders
         .iter()
-        .filter(|order| inserted.contains(&order.id.to_string()))
-        .map(|order| Event::OrderCreated(order))
-        .collect();
-    outbox::record(tx, &events).await?;
+        .enumerate()
+        .filter(|(_, order)| inserted.contains(&order.id.to_string()))
+        .map(|(index, order)| {
+            let trace = traces.get(index).copied().flatten();
+            (Event::OrderCreated(order), trace)
+        })
+        .unzip();
+    outbox::record_traced(tx, &events, &traces).await?;
     Ok(outcomes)
 }
 

@@ -13,6 +13,7 @@ use deadpool_postgres::{GenericClient, Transaction};
 use stampede_app::events::Event;
 use stampede_app::ports::{StoreError, StoredEvent};
 use stampede_domain::ids::EventId;
+use stampede_trace::TraceParent;
 
 use crate::rows::{self, EVENT_COLUMNS};
 use crate::sql;
@@ -20,9 +21,20 @@ use crate::sql;
 /// The advisory lock that orders outbox writers ("outbox" in ASCII).
 const OUTBOX_LOCK: i64 = 0x6f75_7462_6f78;
 
-/// Writes the events' rows, in order; call it last in the change's
-/// transaction, just before commit.
+/// Writes the events' rows, in order, each with the caller's trace; call it
+/// last in the change's transaction, just before commit.
 pub(crate) async fn record(tx: &Transaction<'_>, events: &[Event<'_>]) -> Result<(), StoreError> {
+    let trace = stampede_trace::current();
+    record_traced(tx, events, &vec![trace; events.len()]).await
+}
+
+/// [`record`] with a trace per event (`traces[i]` for `events[i]`): a group
+/// commit writes events for many requests at once.
+pub(crate) async fn record_traced(
+    tx: &Transaction<'_>,
+    events: &[Event<'_>],
+    traces: &[Option<TraceParent>],
+) -> Result<(), StoreError> {
     if events.is_empty() {
         return Ok(());
     }
@@ -39,22 +51,26 @@ pub(crate) async fn record(tx: &Transaction<'_>, events: &[Event<'_>]) -> Result
     let mut aggregates = Vec::with_capacity(events.len());
     let mut payloads = Vec::with_capacity(events.len());
     let mut created = Vec::with_capacity(events.len());
-    for event in events {
+    let mut parents = Vec::with_capacity(events.len());
+    for (index, event) in events.iter().enumerate() {
         ids.push(EventId::generate().to_string());
         types.push(event.event_type());
         aggregates.push(event.aggregate_id());
         payloads.push(event.payload_text());
         created.push(event.at().as_millis());
+        let trace = traces.get(index).copied().flatten();
+        parents.push(trace.map(|trace| trace.to_string()));
     }
     // `WITH ORDINALITY` keeps the rows, hence their `seq`, in the given order.
     sql::execute(
         tx,
-        "INSERT INTO outbox (id, event_type, aggregate_id, payload, created_at) \
-         SELECT id, event_type, aggregate_id, payload::json, created_at \
-         FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[]) \
-             WITH ORDINALITY AS e(id, event_type, aggregate_id, payload, created_at, n) \
+        "INSERT INTO outbox (id, event_type, aggregate_id, payload, created_at, traceparent) \
+         SELECT id, event_type, aggregate_id, payload::json, created_at, traceparent \
+         FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[]) \
+             WITH ORDINALITY AS e(id, event_type, aggregate_id, payload, created_at, \
+                 traceparent, n) \
          ORDER BY n",
-        &[&ids, &types, &aggregates, &payloads, &created],
+        &[&ids, &types, &aggregates, &payloads, &created, &parents],
         what,
     )
     .await?;

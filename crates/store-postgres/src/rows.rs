@@ -17,6 +17,7 @@ use stampede_domain::time::Timestamp;
 use stampede_domain::webhook::{
     Delivery, DeliveryStatus, EventFilter, StoredSecret, Subscription, WebhookUrl,
 };
+use stampede_trace::TraceParent;
 use tokio_postgres::Row;
 use tokio_postgres::types::FromSql;
 
@@ -110,7 +111,7 @@ pub(crate) fn payment(row: &Row) -> Result<Payment, StoreError> {
 }
 
 pub(crate) const EVENT_COLUMNS: &str = "outbox.seq, outbox.id, outbox.event_type, \
-     outbox.aggregate_id, outbox.payload, outbox.created_at";
+     outbox.aggregate_id, outbox.payload, outbox.created_at, outbox.traceparent";
 
 pub(crate) fn event(row: &Row, first: usize) -> Result<StoredEvent, StoreError> {
     Ok(StoredEvent {
@@ -120,6 +121,10 @@ pub(crate) fn event(row: &Row, first: usize) -> Result<StoredEvent, StoreError> 
         aggregate_id: get(row, first + 3, "outbox.aggregate_id")?,
         payload: get(row, first + 4, "outbox.payload")?,
         created_at: timestamp(row, first + 5, "outbox.created_at")?,
+        // A trace that does not parse is dropped, not corruption: it only
+        // ties logs and spans together.
+        trace: get::<Option<&str>>(row, first + 6, "outbox.traceparent")?
+            .and_then(TraceParent::parse),
     })
 }
 

@@ -64,6 +64,7 @@ use stampede_domain::order::Order;
 use stampede_domain::payment::{Payment, PaymentResult};
 use stampede_domain::time::Timestamp;
 use stampede_domain::webhook::{Delivery, DeliveryStatus, StoredSecret, Subscription};
+use stampede_trace::TraceParent;
 
 pub use settings::{SqliteSettings, Synchronous};
 
@@ -187,14 +188,19 @@ impl CatalogStore for SqliteStore {
 #[async_trait]
 impl OrderStore for SqliteStore {
     #[tracing::instrument(level = "debug", skip_all, fields(orders = orders.len()))]
-    async fn commit_orders(&self, orders: &[Order]) -> Result<Vec<CommitOutcome>, StoreError> {
+    async fn commit_traced_orders(
+        &self,
+        orders: &[Order],
+        traces: &[Option<TraceParent>],
+    ) -> Result<Vec<CommitOutcome>, StoreError> {
         if orders.is_empty() {
             return Ok(Vec::new());
         }
         let orders = orders.to_vec();
+        let traces = traces.to_vec();
         self.writer
             .run("committing orders", move |conn| {
-                orders::commit(conn, &orders)
+                orders::commit(conn, &orders, &traces)
             })
             .await
     }

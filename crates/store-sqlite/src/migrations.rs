@@ -16,6 +16,7 @@ use crate::error::Context;
 const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0001_initial.sql"),
     include_str!("../migrations/0002_order_lifecycle.sql"),
+    include_str!("../migrations/0003_outbox_traces.sql"),
 ];
 
 /// The schema version this build writes.

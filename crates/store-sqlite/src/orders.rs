@@ -8,6 +8,7 @@ use stampede_domain::idempotency::IdempotencyKey;
 use stampede_domain::ids::{OrderId, SaleId, UserId};
 use stampede_domain::order::{Order, OrderStatus};
 use stampede_domain::time::Timestamp;
+use stampede_trace::TraceParent;
 
 use crate::error::Context;
 use crate::outbox::{self, Event};
@@ -25,13 +26,23 @@ use crate::rows::{self, ORDER_COLUMNS};
 pub(crate) fn commit(
     conn: &Connection,
     orders: &[Order],
+    traces: &[Option<TraceParent>],
 ) -> Result<Vec<CommitOutcome>, StoreError> {
     if let Some(sale_id) = one_sale(orders)
-        && let Some(outcomes) = commit_covered(conn, orders, &sale_id)?
+        && let Some(outcomes) = commit_covered(conn, orders, traces, &sale_id)?
     {
         return Ok(outcomes);
     }
-    orders.iter().map(|order| commit_one(conn, order)).collect()
+    orders
+        .iter()
+        .enumerate()
+        .map(|(index, order)| commit_one(conn, order, trace_of(traces, index)))
+        .collect()
+}
+
+/// The trace of the `index`th order: its `order.created` event carries it.
+fn trace_of(traces: &[Option<TraceParent>], index: usize) -> Option<TraceParent> {
+    traces.get(index).copied().flatten()
 }
 
 /// Takes the units of all `orders` (of the sale `sale_id`) at once and
@@ -40,6 +51,7 @@ pub(crate) fn commit(
 fn commit_covered(
     conn: &Connection,
     orders: &[Order],
+    traces: &[Option<TraceParent>],
     sale_id: &str,
 ) -> Result<Option<Vec<CommitOutcome>>, StoreError> {
     let units = orders
@@ -52,7 +64,12 @@ fn commit_covered(
     let mut given_back = 0;
     let outcomes = orders
         .iter()
-        .map(|order| insert(conn, order, sale_id, &mut given_back))
+        .enumerate()
+        .map(|(index, order)| {
+            stampede_trace::within_sync(trace_of(traces, index), || {
+                insert(conn, order, sale_id, &mut given_back)
+            })
+        })
         .collect::<Result<Vec<_>, _>>()?;
     if given_back > 0 {
         give_back(conn, sale_id, given_back)?;
@@ -99,9 +116,13 @@ fn give_back(conn: &Connection, sale_id: &str, units: i64) -> Result<(), StoreEr
 /// foreign key. A refused order leaves nothing behind and needs no savepoint
 /// of its own (an error still fails the whole command, which the writer
 /// undoes with the command's savepoint).
-fn commit_one(conn: &Connection, order: &Order) -> Result<CommitOutcome, StoreError> {
+fn commit_one(
+    conn: &Connection,
+    order: &Order,
+    trace: Option<TraceParent>,
+) -> Result<CommitOutcome, StoreError> {
     let sale_id = order.sale_id.to_string();
-    if let Some(outcome) = commit_covered(conn, std::slice::from_ref(order), &sale_id)?
+    if let Some(outcome) = commit_covered(conn, std::slice::from_ref(order), &[trace], &sale_id)?
         .and_then(|mut outcomes| outcomes.pop())
     {
         return Ok(outcome);

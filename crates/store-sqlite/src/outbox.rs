@@ -22,12 +22,14 @@ use stampede_domain::ids::EventId;
 use crate::error::Context;
 use crate::rows::{self, EVENT_COLUMNS};
 
-/// Writes the event's row; call it inside the change's transaction.
+/// Writes the event's row, with the trace of the write that made it (the
+/// writer thread runs each write in its caller's trace); call it inside the
+/// change's transaction.
 pub(crate) fn record(conn: &Connection, event: &Event<'_>) -> Result<(), StoreError> {
     let what = "recording an outbox event";
     conn.prepare_cached(
-        "INSERT INTO outbox (id, event_type, aggregate_id, payload, created_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5)",
+        "INSERT INTO outbox (id, event_type, aggregate_id, payload, created_at, traceparent) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )
     .and_then(|mut statement| {
         statement.execute(params![
@@ -36,6 +38,7 @@ pub(crate) fn record(conn: &Connection, event: &Event<'_>) -> Result<(), StoreEr
             event.aggregate_id(),
             event.payload_text(),
             event.at().as_millis(),
+            stampede_trace::current().map(|trace| trace.to_string()),
         ])
     })
     .context(what)?;

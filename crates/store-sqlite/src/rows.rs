@@ -23,6 +23,7 @@ use stampede_domain::time::Timestamp;
 use stampede_domain::webhook::{
     Delivery, DeliveryStatus, EventFilter, StoredSecret, Subscription, WebhookUrl,
 };
+use stampede_trace::TraceParent;
 
 use crate::error::Context;
 
@@ -123,7 +124,7 @@ pub(crate) fn payment(row: &Row<'_>) -> Result<Payment, StoreError> {
 // takes the index of the list's first column in the row.
 
 pub(crate) const EVENT_COLUMNS: &str = "outbox.seq, outbox.id, outbox.event_type, \
-     outbox.aggregate_id, outbox.payload, outbox.created_at";
+     outbox.aggregate_id, outbox.payload, outbox.created_at, outbox.traceparent";
 
 /// An outbox row from column `first` on; a payload that is not JSON is
 /// corruption.
@@ -137,6 +138,9 @@ pub(crate) fn event(row: &Row<'_>, first: usize) -> Result<StoredEvent, StoreErr
         payload: serde_json::from_str(payload)
             .map_err(|err| StoreError::corrupt_because("outbox.payload is not json", err))?,
         created_at: timestamp(row, first + 5, "outbox.created_at")?,
+        // A trace that does not parse is dropped, not corruption: it only
+        // ties logs and spans together.
+        trace: optional_text(row, first + 6, "outbox.traceparent")?.and_then(TraceParent::parse),
     })
 }
 

@@ -22,6 +22,7 @@ use std::thread::JoinHandle;
 use rusqlite::Connection;
 use stampede_app::failure::Chain;
 use stampede_app::ports::{StoreError, StoreGuard};
+use stampede_trace::TraceParent;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::checkpointer::Checkpointer;
@@ -46,6 +47,8 @@ trait Job: Send {
 /// A typed write and the caller waiting for its result.
 struct Call<T, F> {
     what: &'static str,
+    /// The caller's trace: outbox events the write records carry it.
+    trace: Option<TraceParent>,
     op: Option<F>,
     result: Option<Result<T, StoreError>>,
     reply: oneshot::Sender<Result<T, StoreError>>,
@@ -60,7 +63,7 @@ where
         let Some(op) = self.op.take() else {
             return false;
         };
-        let result = op(conn);
+        let result = stampede_trace::within_sync(self.trace, || op(conn));
         let ok = result.is_ok();
         if let Err(err) = &result {
             tracing::debug!(what = self.what, error = %Chain(err), "write refused");
@@ -146,6 +149,7 @@ impl Writer {
         let (reply, answer) = oneshot::channel();
         let call = Call {
             what,
+            trace: stampede_trace::current(),
             op: Some(op),
             result: None,
             reply,
@@ -283,6 +287,7 @@ mod tests {
     ) -> (Box<dyn Job>, oneshot::Receiver<Result<T, StoreError>>) {
         let (reply, answer) = oneshot::channel();
         let job = Call {
+            trace: None,
             what: "testing",
             op: Some(op),
             result: None,

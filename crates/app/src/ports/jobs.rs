@@ -13,6 +13,7 @@ use std::fmt;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use stampede_trace::TraceParent;
 
 use crate::failure::{Cause, context_constructors};
 
@@ -40,9 +41,11 @@ impl QueueError {
 
 #[async_trait]
 pub trait JobQueue: Send + Sync + 'static {
-    /// Queues job `id` of `kind`, to be taken `delay` from now or later.
-    /// Pushing a job that is already queued or taken does not queue it a
-    /// second time (JetStream: within its two-minute deduplication window).
+    /// Queues job `id` of `kind`, to be taken `delay` from now or later,
+    /// carrying the caller's trace ([`stampede_trace::current`]) to whoever
+    /// takes it. Pushing a job that is already queued or taken does not
+    /// queue it a second time (JetStream: within its two-minute
+    /// deduplication window).
     async fn push(&self, kind: &'static str, id: &str, delay: Duration) -> Result<(), QueueError>;
 
     /// Up to `max` jobs of `kind` that are due, waiting up to `wait` for the
@@ -63,6 +66,8 @@ pub struct Job {
     pub id: String,
     /// How many times it was handed out, this time included (1 the first).
     pub delivery: u32,
+    /// The trace of whoever pushed it: the work continues it.
+    pub trace: Option<TraceParent>,
     lease: Box<dyn Lease>,
 }
 
@@ -71,8 +76,14 @@ impl Job {
         Self {
             id,
             delivery,
+            trace: None,
             lease,
         }
+    }
+
+    /// The job with the trace it was pushed in.
+    pub fn traced(self, trace: Option<TraceParent>) -> Self {
+        Self { trace, ..self }
     }
 
     /// The work is committed: the job leaves the queue.

@@ -15,6 +15,7 @@ use stampede_domain::order::{Order, OrderStatus};
 use stampede_domain::payment::{Payment, PaymentResult};
 use stampede_domain::time::Timestamp;
 use stampede_domain::webhook::{Delivery, DeliveryStatus, StoredSecret, Subscription};
+use stampede_trace::TraceParent;
 
 use crate::failure::{Cause, context_constructors};
 
@@ -173,6 +174,9 @@ pub struct StoredEvent {
     pub aggregate_id: String,
     pub payload: serde_json::Value,
     pub created_at: Timestamp,
+    /// The trace of the change that wrote it (a request, a worker step):
+    /// whoever acts on the event continues it.
+    pub trace: Option<TraceParent>,
 }
 
 /// A delivery due now, with what is needed to send it.
@@ -260,7 +264,18 @@ pub trait OrderStore: Send + Sync {
     /// decrement and its `order.created` event. Orders are independent: one
     /// refused order does not affect the others. Returns one outcome per order,
     /// in order, only after the transaction is committed and synced.
-    async fn commit_orders(&self, orders: &[Order]) -> Result<Vec<CommitOutcome>, StoreError>;
+    async fn commit_orders(&self, orders: &[Order]) -> Result<Vec<CommitOutcome>, StoreError> {
+        self.commit_traced_orders(orders, &[]).await
+    }
+
+    /// [`commit_orders`](Self::commit_orders), each order's event carrying
+    /// the trace of the purchase that placed it (`traces[i]` for
+    /// `orders[i]`; an order past the end of `traces` has none).
+    async fn commit_traced_orders(
+        &self,
+        orders: &[Order],
+        traces: &[Option<TraceParent>],
+    ) -> Result<Vec<CommitOutcome>, StoreError>;
     async fn order(&self, id: OrderId) -> Result<Option<Order>, StoreError>;
     /// The user's order under an idempotency key, if one was committed.
     async fn order_by_key(

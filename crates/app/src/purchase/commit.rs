@@ -10,13 +10,14 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime};
 
 use futures_util::future::join_all;
 use metrics::{Counter, Gauge, Histogram, counter, gauge, histogram};
 use stampede_domain::idempotency::{Answer, Fingerprint, Remembered};
 use stampede_domain::order::Order;
 use stampede_domain::stock::Refusal;
+use stampede_trace::TraceParent;
 use tokio::sync::{Mutex, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -65,6 +66,9 @@ pub(crate) struct Job {
     pub reply: oneshot::Sender<Reply>,
     /// When the job was queued: its wait for a worker is measured.
     pub queued: Instant,
+    /// The purchase's trace: its `order.created` event carries it, and the
+    /// commit is reported in it as a `commit_batch` span.
+    pub trace: Option<TraceParent>,
 }
 
 /// Why a job was not queued; the job comes back so its reservation can be
@@ -220,17 +224,18 @@ async fn work(
 
 async fn commit(shared: &Shared, batch: Vec<Job>) {
     let started = Instant::now();
+    let started_at = SystemTime::now();
     shared.metrics.batch_size.record(batch.len() as f64);
     for job in &batch {
         let waited = started.saturating_duration_since(job.queued);
         shared.metrics.wait_seconds.record(waited.as_secs_f64());
     }
     let orders: Vec<Order> = batch.iter().map(|job| job.order.clone()).collect();
-    let result = shared.store.commit_orders(&orders).await;
-    shared
-        .metrics
-        .commit_seconds
-        .record(started.elapsed().as_secs_f64());
+    let traces: Vec<Option<TraceParent>> = batch.iter().map(|job| job.trace).collect();
+    let result = shared.store.commit_traced_orders(&orders, &traces).await;
+    let took = started.elapsed();
+    shared.metrics.commit_seconds.record(took.as_secs_f64());
+    report_batch(&traces, started_at, took, result.is_ok());
     match result {
         Ok(outcomes) if outcomes.len() == batch.len() => {
             shared.bus.notify();
@@ -273,6 +278,28 @@ async fn commit(shared: &Shared, batch: Vec<Job>) {
             }))
             .await;
         }
+    }
+}
+
+/// One `commit_batch` span in each purchase's trace: the transaction served
+/// them all, and each trace shows the commit that made its order durable.
+fn report_batch(traces: &[Option<TraceParent>], started: SystemTime, took: Duration, ok: bool) {
+    if !stampede_trace::is_on() {
+        return;
+    }
+    let orders = i64::try_from(traces.len()).unwrap_or(i64::MAX);
+    let ended = started + took;
+    for trace in traces.iter().flatten().filter(|trace| trace.sampled()) {
+        stampede_trace::record_span(
+            "commit_batch",
+            *trace,
+            started,
+            ended,
+            &[
+                ("stampede.batch.orders", orders),
+                ("stampede.batch.ok", i64::from(ok)),
+            ],
+        );
     }
 }
 

@@ -224,6 +224,7 @@ impl PurchaseService {
             attempt,
             reply,
             queued: Instant::now(),
+            trace: stampede_trace::current(),
         };
         if let Err(rejected) = self.committer.submit(job) {
             let (job, err) = match rejected {

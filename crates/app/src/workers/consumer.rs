@@ -96,7 +96,25 @@ impl Worker for ConsumerWorker {
         let Some(last) = events.last().map(|e| e.seq) else {
             return Ok(Next::Busy);
         };
-        if let Err(err) = self.consumer.handle(&events).await {
+        // The batch's own span (events of many traces share it), linked to
+        // each event's trace when exported; its line carries its ids.
+        let span = stampede_trace::span!(
+            "consume",
+            consumer = name,
+            events = events.len(),
+            first_seq = events.first().map_or(0, |e| e.seq),
+            last_seq = last,
+        );
+        stampede_trace::link_all(&span, events.iter().filter_map(|e| e.trace));
+        let handled = stampede_trace::in_span(span, None, async {
+            let handled = self.consumer.handle(&events).await;
+            if handled.is_ok() {
+                tracing::info!("events handled");
+            }
+            handled
+        })
+        .await;
+        if let Err(err) = handled {
             self.failures.increment(1);
             subscription.nack();
             return Err(err.into());

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use metrics::counter;
+use stampede_domain::order::Order;
 use tokio_util::sync::CancellationToken;
 
 use super::{Next, StepError, Worker};
@@ -47,7 +48,19 @@ impl ExpirySweeper {
     /// One sweep: expires what is due (up to a batch); returns how many.
     pub async fn sweep_once(&self) -> Result<usize, AppError> {
         let expired = self.store.expire_due(self.clock.now(), BATCH).await?;
-        for order in &expired {
+        if expired.is_empty() {
+            return Ok(0);
+        }
+        // A sweep that found work is a trace of its own (an empty one, every
+        // interval, would only be noise): the units going back, and its line.
+        let span = stampede_trace::span!("expire_orders", orders = expired.len());
+        stampede_trace::in_span(span, None, self.give_back(&expired)).await;
+        Ok(expired.len())
+    }
+
+    /// Returns expired orders' units to the ledger and announces them.
+    async fn give_back(&self, expired: &[Order]) {
+        for order in expired {
             // The store already has the units back; a ledger that cannot take
             // them is rebuilt from the store at the next start.
             if let Err(err) = self
@@ -58,12 +71,9 @@ impl ExpirySweeper {
                 tracing::error!(order_id = %order.id, error = %Chain(&err), "returning expired units to the ledger failed");
             }
         }
-        if !expired.is_empty() {
-            counter!("stampede_orders_expired_total").increment(expired.len() as u64);
-            tracing::debug!(orders = expired.len(), "expired unpaid orders");
-            self.bus.notify();
-        }
-        Ok(expired.len())
+        counter!("stampede_orders_expired_total").increment(expired.len() as u64);
+        tracing::info!(orders = expired.len(), "expired unpaid orders");
+        self.bus.notify();
     }
 }
 

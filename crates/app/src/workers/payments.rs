@@ -133,9 +133,21 @@ impl Worker for PaymentWorker {
 }
 
 impl Charger {
+    /// Sends one job's payment in a `payment_charge` span that continues the
+    /// trace of the pay request (stored with its `payment.requested` event).
+    async fn handle(self: Arc<Self>, job: Job) {
+        let span = stampede_trace::span!(
+            "payment_charge",
+            payment_id = %job.id,
+            delivery = job.delivery,
+        );
+        let parent = job.trace;
+        stampede_trace::in_span(span, parent, self.charge(job)).await;
+    }
+
     /// Sends one job's payment and ends the job: done once the outcome is
     /// recorded, retried later if it could not be.
-    async fn handle(self: Arc<Self>, job: Job) {
+    async fn charge(self: Arc<Self>, job: Job) {
         let outcome = match PaymentId::parse(&job.id) {
             Some(id) => match self.payments.bulkhead.acquire().await {
                 Ok(_slot) => self.send(id).await,
@@ -196,9 +208,11 @@ impl Charger {
     async fn send(&self, id: PaymentId) -> Result<(), AppError> {
         let store = &self.payments.store;
         let Some(payment) = store.payment(id).await? else {
+            tracing::info!(payment_id = %id, "payment gone; nothing to send");
             return Ok(());
         };
         if payment.status != PaymentStatus::Requested {
+            tracing::info!(payment_id = %id, status = payment.status.as_str(), "payment already sent");
             return Ok(());
         }
         let request = ChargeRequest {
@@ -236,6 +250,7 @@ impl Charger {
                 store
                     .mark_submitted(id, &provider_ref, self.payments.clock.now())
                     .await?;
+                tracing::info!(payment_id = %id, "payment sent");
                 return Ok(());
             }
             Err(BreakerError::Inner(ChargeError::Declined(reason))) => {
@@ -281,15 +296,15 @@ impl Consumer for PaymentFeeder {
                 tracing::error!(event_id = %event.id, "payment.requested without a payment id");
                 continue;
             };
-            ids.push(id.to_string());
+            ids.push((id.to_string(), event.trace));
         }
         // All at once, a round trip for the batch rather than one per job.
         // A failure redelivers the batch; jobs already queued are not queued
-        // twice.
-        try_join_all(
-            ids.iter()
-                .map(|id| self.jobs.push(PAYMENT_JOB, id, Duration::ZERO)),
-        )
+        // twice. Each job carries its pay request's trace.
+        try_join_all(ids.iter().map(|(id, trace)| {
+            let push = self.jobs.push(PAYMENT_JOB, id, Duration::ZERO);
+            stampede_trace::within(*trace, push)
+        }))
         .await
         .map_err(|err| AppError::unavailable_because("queueing payments", err))?;
         Ok(())

@@ -19,6 +19,7 @@ use stampede_flow::retry::Rng;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use super::{Next, StepError, Worker};
 use crate::auth::signature;
@@ -107,10 +108,18 @@ impl DeliveryWorker {
         for delivery in due {
             let worker = self.clone();
             let slots = slots.clone();
-            attempts.spawn(async move {
+            // Each attempt continues the trace of the event it carries.
+            let span = stampede_trace::span!(
+                "webhook_delivery",
+                delivery_id = %delivery.delivery.id,
+                event_type = %delivery.event.event_type,
+                attempt = delivery.delivery.attempts + 1,
+            );
+            let parent = delivery.event.trace;
+            attempts.spawn(stampede_trace::in_span(span, parent, async move {
                 let _slot = slots.acquire_owned().await;
                 worker.attempt(delivery).await
-            });
+            }));
         }
         while let Some(joined) = attempts.join_next().await {
             match joined {
@@ -160,7 +169,7 @@ impl DeliveryWorker {
         let secret = self.service.signing_secret(&due.subscription)?;
         let body = serde_json::to_vec(&envelope(&due))
             .map_err(|e| AppError::internal_because("encoding a webhook body", e))?;
-        let headers = [
+        let mut headers = vec![
             ("content-type", "application/json".to_owned()),
             ("stampede-event-id", due.event.id.to_string()),
             ("stampede-event-type", due.event.event_type.clone()),
@@ -170,6 +179,10 @@ impl DeliveryWorker {
                 signature::sign(secret.expose().as_bytes(), &body, clock.now()),
             ),
         ];
+        // The receiver may continue the trace too.
+        if let Some(trace) = stampede_trace::current() {
+            headers.push(("traceparent", trace.to_string()));
+        }
         let sent = self
             .sender
             .post(
@@ -178,6 +191,7 @@ impl DeliveryWorker {
                 body,
                 self.settings.timeout,
             )
+            .instrument(tracing::debug_span!("webhook_post"))
             .await;
         let attempts = due.delivery.attempts + 1;
         let (ok, error, status) = match sent {
@@ -207,13 +221,14 @@ impl DeliveryWorker {
                 retry_at,
             }
         };
-        counter!("stampede_webhook_attempts_total", "result" => match result {
+        let outcome = match result {
             AttemptResult::Delivered { .. } => "delivered",
             AttemptResult::Failed { .. } => "failed",
             AttemptResult::Dead { .. } => "dead",
             AttemptResult::Postponed { .. } => "postponed",
-        })
-        .increment(1);
+        };
+        counter!("stampede_webhook_attempts_total", "result" => outcome).increment(1);
+        tracing::info!(outcome, status, attempts, "webhook attempted");
         store
             .record_attempt(due.delivery.id, &result, clock.now())
             .await?;
@@ -378,6 +393,7 @@ mod tests {
             aggregate_id: "sale".into(),
             payload: json!({}),
             created_at: now,
+            trace: None,
         };
         let delivery = Delivery {
             id: DeliveryId::generate(),

@@ -36,6 +36,7 @@ use stampede_domain::time::Timestamp;
 use stampede_domain::webhook::{
     Delivery, DeliveryStatus, EventFilter, StoredSecret, Subscription, WebhookUrl,
 };
+use stampede_trace::TraceParent;
 
 use stampede_app::ports::{
     AttemptResult, CancelOutcome, CommitOutcome, PayOutcome, SaleCounts, SettleOutcome, Store,

@@ -233,3 +233,37 @@ pub async fn consumer_cursors_start_at_zero_and_never_move_backwards(store: Arc<
         "cursors are no events"
     );
 }
+
+/// Each event keeps the trace of the write that made it: a change made in a
+/// trace, and each order of a group commit its own purchase's.
+pub async fn events_keep_the_trace_of_the_write_that_made_them(store: Arc<dyn Store>) {
+    let trace =
+        |span: &str| TraceParent::parse(&format!("00-4bf92f3577b34da6a3ce929d0e0e4736-{span}-01"));
+    let (first, second) = (trace("00f067aa0ba90001"), trace("00f067aa0ba90002"));
+    let sale = stampede_trace::within(first, stored_sale(&*store, 10)).await;
+    let orders = [
+        place(&sale, "ada", "k", 1),
+        place(&sale, "bob", "k", 1),
+        place(&sale, "cy", "k", 1),
+    ];
+    let outcomes = store
+        .commit_traced_orders(&orders, &[second, None])
+        .await
+        .unwrap();
+    assert!(outcomes.iter().all(|o| *o == CommitOutcome::Created));
+    let all = all_events(&*store).await;
+    let traces: Vec<(&str, Option<TraceParent>)> = all
+        .iter()
+        .map(|e| (e.event_type.as_str(), e.trace))
+        .collect();
+    assert_eq!(
+        traces,
+        [
+            ("product.created", first),
+            ("sale.created", first),
+            ("order.created", second),
+            ("order.created", None),
+            ("order.created", None),
+        ]
+    );
+}

@@ -135,6 +135,8 @@ pub struct Config {
     pub log: String,
     /// `None`: pretty on a terminal, JSON otherwise.
     pub log_format: Option<LogFormat>,
+    /// Base URL of an OTLP collector; `None`: the standard variables decide.
+    pub otlp_endpoint: Option<String>,
     pub sqlite_synchronous: SqliteSync,
     pub commit: CommitSettings,
     pub session_ttl_secs: u32,
@@ -178,6 +180,7 @@ impl Default for Config {
             namespace: "stampede".into(),
             log: "info".into(),
             log_format: None,
+            otlp_endpoint: None,
             sqlite_synchronous: SqliteSync::Full,
             commit: app.commit,
             session_ttl_secs: app.session_ttl_secs,
@@ -302,6 +305,9 @@ pub struct LogSettings {
     pub filter: String,
     /// `None`: pretty on a terminal, JSON otherwise.
     pub format: Option<LogFormat>,
+    /// Where spans go (`otlp_endpoint` and the `OTEL_*` variables); `None`:
+    /// not exported.
+    pub traces: Option<stampede_trace::export::Plan>,
 }
 
 /// Everything `stampede serve` needs, validated.
@@ -375,6 +381,7 @@ impl Settings {
             namespace,
             log,
             log_format,
+            otlp_endpoint,
             sqlite_synchronous,
             commit,
             session_ttl_secs,
@@ -534,6 +541,11 @@ impl Settings {
             ));
         }
 
+        let traces = stampede_trace::export::Plan::read(otlp_endpoint.as_deref(), |name| {
+            std::env::var(name).ok()
+        })
+        .map_err(|err| Invalid::new("otlp_endpoint", err))?;
+
         Ok(Self {
             listen,
             data_dir,
@@ -544,6 +556,7 @@ impl Settings {
             log: LogSettings {
                 filter: log,
                 format: log_format,
+                traces,
             },
             http,
             sqlite_synchronous,

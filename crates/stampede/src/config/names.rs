@@ -109,6 +109,7 @@ reservation_timeout_ms           | 1000..3600000   | A ledger reservation older 
 namespace                        | -               | Prefix of every Redis key, stream and subject (cluster mode)
 log                              | -               | Log filter, e.g. `info` or `stampede=debug,info`
 log_format                       | -               | Log format, `json` or `pretty`; unset: pretty on a terminal, json otherwise
+otlp_endpoint                    | -               | Base URL of an OpenTelemetry collector (OTLP): spans go to `<url>/v1/traces`, or over gRPC with `OTEL_EXPORTER_OTLP_PROTOCOL=grpc`; unset: `OTEL_EXPORTER_OTLP_ENDPOINT`, else off
 http.max_body_bytes              | 1024..67108864  | Largest request body in bytes
 sqlite_synchronous               | -               | SQLite durability: `full` (a 2xx survives power loss) or `normal` (survives a crash of the process)
 commit.queue_capacity            | 1..1000000      | Reserved orders that may wait for a commit before purchases get 503

@@ -32,6 +32,8 @@ mod prometheus;
 mod shared_rate_limit;
 #[path = "../binary/shutdown.rs"]
 mod shutdown;
+#[path = "../binary/traces.rs"]
+mod traces;
 
 /// This binary runs the servers on PostgreSQL.
 const ON_POSTGRES: bool = true;

@@ -1,6 +1,6 @@
 //! Starting, killing and stopping the real binary, and a crowd to throw at it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
@@ -111,7 +111,12 @@ pub fn token(sub: &str, role: TokenRole) -> String {
 pub struct Binary {
     child: Child,
     pub addr: SocketAddr,
+    /// Its last [`KEPT_LINES`] JSON log lines.
+    logs: Arc<Mutex<VecDeque<Value>>>,
 }
+
+/// Log lines a [`Binary`] keeps for its test to read.
+const KEPT_LINES: usize = 50_000;
 
 impl Binary {
     /// Starts the binary on port 0 with `data` and waits until it serves.
@@ -154,6 +159,8 @@ impl Binary {
             .expect("spawning stampede");
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = std::sync::mpsc::channel();
+        let logs = Arc::new(Mutex::new(VecDeque::new()));
+        let kept = logs.clone();
         // Keep draining the logs so the child never blocks on a full pipe.
         std::thread::spawn(move || {
             let mut tx = Some(tx);
@@ -167,6 +174,11 @@ impl Binary {
                     let addr = event["fields"]["addr"].as_str().unwrap_or_default();
                     let _ = tx.send(addr.to_owned());
                 }
+                let mut kept = kept.lock().unwrap();
+                if kept.len() == KEPT_LINES {
+                    kept.pop_front();
+                }
+                kept.push_back(event);
             }
         });
         let addr = rx
@@ -175,7 +187,14 @@ impl Binary {
         Self {
             child,
             addr: addr.parse().expect("bound address"),
+            logs,
         }
+    }
+
+    /// The JSON log lines it wrote so far (the last [`KEPT_LINES`]).
+    #[allow(dead_code)] // Used by the trace tests.
+    pub fn logs(&self) -> Vec<Value> {
+        self.logs.lock().unwrap().iter().cloned().collect()
     }
 
     pub fn pid(&self) -> u32 {

@@ -14,6 +14,7 @@ mod outbox;
 mod payments;
 mod prometheus;
 mod shutdown;
+mod traces;
 
 /// This binary runs the servers on the embedded SQLite store.
 const ON_POSTGRES: bool = false;
