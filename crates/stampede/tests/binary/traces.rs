@@ -299,3 +299,42 @@ async fn traces_reach_an_otlp_collector_over_grpc() {
     ];
     a_purchase_is_traced_from_request_to_worker(&env, &collector).await;
 }
+
+/// A collector that is not there costs a log line, not the service: the
+/// node keeps answering, and says its spans are being lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_collector_is_logged_and_the_node_keeps_serving() {
+    if crate::ON_POSTGRES {
+        return; // The exporter does not depend on the mode.
+    }
+    // A port nothing listens on: bound, then released.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let dir = DataDir::new();
+    let env = [
+        ("STAMPEDE_OTLP_ENDPOINT", endpoint.as_str()),
+        ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+    ];
+    let binary = Binary::start_with(&dir, &env);
+    let api = Api::new(&binary);
+    let sale = api.create_sale(5, 1).await;
+    let (status, _) = api.purchase("alone", &sale, "k").await.unwrap();
+    assert_eq!(status, StatusCode::ACCEPTED);
+    eventually(60, "a log line about the failed export", || async {
+        binary
+            .logs()
+            .iter()
+            .any(|line| line["level"] == "ERROR" && line["target"] == "opentelemetry_sdk")
+            .then_some(())
+    })
+    .await;
+    let (status, _) = api.purchase("alone", &sale, "k").await.unwrap();
+    assert_eq!(
+        status,
+        StatusCode::ACCEPTED,
+        "a replay, answered as the purchase was"
+    );
+    let (status, _) = api.purchase("alone", &sale, "k2").await.unwrap();
+    assert_eq!(status, StatusCode::CONFLICT, "the buyer's limit, as ever");
+}
