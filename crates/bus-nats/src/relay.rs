@@ -99,9 +99,24 @@ impl OutboxRelay {
         if let Ok(end) = store.last_seq().await {
             self.lag.set((end - position).max(0) as f64);
         }
-        shared
-            .guarded("publishing events", self.publish(&events))
-            .await?;
+        // The batch's own span, linked to its events' traces when exported
+        // (each message carries its event's trace as a header); its line
+        // carries its ids.
+        let span = stampede_trace::span!(
+            "relay_publish",
+            events = events.len(),
+            first_seq = events.first().map_or(0, |e| e.seq),
+            last_seq = last,
+        );
+        stampede_trace::link_all(&span, events.iter().filter_map(|e| e.trace));
+        let publish = async {
+            shared
+                .guarded("publishing events", self.publish(&events))
+                .await?;
+            tracing::info!("events published");
+            Ok::<(), BusError>(())
+        };
+        stampede_trace::in_span(span, None, publish).await?;
         if self.recheck {
             // Numbering went back: these landed in a new stream. Do not move
             // on; the check rewinds.
