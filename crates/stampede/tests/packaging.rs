@@ -1,9 +1,11 @@
-//! The packaging files against real linters: hadolint on the Dockerfile
-//! (from PyPI, installed by `scripts/setup.sh` under the target directory),
-//! shellcheck (Debian) on every shell script; and what the image must
-//! promise, read from the Dockerfile itself: a non-root user, a health check
-//! on `/livez` at the port it listens on, SIGTERM to stop, and a build
-//! context without build outputs, data or history.
+//! The packaging files against real linters: hadolint on the Dockerfile and
+//! check-jsonschema's GitHub-workflow schema on the CI workflow (from PyPI,
+//! installed by `scripts/setup.sh` under the target directory), shellcheck
+//! (Debian) on every shell script; and what the image and the workflow must
+//! promise, read from the files themselves: a non-root user, a health check
+//! on `/livez` at the port it listens on, SIGTERM to stop, a build context
+//! without build outputs, data or history; and a workflow that runs
+//! `.ci/run` with the cluster tests' services and `CI=true`.
 
 // Test code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -32,20 +34,23 @@ fn lint(mut command: Command, what: &str) {
     );
 }
 
+/// A tool from scripts/requirements-tools.txt, in the virtual environment
+/// `scripts/setup.sh` makes in the target directory (the parent of this
+/// test's scratch directory).
+fn python_tool(name: &str) -> Command {
+    let target = Path::new(env!("CARGO_TARGET_TMPDIR")).parent().unwrap();
+    let tool = target.join("tools-venv/bin").join(name);
+    assert!(
+        tool.is_file(),
+        "{} is missing: run scripts/setup.sh",
+        tool.display()
+    );
+    Command::new(tool)
+}
+
 #[test]
 fn hadolint_passes_on_the_dockerfile() {
-    // The target directory is the parent of this test's scratch directory.
-    let tools = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .parent()
-        .unwrap()
-        .join("tools-venv");
-    let hadolint = tools.join("bin/hadolint");
-    assert!(
-        hadolint.is_file(),
-        "{} is missing: run scripts/setup.sh",
-        hadolint.display()
-    );
-    let mut command = Command::new(hadolint);
+    let mut command = python_tool("hadolint");
     command
         .arg("--failure-threshold")
         .arg("info")
@@ -149,4 +154,23 @@ fn the_build_context_leaves_out_outputs_data_and_history() {
             "{needed} in {ignored:?}"
         );
     }
+}
+
+#[test]
+fn the_ci_workflow_is_a_valid_github_workflow_that_runs_what_ci_runs() {
+    let workflow = repo().join(".github/workflows/ci.yml");
+    let mut command = python_tool("check-jsonschema");
+    command
+        .args(["--builtin-schema", "vendor.github-workflows"])
+        .arg(&workflow);
+    lint(command, "check-jsonschema");
+    let text = read(".github/workflows/ci.yml");
+    // The same steps as here, with the cluster tests unable to skip.
+    assert!(text.contains("run: bash .ci/run"), "{text}");
+    assert!(text.contains("CI: \"true\""), "{text}");
+    // The services the cluster tests use, NATS with JetStream on.
+    for service in ["image: postgres:", "image: redis:", "nats:2.11 -js"] {
+        assert!(text.contains(service), "{service} in {text}");
+    }
+    assert!(text.contains("actions/cache@"), "cargo is cached");
 }
