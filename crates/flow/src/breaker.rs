@@ -389,16 +389,13 @@ impl CircuitBreaker {
         });
         result.map_err(BreakerError::Inner)
     }
-}
 
-impl CircuitBreaker {
-    /// A `debug` span named for the dependency, inside a request's or a
-    /// worker step's span: exported as its child when traces are on, never
-    /// made otherwise (nor in the logs, whatever their level). A call outside
-    /// any span (a worker polling an idle store) gets none, which keeps the
-    /// collector free of lone root spans.
+    /// A `debug` span named for the dependency: exported as a child of the
+    /// request's or worker step's span when traces are on (the exporter
+    /// drops one outside any, an idle worker's poll), never made otherwise
+    /// (nor in the logs, whatever their level).
     fn call_span(&self) -> tracing::Span {
-        if !stampede_trace::is_on() || tracing::Span::current().is_none() {
+        if !stampede_trace::is_on() {
             return tracing::Span::none();
         }
         let name = &*self.inner.name;

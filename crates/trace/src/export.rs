@@ -22,17 +22,11 @@ use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
 use tracing::{Level, Metadata, Subscriber};
 use tracing_subscriber::Layer;
-use tracing_subscriber::filter::{FilterFn, Filtered};
+use tracing_subscriber::filter::dynamic_filter_fn;
+use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::LookupSpan;
 
 use crate::TraceParent;
-
-/// The layer [`Exporter::layer`] makes, for a subscriber `S`.
-pub type SpanLayer<S> = Filtered<
-    tracing_opentelemetry::OpenTelemetryLayer<S, SdkTracer>,
-    FilterFn<fn(&Metadata<'_>) -> bool>,
-    S,
->;
 
 static ON: AtomicBool = AtomicBool::new(false);
 static TRACER: OnceLock<SdkTracer> = OnceLock::new();
@@ -158,21 +152,24 @@ impl Exporter {
         Ok(Self { provider })
     }
 
-    /// The layer that exports our spans (`stampede*` targets, `debug` and
-    /// up: the dependency calls are `debug` spans, free when this is off)
-    /// with `warn` and `error` events as span events. The exporter's own
-    /// HTTP and gRPC spans are not ours, so they never feed back.
-    pub fn layer<S>(&self) -> SpanLayer<S>
+    /// The layer that exports our spans (`stampede*` targets) with `warn`
+    /// and `error` events as span events. Requests' and worker steps' spans
+    /// (`info`) always; the `debug` spans of dependency calls and store
+    /// operations only inside one of those, so a worker polling an idle
+    /// store sends no lone trace each interval. The exporter's own HTTP and
+    /// gRPC spans are not ours, so they never feed back.
+    pub fn layer<S>(&self) -> impl Layer<S> + Send + Sync + 'static
     where
-        S: Subscriber + for<'a> LookupSpan<'a>,
+        S: Subscriber + for<'a> LookupSpan<'a> + Send + Sync,
     {
         let tracer = self.provider.tracer("stampede");
-        let ours: fn(&Metadata<'_>) -> bool = |meta| {
+        let ours = |meta: &Metadata<'_>, cx: &Context<'_, S>| {
             meta.target().starts_with("stampede")
-                && if meta.is_span() {
-                    *meta.level() <= Level::DEBUG
-                } else {
-                    *meta.level() <= Level::WARN
+                && match (meta.is_span(), *meta.level()) {
+                    (true, level) if level <= Level::INFO => true,
+                    (true, Level::DEBUG) => cx.lookup_current().is_some(),
+                    (true, _) => false,
+                    (false, level) => level <= Level::WARN,
                 }
         };
         tracing_opentelemetry::layer()
@@ -184,7 +181,7 @@ impl Exporter {
             // trace is our task-local), so entering a span need not attach
             // one: saves an attach and a detach on every poll.
             .with_context_activation(false)
-            .with_filter(FilterFn::new(ours))
+            .with_filter(dynamic_filter_fn(ours))
     }
 
     /// Sends the spans still queued (waiting at most `timeout`) and stops.

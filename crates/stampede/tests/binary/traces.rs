@@ -70,6 +70,10 @@ impl Collector {
         }
     }
 
+    fn all(&self) -> Vec<Received> {
+        self.0.lock().unwrap().clone()
+    }
+
     fn of_trace(&self, trace_id: &str) -> Vec<Received> {
         let spans = self.0.lock().unwrap();
         spans
@@ -173,6 +177,8 @@ async fn a_purchase_is_traced_from_request_to_worker(env: &[(&str, &str)], colle
     // receiver listens on loopback.
     env.push(("OTEL_BSP_SCHEDULE_DELAY", "100"));
     env.push(("STAMPEDE_WEBHOOK_ALLOW_HOSTS", "127.0.0.1"));
+    // Idle workers poll every 50 ms: none of those polls may become a trace.
+    env.push(("STAMPEDE_EXPIRY_INTERVAL_MS", "50"));
     let binary = Binary::start_with(&dir, &env);
     let api = Api::new(&binary);
     let sale = api.create_sale(5, 1).await;
@@ -248,6 +254,29 @@ async fn a_purchase_is_traced_from_request_to_worker(env: &[(&str, &str)], colle
         [format!("00-{trace_id}-{}-01", delivery.span_id)],
         "the receiver's traceparent"
     );
+
+    // Only requests and worker steps that did work start traces: a store
+    // or dependency call outside them (an idle worker's poll) sends none.
+    let roots: Vec<String> = collector
+        .all()
+        .into_iter()
+        .filter(|span| span.parent.is_empty())
+        .map(|span| span.name)
+        .collect();
+    let steps = [
+        "consume",
+        "relay_publish",
+        "expire_orders",
+        "payment_charge",
+        "webhook_delivery",
+    ];
+    for root in &roots {
+        let request = root.starts_with("GET ") || root.starts_with("POST ");
+        assert!(
+            request || steps.contains(&root.as_str()),
+            "a lone `{root}` trace: {roots:?}"
+        );
+    }
 
     // The worker's log line carries the trace and its span.
     let logs = binary.logs();
