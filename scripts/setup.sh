@@ -34,6 +34,7 @@ fi
 command -v chromium >/dev/null || packages+=(chromium)
 command -v chromedriver >/dev/null || packages+=(chromium-driver)
 command -v shellcheck >/dev/null || packages+=(shellcheck)
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || packages+=(nginx)
 if [ ${#packages[@]} -eq 0 ]; then
   exit 0
 fi

@@ -1,7 +1,8 @@
 //! The real-binary tests of `tests/binary` (SIGKILL mid-sale, SIGTERM,
 //! restarts, expiry across downtime), run again with the binary on a fresh
 //! PostgreSQL database: no acknowledged order may be lost there either; and
-//! what only a cluster has (the multi-node drill, a shared rate limit).
+//! what only a cluster has (the multi-node drill, a shared rate limit, nginx
+//! in front of two nodes).
 
 // Test code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -22,6 +23,8 @@ mod drill;
 mod expiry;
 #[path = "../binary/harness.rs"]
 mod harness;
+#[path = "../binary/nginx.rs"]
+mod nginx;
 #[path = "../binary/outbox.rs"]
 mod outbox;
 #[path = "../binary/payments.rs"]
