@@ -1,7 +1,7 @@
 //! The Dockerfile: hadolint, and what the image promises (a non-root user, a
 //! health check on `/livez` at the port it listens on, SIGTERM to stop); the
-//! build context without build outputs, data or history; shellcheck on every
-//! shell script.
+//! build context without build outputs, data, secrets or history;
+//! shellcheck on every shell script (`scripts/`, `deploy/`, `.ci/run`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -21,14 +21,23 @@ fn hadolint_passes_on_the_dockerfile() {
 #[test]
 fn shellcheck_passes_on_every_script() {
     let mut scripts = vec![PathBuf::from(".ci/run")];
-    for dir in ["scripts", "scripts/lib"] {
-        for entry in std::fs::read_dir(repo().join(dir)).unwrap() {
-            let name = PathBuf::from(entry.unwrap().file_name());
-            if name.extension().is_some_and(|ext| ext == "sh") {
-                scripts.push(Path::new(dir).join(name));
+    // scripts/ and deploy/, every level down.
+    let mut dirs = vec![PathBuf::from("scripts"), PathBuf::from("deploy")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(repo().join(&dir)).unwrap() {
+            let entry = entry.unwrap();
+            let path = dir.join(entry.file_name());
+            if entry.file_type().unwrap().is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|ext| ext == "sh") {
+                scripts.push(path);
             }
         }
     }
+    assert!(
+        scripts.contains(&Path::new("deploy/compose/new-env.sh").to_owned()),
+        "{scripts:?}"
+    );
     assert!(scripts.len() > 5, "{scripts:?}");
     // From the repository's root, where the scripts' `source` paths start.
     let mut command = Command::new("shellcheck");
@@ -41,7 +50,7 @@ fn shellcheck_passes_on_every_script() {
 
 /// The instructions of the Dockerfile's last stage (the image), joined
 /// across continuation lines, without comments.
-fn final_stage() -> Vec<String> {
+pub(crate) fn final_stage() -> Vec<String> {
     let text = read("Dockerfile");
     let joined = text.replace("\\\n", " ");
     let lines: Vec<String> = joined
@@ -57,7 +66,7 @@ fn final_stage() -> Vec<String> {
     lines[last_from..].to_vec()
 }
 
-fn instruction<'a>(stage: &'a [String], name: &str) -> Vec<&'a str> {
+pub(crate) fn instruction<'a>(stage: &'a [String], name: &str) -> Vec<&'a str> {
     stage
         .iter()
         .filter_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
@@ -108,7 +117,8 @@ fn the_build_context_leaves_out_outputs_data_and_history() {
         .filter(|line| !line.is_empty() && !line.starts_with('#'))
         .map(str::to_owned)
         .collect();
-    for needed in ["target", "stampede-data", ".git", "**/*.db"] {
+    // .env: compose's secrets (deploy/compose/new-env.sh).
+    for needed in ["target", "stampede-data", ".git", "**/*.db", ".env"] {
         assert!(
             ignored.iter().any(|line| line == needed),
             "{needed} in {ignored:?}"

@@ -2,7 +2,8 @@
 //! `scripts/setup.sh` under the target directory, and Debian's shellcheck),
 //! and what each must promise, read from the files themselves: the image
 //! (`image`), the CI workflow (`workflow`), the Kubernetes manifests
-//! (`kubernetes`).
+//! (`kubernetes`), the compose stack (`compose`) and the log-shipping
+//! example (`logging`).
 
 // Test code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -10,8 +11,10 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+mod compose;
 mod image;
 mod kubernetes;
+mod logging;
 mod workflow;
 
 pub fn repo() -> PathBuf {
