@@ -45,5 +45,7 @@ pub use deadline::{Deadline, Elapsed};
 pub use limit::shared::{
     Fallback, RateStore, RateStoreError, SharedLimiter, SharedStore, Undecided,
 };
-pub use limit::{Algorithm, KeyedLimiter, LimitDecision, Quota, QuotaError};
+pub use limit::{
+    Algorithm, Bounds, HotKey, KeyedLimiter, LimitDecision, NotBoundable, Quota, QuotaError,
+};
 pub use retry::{Retry, RetryPolicy, retry};

@@ -87,6 +87,20 @@
 //! before the previous purge. A purge locks one shard (1/64 of the keys) at
 //! a time, never the whole limiter.
 //!
+//! # Bounded memory
+//!
+//! Purging keeps memory proportional to the keys of the last period, which
+//! an attacker rotating IPv6 addresses or user ids controls. For GCRA and
+//! the leaky bucket, [`KeyedLimiter::bounded`] keeps the state in memory
+//! fixed at construction ([`Bounds`], [`KeyedLimiter::memory_bytes`]):
+//! exact state for the hottest keys (listed by [`KeyedLimiter::hottest`]),
+//! and for the others a sketch of theoretical arrival times that can only
+//! over-estimate them. Churn then costs nothing and cannot reset a key in
+//! debt; the price is that a fresh key is refused with a small probability,
+//! at most about `(D / sketch_width)⁴` while `D` keys outside the top-K are
+//! in debt (`bounded.rs` has the argument, the bound and the memory
+//! formula). Nothing needs purging. The windows have no bounded form.
+//!
 //! # Other stores
 //!
 //! [`Quota`], [`Algorithm`], [`LimitDecision`] and [`headers`] are plain data,
@@ -102,6 +116,7 @@
 //! and the gauge `stampede_ratelimit_keys`, updated by each purge. Handles
 //! are made once per limiter.
 
+mod bounded;
 pub mod headers;
 mod rules;
 pub mod shared;
@@ -116,6 +131,7 @@ use std::time::Duration;
 use metrics::{Counter, Gauge, counter, gauge};
 use tokio::time::Instant;
 
+use bounded::BoundedTable;
 use rules::{FixedWindow, Gcra, Rule, SlidingWindow};
 use table::{AtomicTable, Table};
 
@@ -312,6 +328,8 @@ struct Inner<K> {
 /// One table per algorithm's state type.
 enum Engine<K> {
     Gcra(Gcra, AtomicTable<K>),
+    /// GCRA or the leaky bucket in fixed memory.
+    Bounded(Gcra, BoundedTable<K>),
     Fixed(FixedWindow, Table<K, rules::Fixed>),
     Sliding(SlidingWindow, Table<K, rules::Sliding>),
 }
@@ -321,7 +339,6 @@ impl<K: Hash + Eq + Clone + Send + Sync> KeyedLimiter<K> {
     /// keys yet. A quota field of zero is raised to the smallest value
     /// allowed; use [`Quota::validate`] first to refuse it instead.
     pub fn new(name: impl Into<String>, algorithm: Algorithm, quota: Quota) -> Self {
-        let name: Arc<str> = name.into().into();
         let quota = quota.clamped();
         let engine = match algorithm {
             Algorithm::Gcra => Engine::Gcra(Gcra::new(quota, Duration::ZERO), AtomicTable::new()),
@@ -331,6 +348,35 @@ impl<K: Hash + Eq + Clone + Send + Sync> KeyedLimiter<K> {
             Algorithm::FixedWindow => Engine::Fixed(FixedWindow::new(quota), Table::new()),
             Algorithm::SlidingWindow => Engine::Sliding(SlidingWindow::new(quota), Table::new()),
         };
+        Self::with_engine(name.into(), algorithm, quota, engine)
+    }
+
+    /// A limiter like [`KeyedLimiter::new`] whose state takes the memory
+    /// `bounds` set, allocated now, however many keys come: exact for the
+    /// hottest keys, a sketch for the rest that may refuse a request early
+    /// but never admits one beyond the quota ([module documentation](self),
+    /// section "Bounded memory"). GCRA and the leaky bucket only.
+    pub fn bounded(
+        name: impl Into<String>,
+        algorithm: Algorithm,
+        quota: Quota,
+        bounds: Bounds,
+    ) -> Result<Self, NotBoundable> {
+        let quota = quota.clamped();
+        let rule = match algorithm {
+            Algorithm::Gcra => Gcra::new(quota, Duration::ZERO),
+            Algorithm::LeakyBucket { max_wait } => Gcra::new(quota, max_wait),
+            Algorithm::FixedWindow | Algorithm::SlidingWindow => {
+                return Err(NotBoundable(algorithm));
+            }
+        };
+        let table = BoundedTable::new(bounds.top_k, bounds.sketch_width);
+        let engine = Engine::Bounded(rule, table);
+        Ok(Self::with_engine(name.into(), algorithm, quota, engine))
+    }
+
+    fn with_engine(name: String, algorithm: Algorithm, quota: Quota, engine: Engine<K>) -> Self {
+        let name: Arc<str> = name.into();
         Self {
             inner: Arc::new(Inner {
                 metrics: Metrics::new(&name),
@@ -350,6 +396,7 @@ impl<K: Hash + Eq + Clone + Send + Sync> KeyedLimiter<K> {
         let now = inner.now();
         let decision = match &inner.engine {
             Engine::Gcra(rule, table) => table.update(key, |state| rule.check(state, now)),
+            Engine::Bounded(rule, table) => table.update(key, |tat| rule.check(Some(tat), now)),
             Engine::Fixed(rule, table) => check(rule, table, key, now),
             Engine::Sliding(rule, table) => check(rule, table, key, now),
         };
@@ -359,12 +406,15 @@ impl<K: Hash + Eq + Clone + Send + Sync> KeyedLimiter<K> {
 
     /// Forgets every key whose state would not change any decision (see the
     /// [module documentation](self) for how often to call it). Returns how
-    /// many keys were dropped.
+    /// many keys were dropped: none for a [bounded](KeyedLimiter::bounded)
+    /// limiter, whose memory never grows and whose past TATs already count
+    /// as no state.
     pub fn purge_idle(&self) -> usize {
         let inner = &*self.inner;
         let now = inner.now();
         let dropped = match &inner.engine {
             Engine::Gcra(rule, table) => table.retain(|state| rule.is_idle(&state, now)),
+            Engine::Bounded(..) => 0,
             Engine::Fixed(rule, table) => table.retain(|state| rule.is_idle(state, now)),
             Engine::Sliding(rule, table) => table.retain(|state| rule.is_idle(state, now)),
         };
@@ -372,10 +422,13 @@ impl<K: Hash + Eq + Clone + Send + Sync> KeyedLimiter<K> {
         dropped
     }
 
-    /// How many keys have state (a snapshot while checks go on).
+    /// How many keys have state (a snapshot while checks go on); for a
+    /// [bounded](KeyedLimiter::bounded) limiter, how many are resident in
+    /// its top-K table.
     pub fn len(&self) -> usize {
         match &self.inner.engine {
             Engine::Gcra(_, table) => table.len(),
+            Engine::Bounded(_, table) => table.len(),
             Engine::Fixed(_, table) => table.len(),
             Engine::Sliding(_, table) => table.len(),
         }
@@ -384,6 +437,28 @@ impl<K: Hash + Eq + Clone + Send + Sync> KeyedLimiter<K> {
     /// Whether no key has state.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Up to `n` of the keys resident in a [bounded](KeyedLimiter::bounded)
+    /// limiter's top-K table, hottest first; none for an exact limiter,
+    /// which keeps no hit counts.
+    pub fn hottest(&self, n: usize) -> Vec<HotKey<K>> {
+        let inner = &*self.inner;
+        let Engine::Bounded(rule, table) = &inner.engine else {
+            return Vec::new();
+        };
+        let now = inner.now();
+        let mut residents = table.residents();
+        residents.sort_unstable_by_key(|resident| std::cmp::Reverse(resident.hits));
+        residents.truncate(n);
+        residents
+            .into_iter()
+            .map(|resident| HotKey {
+                limited: rule.is_limited(resident.tat, now),
+                key: resident.key,
+                hits: resident.hits,
+            })
+            .collect()
     }
 }
 
@@ -401,6 +476,60 @@ impl<K> KeyedLimiter<K> {
     pub fn name(&self) -> &str {
         &self.inner.name
     }
+
+    /// The heap a [bounded](KeyedLimiter::bounded) limiter's state takes,
+    /// set at construction (not counting heap owned by resident keys, such
+    /// as a `String`'s); `None` for an exact limiter, whose tables grow with
+    /// the keys.
+    pub fn memory_bytes(&self) -> Option<usize> {
+        match &self.inner.engine {
+            Engine::Bounded(_, table) => Some(table.memory_bytes()),
+            _ => None,
+        }
+    }
+}
+
+/// The memory of a [bounded](KeyedLimiter::bounded) limiter: `top_k` keys
+/// decided exactly, and `sketch_width` cells in each of the sketch's four
+/// rows for the others. Each is raised to at least 1 and rounded up (to
+/// whole buckets of 8 keys and whole shards);
+/// [`KeyedLimiter::memory_bytes`] tells the result. The sketch refuses a
+/// fresh key with about `(D / sketch_width)⁴` when `D` keys not in the
+/// top-K are in debt (module documentation, "Bounded memory").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Bounds {
+    pub top_k: usize,
+    pub sketch_width: usize,
+}
+
+impl Bounds {
+    pub const fn new(top_k: usize, sketch_width: usize) -> Self {
+        Self {
+            top_k,
+            sketch_width,
+        }
+    }
+}
+
+/// [`KeyedLimiter::bounded`] was given a window algorithm: a window's state
+/// is a count and a start, and the largest of several keys' states (what a
+/// shared sketch cell keeps) may have a later start with a smaller count,
+/// forgetting debt. GCRA has the sliding window's bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("bounded rate-limit state holds GCRA and leaky-bucket limiters only, not {0:?}")]
+pub struct NotBoundable(pub Algorithm);
+
+/// A key resident in a [bounded](KeyedLimiter::bounded) limiter's top-K
+/// table, as [`KeyedLimiter::hottest`] lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HotKey<K> {
+    pub key: K,
+    /// Its recent checks: counted while resident (and estimated before),
+    /// halved every aging period so that the hot keys of now come first.
+    pub hits: u32,
+    /// Whether a request from it now would be refused (or, for a leaky
+    /// bucket, made to wait).
+    pub limited: bool,
 }
 
 impl<K> Inner<K> {

@@ -72,6 +72,12 @@ impl Gcra {
     pub(crate) fn charge(&self, tat: u64, now: u64) -> u64 {
         tat.max(now).saturating_add(self.t)
     }
+
+    /// Whether a request at `now` would be refused or made to wait, not let
+    /// through at once.
+    pub(crate) fn is_limited(&self, tat: u64, now: u64) -> bool {
+        now < tat.saturating_sub(self.tau)
+    }
 }
 
 impl Rule for Gcra {
