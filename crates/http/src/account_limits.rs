@@ -34,6 +34,8 @@ use metrics::{Counter, counter};
 use stampede_flow::limit::slots::SlotLimiter;
 use stampede_flow::{LimitDecision, Quota};
 
+use crate::client_ip::client_block;
+
 /// Token buckets per limit: 8 bytes each.
 const SLOTS: usize = 1 << 16;
 
@@ -143,12 +145,11 @@ impl AccountLimits {
     }
 }
 
-/// What an address counts as: IPv4 (also when mapped into IPv6) as itself,
-/// IPv6 by its /64 prefix.
+/// What an address counts as ([`client_block`]), as one integer.
 fn address_key(ip: IpAddr) -> u128 {
-    match ip.to_canonical() {
+    match client_block(ip) {
         IpAddr::V4(ip) => u128::from(ip.to_ipv6_mapped()),
-        IpAddr::V6(ip) => u128::from(ip) & !u128::from(u64::MAX),
+        IpAddr::V6(ip) => u128::from(ip),
     }
 }
 

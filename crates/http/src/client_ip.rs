@@ -9,6 +9,16 @@ use axum::http::HeaderMap;
 
 pub use stampede_domain::net::Cidr;
 
+/// What an address counts as in per-address limits: IPv4 (also when mapped
+/// into IPv6) as itself, IPv6 by its /64 prefix, the block one subscriber
+/// holds — so rotating addresses inside it buys no fresh budget.
+pub fn client_block(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V4(ip) => IpAddr::V4(ip),
+        IpAddr::V6(ip) => IpAddr::V6((u128::from(ip) & !u128::from(u64::MAX)).into()),
+    }
+}
+
 /// Which peers may tell us the client's address.
 #[derive(Debug, Clone, Default)]
 pub struct TrustedProxies(Vec<Cidr>);

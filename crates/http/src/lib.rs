@@ -7,7 +7,7 @@
 //! - [`dto`]: the JSON shapes on the wire.
 //! - [`edge`]: the one service every request passes, around the router.
 //! - [`protect`], [`limits`], [`account_limits`]: the edge's rate limits,
-//!   load shedding and deadlines.
+//!   load shedding and deadlines; [`hot_keys`]: the hottest limited keys.
 //! - [`serve`]: the connections under the edge, with their timeouts and cap.
 //! - [`streams`]: the bound on open event streams.
 //! - [`readings`]: what the live sale page shows, from the node's own metrics.
@@ -20,6 +20,7 @@ pub mod config;
 pub mod dto;
 pub mod edge;
 pub mod extract;
+pub mod hot_keys;
 pub mod limits;
 pub mod openapi;
 mod openapi_links;
@@ -88,6 +89,7 @@ pub fn router(state: AppState, settings: &HttpSettings) -> Edge {
         .route("/startupz", get(ops::startupz))
         .route("/metrics", get(ops::metrics))
         .route("/api/v1/admin/workers", get(ops::workers))
+        .route("/api/v1/admin/rate-limits/hot", get(ops::hot_keys))
         .route("/api/v1/admin/live", get(live::live))
         .route("/api/v1/admin/profile", get(profile::profile))
         .route("/dashboard", get(live::dashboard))

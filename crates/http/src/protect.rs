@@ -94,6 +94,11 @@ impl Protection {
         }
     }
 
+    /// The hottest keys of the local per-address and per-user rules.
+    pub fn hot_keys(&self, n: usize) -> Vec<crate::hot_keys::HotRule> {
+        self.limits.hot(n)
+    }
+
     /// Forgets idle keys' limiter state; run every few seconds.
     pub fn purge_idle(&self) -> usize {
         self.limits.purge_idle()

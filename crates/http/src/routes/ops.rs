@@ -1,7 +1,7 @@
 //! Operations endpoints: health probes, Prometheus metrics, the OpenAPI document.
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 
@@ -13,6 +13,7 @@ use stampede_app::catalog::LiveStock;
 
 use crate::dto::{HealthBody, ReadyBody, WorkerBody, WorkersBody};
 use crate::extract::Admin;
+use crate::hot_keys::HotKeysBody;
 use crate::problem::{ApiError, Kind};
 use crate::state::AppState;
 
@@ -146,4 +147,41 @@ pub async fn workers(State(state): State<AppState>, Admin(_): Admin) -> Json<Wor
     Json(WorkersBody {
         workers: reports.iter().map(WorkerBody::from).collect(),
     })
+}
+
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+pub struct HotKeysQuery {
+    /// Keys per rule, 1 to 100 (default 20).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
+    limit: Option<String>,
+}
+
+/// The hottest keys of this node's local per-address and per-user rate
+/// limits, whose state is in fixed memory (design.md §8.1): who is pressing
+/// hardest, and whether each is limited now.
+#[utoipa::path(get, path = "/api/v1/admin/rate-limits/hot", tag = "operations", security(("bearer" = [])),
+    params(HotKeysQuery),
+    responses((status = 200, description = "Each rule's hottest keys", body = HotKeysBody)))]
+pub async fn hot_keys(
+    State(state): State<AppState>,
+    Admin(_): Admin,
+    query: Result<Query<HotKeysQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<HotKeysBody>, ApiError> {
+    let Query(query) = query.map_err(|err| ApiError::bad_request(err.body_text()))?;
+    let limit = match &query.limit {
+        None => 20,
+        Some(text) => text
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=100).contains(n))
+            .ok_or_else(|| {
+                ApiError::validation(stampede_domain::ValidationError::new(
+                    "limit",
+                    "must be an integer from 1 to 100",
+                ))
+            })?,
+    };
+    Ok(Json(HotKeysBody {
+        rules: state.protection().hot_keys(limit),
+    }))
 }

@@ -140,6 +140,7 @@ const MATRIX: &[Row] = &[
     row("post", "/api/v1/sessions", Body::Login, public(201)),
     row("get", "/api/v1/admin/workers", Body::Empty, admin_only(200)),
     row("get", "/api/v1/admin/live", Body::Empty, admin_only(200)),
+    row("get", "/api/v1/admin/rate-limits/hot", Body::Empty, admin_only(200)),
     // Records for its default 10 s when allowed.
     row("get", "/api/v1/admin/profile", Body::Empty, admin_only(200)),
     row("get", "/dashboard", Body::Empty, public(200)),

@@ -7,7 +7,8 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    assert_problem, customer, eventually, spawn_app, spawn_app_with, spawn_app_with_http_file,
+    admin, assert_problem, customer, eventually, spawn_app, spawn_app_with,
+    spawn_app_with_http_file,
 };
 
 #[tokio::test]
@@ -98,6 +99,81 @@ period_ms = 60000
             .await;
         assert_eq!(response.status(), StatusCode::ACCEPTED);
     }
+}
+
+#[tokio::test]
+async fn the_hottest_keys_are_listed_by_name_and_an_ipv6_client_counts_by_its_64() {
+    let app = spawn_app_with_http_file(
+        r#"trusted_proxies = "127.0.0.1"
+
+[[rate_limits]]
+name = "per-ip"
+key = "ip"
+routes = ["GET /api/v1/products"]
+limit = 2
+period_ms = 60000
+"#,
+    )
+    .await;
+    let list = |ip: &'static str| {
+        app.request(Method::GET, "/api/v1/products", None)
+            .header("x-forwarded-for", ip)
+            .send()
+    };
+    // Two addresses of one /64 share its budget; the next /64 has its own.
+    assert_eq!(
+        list("2001:db8:1:2::1").await.unwrap().status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        list("2001:db8:1:2::2").await.unwrap().status(),
+        StatusCode::OK
+    );
+    let refused = list("2001:db8:1:2:ffff::9").await.unwrap();
+    assert_problem(refused, StatusCode::TOO_MANY_REQUESTS, "rate-limited").await;
+    assert_eq!(
+        list("2001:db8:1:3::1").await.unwrap().status(),
+        StatusCode::OK
+    );
+
+    let hot = |query: &'static str, token: Option<String>| {
+        let path = format!("/api/v1/admin/rate-limits/hot{query}");
+        let request = app.request(Method::GET, &path, token.as_deref());
+        async move { request.send().await.unwrap() }
+    };
+    let body: Value = hot("", Some(admin())).await.json().await.unwrap();
+    let rules = body["rules"].as_array().unwrap();
+    assert_eq!(rules.len(), 1, "{body}");
+    let rule = &rules[0];
+    assert_eq!(rule["rule"], "per-ip");
+    assert_eq!(rule["key"], "ip");
+    assert!(rule["memory_bytes"].as_u64().unwrap() > 1 << 20, "{rule}");
+    let keys = rule["keys"].as_array().unwrap();
+    assert_eq!(
+        keys[0]["name"], "2001:db8:1:2::/64",
+        "hottest first: {rule}"
+    );
+    assert_eq!(keys[0]["limited"], true);
+    assert!(keys[0]["hits"].as_u64().unwrap() >= 3, "{rule}");
+    // One request of two: neither refused nor past half its burst, so not
+    // named, and not limited.
+    let other = keys.iter().find(|key| key["hits"] == 1).unwrap();
+    assert_eq!(other["name"], Value::Null, "{rule}");
+    assert_eq!(other["limited"], false);
+    assert_eq!(other["digest"].as_str().unwrap().len(), 16);
+
+    assert_eq!(
+        hot("", Some(customer("alice"))).await.status(),
+        StatusCode::FORBIDDEN
+    );
+    for bad in ["?limit=0", "?limit=101", "?limit=many"] {
+        let response = hot(bad, Some(admin())).await;
+        let problem =
+            assert_problem(response, StatusCode::UNPROCESSABLE_ENTITY, "validation").await;
+        assert_eq!(problem["errors"][0]["field"], "limit", "{bad}");
+    }
+    let one: Value = hot("?limit=1", Some(admin())).await.json().await.unwrap();
+    assert_eq!(one["rules"][0]["keys"].as_array().unwrap().len(), 1);
 }
 
 #[tokio::test]
