@@ -13,7 +13,9 @@
 //! decide answers `503 unavailable` with `Retry-After: 1`.
 //!
 //! Probes and `/metrics` are never limited or shed: an overloaded node must
-//! still say so.
+//! still say so. Nor is the retry of a purchase key this node has answered
+//! ([`AnsweredKeys`]): it is not a new buyer, so it spends no quota and no
+//! in-flight slot, and per-user rules count distinct keys.
 
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -28,6 +30,7 @@ use metrics::counter;
 use stampede_app::auth::Caller;
 use stampede_app::auth::JwtKey;
 use stampede_app::ports::Clock;
+use stampede_app::purchase::AnsweredKeys;
 use stampede_flow::adaptive::{AdaptiveConfig, AdaptiveLimit};
 use stampede_flow::deadline::{self, Deadline};
 use stampede_flow::limit::headers;
@@ -66,6 +69,8 @@ pub struct Protection {
     /// Verifies the caller's token once, for per-user rules.
     jwt: JwtKey,
     clock: Arc<dyn Clock>,
+    /// The purchase keys this node answered: their retries go past.
+    answered: Option<Arc<AnsweredKeys>>,
 }
 
 impl Protection {
@@ -76,10 +81,12 @@ impl Protection {
         store: Option<Arc<dyn RateStore>>,
         jwt: JwtKey,
         clock: Arc<dyn Clock>,
+        answered: Option<Arc<AnsweredKeys>>,
     ) -> Self {
         Self {
             jwt,
             clock,
+            answered,
             limits: RateLimits::with_store(
                 &settings.rate_limits,
                 limits::shared_store(store, settings.shared_timeout),
@@ -131,6 +138,18 @@ fn sale_in_path<'a>(route: &str, path: &'a str) -> Option<&'a str> {
         .starts_with("/api/v1/sales/{id}")
         .then(|| path.split('/').nth(4))
         .flatten()
+}
+
+const PURCHASE: &str = "/api/v1/sales/{id}/purchase";
+
+/// Whether `who` retries a purchase key this node already answered.
+fn is_known_retry(protection: &Protection, who: Option<&Caller>, request: &Request) -> bool {
+    let (Some(answered), Some(who)) = (&protection.answered, who) else {
+        return false;
+    };
+    let key = request.headers().get("idempotency-key");
+    key.and_then(|key| key.to_str().ok())
+        .is_some_and(|key| answered.knows(&who.user, key, protection.clock.now()))
 }
 
 fn caller(protection: &Protection, request: &Request) -> Option<Caller> {
@@ -226,6 +245,20 @@ where
             .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |info| info.0.ip());
         protection.trusted.client_ip(peer, request.headers())
     };
+    // A retry of an answered key goes straight to its answer. The token is
+    // verified once, here or for the rules below.
+    let mut verified = None;
+    if route == PURCHASE && protection.answered.is_some() {
+        let who = caller(protection, &request);
+        if is_known_retry(protection, who.as_ref(), &request) {
+            counter!("stampede_known_key_retries_total").increment(1);
+            if let Some(who) = who {
+                request.extensions_mut().insert(who);
+            }
+            return within_deadline(protection, route, request, next).await;
+        }
+        verified = Some(who);
+    }
     // The built-in account limits first: no rule file can lift them.
     let account = match protection.accounts.for_route(request.method(), route) {
         Some(limit) => match limit.admit(client_ip(&request)) {
@@ -243,7 +276,7 @@ where
     if !protection.limits.is_empty() {
         let method = request.method().clone();
         let user = if protection.limits.needs_user(&method, route) {
-            caller(protection, &request)
+            verified.unwrap_or_else(|| caller(protection, &request))
         } else {
             None
         };
@@ -278,15 +311,7 @@ where
         None => None,
     };
     let started = Instant::now();
-    let response = if STREAMS.contains(&route) {
-        next(request).await
-    } else {
-        let deadline = protection.deadline(&request);
-        match deadline::scope(deadline, deadline.run(next(request))).await {
-            Ok(response) => response,
-            Err(_) => deadline_passed(),
-        }
-    };
+    let response = within_deadline(protection, route, request, next).await;
     if let Some(token) = in_flight {
         token.done(started.elapsed(), !response.status().is_server_error());
     }
@@ -294,6 +319,27 @@ where
         account.settle(response.status());
     }
     response
+}
+
+/// Runs the request under its deadline (event streams have none).
+async fn within_deadline<F, Fut>(
+    protection: &Protection,
+    route: &'static str,
+    request: Request,
+    next: F,
+) -> Response
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: Future<Output = Response>,
+{
+    if STREAMS.contains(&route) {
+        return next(request).await;
+    }
+    let deadline = protection.deadline(&request);
+    match deadline::scope(deadline, deadline.run(next(request))).await {
+        Ok(response) => response,
+        Err(_) => deadline_passed(),
+    }
 }
 
 #[cfg(test)]

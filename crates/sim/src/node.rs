@@ -15,7 +15,7 @@ use stampede_app::lifecycle::Lifecycle;
 use stampede_app::orders::OrderService;
 use stampede_app::payments::{PaymentService, PaymentSettings};
 use stampede_app::ports::{Clock, ManualClockHandle, StockLedger, Store};
-use stampede_app::purchase::{CommitSettings, PurchaseService};
+use stampede_app::purchase::{AnsweredKeys, CommitSettings, PurchaseService};
 use stampede_app::workers::{Background, ExpirySweeper, Reconciler};
 use stampede_inprocess::{MemoryLedger, OutboxBus};
 use stampede_store_sqlite::{SqliteSettings, SqliteStore, Synchronous};
@@ -103,6 +103,7 @@ impl Node {
             clock.clone(),
             Arc::new(Lifecycle::default()),
             CommitSettings::default(),
+            Arc::new(AnsweredKeys::new(key_retention_ms())),
         );
         let orders = OrderService::new(
             faulty_store.clone(),

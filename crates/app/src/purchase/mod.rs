@@ -2,6 +2,7 @@
 //! to a durable order: idempotency and reservation in the ledger, then the
 //! group commit. Losers are answered by the ledger and never reach the store.
 
+mod answered;
 pub(crate) mod commit;
 
 use std::sync::Arc;
@@ -9,12 +10,13 @@ use std::time::Instant;
 
 use metrics::{Counter, counter};
 use stampede_domain::idempotency::{Answer, Fingerprint, IdempotencyKey};
-use stampede_domain::ids::{SaleId, UserId};
+use stampede_domain::ids::{OrderId, SaleId, UserId};
 use stampede_domain::order::Order;
 use stampede_domain::quantity::Quantity;
 use stampede_domain::stock::Refusal;
 use tokio::sync::oneshot;
 
+pub use answered::AnsweredKeys;
 pub use commit::CommitSettings;
 use commit::{Committed, GroupCommitter, Job, Rejected};
 
@@ -102,11 +104,14 @@ pub struct PurchaseService {
     clock: Arc<dyn Clock>,
     lifecycle: Arc<Lifecycle>,
     repair: Arc<LedgerRepair>,
+    answered: Arc<AnsweredKeys>,
     outcomes: Outcomes,
 }
 
 impl PurchaseService {
-    /// `repair` holds the ledger purchases are decided in.
+    /// `repair` holds the ledger purchases are decided in; `answered` is
+    /// shared with the edge, which lets known keys past its limits.
+    #[allow(clippy::too_many_arguments)] // The path's collaborators, each once.
     pub fn new(
         sales: Arc<SaleDirectory>,
         repair: Arc<LedgerRepair>,
@@ -115,6 +120,7 @@ impl PurchaseService {
         clock: Arc<dyn Clock>,
         lifecycle: Arc<Lifecycle>,
         settings: CommitSettings,
+        answered: Arc<AnsweredKeys>,
     ) -> Self {
         let ledger = repair.ledger().clone();
         let committer = GroupCommitter::start(store.clone(), ledger.clone(), bus, settings);
@@ -126,6 +132,7 @@ impl PurchaseService {
             clock,
             lifecycle,
             repair,
+            answered,
             outcomes: Outcomes::new(),
         }
     }
@@ -139,6 +146,11 @@ impl PurchaseService {
         result
     }
 
+    /// The answers this node gave, by key: the edge asks it first.
+    pub fn answered(&self) -> &Arc<AnsweredKeys> {
+        &self.answered
+    }
+
     /// Orders waiting for a commit.
     pub fn queue_depth(&self) -> usize {
         self.committer.depth()
@@ -150,6 +162,33 @@ impl PurchaseService {
     }
 
     async fn decide_and_commit(&self, request: PurchaseRequest) -> Result<Purchased, AppError> {
+        let (user, key, fingerprint) = (
+            request.user.clone(),
+            request.key.clone(),
+            Fingerprint {
+                sale_id: request.sale_id,
+                quantity: request.quantity,
+            },
+        );
+        let result = self.decide_and_commit_afresh(request).await;
+        // What the ledger remembers, this node remembers too (a replay is
+        // remembered again: it may have come from another node's answer).
+        let answer = match &result {
+            Ok(purchased) => Some(Answer::Won(purchased.order.id)),
+            Err(AppError::Refused(refusal)) => Some(Answer::Refused(*refusal)),
+            Err(_) => None,
+        };
+        if let Some(answer) = answer {
+            self.answered
+                .record(&user, &key, fingerprint, answer, self.clock.now());
+        }
+        result
+    }
+
+    async fn decide_and_commit_afresh(
+        &self,
+        request: PurchaseRequest,
+    ) -> Result<Purchased, AppError> {
         if self.lifecycle.is_draining() {
             return Err(AppError::unavailable("shutting down"));
         }
@@ -167,6 +206,17 @@ impl PurchaseService {
             },
             now: self.clock.now(),
         };
+        // Answered here before: no ledger call for a refusal.
+        match self.answered.answer(
+            &attempt.user,
+            &attempt.key,
+            &attempt.fingerprint,
+            attempt.now,
+        ) {
+            Some(Answer::Refused(refusal)) => return Err(AppError::Refused(refusal)),
+            Some(Answer::Won(order_id)) => return self.replay_won(order_id).await,
+            None => {}
+        }
         let mut waits = 0;
         loop {
             let decision = match self.ledger.decide(&attempt).await {
@@ -180,15 +230,7 @@ impl PurchaseService {
             };
             match decision {
                 Decision::Reserved => break,
-                Decision::Replay(Answer::Won(order_id)) => {
-                    let order = self.store.order(order_id).await?.ok_or_else(|| {
-                        AppError::internal(format!("remembered order {order_id} is missing"))
-                    })?;
-                    return Ok(Purchased {
-                        order,
-                        replayed: true,
-                    });
-                }
+                Decision::Replay(Answer::Won(order_id)) => return self.replay_won(order_id).await,
                 Decision::Replay(Answer::Refused(refusal)) | Decision::Refused(refusal) => {
                     return Err(AppError::Refused(refusal));
                 }
@@ -249,5 +291,17 @@ impl PurchaseService {
             Ok(Err(err)) => Err(err),
             Err(_) => Err(AppError::unavailable("the order was not committed")),
         }
+    }
+
+    /// The order a won key made, as it is now.
+    async fn replay_won(&self, order_id: OrderId) -> Result<Purchased, AppError> {
+        let order =
+            self.store.order(order_id).await?.ok_or_else(|| {
+                AppError::internal(format!("remembered order {order_id} is missing"))
+            })?;
+        Ok(Purchased {
+            order,
+            replayed: true,
+        })
     }
 }

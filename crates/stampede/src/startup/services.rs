@@ -16,7 +16,7 @@ use stampede_app::ports::{
     Clock, EventBus, JobQueue, PaymentProvider, Probe, SharedCache, StockLedger, Store, StoreProbe,
     WebhookSender,
 };
-use stampede_app::purchase::PurchaseService;
+use stampede_app::purchase::{AnsweredKeys, PurchaseService};
 use stampede_app::webhooks::{SecretSealer, WebhookService, WebhookSettings};
 use stampede_app::workers::{
     Background, ConsumerWorker, DeliveryWorker, ExpirySweeper, LiveFeed, PaymentFeeder,
@@ -144,6 +144,7 @@ pub(crate) async fn start_app(
             clock.clone(),
             lifecycle.clone(),
             settings.commit,
+            Arc::new(AnsweredKeys::new(settings.key_retention_ms)),
         ),
         detail: DetailService::new(
             orders.clone(),

@@ -177,6 +177,66 @@ period_ms = 60000
 }
 
 #[tokio::test]
+async fn retries_of_answered_keys_never_get_429_while_new_keys_from_the_same_user_do() {
+    let app = spawn_app_with_http_file(
+        r#"[[rate_limits]]
+name = "per-user-purchase"
+key = "user"
+routes = ["POST /api/v1/sales/{id}/purchase"]
+limit = 3
+period_ms = 60000
+"#,
+    )
+    .await;
+    // One unit: the first key wins, the next two are refused sold out.
+    let sale = app.create_sale(1, 10, json!({})).await;
+    let id = sale["id"].as_str().unwrap();
+    let buyer = customer("retrier");
+    let mut first = Vec::new();
+    for key in ["k0", "k1", "k2"] {
+        let response = app.purchase(&buyer, id, key, 1).await;
+        let status = response.status();
+        let body: Value = response.json().await.unwrap();
+        first.push((status, body));
+    }
+    assert_eq!(first[0].0, StatusCode::ACCEPTED);
+    assert_eq!(first[1].0, StatusCode::CONFLICT);
+    // The quota (3 a minute) is spent; retries of the three keys spend
+    // none of it and get their first answers.
+    for _ in 0..10 {
+        for (key, (status, body)) in ["k0", "k1", "k2"].iter().zip(&first) {
+            let response = app.purchase(&buyer, id, key, 1).await;
+            assert_eq!(response.status(), *status, "{key}");
+            let replay: Value = response.json().await.unwrap();
+            match *status {
+                StatusCode::ACCEPTED => assert_eq!(replay["id"], body["id"]),
+                _ => assert_eq!(replay["type"], body["type"]),
+            }
+        }
+    }
+    // A new key from the same user is a new attempt: over the quota.
+    let refused = app.purchase(&buyer, id, "k3", 1).await;
+    assert_problem(refused, StatusCode::TOO_MANY_REQUESTS, "rate-limited").await;
+    // The same key with another quantity is not a retry: the ledger calls
+    // the mismatch.
+    let other = app.purchase(&buyer, id, "k1", 2).await;
+    assert_problem(
+        other,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "idempotency-mismatch",
+    )
+    .await;
+    let metrics = app.get("/metrics", None).await.text().await.unwrap();
+    let retries: f64 = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("stampede_known_key_retries_total "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retries >= 30.0, "{retries}");
+}
+
+#[tokio::test]
 async fn an_overloaded_node_refuses_at_once_instead_of_queueing() {
     // A node that takes two requests at a time, under a burst of 300.
     let app = spawn_app_with(|config| {
