@@ -12,7 +12,9 @@
 //! - [`adaptive`]: a limit on requests in flight that finds its own level
 //!   (AIMD on latency) and sheds the excess at once.
 //! - [`deadline`]: a request's deadline, passed inward (explicitly or through
-//!   a task-local scope) so each call takes only what remains of it.
+//!   a task-local scope) so each call takes only what remains of it;
+//!   [`queue_budget`]: an internal queue admits a request only if its
+//!   predicted wait and service fit what is left of that deadline.
 //! - [`bulkhead`]: a concurrency budget per dependency, so one slow
 //!   dependency cannot hold every task.
 //! - [`breaker`]: a circuit breaker (closed → open → half-open) over a count or
@@ -29,6 +31,7 @@ pub mod breaker;
 pub mod bulkhead;
 pub mod deadline;
 pub mod limit;
+pub mod queue_budget;
 pub mod retry;
 pub mod serde_duration;
 
@@ -43,9 +46,10 @@ pub use breaker::{
 pub use bulkhead::{Bulkhead, BulkheadPermit, Full};
 pub use deadline::{Deadline, Elapsed};
 pub use limit::shared::{
-    Fallback, RateStore, RateStoreError, SharedLimiter, SharedStore, Undecided,
+    Fallback, RateStore, RateStoreError, SharedLimiter, SharedStore, StoredRules, Undecided,
 };
 pub use limit::{
     Algorithm, Bounds, HotKey, KeyedLimiter, LimitDecision, NotBoundable, Quota, QuotaError,
 };
+pub use queue_budget::{Late, QueueBudget};
 pub use retry::{Retry, RetryPolicy, retry};

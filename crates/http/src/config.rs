@@ -13,7 +13,7 @@ use stampede_flow::serde_duration::millis;
 
 use crate::account_limits::AccountLimitSettings;
 use crate::client_ip::TrustedProxies;
-use crate::limits::RateLimitRule;
+use crate::limits::{RateLimitRule, validate_rules};
 use crate::protect::ProtectSettings;
 use crate::state::{ConnectionSettings, HttpSettings};
 
@@ -96,10 +96,10 @@ impl HttpConfig {
             LimitRules::Off => Vec::new(),
             LimitRules::Rules(rules) => rules.clone(),
         };
-        for rule in &rate_limits {
-            rule.validate()
-                .map_err(|message| refused("rate_limits", message))?;
-        }
+        // A shared rule without a store is the caller's to refuse: it knows
+        // the setting that makes one.
+        validate_rules(&rate_limits, Some(crate::route_templates()), true)
+            .map_err(|err| refused("rate_limits", err.message))?;
         let trusted_proxies = match &self.trusted_proxies {
             Some(list) => TrustedProxies::parse_list(list).map_err(|bad| {
                 refused(

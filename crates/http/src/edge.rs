@@ -36,6 +36,8 @@ use crate::telemetry;
 pub(crate) struct Routes {
     router: Router<AppState>,
     templates: matchit::Router<&'static str>,
+    /// The same templates as a list (matchit's table cannot be listed).
+    paths: Vec<&'static str>,
 }
 
 impl Routes {
@@ -43,6 +45,7 @@ impl Routes {
         Self {
             router: Router::new(),
             templates: matchit::Router::new(),
+            paths: Vec::new(),
         }
     }
 
@@ -51,8 +54,14 @@ impl Routes {
         if let Err(err) = self.templates.insert(path, path) {
             panic!("route {path}: {err}");
         }
+        self.paths.push(path);
         self.router = self.router.route(path, methods);
         self
+    }
+
+    /// Every route template, in the order they were added.
+    pub(crate) fn paths(&self) -> &[&'static str] {
+        &self.paths
     }
 
     /// The routes as one service behind the edge.

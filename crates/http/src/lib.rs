@@ -7,7 +7,8 @@
 //! - [`dto`]: the JSON shapes on the wire.
 //! - [`edge`]: the one service every request passes, around the router.
 //! - [`protect`], [`limits`], [`account_limits`]: the edge's rate limits,
-//!   load shedding and deadlines; [`hot_keys`]: the hottest limited keys.
+//!   load shedding and deadlines; [`live_rules`]: the rules in force,
+//!   replaced while serving; [`hot_keys`]: the hottest limited keys.
 //! - [`serve`]: the connections under the edge, with their timeouts and cap.
 //! - [`streams`]: the bound on open event streams.
 //! - [`readings`]: what the live sale page shows, from the node's own metrics.
@@ -22,6 +23,7 @@ pub mod edge;
 pub mod extract;
 pub mod hot_keys;
 pub mod limits;
+pub mod live_rules;
 pub mod openapi;
 mod openapi_links;
 pub mod problem;
@@ -33,13 +35,17 @@ pub mod state;
 pub mod streams;
 pub mod telemetry;
 
+use std::sync::OnceLock;
+
 use axum::routing::{get, post};
 
 pub use edge::Edge;
 pub use state::{AppState, HttpSettings};
 
 use edge::Routes;
-use routes::{accounts, catalog, live, ops, orders, payments, profile, purchase, webhooks};
+use routes::{
+    accounts, catalog, live, ops, orders, payments, profile, purchase, rate_limits, webhooks,
+};
 
 /// The API proper, served by `all` and `api` nodes.
 fn api_routes(routes: Routes) -> Routes {
@@ -78,7 +84,22 @@ fn api_routes(routes: Routes) -> Routes {
 
 /// The whole service: the routes behind the [`Edge`].
 pub fn router(state: AppState, settings: &HttpSettings) -> Edge {
-    let routes = match settings.serve_api {
+    // Rules replaced while serving may name any route of the API, whatever
+    // this node's role serves: every node runs the cluster's one set.
+    state.protection().rules().know_routes(route_templates());
+    routes(settings.serve_api).into_edge(state, settings.max_body_bytes)
+}
+
+/// Every route template of an `api` node: what rate-limit rules may name.
+pub fn route_templates() -> &'static [&'static str] {
+    static TEMPLATES: OnceLock<Vec<&'static str>> = OnceLock::new();
+    TEMPLATES.get_or_init(|| routes(true).paths().to_vec())
+}
+
+/// The routes a node serves: the API's with `serve_api`, the operations'
+/// always.
+fn routes(serve_api: bool) -> Routes {
+    let routes = match serve_api {
         true => api_routes(Routes::new()),
         false => Routes::new(),
     };
@@ -89,9 +110,12 @@ pub fn router(state: AppState, settings: &HttpSettings) -> Edge {
         .route("/startupz", get(ops::startupz))
         .route("/metrics", get(ops::metrics))
         .route("/api/v1/admin/workers", get(ops::workers))
+        .route(
+            limits::RULES_ROUTE,
+            get(rate_limits::rules).put(rate_limits::replace),
+        )
         .route("/api/v1/admin/rate-limits/hot", get(ops::hot_keys))
         .route("/api/v1/admin/live", get(live::live))
         .route("/api/v1/admin/profile", get(profile::profile))
         .route("/dashboard", get(live::dashboard))
-        .into_edge(state, settings.max_body_bytes)
 }

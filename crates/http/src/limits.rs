@@ -28,6 +28,15 @@
 //! Local rules are checked first, in their order, then shared ones: a
 //! request refused locally costs no store call.
 //!
+//! # Replacing the rules
+//!
+//! A set of rules is replaced whole while serving ([`crate::live_rules`]),
+//! after [`validate_rules`] — the one check for the file, the API and the
+//! cluster's stored set. [`RateLimits::replaced_by`] keeps each rule whose
+//! definition is unchanged, limiter state and all; a changed or new rule
+//! starts afresh. No rule limits [`RULES_ROUTE`], so no set can lock admins
+//! out of replacing it.
+//!
 //! # Keys
 //!
 //! For local rules, keys are hashed to 64 bits with a per-process random
@@ -48,12 +57,13 @@ use sha2::{Digest, Sha256};
 use stampede_domain::ids::UserId;
 use stampede_flow::limit::shared::{Fallback, RateStore, SharedLimiter, SharedStore, Undecided};
 use stampede_flow::limit::{Algorithm, Bounds, KeyedLimiter, LimitDecision, Quota};
+use utoipa::ToSchema;
 
 use crate::client_ip::client_block;
 use crate::hot_keys::{HotKeyBody, HotRule, KeyNames};
 
 /// What a rule counts separately.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum KeyKind {
     /// All matching requests together.
@@ -68,7 +78,7 @@ pub enum KeyKind {
     Sale,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AlgorithmName {
     /// Token bucket: bursts up to `burst`, refused beyond.
@@ -81,7 +91,7 @@ pub enum AlgorithmName {
 }
 
 /// Where a rule's state lives; see the [module documentation](self).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum BackendName {
     /// In each node's memory.
@@ -91,7 +101,7 @@ pub enum BackendName {
 }
 
 /// What a shared rule decides when the store does not.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FallbackName {
     /// The node's own limiter, same quota.
@@ -103,26 +113,32 @@ pub enum FallbackName {
     FailClosed,
 }
 
-/// One rule, as configuration writes it (`[[rate_limits]]` in the TOML file).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// One rule, as configuration writes it (`[[rate_limits]]` in the TOML file)
+/// and `/api/v1/admin/rate-limits` reads and replaces it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimitRule {
-    /// Shown in `RateLimit-Policy` and the metrics.
+    /// Shown in `RateLimit-Policy` and the metrics; unique in a rule set.
+    #[schema(min_length = 1, max_length = 64)]
     pub name: String,
     pub key: KeyKind,
-    /// `"METHOD /route/{template}"` entries, or `"*"` for every API route.
+    /// `"METHOD /route/{template}"` entries, or `"*"` for every API route
+    /// [default: `["*"]`].
     #[serde(default = "every_route")]
     pub routes: Vec<String>,
     #[serde(default)]
     pub algorithm: AlgorithmName,
     /// Requests per period.
+    #[schema(minimum = 1)]
     pub limit: u32,
+    /// [default: 1000, at most a day].
     #[serde(default = "one_second")]
     pub period_ms: u64,
     /// Requests at once; defaults to `limit`.
     #[serde(default)]
     pub burst: Option<u32>,
-    /// Leaky bucket: the longest a request may queue [default: 100].
+    /// Leaky bucket: the longest a request may queue, at most 60000
+    /// [default: 100].
     #[serde(default)]
     pub max_wait_ms: Option<u64>,
     /// [default: shared with a shared store (cluster mode), else local].
@@ -182,48 +198,195 @@ impl RateLimitRule {
         }
     }
 
-    /// Checks the rule, naming what is wrong.
-    pub fn validate(&self) -> Result<(), String> {
+    /// Checks the rule on its own, naming the field that is wrong and why
+    /// ([`validate_rules`] checks a whole set).
+    pub fn validate(&self) -> Result<(), RuleError> {
+        let err = |field, message: String| Err(RuleError::new(field, message));
         if self.name.is_empty()
             || self.name.len() > 64
             || !self.name.bytes().all(|b| b.is_ascii_graphic() && b != b'"')
         {
-            return Err(format!(
-                "rate limit name `{}` must be 1 to 64 printable characters without quotes",
-                self.name
-            ));
+            return err(
+                "name",
+                format!(
+                    "rate limit name `{}` must be 1 to 64 printable characters without quotes",
+                    self.name
+                ),
+            );
         }
-        self.quota()
-            .validate()
-            .map_err(|e| format!("rate limit `{}`: {e}", self.name))?;
+        if let Err(e) = self.quota().validate() {
+            let field = match e.field {
+                "period" => "period_ms",
+                field => field,
+            };
+            return err(field, format!("rate limit `{}`: {e}", self.name));
+        }
         if self.period_ms > 86_400_000 {
-            return Err(format!(
-                "rate limit `{}`: period_ms must be at most a day",
-                self.name
-            ));
+            return err(
+                "period_ms",
+                format!(
+                    "rate limit `{}`: period_ms must be at most a day",
+                    self.name
+                ),
+            );
         }
         if self.max_wait_ms.is_some() && self.algorithm != AlgorithmName::LeakyBucket {
-            return Err(format!(
-                "rate limit `{}`: max_wait_ms is for the leaky_bucket algorithm only",
-                self.name
-            ));
+            return err(
+                "max_wait_ms",
+                format!(
+                    "rate limit `{}`: max_wait_ms is for the leaky_bucket algorithm only",
+                    self.name
+                ),
+            );
+        }
+        // A queued request past the longest request deadline only times out.
+        if self.max_wait_ms.is_some_and(|ms| ms > 60_000) {
+            return err(
+                "max_wait_ms",
+                format!(
+                    "rate limit `{}`: max_wait_ms must be at most 60000",
+                    self.name
+                ),
+            );
         }
         if self.backend == Some(BackendName::Local) && self.fallback.is_some() {
-            return Err(format!(
-                "rate limit `{}`: fallback is for shared rules only, and backend is local",
-                self.name
-            ));
+            return err(
+                "fallback",
+                format!(
+                    "rate limit `{}`: fallback is for shared rules only, and backend is local",
+                    self.name
+                ),
+            );
+        }
+        if self.routes.is_empty() || self.routes.len() > MAX_ROUTES {
+            return err(
+                "routes",
+                format!(
+                    "rate limit `{}`: routes must hold 1 to {MAX_ROUTES} entries (\"*\": every route)",
+                    self.name
+                ),
+            );
         }
         for route in &self.routes {
-            if route != "*" && parse_route(route).is_none() {
-                return Err(format!(
-                    "rate limit `{}`: route `{route}` must be \"*\" or \"METHOD /path/{{template}}\"",
-                    self.name
-                ));
+            if route != "*" && (route.len() > 256 || parse_route(route).is_none()) {
+                return err(
+                    "routes",
+                    format!(
+                        "rate limit `{}`: route `{route}` must be \"*\" or \"METHOD /path/{{template}}\"",
+                        self.name
+                    ),
+                );
             }
         }
         Ok(())
     }
+}
+
+/// Rules in one set at most: each costs a check per matching request.
+pub const MAX_RULES: usize = 64;
+/// Routes one rule names at most.
+pub const MAX_ROUTES: usize = 64;
+
+/// The route that reads and replaces the rules. No rule limits it, so no
+/// rule set can lock admins out of replacing it.
+pub const RULES_ROUTE: &str = "/api/v1/admin/rate-limits";
+
+/// What is wrong with a rule set: the rule (its index; `None`: the set as
+/// a whole), the field, and a message that names the rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleError {
+    pub index: Option<usize>,
+    pub field: &'static str,
+    pub message: String,
+}
+
+impl RuleError {
+    fn new(field: &'static str, message: String) -> Self {
+        Self {
+            index: None,
+            field,
+            message,
+        }
+    }
+
+    fn at(self, index: usize) -> Self {
+        Self {
+            index: Some(index),
+            ..self
+        }
+    }
+
+    /// Where, as a client sending the set as a JSON array reads it:
+    /// `rules[2].limit`, or `rules`.
+    pub fn path(&self) -> String {
+        match self.index {
+            Some(index) => format!("rules[{index}].{}", self.field),
+            None => "rules".to_owned(),
+        }
+    }
+}
+
+impl std::fmt::Display for RuleError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// Checks a whole rule set, the one definition for the configuration file,
+/// the API and the cluster's stored set: at most [`MAX_RULES`], each rule
+/// valid, names unique (a shared rule's state is keyed by its name), routes
+/// among `known` templates when given, and `backend = "shared"` only with
+/// a shared store.
+pub fn validate_rules(
+    rules: &[RateLimitRule],
+    known: Option<&[&str]>,
+    shared_store: bool,
+) -> Result<(), RuleError> {
+    if rules.len() > MAX_RULES {
+        return Err(RuleError::new(
+            "",
+            format!("at most {MAX_RULES} rate limits, got {}", rules.len()),
+        ));
+    }
+    for (index, rule) in rules.iter().enumerate() {
+        rule.validate().map_err(|e| e.at(index))?;
+        if let Some(first) = rules[..index].iter().position(|r| r.name == rule.name) {
+            return Err(RuleError::new(
+                "name",
+                format!(
+                    "rate limit name `{}` is taken by rules[{first}]: names must be unique",
+                    rule.name
+                ),
+            )
+            .at(index));
+        }
+        if let Some(known) = known {
+            let unknown = rule.routes.iter().find(|route| {
+                parse_route(route).is_some_and(|(_, path)| !known.contains(&path.as_str()))
+            });
+            if let Some(route) = unknown {
+                return Err(RuleError::new(
+                    "routes",
+                    format!(
+                        "rate limit `{}`: route `{route}` is not a route of this API",
+                        rule.name
+                    ),
+                )
+                .at(index));
+            }
+        }
+        if !shared_store && rule.backend == Some(BackendName::Shared) {
+            return Err(RuleError::new(
+                "backend",
+                format!(
+                    "rate limit `{}` is shared, which needs redis_url (or say backend = \"local\")",
+                    rule.name
+                ),
+            )
+            .at(index));
+        }
+    }
+    Ok(())
 }
 
 fn parse_route(text: &str) -> Option<(Method, String)> {
@@ -245,6 +408,9 @@ pub struct Subject<'a> {
 }
 
 struct CompiledRule {
+    /// As written: a replacement keeps this compiled rule, state and all,
+    /// when it holds an equal one.
+    spec: RateLimitRule,
     name: String,
     key: KeyKind,
     /// `None`: every API route.
@@ -261,6 +427,33 @@ enum Backend {
 }
 
 impl CompiledRule {
+    fn new(rule: &RateLimitRule, store: Option<&SharedStore>) -> Self {
+        let limiter = match (store, rule.backend) {
+            (Some(store), None | Some(BackendName::Shared)) => Backend::Shared(SharedLimiter::new(
+                rule.name.clone(),
+                rule.algorithm(),
+                rule.quota(),
+                store.clone(),
+                match rule.fallback.unwrap_or_default() {
+                    FallbackName::Local => Fallback::Local,
+                    FallbackName::FailOpen => Fallback::Open,
+                    FallbackName::FailClosed => Fallback::Closed,
+                },
+            )),
+            _ => Backend::Local(local_limiter(rule)),
+        };
+        let bounded = matches!(&limiter, Backend::Local(l) if l.memory_bytes().is_some());
+        Self {
+            spec: rule.clone(),
+            name: rule.name.clone(),
+            key: rule.key,
+            routes: (!rule.routes.iter().any(|r| r == "*"))
+                .then(|| rule.routes.iter().filter_map(|r| parse_route(r)).collect()),
+            limiter,
+            names: bounded.then(KeyNames::new),
+        }
+    }
+
     fn applies(&self, subject: &Subject<'_>) -> bool {
         self.routes.as_ref().is_none_or(|routes| {
             routes
@@ -295,7 +488,11 @@ pub enum Refused<'a> {
 /// The compiled rules.
 pub struct RateLimits {
     /// Local rules first, then shared ones, each in configuration order.
-    rules: Vec<CompiledRule>,
+    /// Shared with the sets that replace this one while unchanged.
+    rules: Vec<Arc<CompiledRule>>,
+    /// As given, in their order.
+    written: Vec<RateLimitRule>,
+    /// Kept across replacements: local keys are hashed with it.
     hasher: RandomState,
 }
 
@@ -308,42 +505,41 @@ impl RateLimits {
     /// Rules whose `backend` is shared, or unset, keep their state in
     /// `store` when there is one (see the [module documentation](self)).
     pub fn with_store(rules: &[RateLimitRule], store: Option<SharedStore>) -> Self {
-        let mut rules: Vec<CompiledRule> = rules
+        Self::compile(rules, store, &[], RandomState::new())
+    }
+
+    /// `rules` in place of these: a rule equal to one of these (name and
+    /// every field) keeps its limiter and state, so replacing a set does not
+    /// hand every client a fresh budget; the others start afresh.
+    pub fn replaced_by(&self, rules: &[RateLimitRule], store: Option<SharedStore>) -> Self {
+        Self::compile(rules, store, &self.rules, self.hasher.clone())
+    }
+
+    fn compile(
+        rules: &[RateLimitRule],
+        store: Option<SharedStore>,
+        previous: &[Arc<CompiledRule>],
+        hasher: RandomState,
+    ) -> Self {
+        let mut compiled: Vec<Arc<CompiledRule>> = rules
             .iter()
-            .map(|rule| {
-                let limiter = match (&store, rule.backend) {
-                    (Some(store), None | Some(BackendName::Shared)) => {
-                        Backend::Shared(SharedLimiter::new(
-                            rule.name.clone(),
-                            rule.algorithm(),
-                            rule.quota(),
-                            store.clone(),
-                            match rule.fallback.unwrap_or_default() {
-                                FallbackName::Local => Fallback::Local,
-                                FallbackName::FailOpen => Fallback::Open,
-                                FallbackName::FailClosed => Fallback::Closed,
-                            },
-                        ))
-                    }
-                    _ => Backend::Local(local_limiter(rule)),
-                };
-                let bounded = matches!(&limiter, Backend::Local(l) if l.memory_bytes().is_some());
-                CompiledRule {
-                    name: rule.name.clone(),
-                    key: rule.key,
-                    routes: (!rule.routes.iter().any(|r| r == "*"))
-                        .then(|| rule.routes.iter().filter_map(|r| parse_route(r)).collect()),
-                    limiter,
-                    names: bounded.then(KeyNames::new),
-                }
+            .map(|rule| match previous.iter().find(|old| old.spec == *rule) {
+                Some(old) => old.clone(),
+                None => Arc::new(CompiledRule::new(rule, store.as_ref())),
             })
             .collect();
         // Stable: configuration order within each kind.
-        rules.sort_by_key(|rule| matches!(rule.limiter, Backend::Shared(_)));
+        compiled.sort_by_key(|rule| matches!(rule.limiter, Backend::Shared(_)));
         Self {
-            rules,
-            hasher: RandomState::new(),
+            rules: compiled,
+            written: rules.to_vec(),
+            hasher,
         }
+    }
+
+    /// The rules as given, in their order.
+    pub fn rules(&self) -> &[RateLimitRule] {
+        &self.written
     }
 
     /// Whether any rule counts users on `route` (the edge then verifies the
@@ -377,6 +573,9 @@ impl RateLimits {
     /// shared rules nothing here awaits or allocates.
     pub async fn check(&self, subject: &Subject<'_>) -> Result<Duration, Refused<'_>> {
         let mut wait = Duration::ZERO;
+        if subject.route == RULES_ROUTE {
+            return Ok(wait);
+        }
         for rule in self.rules.iter().filter(|rule| rule.applies(subject)) {
             let Some(key) = self.key(rule.key, subject) else {
                 continue;
@@ -621,20 +820,104 @@ mod tests {
     }
 
     #[test]
-    fn bad_rules_are_refused_with_the_reason() {
+    fn bad_rules_are_refused_with_the_field_and_the_reason() {
         let mut rule = RateLimitRule::defaults(20).remove(0);
+        let refused = |rule: &RateLimitRule| {
+            let err = rule.validate().unwrap_err();
+            (err.field, err.message)
+        };
         rule.routes = vec!["purchase".into()];
-        assert!(rule.validate().unwrap_err().contains("route"));
+        let (field, message) = refused(&rule);
+        assert!(field == "routes" && message.contains("route"), "{message}");
+        rule.routes = Vec::new();
+        assert_eq!(refused(&rule).0, "routes");
         rule.routes = vec!["*".into()];
         rule.limit = 0;
-        assert!(rule.validate().unwrap_err().contains("limit"));
+        let (field, message) = refused(&rule);
+        assert!(field == "limit" && message.contains("limit"), "{message}");
         rule.limit = 1;
+        rule.period_ms = 0;
+        assert_eq!(refused(&rule).0, "period_ms");
+        rule.period_ms = 1000;
         rule.max_wait_ms = Some(5);
-        assert!(rule.validate().unwrap_err().contains("leaky_bucket"));
+        let (field, message) = refused(&rule);
+        assert!(field == "max_wait_ms" && message.contains("leaky_bucket"));
         rule.max_wait_ms = None;
         rule.backend = Some(BackendName::Local);
         rule.fallback = Some(FallbackName::FailOpen);
-        assert!(rule.validate().unwrap_err().contains("fallback"));
+        assert_eq!(refused(&rule).0, "fallback");
+    }
+
+    #[test]
+    fn a_set_is_refused_naming_its_bad_rule() {
+        let rule = |name: &str| {
+            let mut rule = RateLimitRule::defaults(20).remove(0);
+            rule.name = name.into();
+            rule
+        };
+        let known = ["/api/v1/sales/{id}/purchase"];
+        let mut rules = vec![rule("a"), rule("b"), rule("c")];
+        assert_eq!(validate_rules(&rules, Some(&known), false), Ok(()));
+        rules[2].limit = 0;
+        let err = validate_rules(&rules, Some(&known), false).unwrap_err();
+        assert_eq!(err.path(), "rules[2].limit");
+        rules[2] = rule("a");
+        let err = validate_rules(&rules, Some(&known), false).unwrap_err();
+        assert_eq!(err.path(), "rules[2].name");
+        assert!(err.message.contains("rules[0]"), "{}", err.message);
+        rules[2] = rule("c");
+        rules[1].routes = vec!["GET /api/v1/nowhere".into()];
+        let err = validate_rules(&rules, Some(&known), false).unwrap_err();
+        assert_eq!(err.path(), "rules[1].routes");
+        // Without the table of routes, any template passes.
+        assert_eq!(validate_rules(&rules, None, false), Ok(()));
+        rules[1] = rule("b");
+        rules[1].backend = Some(BackendName::Shared);
+        assert_eq!(
+            validate_rules(&rules, Some(&known), false)
+                .unwrap_err()
+                .path(),
+            "rules[1].backend"
+        );
+        assert_eq!(validate_rules(&rules, Some(&known), true), Ok(()));
+        let many: Vec<_> = (0..=MAX_RULES).map(|i| rule(&format!("r{i}"))).collect();
+        assert_eq!(
+            validate_rules(&many, None, false).unwrap_err().path(),
+            "rules"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_replacement_keeps_the_state_of_unchanged_rules_only() {
+        let alice = UserId::parse("alice").unwrap();
+        let limits = RateLimits::new(&RateLimitRule::defaults(1));
+        assert!(limits.check(&subject(&alice, "s")).await.is_ok());
+        assert!(limits.check(&subject(&alice, "s")).await.is_err());
+        // Another rule added: alice's spent budget stays spent.
+        let mut rules = RateLimitRule::defaults(1);
+        rules.push(RateLimitRule {
+            name: "hot".into(),
+            key: KeyKind::Sale,
+            ..RateLimitRule::defaults(100).remove(0)
+        });
+        let replaced = limits.replaced_by(&rules, None);
+        assert_eq!(replaced.rules(), rules.as_slice());
+        assert!(replaced.check(&subject(&alice, "s")).await.is_err());
+        // The rule itself changed: a fresh budget under the new quota.
+        let changed = replaced.replaced_by(&RateLimitRule::defaults(2), None);
+        assert!(changed.check(&subject(&alice, "s")).await.is_ok());
+        // The route that replaces rules is never limited by them.
+        let mut everything = RateLimitRule::defaults(1).remove(0);
+        everything.routes = vec!["*".into()];
+        let strict = RateLimits::new(&[everything]);
+        let admin = Subject {
+            method: &Method::PUT,
+            route: RULES_ROUTE,
+            ..subject(&alice, "s")
+        };
+        for _ in 0..3 {
+            assert!(strict.check(&admin).await.is_ok());
+        }
     }
 
     /// A store that counts its calls and never answers in time.

@@ -16,7 +16,9 @@ use utoipa::{Modify, OpenApi};
 use crate::dto;
 use crate::openapi_links::Links;
 use crate::problem::{CONTENT_TYPE, Problem};
-use crate::routes::{accounts, catalog, live, ops, orders, payments, profile, purchase, webhooks};
+use crate::routes::{
+    accounts, catalog, live, ops, orders, payments, profile, purchase, rate_limits, webhooks,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -30,6 +32,7 @@ use crate::routes::{accounts, catalog, live, ops, orders, payments, profile, pur
         webhooks::create, webhooks::list, webhooks::get, webhooks::delete, webhooks::deliveries,
         accounts::register, accounts::login,
         ops::livez, ops::readyz, ops::startupz, ops::metrics, openapi_json, ops::workers, ops::hot_keys,
+        rate_limits::rules, rate_limits::replace,
         live::live, live::dashboard, profile::profile,
     ),
     components(schemas(Problem, dto::ProductBody, dto::SaleBody, dto::OrderBody)),
@@ -92,6 +95,8 @@ const PROBLEMS: &[OperationProblems] = &[
     ("post", "/api/v1/users", &[(400, "bad-request"), (409, "conflict"), (413, "payload-too-large"), (415, "unsupported-media-type"), (422, "validation"), (500, "internal"), (503, "overloaded, unavailable")]),
     ("post", "/api/v1/sessions", &[(400, "bad-request"), (401, "unauthorized"), (413, "payload-too-large"), (415, "unsupported-media-type"), (422, "validation"), (500, "internal"), (503, "overloaded, unavailable")]),
     ("get", "/api/v1/admin/workers", &[(401, "unauthorized"), (403, "forbidden"), (500, "internal"), (503, "unavailable")]),
+    ("get", "/api/v1/admin/rate-limits", &[(401, "unauthorized"), (403, "forbidden"), (500, "internal"), (503, "unavailable")]),
+    ("put", "/api/v1/admin/rate-limits", &[(400, "bad-request"), (401, "unauthorized"), (403, "forbidden"), (413, "payload-too-large"), (415, "unsupported-media-type"), (422, "validation"), (500, "internal"), (503, "unavailable")]),
     ("get", "/api/v1/admin/rate-limits/hot", &[(400, "bad-request"), (401, "unauthorized"), (403, "forbidden"), (422, "validation"), (500, "internal"), (503, "unavailable")]),
     ("get", "/api/v1/admin/profile", &[(400, "bad-request"), (401, "unauthorized"), (403, "forbidden"), (422, "validation"), (429, "rate-limited"), (500, "internal"), (503, "unavailable")]),
     ("get", "/api/v1/admin/live", &[(401, "unauthorized"), (403, "forbidden"), (429, "rate-limited"), (500, "internal"), (503, "overloaded, unavailable")]),
@@ -159,6 +164,7 @@ fn operation<'a>(item: &'a mut PathItem, method: &str) -> Option<&'a mut Operati
     match method {
         "get" => item.get.as_mut(),
         "post" => item.post.as_mut(),
+        "put" => item.put.as_mut(),
         "delete" => item.delete.as_mut(),
         _ => None,
     }
@@ -220,6 +226,7 @@ mod tests {
             for (method, op) in [
                 ("get", &item.get),
                 ("post", &item.post),
+                ("put", &item.put),
                 ("delete", &item.delete),
             ] {
                 if op.is_some() {

@@ -186,6 +186,14 @@ impl ApiError {
         problem
     }
 
+    /// A `validation` problem naming one field by a path built at run time
+    /// (`rules[2].limit`).
+    pub fn invalid(field: String, message: String) -> Self {
+        let mut problem = Self::new(Kind::VALIDATION).with_detail(format!("{field}: {message}"));
+        problem.errors.push(FieldError { field, message });
+        problem
+    }
+
     pub fn problem(&self) -> Problem {
         Problem {
             type_: format!("{TYPE_BASE}{}", self.kind.slug),

@@ -38,7 +38,8 @@ use stampede_flow::limit::shared::RateStore;
 
 use crate::account_limits::{AccountLimitSettings, AccountLimits};
 use crate::client_ip::TrustedProxies;
-use crate::limits::{self, LimitRefusal, RateLimitRule, RateLimits, Refused, Subject};
+use crate::limits::{LimitRefusal, RateLimitRule, Refused, Subject};
+use crate::live_rules::LiveRules;
 use crate::problem::{ApiError, Kind};
 
 /// How the edge protects the service; built from [`HttpConfig`](crate::config::HttpConfig).
@@ -60,7 +61,8 @@ pub struct ProtectSettings {
 
 /// The edge's state: compiled rules and the adaptive limit.
 pub struct Protection {
-    limits: RateLimits,
+    /// The rules in force, replaceable while serving.
+    limits: LiveRules,
     accounts: AccountLimits,
     adaptive: Option<AdaptiveLimit>,
     trusted: TrustedProxies,
@@ -87,10 +89,7 @@ impl Protection {
             jwt,
             clock,
             answered,
-            limits: RateLimits::with_store(
-                &settings.rate_limits,
-                limits::shared_store(store, settings.shared_timeout),
-            ),
+            limits: LiveRules::new(&settings.rate_limits, store, settings.shared_timeout),
             accounts: AccountLimits::new(settings.accounts),
             adaptive: settings
                 .adaptive
@@ -103,12 +102,17 @@ impl Protection {
 
     /// The hottest keys of the local per-address and per-user rules.
     pub fn hot_keys(&self, n: usize) -> Vec<crate::hot_keys::HotRule> {
-        self.limits.hot(n)
+        self.limits.current().hot(n)
     }
 
     /// Forgets idle keys' limiter state; run every few seconds.
     pub fn purge_idle(&self) -> usize {
-        self.limits.purge_idle()
+        self.limits.current().purge_idle()
+    }
+
+    /// The rate-limit rules in force, to read or replace.
+    pub fn rules(&self) -> &LiveRules {
+        &self.limits
     }
 
     /// The request's deadline: the default, or the client's
@@ -197,6 +201,16 @@ fn too_many(refusal: &LimitRefusal<'_>) -> Response {
     response
 }
 
+/// `429 rate-limited`: a leaky bucket's wait longer than what is left of
+/// the request's deadline.
+fn too_long_a_wait(wait: Duration) -> Response {
+    let secs = u32::try_from(wait.as_millis().div_ceil(1000)).unwrap_or(u32::MAX);
+    ApiError::new(Kind::RATE_LIMITED)
+        .with_detail("the rate limit's queue would hold this request past its deadline")
+        .retry_after(secs.max(1))
+        .into_response()
+}
+
 fn undecided(rule: &str) -> Response {
     counter!("stampede_http_refused_total", "reason" => "rate_limit_unavailable").increment(1);
     ApiError::new(Kind::UNAVAILABLE)
@@ -238,6 +252,8 @@ where
     let Some(route) = route.filter(|route| !PROBES.contains(route)) else {
         return next(request).await;
     };
+    // From arrival: time spent waiting in a limiter counts.
+    let deadline = protection.deadline(&request);
     let client_ip = |request: &Request| {
         let peer = request
             .extensions()
@@ -255,7 +271,7 @@ where
             if let Some(who) = who {
                 request.extensions_mut().insert(who);
             }
-            return within_deadline(protection, route, request, next).await;
+            return within_deadline(route, deadline, request, next).await;
         }
         verified = Some(who);
     }
@@ -273,9 +289,9 @@ where
         },
         None => None,
     };
-    if !protection.limits.is_empty() {
+    if !protection.limits.current().is_empty() {
         let method = request.method().clone();
-        let user = if protection.limits.needs_user(&method, route) {
+        let user = if protection.limits.current().needs_user(&method, route) {
             verified.unwrap_or_else(|| caller(protection, &request))
         } else {
             None
@@ -288,13 +304,22 @@ where
             user: user.as_ref().map(|c| &c.user),
             sale: sale_in_path(route, request.uri().path()),
         };
-        match protection.limits.check(&subject).await {
+        match protection.limits.current().check(&subject).await {
             Err(Refused::Limited(refusal)) => {
                 counter!("stampede_http_refused_total", "reason" => "rate_limited").increment(1);
                 return too_many(&refusal);
             }
             Err(Refused::Undecided { rule }) => return undecided(rule),
-            Ok(wait) if !wait.is_zero() => tokio::time::sleep(wait).await,
+            // A wait the deadline cannot hold is refused now, as over the
+            // limit for this request's patience.
+            Ok(wait) if !wait.is_zero() => {
+                if wait >= deadline.remaining() && !STREAMS.contains(&route) {
+                    counter!("stampede_http_refused_total", "reason" => "rate_limited")
+                        .increment(1);
+                    return too_long_a_wait(wait);
+                }
+                tokio::time::sleep(wait).await;
+            }
             Ok(_) => {}
         }
         if let Some(user) = user {
@@ -311,7 +336,7 @@ where
         None => None,
     };
     let started = Instant::now();
-    let response = within_deadline(protection, route, request, next).await;
+    let response = within_deadline(route, deadline, request, next).await;
     if let Some(token) = in_flight {
         token.done(started.elapsed(), !response.status().is_server_error());
     }
@@ -323,8 +348,8 @@ where
 
 /// Runs the request under its deadline (event streams have none).
 async fn within_deadline<F, Fut>(
-    protection: &Protection,
     route: &'static str,
+    deadline: Deadline,
     request: Request,
     next: F,
 ) -> Response
@@ -335,7 +360,6 @@ where
     if STREAMS.contains(&route) {
         return next(request).await;
     }
-    let deadline = protection.deadline(&request);
     match deadline::scope(deadline, deadline.run(next(request))).await {
         Ok(response) => response,
         Err(_) => deadline_passed(),

@@ -23,6 +23,10 @@
 //! arithmetic is exact while `burst × window in µs` stays below 2⁵³ (a
 //! burst of 10⁹ over a 1 s window), approximate by a rounding beyond.
 //!
+//! The rule set every node runs is one hash, `{<namespace>:rate-limit-rules}`:
+//! `version`, bumped by each set stored, and `rules`, the set's text, both
+//! written by one script; nodes poll `version` ([`RateStore::rules_version`]).
+//!
 //! Each state is a string that names its algorithm (`g:<tat>`,
 //! `f:<start>:<count>`, `s:<start>:<previous>:<current>`): a rule whose
 //! algorithm changes under the same name starts afresh instead of reading
@@ -33,7 +37,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use redis::Script;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use stampede_flow::limit::shared::{RateStore, RateStoreError};
+use stampede_flow::limit::shared::{RateStore, RateStoreError, StoredRules};
 use stampede_flow::{Algorithm, LimitDecision, Quota};
 
 use crate::keys::Namespace;
@@ -298,6 +302,31 @@ impl RedisRateStore {
     }
 }
 
+/// Stores a rule set: bumps the version and writes the text, atomically.
+///
+/// KEYS: the rule set's hash. ARGV: the text. Replies: the new version.
+static STORE_RULES: std::sync::LazyLock<Script> = std::sync::LazyLock::new(|| {
+    Script::new(
+        r"
+local version = redis.call('HINCRBY', KEYS[1], 'version', 1)
+redis.call('HSET', KEYS[1], 'rules', ARGV[1])
+return version
+",
+    )
+});
+
+impl RedisRateStore {
+    /// The hash holding the rule set every node runs (`version`, `rules`).
+    /// Rule state keys are `…:rl:…`, so no rule's name reaches this one.
+    pub fn rules_key(&self) -> String {
+        format!("{{{}:rate-limit-rules}}", self.ns.as_str())
+    }
+}
+
+fn rules_failed(what: &str, err: &redis::RedisError) -> RateStoreError {
+    RateStoreError(format!("{what}: {err}"))
+}
+
 #[async_trait]
 impl RateStore for RedisRateStore {
     async fn check(
@@ -308,6 +337,39 @@ impl RateStore for RedisRateStore {
         quota: Quota,
     ) -> Result<LimitDecision, RateStoreError> {
         self.run(rule, key, algorithm, quota, None).await
+    }
+
+    async fn rules_version(&self) -> Result<u64, RateStoreError> {
+        let version: Option<u64> = redis::cmd("HGET")
+            .arg(self.rules_key())
+            .arg("version")
+            .query_async(&mut self.con.clone())
+            .await
+            .map_err(|e| rules_failed("reading the rule set's version", &e))?;
+        Ok(version.unwrap_or(0))
+    }
+
+    async fn load_rules(&self) -> Result<Option<StoredRules>, RateStoreError> {
+        let (version, text): (Option<u64>, Option<String>) = redis::cmd("HMGET")
+            .arg(self.rules_key())
+            .arg("version")
+            .arg("rules")
+            .query_async(&mut self.con.clone())
+            .await
+            .map_err(|e| rules_failed("reading the rule set", &e))?;
+        Ok(match (version, text) {
+            (Some(version), Some(text)) => Some(StoredRules { version, text }),
+            _ => None,
+        })
+    }
+
+    async fn store_rules(&self, text: &str) -> Result<u64, RateStoreError> {
+        STORE_RULES
+            .key(self.rules_key())
+            .arg(text)
+            .invoke_async(&mut self.con.clone())
+            .await
+            .map_err(|e| rules_failed("storing the rule set", &e))
     }
 }
 

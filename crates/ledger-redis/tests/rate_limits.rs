@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use stampede_flow::limit::shared::{Fallback, SharedLimiter, SharedStore, Undecided};
-use stampede_flow::{Algorithm, LimitDecision, Quota};
+use stampede_flow::{Algorithm, LimitDecision, Quota, RateStore};
 use stampede_ledger_redis::testing::TestNamespace;
 use stampede_ledger_redis::{RedisRateSettings, RedisRateStore};
 
@@ -297,4 +297,27 @@ async fn an_unreachable_redis_answers_each_rules_fallback() {
     }
     let closed = limiter(Fallback::Closed);
     assert_eq!(closed.check("k", 1).await, Err(Undecided));
+}
+
+#[tokio::test]
+async fn a_stored_rule_set_is_read_by_every_node_of_its_namespace_with_a_new_version() {
+    let Some(ns) = TestNamespace::create().await else {
+        return;
+    };
+    let (a, b) = (store(&ns), store(&ns));
+    assert_eq!(a.rules_version().await.unwrap(), 0);
+    assert_eq!(a.load_rules().await.unwrap(), None);
+    let first = a.store_rules("[1]").await.unwrap();
+    assert_eq!(b.rules_version().await.unwrap(), first);
+    let stored = b.load_rules().await.unwrap().unwrap();
+    assert_eq!((stored.version, stored.text.as_str()), (first, "[1]"));
+    let second = b.store_rules("[2]").await.unwrap();
+    assert_ne!(second, first);
+    let stored = a.load_rules().await.unwrap().unwrap();
+    assert_eq!((stored.version, stored.text.as_str()), (second, "[2]"));
+    // Another namespace has none.
+    let Some(other) = TestNamespace::create().await else {
+        return;
+    };
+    assert_eq!(store(&other).load_rules().await.unwrap(), None);
 }

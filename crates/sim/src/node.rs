@@ -103,7 +103,7 @@ impl Node {
             clock.clone(),
             Arc::new(Lifecycle::default()),
             CommitSettings::default(),
-            Arc::new(AnsweredKeys::new(key_retention_ms())),
+            Arc::new(AnsweredKeys::deterministic(key_retention_ms())),
         );
         let orders = OrderService::new(
             faulty_store.clone(),

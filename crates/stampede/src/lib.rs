@@ -15,7 +15,8 @@ pub mod secret;
 pub mod startup;
 pub mod token;
 
-/// `stampede serve`: runs until SIGTERM or SIGINT, then drains and exits.
+/// `stampede serve`: runs until SIGTERM or SIGINT, then drains and exits;
+/// on SIGHUP, reads the configuration again for its rate-limit rules.
 pub fn serve(args: cli::ServeArgs) -> anyhow::Result<()> {
     let settings = args.load()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -30,6 +31,11 @@ pub fn serve(args: cli::ServeArgs) -> anyhow::Result<()> {
     };
     let served = runtime.block_on(async {
         let server = startup::Server::build(settings).await?;
+        // Layered again as at start: the file, the environment, the flags.
+        let reload = args.clone();
+        server.reload_rules_on_hangup(Box::new(move || {
+            Ok(reload.load()?.http.protect.rate_limits)
+        }))?;
         server.run_until_stopped(startup::shutdown_signal()).await
     });
     traces.flush();

@@ -6,11 +6,13 @@
 //! instead of spawning hundreds of blocking threads.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier, SaltString};
 use argon2::{Argon2, Params};
+use stampede_flow::QueueBudget;
 use tokio::sync::Semaphore;
 
 use crate::error::AppError;
@@ -35,6 +37,10 @@ impl Default for PasswordSettings {
 #[derive(Clone)]
 pub struct PasswordHasher {
     slots: Arc<Semaphore>,
+    /// Hashes waiting for a slot or running, and how long one takes: a
+    /// request whose deadline cannot hold the queue ahead is refused now.
+    queued: Arc<AtomicUsize>,
+    budget: Arc<QueueBudget>,
     settings: PasswordSettings,
     /// A hash of a random password, verified against when the e-mail is unknown
     /// so that a login takes as long whether or not the account exists.
@@ -76,6 +82,27 @@ fn verify_now(password: &str, hash: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// A place in the hashing queue, given up on drop (also when the request
+/// is cancelled while waiting).
+struct Queued<'a> {
+    count: &'a AtomicUsize,
+    /// Hashes queued or running when this one joined.
+    ahead: usize,
+}
+
+impl<'a> Queued<'a> {
+    fn join(count: &'a AtomicUsize) -> Self {
+        let ahead = count.fetch_add(1, Ordering::Relaxed);
+        Self { count, ahead }
+    }
+}
+
+impl Drop for Queued<'_> {
+    fn drop(&mut self) {
+        self.count.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 impl PasswordHasher {
     pub fn new(settings: PasswordSettings) -> Result<Self, AppError> {
         let mut random = [0u8; 24];
@@ -84,6 +111,13 @@ impl PasswordHasher {
         let decoy: String = random.iter().map(|b| format!("{b:02x}")).collect();
         Ok(Self {
             slots: Arc::new(Semaphore::new(settings.concurrency.max(1))),
+            queued: Arc::default(),
+            // argon2id at OWASP's baseline: tens of milliseconds.
+            budget: Arc::new(QueueBudget::new(
+                "password_hash",
+                settings.concurrency.max(1),
+                Duration::from_millis(50),
+            )),
             settings,
             decoy: hash_now(&decoy)?.into(),
         })
@@ -93,6 +127,12 @@ impl PasswordHasher {
         &self,
         work: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, AppError> {
+        let queued = Queued::join(&self.queued);
+        if self.budget.admit(queued.ahead).is_err() {
+            return Err(AppError::Overloaded(
+                "too many password checks queued to finish within the deadline",
+            ));
+        }
         let permit = tokio::time::timeout(
             self.settings.queue_timeout,
             self.slots.clone().acquire_owned(),
@@ -100,13 +140,18 @@ impl PasswordHasher {
         .await
         .map_err(|_| AppError::Overloaded("too many password checks at once"))?
         .map_err(|_| AppError::unavailable("shutting down"))?;
-        tokio::task::spawn_blocking(move || {
+        let budget = self.budget.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            let started = std::time::Instant::now();
             let result = work();
+            budget.record(1, started.elapsed());
             drop(permit);
             result
         })
         .await
-        .map_err(|e| AppError::internal_because("password task failed", e))
+        .map_err(|e| AppError::internal_because("password task failed", e));
+        drop(queued);
+        result
     }
 
     /// The PHC string of a fresh argon2id hash.

@@ -17,6 +17,7 @@ use metrics::{Counter, Gauge, Histogram, counter, gauge, histogram};
 use stampede_domain::idempotency::{Answer, Fingerprint, Remembered};
 use stampede_domain::order::Order;
 use stampede_domain::stock::Refusal;
+use stampede_flow::QueueBudget;
 use stampede_trace::TraceParent;
 use tokio::sync::{Mutex, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -76,6 +77,8 @@ pub(crate) struct Job {
 pub(crate) enum Rejected {
     Full(Box<Job>),
     Closed(Box<Job>),
+    /// Its predicted wait and commit do not fit its deadline.
+    Late(Box<Job>),
 }
 
 struct Metrics {
@@ -111,6 +114,8 @@ struct Shared {
     bus: Arc<dyn EventBus>,
     max_batch: usize,
     metrics: Metrics,
+    /// How long a commit and the queue ahead take, measured per batch.
+    budget: QueueBudget,
 }
 
 pub(crate) struct GroupCommitter {
@@ -139,6 +144,8 @@ impl GroupCommitter {
             bus,
             max_batch: settings.max_batch.max(1),
             metrics: Metrics::new(),
+            // A few milliseconds until the first batch is measured.
+            budget: QueueBudget::new("commit", settings.workers.max(1), Duration::from_millis(5)),
         });
         let stop = CancellationToken::new();
         let workers = TaskTracker::new();
@@ -161,6 +168,9 @@ impl GroupCommitter {
     pub(crate) fn submit(&self, job: Job) -> Result<(), Rejected> {
         if self.closed.load(Ordering::Acquire) {
             return Err(Rejected::Closed(Box::new(job)));
+        }
+        if self.shared.budget.admit(self.depth()).is_err() {
+            return Err(Rejected::Late(Box::new(job)));
         }
         match self.queue.try_send(job) {
             Ok(()) => {
@@ -235,6 +245,7 @@ async fn commit(shared: &Shared, batch: Vec<Job>) {
     let result = shared.store.commit_traced_orders(&orders, &traces).await;
     let took = started.elapsed();
     shared.metrics.commit_seconds.record(took.as_secs_f64());
+    shared.budget.record(batch.len(), took);
     report_batch(&traces, started_at, took, result.is_ok());
     match result {
         Ok(outcomes) if outcomes.len() == batch.len() => {

@@ -271,6 +271,12 @@ impl PurchaseService {
         if let Err(rejected) = self.committer.submit(job) {
             let (job, err) = match rejected {
                 Rejected::Full(job) => (job, AppError::Overloaded("the order queue is full")),
+                Rejected::Late(job) => (
+                    job,
+                    AppError::Overloaded(
+                        "the order queue would not commit this purchase within its deadline",
+                    ),
+                ),
                 Rejected::Closed(job) => (job, AppError::unavailable("shutting down")),
             };
             self.ledger

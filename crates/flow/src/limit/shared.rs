@@ -21,6 +21,9 @@
 //! their fallback instead of each waiting for the timeout, then a few probes
 //! find out whether the store is back.
 //!
+//! The store also keeps the rule set every node runs ([`StoredRules`]):
+//! one node stores a replacement, the others poll its version and follow.
+//!
 //! Metrics: decisions count in `stampede_ratelimit_decisions_total` as the
 //! local limiter's do (`limiter` = the rule), and each decision taken by a
 //! fallback in `stampede_rate_limit_fallbacks_total{rule}`.
@@ -42,7 +45,15 @@ use crate::breaker::{BreakerConfig, CircuitBreaker, Outcome, Window};
 #[error("rate limit store: {0}")]
 pub struct RateStoreError(pub String);
 
-/// Rate-limit state shared by every node.
+/// A rule set as the store keeps it for every node: its text (the caller's
+/// encoding) and a version that changes with every set stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredRules {
+    pub version: u64,
+    pub text: String,
+}
+
+/// Rate-limit state shared by every node, and the rule set they all run.
 #[async_trait]
 pub trait RateStore: Send + Sync {
     /// Decides on one request for `key` under the rule named `rule`, now by
@@ -56,6 +67,24 @@ pub trait RateStore: Send + Sync {
         algorithm: Algorithm,
         quota: Quota,
     ) -> Result<LimitDecision, RateStoreError>;
+
+    /// The version of the stored rule set, 0 when none is stored: a cheap
+    /// read each node polls. The default stores no rules.
+    async fn rules_version(&self) -> Result<u64, RateStoreError> {
+        Ok(0)
+    }
+
+    /// The stored rule set with its version, read together.
+    async fn load_rules(&self) -> Result<Option<StoredRules>, RateStoreError> {
+        Ok(None)
+    }
+
+    /// Stores `text` as the rule set of every node, under a version other
+    /// than the one it replaces; returns that version.
+    async fn store_rules(&self, text: &str) -> Result<u64, RateStoreError> {
+        let _ = text;
+        Err(RateStoreError("this store keeps no rule sets".into()))
+    }
 }
 
 /// What a shared rule decides when its store does not answer in time.

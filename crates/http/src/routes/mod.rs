@@ -8,6 +8,7 @@ pub mod orders;
 pub mod payments;
 pub mod profile;
 pub mod purchase;
+pub mod rate_limits;
 pub mod webhooks;
 
 use axum::http::{HeaderName, HeaderValue, header};

@@ -46,7 +46,7 @@ use stampede_bus_nats::NatsSettings;
 use stampede_flow::serde_duration::millis;
 use stampede_http::HttpSettings;
 use stampede_http::config::HttpConfig;
-use stampede_http::limits::BackendName;
+use stampede_http::limits::validate_rules;
 use stampede_outbound::SimulatedSettings;
 use stampede_store_postgres::PgSettings;
 
@@ -427,19 +427,8 @@ impl Settings {
                     "must be a redis:// or rediss:// URL",
                 ));
             }
-        } else if let Some(rule) = http
-            .protect
-            .rate_limits
-            .iter()
-            .find(|rule| rule.backend == Some(BackendName::Shared))
-        {
-            return Err(Invalid::new(
-                "http.rate_limits",
-                format!(
-                    "rate limit `{}` is shared, which needs redis_url (or say backend = \"local\")",
-                    rule.name
-                ),
-            ));
+        } else if let Err(err) = validate_rules(&http.protect.rate_limits, None, false) {
+            return Err(Invalid::new("http.rate_limits", err.message));
         }
         if let Some(url) = &nats_url {
             if database.is_none() {

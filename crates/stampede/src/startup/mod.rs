@@ -11,6 +11,7 @@
 //! close the store.
 
 mod adapters;
+mod rules;
 mod services;
 
 use std::future::Future;
@@ -27,6 +28,7 @@ use stampede_app::ports::{Clock, SystemClock};
 use stampede_app::webhooks::SecretSealer;
 use stampede_app::workers::{Background, Next, StepError, Worker};
 use stampede_http::AppState;
+use stampede_http::protect::Protection;
 use stampede_http::serve::{ConnectionSettings, serve};
 use stampede_outbound::{HttpWebhookSender, SimulatedProvider, SimulatedSettings};
 use tokio::net::TcpListener;
@@ -37,9 +39,12 @@ use crate::secret;
 use adapters::{open_bus, open_ledger, open_rate_store, open_shared_cache, open_store};
 use services::{Adapters, start_app};
 
+pub use rules::LoadRules;
+
 /// A built server, bound to its address, not yet serving.
 pub struct Server {
     app: Arc<App>,
+    protection: Arc<Protection>,
     listener: TcpListener,
     router: stampede_http::Edge,
     connections: ConnectionSettings,
@@ -127,16 +132,26 @@ impl Server {
         if let Some(relay) = relay.filter(|_| settings.app.run_workers) {
             background.run(relay);
         }
-        let state = AppState::new(
-            app.clone(),
-            prometheus,
-            &settings.http,
-            open_rate_store(&settings)?,
-        );
+        let rate_store = open_rate_store(&settings)?;
+        let cluster = rate_store.is_some();
+        let state = AppState::new(app.clone(), prometheus, &settings.http, rate_store);
         background.run(LimiterUpkeep(state.clone()));
+        let protection = state.protection().clone();
         let router = stampede_http::router(state, &settings.http);
+        if cluster {
+            // The cluster's stored rules win over the file's, before the
+            // first request; Redis away, the poll adopts them later.
+            if let Err(err) = protection.rules().follow().await {
+                tracing::warn!(
+                    error = %Chain(&err),
+                    "cannot read the cluster's rate limit rules yet: the configured ones run until then"
+                );
+            }
+            background.run(rules::FollowRules(protection.clone()));
+        }
         Ok(Self {
             app,
+            protection,
             listener,
             router,
             connections: settings.http.connections,
@@ -154,6 +169,15 @@ impl Server {
         self.app.clone()
     }
 
+    /// From now on a `SIGHUP` puts the rate-limit rules `load` gives in
+    /// force (in cluster mode, on every node); a worker of the node's driver.
+    pub fn reload_rules_on_hangup(&self, load: LoadRules) -> anyhow::Result<()> {
+        let worker = rules::ReloadOnHangup::new(self.protection.clone(), load)
+            .context("listening for SIGHUP")?;
+        self.app.background.run(worker);
+        Ok(())
+    }
+
     /// Serves until `shutdown` completes, then shuts down in stages.
     pub async fn run_until_stopped(
         self,
@@ -161,6 +185,7 @@ impl Server {
     ) -> anyhow::Result<()> {
         let Self {
             app,
+            protection: _,
             listener,
             router,
             connections,

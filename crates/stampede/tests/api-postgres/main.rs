@@ -36,6 +36,8 @@ mod payments;
 mod protect;
 #[path = "../api/purchase.rs"]
 mod purchase;
+#[path = "../api/rate_limit_rules.rs"]
+mod rate_limit_rules;
 #[path = "../api/receiver.rs"]
 mod receiver;
 #[path = "../api/restart.rs"]

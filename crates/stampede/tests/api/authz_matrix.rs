@@ -51,6 +51,8 @@ const CALLERS: [Caller; 7] = [
 ];
 
 const OWNER: &str = "authz-owner";
+/// The built-in purchase limit here: loose enough for the owner's many purchases.
+const PURCHASES_PER_SEC: u32 = 1_000_000;
 const OTHER: &str = "authz-other";
 
 /// What a request sends as its body.
@@ -66,6 +68,8 @@ enum Body {
     /// A provider answer without its signature: a bearer token is no
     /// signature, whoever holds it.
     UnsignedProviderAnswer,
+    /// The rate-limit rules the test server runs, unchanged.
+    RateLimits,
 }
 
 struct Row {
@@ -140,6 +144,8 @@ const MATRIX: &[Row] = &[
     row("post", "/api/v1/sessions", Body::Login, public(201)),
     row("get", "/api/v1/admin/workers", Body::Empty, admin_only(200)),
     row("get", "/api/v1/admin/live", Body::Empty, admin_only(200)),
+    row("get", "/api/v1/admin/rate-limits", Body::Empty, admin_only(200)),
+    mutating("put", "/api/v1/admin/rate-limits", Body::RateLimits, admin_only(200)),
     row("get", "/api/v1/admin/rate-limits/hot", Body::Empty, admin_only(200)),
     // Records for its default 10 s when allowed.
     row("get", "/api/v1/admin/profile", Body::Empty, admin_only(200)),
@@ -222,6 +228,12 @@ fn body(kind: Body, fixture: &Fixture) -> Option<Value> {
         Body::UnsignedProviderAnswer => {
             Some(json!({"payment_id": uuid_like(), "status": "approved"}))
         }
+        // The built-in purchase rule as the test server configures it: the
+        // same rule keeps its state.
+        Body::RateLimits => Some(json!([{
+            "name": "per-user-purchase", "key": "user", "limit": PURCHASES_PER_SEC,
+            "routes": ["POST /api/v1/sales/{id}/purchase"], "backend": "local",
+        }])),
     }
 }
 
@@ -360,7 +372,8 @@ async fn ask(
 async fn every_operation_answers_every_kind_of_caller_as_the_matrix_says() {
     // The built-in purchase rate limit stays on (it verifies tokens at the
     // edge), loose enough for the owner's many purchases here.
-    let app = spawn_app_with(|config| config.http.purchases_per_user_per_sec = 1_000_000).await;
+    let app =
+        spawn_app_with(|config| config.http.purchases_per_user_per_sec = PURCHASES_PER_SEC).await;
     let mut failures = Vec::new();
 
     let documented = documented_operations(&app).await;

@@ -21,6 +21,7 @@ mod orders;
 mod payments;
 mod protect;
 mod purchase;
+mod rate_limit_rules;
 mod receiver;
 mod restart;
 mod sse;

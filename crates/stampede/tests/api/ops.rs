@@ -182,8 +182,12 @@ async fn admins_see_every_background_worker_with_its_state_and_last_run() {
     ];
     if app.nats.is_some() {
         expected.push("outbox-relay");
-        expected.sort_unstable();
     }
+    if app.redis.is_some() {
+        // Follows the cluster's rate-limit rules.
+        expected.push("rate-limit-rules");
+    }
+    expected.sort_unstable();
     assert_eq!(names, expected);
     for worker in &workers {
         assert_eq!(worker["failures"], 0, "{worker}");

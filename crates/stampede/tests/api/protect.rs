@@ -112,6 +112,8 @@ key = "ip"
 routes = ["GET /api/v1/products"]
 limit = 2
 period_ms = 60000
+# Listed in cluster mode too: a shared rule's state is in Redis.
+backend = "local"
 "#,
     )
     .await;
@@ -234,6 +236,38 @@ period_ms = 60000
         .parse()
         .unwrap();
     assert!(retries >= 30.0, "{retries}");
+}
+
+#[tokio::test]
+async fn a_leaky_bucket_wait_longer_than_the_deadline_is_refused_at_once() {
+    let app = spawn_app_with_http_file(
+        r#"[[rate_limits]]
+name = "smooth"
+key = "global"
+algorithm = "leaky_bucket"
+routes = ["GET /api/v1/products"]
+limit = 1
+burst = 1
+period_ms = 1000
+max_wait_ms = 5000
+"#,
+    )
+    .await;
+    let list = |timeout: &'static str| {
+        app.request(Method::GET, "/api/v1/products", None)
+            .header("Request-Timeout", timeout)
+            .send()
+    };
+    assert_eq!(list("10").await.unwrap().status(), StatusCode::OK);
+    // The next slot is about a second away: a client that gives the
+    // request half a second is told now instead of after waiting.
+    let refused = list("0.5").await.unwrap();
+    assert_eq!(refused.headers()["retry-after"], "1");
+    let problem = assert_problem(refused, StatusCode::TOO_MANY_REQUESTS, "rate-limited").await;
+    assert!(
+        problem["detail"].as_str().unwrap().contains("deadline"),
+        "{problem}"
+    );
 }
 
 #[tokio::test]

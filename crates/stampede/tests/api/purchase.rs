@@ -422,3 +422,50 @@ async fn a_full_commit_queue_answers_overloaded_and_gives_the_units_back() {
     assert_eq!(stats["sold"], won);
     assert_eq!(stats["remaining"], 10_000 - won);
 }
+
+/// One deadline budget at the commit queue: a purchase whose deadline
+/// cannot hold a commit (here, 2 ms against the queue's first estimate of
+/// 5 ms) is refused before it is queued, and buys nothing. Queued anyway
+/// (without the budget), it would commit after its client was told 503.
+#[tokio::test]
+async fn a_purchase_whose_deadline_cannot_hold_a_commit_is_refused_before_the_queue() {
+    let app = spawn_app().await;
+    let sale = app.create_sale(1_000, 1, json!({})).await;
+    let id = sale["id"].as_str().unwrap();
+    let response = app
+        .request(
+            Method::POST,
+            &format!("/api/v1/sales/{id}/purchase"),
+            Some(&customer("hasty")),
+        )
+        .header("Idempotency-Key", "k")
+        .header("Request-Timeout", "0.002")
+        .json(&json!({"quantity": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let problem: Value = response.json().await.unwrap();
+    // Refused at the queue; or, on a machine too slow to reach the queue
+    // within 2 ms, by the deadline before it.
+    let slug = problem["type"]
+        .as_str()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap();
+    match slug {
+        "overloaded" => assert!(
+            problem["detail"].as_str().unwrap().contains("deadline"),
+            "{problem}"
+        ),
+        "unavailable" => eprintln!("the deadline passed before the queue: {problem}"),
+        other => panic!("{other}: {problem}"),
+    }
+    // Nothing was sold to it, now or later; a retry with time is decided
+    // afresh and wins.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(app.sale(id).await["remaining"], 1_000);
+    let retry = app.purchase(&customer("hasty"), id, "k", 1).await;
+    assert_eq!(retry.status(), StatusCode::ACCEPTED);
+}

@@ -1,8 +1,8 @@
 //! The real-binary tests of `tests/binary` (SIGKILL mid-sale, SIGTERM,
 //! restarts, expiry across downtime), run again with the binary on a fresh
 //! PostgreSQL database: no acknowledged order may be lost there either; and
-//! what only a cluster has (the multi-node drill, a shared rate limit, nginx
-//! in front of two nodes).
+//! what only a cluster has (the multi-node drill, a shared rate limit, rules
+//! replaced on one node reaching the others, nginx in front of two nodes).
 
 // Test code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -31,6 +31,10 @@ mod outbox;
 mod payments;
 #[path = "../binary/prometheus.rs"]
 mod prometheus;
+#[path = "../binary/rule_reload.rs"]
+mod rule_reload;
+#[path = "../binary/rule_sync.rs"]
+mod rule_sync;
 #[path = "../binary/shared_rate_limit.rs"]
 mod shared_rate_limit;
 #[path = "../binary/shutdown.rs"]

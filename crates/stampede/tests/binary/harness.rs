@@ -201,6 +201,15 @@ impl Binary {
         self.child.id()
     }
 
+    /// SIGHUP: read the configuration again (its rate-limit rules).
+    pub fn hangup(&self) {
+        let status = Command::new("kill")
+            .args(["-HUP", &self.pid().to_string()])
+            .status()
+            .expect("kill -HUP");
+        assert!(status.success());
+    }
+
     /// SIGKILL: no chance to flush or clean up.
     pub fn kill_9(mut self) {
         self.child.kill().expect("SIGKILL");

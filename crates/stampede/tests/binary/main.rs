@@ -13,6 +13,7 @@ mod harness;
 mod outbox;
 mod payments;
 mod prometheus;
+mod rule_reload;
 mod shutdown;
 mod traces;
 
