@@ -162,33 +162,6 @@ impl PurchaseService {
     }
 
     async fn decide_and_commit(&self, request: PurchaseRequest) -> Result<Purchased, AppError> {
-        let (user, key, fingerprint) = (
-            request.user.clone(),
-            request.key.clone(),
-            Fingerprint {
-                sale_id: request.sale_id,
-                quantity: request.quantity,
-            },
-        );
-        let result = self.decide_and_commit_afresh(request).await;
-        // What the ledger remembers, this node remembers too (a replay is
-        // remembered again: it may have come from another node's answer).
-        let answer = match &result {
-            Ok(purchased) => Some(Answer::Won(purchased.order.id)),
-            Err(AppError::Refused(refusal)) => Some(Answer::Refused(*refusal)),
-            Err(_) => None,
-        };
-        if let Some(answer) = answer {
-            self.answered
-                .record(&user, &key, fingerprint, answer, self.clock.now());
-        }
-        result
-    }
-
-    async fn decide_and_commit_afresh(
-        &self,
-        request: PurchaseRequest,
-    ) -> Result<Purchased, AppError> {
         if self.lifecycle.is_draining() {
             return Err(AppError::unavailable("shutting down"));
         }
@@ -230,8 +203,16 @@ impl PurchaseService {
             };
             match decision {
                 Decision::Reserved => break,
-                Decision::Replay(Answer::Won(order_id)) => return self.replay_won(order_id).await,
+                Decision::Replay(Answer::Won(order_id)) => {
+                    let replayed = self.replay_won(order_id).await;
+                    return self.remembered(replayed);
+                }
                 Decision::Replay(Answer::Refused(refusal)) | Decision::Refused(refusal) => {
+                    // What the ledger remembers, this node remembers too (a
+                    // replay again: it may be another node's answer).
+                    let answer = Answer::Refused(refusal);
+                    let (user, key) = (&attempt.user, &attempt.key);
+                    (self.answered).record(user, key, attempt.fingerprint, answer, attempt.now);
                     return Err(AppError::Refused(refusal));
                 }
                 Decision::Mismatch => return Err(AppError::IdempotencyMismatch),
@@ -285,7 +266,7 @@ impl PurchaseService {
             return Err(err);
         }
         // The worker settles the reservation whatever happens to this request.
-        match answer.await {
+        let purchased = match answer.await {
             Ok(Ok(Committed::Created(order))) => Ok(Purchased {
                 order,
                 replayed: false,
@@ -296,7 +277,23 @@ impl PurchaseService {
             }),
             Ok(Err(err)) => Err(err),
             Err(_) => Err(AppError::unavailable("the order was not committed")),
+        };
+        self.remembered(purchased)
+    }
+
+    /// Remembers a won key's answer on this node, from its order (the
+    /// attempt went with the order to the commit).
+    fn remembered(&self, purchased: Result<Purchased, AppError>) -> Result<Purchased, AppError> {
+        if let Ok(Purchased { order, .. }) = &purchased {
+            let fingerprint = Fingerprint {
+                sale_id: order.sale_id,
+                quantity: order.quantity,
+            };
+            let answer = Answer::Won(order.id);
+            let (user, key) = (&order.user_id, &order.idempotency_key);
+            (self.answered).record(user, key, fingerprint, answer, self.clock.now());
         }
+        purchased
     }
 
     /// The order a won key made, as it is now.
