@@ -599,13 +599,18 @@ impl Case {
     }
 }
 
+/// Small quotas over periods from a microsecond to two seconds: the
+/// property tests' quotas, here and in `bounded`'s.
+pub(super) fn quotas() -> impl Strategy<Value = Quota> {
+    (1u32..=12, 1_000u64..=2_000_000_000, 1u32..=12).prop_map(|(limit, period, burst)| Quota {
+        limit,
+        period: Duration::from_nanos(period),
+        burst,
+    })
+}
+
 fn cases() -> impl Strategy<Value = Case> {
-    let quota =
-        (1u32..=12, 1_000u64..=2_000_000_000, 1u32..=12).prop_map(|(limit, period, burst)| Quota {
-            limit,
-            period: Duration::from_nanos(period),
-            burst,
-        });
+    let quota = quotas();
     let algorithm = prop_oneof![
         Just(Algorithm::Gcra),
         (0u64..=3_000_000_000).prop_map(|wait| Algorithm::LeakyBucket {

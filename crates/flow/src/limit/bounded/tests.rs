@@ -276,12 +276,7 @@ fn threads_racing_on_keys_in_the_top_k_and_in_the_sketch_never_admit_too_many() 
 // ---- properties -------------------------------------------------------------
 
 fn gcra_family() -> impl Strategy<Value = (Algorithm, Quota)> {
-    let quota =
-        (1u32..=12, 1_000u64..=2_000_000_000, 1u32..=12).prop_map(|(limit, period, burst)| Quota {
-            limit,
-            period: Duration::from_nanos(period),
-            burst,
-        });
+    let quota = super::super::tests::quotas();
     let algorithm = prop_oneof![
         Just(Algorithm::Gcra),
         (0u64..=3_000_000_000).prop_map(|wait| Algorithm::LeakyBucket {
