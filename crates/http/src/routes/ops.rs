@@ -150,6 +150,7 @@ pub async fn workers(State(state): State<AppState>, Admin(_): Admin) -> Json<Wor
 }
 
 #[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct HotKeysQuery {
     /// Keys per rule, 1 to 100 (default 20).
     #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]

@@ -25,6 +25,7 @@ const MAX_SECONDS: u64 = 60;
 static RECORDING: AtomicBool = AtomicBool::new(false);
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ProfileQuery {
     /// How long to record, 1 to 60 seconds (default 10).
     #[param(value_type = Option<u32>, minimum = 1, maximum = 60)]

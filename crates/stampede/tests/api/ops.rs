@@ -121,6 +121,21 @@ async fn the_openapi_document_describes_every_route() {
             "{method} {path} undocumented"
         );
     }
+    // A path parameter is one of its path's `{…}`; a query struct left in
+    // the path (utoipa's default for `IntoParams`) would be fuzzed wrongly.
+    for (path, operations) in doc["paths"].as_object().unwrap() {
+        for (method, operation) in operations.as_object().unwrap() {
+            for parameter in operation["parameters"].as_array().into_iter().flatten() {
+                let name = parameter["name"].as_str().unwrap();
+                assert_eq!(
+                    parameter["in"] == "path",
+                    path.contains(&format!("{{{name}}}")),
+                    "{method} {path}: parameter {name} is in {}",
+                    parameter["in"]
+                );
+            }
+        }
+    }
     let purchase = &doc["paths"]["/api/v1/sales/{id}/purchase"]["post"]["responses"];
     for status in [
         "202", "400", "401", "403", "404", "409", "413", "415", "422", "503",
