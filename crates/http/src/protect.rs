@@ -72,7 +72,7 @@ pub struct Protection {
     jwt: JwtKey,
     clock: Arc<dyn Clock>,
     /// The purchase keys this node answered: their retries go past.
-    answered: Option<Arc<AnsweredKeys>>,
+    answered: Arc<AnsweredKeys>,
 }
 
 impl Protection {
@@ -83,7 +83,7 @@ impl Protection {
         store: Option<Arc<dyn RateStore>>,
         jwt: JwtKey,
         clock: Arc<dyn Clock>,
-        answered: Option<Arc<AnsweredKeys>>,
+        answered: Arc<AnsweredKeys>,
     ) -> Self {
         Self {
             jwt,
@@ -148,12 +148,12 @@ const PURCHASE: &str = "/api/v1/sales/{id}/purchase";
 
 /// Whether `who` retries a purchase key this node already answered.
 fn is_known_retry(protection: &Protection, who: Option<&Caller>, request: &Request) -> bool {
-    let (Some(answered), Some(who)) = (&protection.answered, who) else {
+    let Some(who) = who else {
         return false;
     };
     let key = request.headers().get("idempotency-key");
     key.and_then(|key| key.to_str().ok())
-        .is_some_and(|key| answered.knows(&who.user, key, protection.clock.now()))
+        .is_some_and(|key| (protection.answered).knows(&who.user, key, protection.clock.now()))
 }
 
 fn caller(protection: &Protection, request: &Request) -> Option<Caller> {
@@ -264,7 +264,7 @@ where
     // A retry of an answered key goes straight to its answer. The token is
     // verified once, here or for the rules below.
     let mut verified = None;
-    if route == PURCHASE && protection.answered.is_some() {
+    if route == PURCHASE {
         let who = caller(protection, &request);
         if is_known_retry(protection, who.as_ref(), &request) {
             counter!("stampede_known_key_retries_total").increment(1);
@@ -289,10 +289,14 @@ where
         },
         None => None,
     };
-    if !protection.limits.current().is_empty() {
+    // One set of rules for the whole request, whatever replaces it meanwhile.
+    let limits = protection.limits.current();
+    if !limits.is_empty() {
         let method = request.method().clone();
-        let user = if protection.limits.current().needs_user(&method, route) {
-            verified.unwrap_or_else(|| caller(protection, &request))
+        let user = if limits.needs_user(&method, route) {
+            verified
+                .take()
+                .unwrap_or_else(|| caller(protection, &request))
         } else {
             None
         };
@@ -304,7 +308,7 @@ where
             user: user.as_ref().map(|c| &c.user),
             sale: sale_in_path(route, request.uri().path()),
         };
-        match protection.limits.current().check(&subject).await {
+        match limits.check(&subject).await {
             Err(Refused::Limited(refusal)) => {
                 counter!("stampede_http_refused_total", "reason" => "rate_limited").increment(1);
                 return too_many(&refusal);
@@ -326,6 +330,11 @@ where
             // Verified once: the handler's extractor takes it from here.
             request.extensions_mut().insert(user);
         }
+    }
+    drop(limits);
+    // Verified for the retry check and not used by a rule: handed on too.
+    if let Some(Some(who)) = verified {
+        request.extensions_mut().insert(who);
     }
 
     let in_flight = match &protection.adaptive {

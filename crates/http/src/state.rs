@@ -67,7 +67,7 @@ impl AppState {
                 rate_store,
                 app.jwt.clone(),
                 app.clock.clone(),
-                Some(app.purchases.answered().clone()),
+                app.purchases.answered().clone(),
             )),
             streams: StreamSlots::new(settings.max_event_streams),
             app,
