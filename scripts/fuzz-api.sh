@@ -22,8 +22,8 @@ if [ ! -x "$venv/bin/st" ]; then
   "$venv/bin/pip" install --quiet --disable-pip-version-check -r scripts/requirements-fuzz.txt
 fi
 
-# A long run spreads FUZZ_CASES over each run's operations (26 as an admin,
-# 13 as a customer); operations with few possible inputs take fewer.
+# A long run spreads FUZZ_CASES over each run's operations (31 as an admin,
+# 18 as a customer); operations with few possible inputs take fewer.
 [ -n "${FUZZ_CASES:-}" ] && : "${SEED:=random}"
 examples() {
   if [ -n "${FUZZ_CASES:-}" ]; then echo $(( (FUZZ_CASES + $1 - 1) / $1 )); else echo "${MAX_EXAMPLES:-40}"; fi
@@ -59,12 +59,12 @@ st=("$venv/bin/st" --config-file scripts/schemathesis.toml run "$base/api/v1/ope
 # As an admin: every operation.
 if [ "${FUZZ_AS:-admin}" = admin ]; then
   FUZZ_TOKEN=$admin FUZZ_BUYER_TOKEN=$customer FUZZ_SELLER_TOKEN=$admin "${st[@]}" \
-    --max-examples "$(examples 26)"
+    --max-examples "$(examples 31)"
 fi
 # As a customer: its orders and purchases, and the sales and products around them.
 if [ "${FUZZ_AS:-customer}" = customer ]; then
   FUZZ_TOKEN=$customer FUZZ_BUYER_TOKEN=$customer FUZZ_SELLER_TOKEN=$admin "${st[@]}" \
-    --max-examples "$(examples 13)" --include-path-regex '^/api/v1/(orders|sales|products)'
+    --max-examples "$(examples 18)" --include-path-regex '^/api/v1/(orders|sales|products)'
 fi
 
 # The server survived all of it.

@@ -20,6 +20,9 @@ pub enum AppError {
     /// A purchase refused for a business reason (remembered per key).
     #[error("purchase refused: {}", .0.slug())]
     Refused(Refusal),
+    /// A withdrawal of more units than the sale has unsold.
+    #[error("insufficient stock")]
+    InsufficientStock,
     /// The order's status does not allow the change.
     #[error("invalid state: {0}")]
     InvalidState(String),

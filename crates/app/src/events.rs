@@ -12,7 +12,7 @@
 use serde::Serialize;
 use serde_json::{Value, json};
 use stampede_domain::account::User;
-use stampede_domain::catalog::{Product, Sale};
+use stampede_domain::catalog::{Product, Sale, SaleControl};
 use stampede_domain::ids::{OrderId, ProductId, SaleId};
 use stampede_domain::order::Order;
 use stampede_domain::payment::Payment;
@@ -22,6 +22,8 @@ use stampede_domain::time::Timestamp;
 pub enum Event<'a> {
     ProductCreated(&'a Product),
     SaleCreated(&'a Sale),
+    /// The sale as it is after an admin's control, the control, and when.
+    SaleChanged(&'a Sale, SaleControl, Timestamp),
     UserRegistered(&'a User),
     OrderCreated(&'a Order),
     /// The order as it is after the cancel, and when it was cancelled.
@@ -46,6 +48,7 @@ impl Event<'_> {
         match self {
             Self::ProductCreated(_) => "product.created",
             Self::SaleCreated(_) => "sale.created",
+            Self::SaleChanged(_, control, _) => control.event_type(),
             Self::UserRegistered(_) => "user.registered",
             Self::OrderCreated(_) => "order.created",
             Self::OrderCancelled(..) => "order.cancelled",
@@ -62,7 +65,7 @@ impl Event<'_> {
     pub fn aggregate_id(&self) -> String {
         match self {
             Self::ProductCreated(product) => product.id.to_string(),
-            Self::SaleCreated(sale) => sale.id.to_string(),
+            Self::SaleCreated(sale) | Self::SaleChanged(sale, ..) => sale.id.to_string(),
             Self::UserRegistered(user) => user.id.to_string(),
             Self::OrderCreated(order)
             | Self::OrderCancelled(order, _)
@@ -82,6 +85,7 @@ impl Event<'_> {
         match self {
             Self::ProductCreated(product) => product.created_at,
             Self::SaleCreated(sale) => sale.created_at,
+            Self::SaleChanged(_, _, at) => *at,
             Self::UserRegistered(user) => user.created_at,
             Self::OrderCreated(order) => order.created_at,
             Self::OrderCancelled(_, at) | Self::OrderExpired(_, at) => *at,
@@ -116,18 +120,14 @@ impl Event<'_> {
                 "currency": product.currency.as_str(),
                 "created_at": product.created_at.to_rfc3339(),
             }),
-            Self::SaleCreated(sale) => json!({
-                "id": sale.id.to_string(),
-                "product_id": sale.product_id.to_string(),
-                "price_cents": sale.price.get(),
-                "currency": sale.currency.as_str(),
-                "quantity": sale.quantity.get(),
-                "per_user_limit": sale.per_user_limit.get(),
-                "starts_at": sale.starts_at.to_rfc3339(),
-                "ends_at": sale.ends_at.map(|at| at.to_rfc3339()),
-                "payment_window_secs": sale.payment_window_secs,
-                "created_at": sale.created_at.to_rfc3339(),
-            }),
+            Self::SaleCreated(sale) => sale_json(sale),
+            Self::SaleChanged(sale, control, at) => {
+                let payload = with(sale_json(sale), "changed_at", at.to_rfc3339().into());
+                match control.stock_delta() {
+                    0 => payload,
+                    units => with(payload, "units", units.unsigned_abs().into()),
+                }
+            }
             // Never the password hash.
             Self::UserRegistered(user) => json!({
                 "id": user.id.as_str(),
@@ -156,6 +156,25 @@ impl Event<'_> {
             | Self::PaymentRefundRequired(payment) => payment_json(payment),
         }
     }
+}
+
+/// A sale in its events: its fields as clients see them, bar the live
+/// stock (the ledger's, not the store's).
+fn sale_json(sale: &Sale) -> Value {
+    json!({
+        "id": sale.id.to_string(),
+        "product_id": sale.product_id.to_string(),
+        "price_cents": sale.price.get(),
+        "currency": sale.currency.as_str(),
+        "quantity": sale.quantity,
+        "per_user_limit": sale.per_user_limit.get(),
+        "starts_at": sale.starts_at.to_rfc3339(),
+        "ends_at": sale.ends_at.map(|at| at.to_rfc3339()),
+        "payment_window_secs": sale.payment_window_secs,
+        "created_at": sale.created_at.to_rfc3339(),
+        "state": sale.state.as_str(),
+        "version": sale.version,
+    })
 }
 
 /// `payload` with one more field.

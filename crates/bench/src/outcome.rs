@@ -24,6 +24,11 @@ pub enum Outcome {
     LimitExceeded,
     /// 409 `sale-not-active`.
     SaleNotActive,
+    /// 409 `sale-paused`: an admin paused the sale (not remembered per key).
+    SalePaused,
+    /// 409 `insufficient-stock`: a withdrawal of more units than are unsold
+    /// (an admin's control, not a purchase).
+    InsufficientStock,
     /// 422 `idempotency-mismatch`: a key reused for another request.
     IdempotencyMismatch,
     /// 429 `rate-limited`.
@@ -40,7 +45,7 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    pub const COUNT: usize = 11;
+    pub const COUNT: usize = 13;
 
     /// Every outcome, in report order.
     pub const ALL: [Outcome; Self::COUNT] = [
@@ -49,6 +54,8 @@ impl Outcome {
         Self::SoldOut,
         Self::LimitExceeded,
         Self::SaleNotActive,
+        Self::SalePaused,
+        Self::InsufficientStock,
         Self::IdempotencyMismatch,
         Self::RateLimited,
         Self::Overloaded,
@@ -58,12 +65,13 @@ impl Outcome {
     ];
 
     /// The outcomes a purchase can have, in report order.
-    pub const PURCHASE: [Outcome; 10] = [
+    pub const PURCHASE: [Outcome; 11] = [
         Self::Won,
         Self::Replayed,
         Self::SoldOut,
         Self::LimitExceeded,
         Self::SaleNotActive,
+        Self::SalePaused,
         Self::IdempotencyMismatch,
         Self::RateLimited,
         Self::Overloaded,
@@ -83,6 +91,8 @@ impl Outcome {
             Self::SoldOut => "sold-out",
             Self::LimitExceeded => "limit-exceeded",
             Self::SaleNotActive => "sale-not-active",
+            Self::SalePaused => "sale-paused",
+            Self::InsufficientStock => "insufficient-stock",
             Self::IdempotencyMismatch => "idempotency-mismatch",
             Self::RateLimited => "rate-limited",
             Self::Overloaded => "overloaded",
@@ -100,6 +110,8 @@ impl Outcome {
             Self::SoldOut
                 | Self::LimitExceeded
                 | Self::SaleNotActive
+                | Self::SalePaused
+                | Self::InsufficientStock
                 | Self::IdempotencyMismatch
                 | Self::RateLimited
                 | Self::Overloaded
@@ -134,6 +146,8 @@ pub fn classify_purchase(status: StatusCode, headers: &HeaderMap, body: &[u8]) -
             Some(b"sold-out") => Outcome::SoldOut,
             Some(b"limit-exceeded") => Outcome::LimitExceeded,
             Some(b"sale-not-active") => Outcome::SaleNotActive,
+            Some(b"sale-paused") => Outcome::SalePaused,
+            Some(b"insufficient-stock") => Outcome::InsufficientStock,
             _ => Outcome::Error,
         },
         StatusCode::UNPROCESSABLE_ENTITY => match problem_slug(body) {
@@ -188,6 +202,8 @@ mod tests {
             (409, "sold-out", Outcome::SoldOut),
             (409, "limit-exceeded", Outcome::LimitExceeded),
             (409, "sale-not-active", Outcome::SaleNotActive),
+            (409, "sale-paused", Outcome::SalePaused),
+            (409, "insufficient-stock", Outcome::InsufficientStock),
             (409, "conflict", Outcome::Error),
             (422, "idempotency-mismatch", Outcome::IdempotencyMismatch),
             (422, "validation", Outcome::Error),

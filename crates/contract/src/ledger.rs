@@ -8,7 +8,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use stampede_domain::catalog::{Product, Sale, SaleRequest};
+use stampede_domain::catalog::{Product, Sale, SaleControl, SaleRequest, SaleState};
 use stampede_domain::idempotency::{Answer, Fingerprint, IdempotencyKey, Remembered};
 use stampede_domain::ids::{OrderId, UserId};
 use stampede_domain::quantity::Quantity;
@@ -164,6 +164,24 @@ fn assert_inconsistent<T: std::fmt::Debug>(result: Result<T, LedgerError>) {
         matches!(result, Err(LedgerError::Inconsistent { .. })),
         "expected an inconsistency, got {result:?}"
     );
+}
+
+/// `sale` after an admin's `control` (one version on), made at [`NOW`].
+fn after(sale: &Sale, control: SaleControl) -> Sale {
+    after_at(sale, control, NOW)
+}
+
+fn after_at(sale: &Sale, control: SaleControl, now: Timestamp) -> Sale {
+    sale.apply(control, now)
+        .unwrap()
+        .expect("the control changes the sale")
+}
+
+/// Applies `control` to `sale` and hands the new version to the ledger.
+async fn amend(ledger: &dyn StockLedger, sale: &Sale, control: SaleControl) -> Sale {
+    let next = after(sale, control);
+    ledger.amend_sale(&next).await.unwrap();
+    next
 }
 
 /// Waits out a `Wait`, which must end (once the key is settled) within 5 s.
@@ -650,4 +668,300 @@ pub async fn an_unknown_sale_is_unknown_and_binds_no_key(ledger: Arc<dyn StockLe
     // Nothing was remembered: the key is free on a sale that is open.
     let sale = opened(ledger, 10, 2).await;
     reserve(ledger, &attempt(&sale, "alice", "k-1", 1)).await;
+}
+
+pub async fn units_added_to_a_sale_are_for_sale_at_once(ledger: Arc<dyn StockLedger>) {
+    let ledger = &*ledger;
+    let sale = opened(ledger, 2, 5).await;
+    buy(ledger, &attempt(&sale, "alice", "k-a", 2)).await;
+    let bob = attempt(&sale, "bob", "k-b", 1);
+    assert_refused(decide(ledger, &bob).await, Refusal::SoldOut);
+    let sale = amend(ledger, &sale, SaleControl::AddStock(qty(3))).await;
+    assert_eq!(remaining(ledger, &sale).await, 3);
+    // A refusal given before keeps its answer; a new key gets the new units.
+    assert_replays_refusal(decide(ledger, &bob).await, Refusal::SoldOut);
+    buy(ledger, &attempt(&sale, "carol", "k-c", 3)).await;
+    assert_eq!(remaining(ledger, &sale).await, 0);
+    assert_refused(
+        decide(ledger, &attempt(&sale, "dave", "k-d", 1)).await,
+        Refusal::SoldOut,
+    );
+    // What was sold before the change is released up to the new quantity.
+    ledger.release(sale.id, &user("alice"), 2).await.unwrap();
+    assert_eq!(remaining(ledger, &sale).await, 2);
+}
+
+pub async fn units_withdrawn_are_never_sold_even_while_reservations_hold_them(
+    ledger: Arc<dyn StockLedger>,
+) {
+    let ledger = &*ledger;
+    let sale = opened(ledger, 5, 5).await;
+    // Reserved, not committed: the store does not count these, so it lets
+    // an admin withdraw four of the five units.
+    let alice = attempt(&sale, "alice", "k-a", 3);
+    reserve(ledger, &alice).await;
+    let sale = amend(ledger, &sale, SaleControl::WithdrawStock(qty(4))).await;
+    assert_eq!(sale.quantity, 1);
+    // Two fewer than none are left: reported as none, and none are sold.
+    assert_eq!(remaining(ledger, &sale).await, 0);
+    assert_refused(
+        decide(ledger, &attempt(&sale, "bob", "k-b", 1)).await,
+        Refusal::SoldOut,
+    );
+    // The store refuses alice's commit; her units come back up to the new
+    // quantity.
+    ledger.settle(&alice, Settlement::Abandoned).await.unwrap();
+    assert_eq!(remaining(ledger, &sale).await, 1);
+    let carol = attempt(&sale, "carol", "k-c", 1);
+    buy(ledger, &carol).await;
+    assert_eq!(remaining(ledger, &sale).await, 0);
+    assert_refused(
+        decide(ledger, &attempt(&sale, "dave", "k-d", 1)).await,
+        Refusal::SoldOut,
+    );
+    // A cancelled order gives back its unit, and no more than the quantity.
+    ledger.release(sale.id, &user("carol"), 1).await.unwrap();
+    assert_eq!(remaining(ledger, &sale).await, 1);
+    assert_inconsistent(ledger.release(sale.id, &user("carol"), 1).await);
+    // Withdrawn to none: sold out, not paused or ended.
+    let sale = amend(ledger, &sale, SaleControl::WithdrawStock(qty(1))).await;
+    assert_eq!(remaining(ledger, &sale).await, 0);
+    assert_refused(
+        decide(ledger, &attempt(&sale, "erin", "k-e", 1)).await,
+        Refusal::SoldOut,
+    );
+}
+
+pub async fn a_new_per_user_limit_applies_to_the_next_purchase(ledger: Arc<dyn StockLedger>) {
+    let ledger = &*ledger;
+    let sale = opened(ledger, 10, 1).await;
+    buy(ledger, &attempt(&sale, "alice", "k-1", 1)).await;
+    let more = attempt(&sale, "alice", "k-2", 1);
+    assert_refused(decide(ledger, &more).await, Refusal::LimitExceeded);
+    let raised = SaleControl::Amend {
+        ends_at: None,
+        per_user_limit: Some(qty(3)),
+    };
+    let sale = amend(ledger, &sale, raised).await;
+    assert_replays_refusal(decide(ledger, &more).await, Refusal::LimitExceeded);
+    buy(ledger, &attempt(&sale, "alice", "k-3", 2)).await;
+    assert_refused(
+        decide(ledger, &attempt(&sale, "alice", "k-4", 1)).await,
+        Refusal::LimitExceeded,
+    );
+    // Lowered: what buyers hold stays theirs, but counts against the new
+    // limit.
+    let lowered = SaleControl::Amend {
+        ends_at: None,
+        per_user_limit: Some(qty(1)),
+    };
+    let sale = amend(ledger, &sale, lowered).await;
+    assert_refused(
+        decide(ledger, &attempt(&sale, "bob", "k-b", 2)).await,
+        Refusal::LimitExceeded,
+    );
+    ledger.release(sale.id, &user("alice"), 1).await.unwrap();
+    assert_refused(
+        decide(ledger, &attempt(&sale, "alice", "k-5", 1)).await,
+        Refusal::LimitExceeded,
+    );
+    reserve(ledger, &attempt(&sale, "bob", "k-b2", 1)).await;
+    assert_eq!(remaining(ledger, &sale).await, 7);
+}
+
+pub async fn a_new_end_applies_to_the_next_purchase(ledger: Arc<dyn StockLedger>) {
+    let ledger = &*ledger;
+    let sale = opened(ledger, 10, 5).await;
+    let sooner = SaleControl::Amend {
+        ends_at: Some(Some(DURING.plus_secs(10))),
+        per_user_limit: None,
+    };
+    let sale = amend(ledger, &sale, sooner).await;
+    reserve(ledger, &attempt(&sale, "alice", "k-1", 1)).await;
+    let late = attempt_at(&sale, "bob", "k-b", 1, DURING.plus_secs(10));
+    assert_refused(decide(ledger, &late).await, Refusal::SaleNotActive);
+    // Until sold out.
+    let open_ended = SaleControl::Amend {
+        ends_at: Some(None),
+        per_user_limit: None,
+    };
+    let sale = amend(ledger, &sale, open_ended).await;
+    let much_later = attempt_at(&sale, "carol", "k-c", 1, NOW.plus_secs(7200));
+    reserve(ledger, &much_later).await;
+    assert_eq!(remaining(ledger, &sale).await, 8);
+}
+
+pub async fn a_paused_sale_refuses_without_remembering_the_key(ledger: Arc<dyn StockLedger>) {
+    let ledger = &*ledger;
+    let sale = opened(ledger, 10, 2).await;
+    let other = opened(ledger, 10, 2).await;
+    let paused = amend(ledger, &sale, SaleControl::Pause).await;
+    let first = attempt(&sale, "alice", "k-1", 1);
+    // Refused, and asked again: refused afresh (neither replayed nor in flight).
+    for _ in 0..2 {
+        assert_refused(decide(ledger, &first).await, Refusal::SalePaused);
+    }
+    assert_eq!(remaining(ledger, &sale).await, 10);
+    // Nothing binds the key: another quantity is no mismatch…
+    assert_refused(
+        decide(ledger, &attempt(&sale, "alice", "k-1", 2)).await,
+        Refusal::SalePaused,
+    );
+    // …nor is another sale.
+    let elsewhere = attempt(&other, "bob", "k-b", 1);
+    assert_refused(
+        decide(ledger, &attempt(&sale, "bob", "k-b", 1)).await,
+        Refusal::SalePaused,
+    );
+    reserve(ledger, &elsewhere).await;
+    // Before its start, a paused sale is not active (and that is remembered).
+    let early = attempt_at(&sale, "carol", "k-c", 1, NOW.plus_millis(-1));
+    assert_refused(decide(ledger, &early).await, Refusal::SaleNotActive);
+    assert_replays_refusal(decide(ledger, &early).await, Refusal::SaleNotActive);
+    // Resumed: the same key is decided afresh.
+    let resumed = amend(ledger, &paused, SaleControl::Resume).await;
+    assert_eq!(resumed.state, SaleState::Running);
+    let order = buy(ledger, &first).await;
+    assert_replays_order(decide(ledger, &first).await, order);
+    assert_eq!(remaining(ledger, &sale).await, 9);
+}
+
+pub async fn a_paused_sale_that_is_sold_out_answers_paused(ledger: Arc<dyn StockLedger>) {
+    let ledger = &*ledger;
+    let sale = opened(ledger, 1, 1).await;
+    buy(ledger, &attempt(&sale, "alice", "k-a", 1)).await;
+    let sale = amend(ledger, &sale, SaleControl::Pause).await;
+    // The state is checked before the stock, as the stock book does.
+    let bob = attempt(&sale, "bob", "k-b", 1);
+    assert_refused(decide(ledger, &bob).await, Refusal::SalePaused);
+    amend(ledger, &sale, SaleControl::Resume).await;
+    assert_refused(decide(ledger, &bob).await, Refusal::SoldOut);
+    assert_replays_refusal(decide(ledger, &bob).await, Refusal::SoldOut);
+}
+
+pub async fn a_sale_ended_by_an_admin_is_not_active_and_the_refusal_is_remembered(
+    ledger: Arc<dyn StockLedger>,
+) {
+    let ledger = &*ledger;
+    let sale = opened(ledger, 10, 2).await;
+    let paused = amend(ledger, &sale, SaleControl::Pause).await;
+    // Ended (paused or not) a little after the attempts below: it is the
+    // state that refuses them, not the end.
+    let ended = after_at(&paused, SaleControl::End, DURING.plus_secs(60));
+    assert_eq!(ended.state, SaleState::Ended);
+    ledger.amend_sale(&ended).await.unwrap();
+    let first = attempt(&sale, "alice", "k-1", 1);
+    assert_refused(decide(ledger, &first).await, Refusal::SaleNotActive);
+    assert_replays_refusal(decide(ledger, &first).await, Refusal::SaleNotActive);
+    assert_refused(
+        decide(ledger, &attempt(&sale, "bob", "k-b", 1)).await,
+        Refusal::SaleNotActive,
+    );
+    assert_eq!(remaining(ledger, &sale).await, 10);
+}
+
+pub async fn an_older_or_the_same_version_of_a_sale_changes_nothing(ledger: Arc<dyn StockLedger>) {
+    let ledger = &*ledger;
+    let v1 = opened(ledger, 10, 2).await;
+    let v2 = after(&v1, SaleControl::AddStock(qty(5)));
+    let v3 = after(&v2, SaleControl::Pause);
+    // Newest first, then the older ones arriving late, then all again.
+    ledger.amend_sale(&v3).await.unwrap();
+    for sale in [&v2, &v1, &v3, &v2] {
+        ledger.amend_sale(sale).await.unwrap();
+    }
+    assert_eq!(remaining(ledger, &v1).await, 15);
+    assert_refused(
+        decide(ledger, &attempt(&v1, "alice", "k-1", 1)).await,
+        Refusal::SalePaused,
+    );
+    // Opening the first version again changes nothing either.
+    ledger.open_sale(&v1).await.unwrap();
+    assert_eq!(remaining(ledger, &v1).await, 15);
+    let v4 = after(&v3, SaleControl::Resume);
+    ledger.amend_sale(&v4).await.unwrap();
+    reserve(ledger, &attempt(&v1, "alice", "k-1", 1)).await;
+    assert_eq!(remaining(ledger, &v1).await, 14);
+}
+
+pub async fn versions_applied_at_once_in_any_order_count_once(ledger: Arc<dyn StockLedger>) {
+    let sale = opened(&*ledger, 10, 2).await;
+    // Versions 2 to 9, each adding a unit, applied by many tasks at once.
+    let mut versions = Vec::new();
+    let mut last = sale.clone();
+    for _ in 0..8 {
+        last = after(&last, SaleControl::AddStock(qty(1)));
+        versions.push(last.clone());
+    }
+    let start = Arc::new(Barrier::new(versions.len() * 2));
+    let mut tasks = Vec::new();
+    for version in versions.iter().rev().chain(versions.iter()) {
+        let ledger = ledger.clone();
+        let version = version.clone();
+        let start = start.clone();
+        tasks.push(tokio::spawn(async move {
+            start.wait().await;
+            ledger.amend_sale(&version).await.unwrap();
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    assert_eq!(remaining(&*ledger, &sale).await, 18);
+    // Version 9 is in force: a tenth unit is a version the ledger has not seen.
+    let tenth = after(&last, SaleControl::AddStock(qty(1)));
+    ledger.amend_sale(&tenth).await.unwrap();
+    assert_eq!(remaining(&*ledger, &sale).await, 19);
+}
+
+pub async fn amending_a_sale_the_ledger_does_not_track_changes_nothing(
+    ledger: Arc<dyn StockLedger>,
+) {
+    let ledger = &*ledger;
+    let sale = new_sale(10, 2);
+    let paused = after(&sale, SaleControl::Pause);
+    ledger.amend_sale(&paused).await.unwrap();
+    assert_eq!(ledger.remaining(sale.id).await.unwrap(), None);
+    let decision = decide(ledger, &attempt(&sale, "alice", "k-1", 1)).await;
+    assert!(
+        matches!(decision, Decision::UnknownSale),
+        "got {decision:?}"
+    );
+    // Opened afterwards (as the first version), it was never paused.
+    ledger.open_sale(&sale).await.unwrap();
+    reserve(ledger, &attempt(&sale, "alice", "k-1", 1)).await;
+    assert_eq!(remaining(ledger, &sale).await, 9);
+}
+
+pub async fn a_restored_sale_keeps_its_state_and_version(ledger: Arc<dyn StockLedger>) {
+    let ledger = &*ledger;
+    let (mut snapshot, record) = snapshot_with_holdings();
+    snapshot.sale.state = SaleState::Paused;
+    snapshot.sale.version = 5;
+    let v5 = snapshot.sale.clone();
+    ledger
+        .restore(vec![snapshot], vec![record], NOW)
+        .await
+        .unwrap();
+    let first = attempt(&v5, "carol", "k-c", 1);
+    assert_refused(decide(ledger, &first).await, Refusal::SalePaused);
+    assert_eq!(remaining(ledger, &v5).await, 7);
+    // Another copy of version 5 (running, with more units) is ignored…
+    let mut same = v5.clone();
+    same.state = SaleState::Running;
+    same.quantity = 20;
+    ledger.amend_sale(&same).await.unwrap();
+    assert_refused(decide(ledger, &first).await, Refusal::SalePaused);
+    assert_eq!(remaining(ledger, &v5).await, 7);
+    // …version 6 applies.
+    let v6 = after(&v5, SaleControl::Resume);
+    assert_eq!(v6.version, 6);
+    ledger.amend_sale(&v6).await.unwrap();
+    reserve(ledger, &first).await;
+    assert_eq!(remaining(ledger, &v5).await, 6);
+    // Holdings still count against the limit.
+    assert_refused(
+        decide(ledger, &attempt(&v5, "alice", "k-b", 2)).await,
+        Refusal::LimitExceeded,
+    );
 }

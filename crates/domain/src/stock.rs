@@ -5,13 +5,13 @@
 
 use std::collections::HashMap;
 
-use crate::catalog::Sale;
+use crate::catalog::{Sale, SaleState};
 use crate::ids::UserId;
 use crate::quantity::Quantity;
 use crate::time::Timestamp;
 
 /// Why a purchase is refused before anything is written. These are the business
-/// refusals docs/api.md §4 remembers per idempotency key.
+/// refusals docs/api.md §4 remembers per idempotency key, all but a pause.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Refusal {
     /// Fewer units are left than asked for.
@@ -20,6 +20,9 @@ pub enum Refusal {
     LimitExceeded,
     /// The sale has not started or has ended.
     SaleNotActive,
+    /// An admin paused the sale. Not remembered: a retry after it resumes
+    /// is decided afresh.
+    SalePaused,
 }
 
 impl Refusal {
@@ -29,7 +32,13 @@ impl Refusal {
             Self::SoldOut => "sold-out",
             Self::LimitExceeded => "limit-exceeded",
             Self::SaleNotActive => "sale-not-active",
+            Self::SalePaused => "sale-paused",
         }
+    }
+
+    /// Whether the key that met it keeps this answer.
+    pub fn is_remembered(self) -> bool {
+        self != Self::SalePaused
     }
 }
 
@@ -40,20 +49,34 @@ pub struct SaleTerms {
     pub per_user_limit: u32,
     pub starts_at: Timestamp,
     pub ends_at: Option<Timestamp>,
+    pub state: SaleState,
+    /// The sale's version these terms are from: a ledger takes newer terms
+    /// only ([`StockBook::amend`]).
+    pub version: u64,
 }
 
 impl SaleTerms {
     pub fn of(sale: &Sale) -> Self {
         Self {
-            quantity: sale.quantity.get(),
+            quantity: sale.quantity,
             per_user_limit: sale.per_user_limit.get(),
             starts_at: sale.starts_at,
             ends_at: sale.ends_at,
+            state: sale.state,
+            version: sale.version,
         }
     }
 
-    pub fn is_open(&self, now: Timestamp) -> bool {
-        now >= self.starts_at && self.ends_at.is_none_or(|end| now < end)
+    /// Whether a purchase at `now` may reserve (stock and limit aside), or
+    /// the refusal it meets. An ended sale is not active even while paused.
+    pub fn admits(&self, now: Timestamp) -> Result<(), Refusal> {
+        let in_window = now >= self.starts_at && self.ends_at.is_none_or(|end| now < end);
+        match self.state {
+            SaleState::Ended => Err(Refusal::SaleNotActive),
+            _ if !in_window => Err(Refusal::SaleNotActive),
+            SaleState::Paused => Err(Refusal::SalePaused),
+            SaleState::Running => Ok(()),
+        }
     }
 }
 
@@ -82,12 +105,14 @@ const PRESIZED_BUYERS: u32 = 1 << 18;
 
 /// Remaining units and holdings of one sale.
 ///
-/// Invariant: `remaining + Σ held == quantity`, and every holding is at most the
-/// per-user limit.
+/// Invariant: `remaining + Σ held == quantity`, and every holding was at most
+/// the per-user limit when it was taken. `remaining` is below 0 only when
+/// units were withdrawn while purchases held them but had not committed
+/// them: the store refuses those commits, and their units come back.
 #[derive(Debug, Clone)]
 pub struct StockBook {
     terms: SaleTerms,
-    remaining: u64,
+    remaining: i64,
     held: HashMap<UserId, u32>,
 }
 
@@ -104,7 +129,7 @@ impl StockBook {
     pub fn new(terms: SaleTerms) -> Self {
         Self {
             terms,
-            remaining: u64::from(terms.quantity),
+            remaining: i64::from(terms.quantity),
             held: HashMap::with_capacity(Self::room(&terms)),
         }
     }
@@ -132,7 +157,8 @@ impl StockBook {
         }
         Ok(Self {
             terms,
-            remaining: quantity - total,
+            // Both at most a billion units (Quantity::MAX) times buyers: an i64.
+            remaining: i64::try_from(quantity - total).unwrap_or(i64::MAX),
             held,
         })
     }
@@ -141,8 +167,22 @@ impl StockBook {
         &self.terms
     }
 
+    /// Units purchases can take now (0 while withdrawn units are still held).
     pub fn remaining(&self) -> u64 {
-        self.remaining
+        u64::try_from(self.remaining).unwrap_or(0)
+    }
+
+    /// Takes the terms of a newer version of the sale; older or equal ones
+    /// change nothing (returns whether it took them). What is left moves
+    /// with the quantity, so units added are for sale at once and units
+    /// withdrawn are never sold.
+    pub fn amend(&mut self, terms: SaleTerms) -> bool {
+        if terms.version <= self.terms.version {
+            return false;
+        }
+        self.remaining += i64::from(terms.quantity) - i64::from(self.terms.quantity);
+        self.terms = terms;
+        true
     }
 
     pub fn held_by(&self, user: &UserId) -> u32 {
@@ -150,7 +190,8 @@ impl StockBook {
     }
 
     /// Takes `quantity` units for `user`, or says why not. Checks, in order: the
-    /// sale window, the stock, the user's limit. A refusal changes nothing.
+    /// sale window and state, the stock, the user's limit. A refusal changes
+    /// nothing.
     pub fn reserve(
         &mut self,
         user: &UserId,
@@ -158,17 +199,15 @@ impl StockBook {
         now: Timestamp,
     ) -> Result<(), Refusal> {
         let asked = quantity.get();
-        if !self.terms.is_open(now) {
-            return Err(Refusal::SaleNotActive);
-        }
-        if u64::from(asked) > self.remaining {
+        self.terms.admits(now)?;
+        if i64::from(asked) > self.remaining {
             return Err(Refusal::SoldOut);
         }
         let held = self.held_by(user);
         if held.saturating_add(asked) > self.terms.per_user_limit {
             return Err(Refusal::LimitExceeded);
         }
-        self.remaining -= u64::from(asked);
+        self.remaining -= i64::from(asked);
         *self.held.entry(user.clone()).or_insert(0) += asked;
         Ok(())
     }
@@ -189,7 +228,7 @@ impl StockBook {
         } else {
             self.held.insert(user.clone(), held - quantity);
         }
-        self.remaining += u64::from(quantity);
+        self.remaining += i64::from(quantity);
         Ok(())
     }
 
@@ -211,6 +250,8 @@ mod tests {
             per_user_limit,
             starts_at: NOW,
             ends_at: Some(NOW.plus_secs(60)),
+            state: SaleState::Running,
+            version: 1,
         }
     }
 
@@ -293,5 +334,49 @@ mod tests {
         let book = StockBook::restore(terms(10, 5), [(user("a"), 3), (user("b"), 2)]).unwrap();
         assert_eq!(book.remaining(), 5);
         assert!(StockBook::restore(terms(4, 5), [(user("a"), 3), (user("b"), 2)]).is_err());
+    }
+
+    #[test]
+    fn newer_terms_move_what_is_left_with_the_quantity_and_older_ones_change_nothing() {
+        let mut book = StockBook::new(terms(3, 5));
+        book.reserve(&user("a"), qty(2), NOW).unwrap();
+        let mut fewer = terms(2, 5);
+        fewer.version = 2;
+        assert!(book.amend(fewer));
+        assert_eq!(book.remaining(), 0);
+        // An older copy arriving late is ignored.
+        assert!(!book.amend(terms(3, 5)));
+        assert_eq!(book.terms().quantity, 2);
+        // Withdrawn past what is free: nothing is left until units come back.
+        let mut none = terms(1, 5);
+        none.version = 3;
+        assert!(book.amend(none));
+        assert_eq!(book.remaining(), 0);
+        assert_eq!(book.reserve(&user("b"), qty(1), NOW), Err(Refusal::SoldOut));
+        book.release(&user("a"), 2).unwrap();
+        assert_eq!(book.remaining(), 1);
+    }
+
+    #[test]
+    fn a_paused_sale_refuses_with_a_pause_and_an_ended_one_is_not_active() {
+        let mut book = StockBook::new(terms(3, 5));
+        let mut paused = terms(3, 5);
+        paused.state = SaleState::Paused;
+        paused.version = 2;
+        book.amend(paused);
+        assert_eq!(
+            book.reserve(&user("a"), qty(1), NOW),
+            Err(Refusal::SalePaused)
+        );
+        assert!(!Refusal::SalePaused.is_remembered());
+        let mut ended = paused;
+        ended.state = SaleState::Ended;
+        ended.version = 3;
+        book.amend(ended);
+        assert_eq!(
+            book.reserve(&user("a"), qty(1), NOW),
+            Err(Refusal::SaleNotActive)
+        );
+        assert_eq!(book.remaining(), 3);
     }
 }

@@ -23,6 +23,12 @@ pub const EVENT_TYPES: &[&str] = &[
     "payment.refund_required",
     "product.created",
     "sale.created",
+    "sale.paused",
+    "sale.resumed",
+    "sale.ended",
+    "sale.amended",
+    "sale.stock_added",
+    "sale.stock_withdrawn",
 ];
 
 /// A target URL: an absolute `http` or `https` URL with a host, read by the

@@ -1,7 +1,8 @@
 //! Property tests: random interleavings of purchases, replays and cancels, driven
 //! through the domain's own rules (stock book, remembered answers, cancel
-//! decisions), never oversell, never pass a per-user limit, never create two
-//! orders for one idempotency key, and return stock exactly once.
+//! decisions), with an admin adding and withdrawing units and pausing the
+//! sale in between, never oversell, never pass a per-user limit, never create
+//! two orders for one idempotency key, and return stock exactly once.
 
 // Test code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -9,11 +10,12 @@
 use std::collections::HashMap;
 
 use proptest::prelude::*;
+use stampede_domain::catalog::SaleState;
 use stampede_domain::idempotency::{Answer, Fingerprint, Remembered};
 use stampede_domain::ids::{OrderId, SaleId, UserId};
 use stampede_domain::order::{CancelDecision, OrderStatus};
 use stampede_domain::quantity::Quantity;
-use stampede_domain::stock::{SaleTerms, StockBook};
+use stampede_domain::stock::{Refusal, SaleTerms, StockBook};
 use stampede_domain::time::Timestamp;
 
 const NOW: Timestamp = Timestamp::from_millis(1_800_000_000_000);
@@ -24,12 +26,18 @@ enum Step {
     Purchase { user: u8, key: u8, quantity: u8 },
     /// The owner cancels the `nth` order created so far (modulo their count).
     Cancel { nth: u8 },
+    /// An admin adds `units`, or withdraws up to `units` of those unsold.
+    Restock { add: bool, units: u8 },
+    /// An admin pauses a running sale or resumes a paused one.
+    TogglePause,
 }
 
 fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
         4 => (0u8..12, 0u8..3, 1u8..4).prop_map(|(user, key, quantity)| Step::Purchase { user, key, quantity }),
         1 => any::<u8>().prop_map(|nth| Step::Cancel { nth }),
+        1 => (any::<bool>(), 1u8..6).prop_map(|(add, units)| Step::Restock { add, units }),
+        1 => Just(Step::TogglePause),
     ]
 }
 
@@ -50,7 +58,14 @@ proptest! {
         steps in prop::collection::vec(step(), 1..120),
     ) {
         let sale = SaleId::generate();
-        let terms = SaleTerms { quantity, per_user_limit: limit, starts_at: NOW, ends_at: None };
+        let mut terms = SaleTerms {
+            quantity,
+            per_user_limit: limit,
+            starts_at: NOW,
+            ends_at: None,
+            state: SaleState::Running,
+            version: 1,
+        };
         let mut book = StockBook::new(terms);
         let mut remembered: HashMap<(UserId, u8), Remembered> = HashMap::new();
         let mut orders: Vec<Order> = Vec::new();
@@ -77,9 +92,37 @@ proptest! {
                             orders.push(Order { id, user: user.clone(), quantity: u32::from(asked), status: OrderStatus::AwaitingPayment });
                             Answer::Won(id)
                         }
-                        Err(refusal) => Answer::Refused(refusal),
+                        Err(refusal) => {
+                            // Paused exactly when the admin paused it.
+                            prop_assert_eq!(refusal == Refusal::SalePaused, terms.state == SaleState::Paused);
+                            Answer::Refused(refusal)
+                        }
                     };
-                    remembered.insert((user, key), Remembered { fingerprint, answer });
+                    // A pause is not remembered: the key is decided afresh.
+                    if !matches!(answer, Answer::Refused(refusal) if !refusal.is_remembered()) {
+                        remembered.insert((user, key), Remembered { fingerprint, answer });
+                    }
+                }
+                Step::Restock { add, units } => {
+                    // Withdrawals take unsold units only (the store's rule).
+                    let units = u32::from(units);
+                    terms.quantity = if add {
+                        terms.quantity + units
+                    } else {
+                        terms.quantity - units.min(book.remaining() as u32)
+                    };
+                    terms.version += 1;
+                    prop_assert!(book.amend(terms));
+                    // Delivered twice: the second copy changes nothing.
+                    prop_assert!(!book.amend(terms));
+                }
+                Step::TogglePause => {
+                    terms.state = match terms.state {
+                        SaleState::Paused => SaleState::Running,
+                        _ => SaleState::Paused,
+                    };
+                    terms.version += 1;
+                    prop_assert!(book.amend(terms));
                 }
                 Step::Cancel { nth } => {
                     if orders.is_empty() {
@@ -99,6 +142,7 @@ proptest! {
             }
 
             // I1: no oversell, and the book agrees with the orders.
+            let quantity = terms.quantity;
             let live: u64 = orders.iter().filter(|o| o.status.holds_stock()).map(|o| u64::from(o.quantity)).sum();
             prop_assert!(live <= u64::from(quantity));
             prop_assert_eq!(book.remaining() + live, u64::from(quantity));

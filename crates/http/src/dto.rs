@@ -45,6 +45,13 @@ mod whole {
     }
 }
 
+/// A field that may be absent (`None`), `null` (`Some(None)`) or a value.
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    deserializer: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
 /// `POST /api/v1/products`
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -135,6 +142,7 @@ pub struct NewSaleBody {
 pub enum SaleStatusBody {
     Scheduled,
     Active,
+    Paused,
     SoldOut,
     Ended,
 }
@@ -144,6 +152,7 @@ impl From<SaleStatus> for SaleStatusBody {
         match s {
             SaleStatus::Scheduled => Self::Scheduled,
             SaleStatus::Active => Self::Active,
+            SaleStatus::Paused => Self::Paused,
             SaleStatus::SoldOut => Self::SoldOut,
             SaleStatus::Ended => Self::Ended,
         }
@@ -164,6 +173,8 @@ pub struct SaleBody {
     pub ends_at: Option<String>,
     pub payment_window_secs: u32,
     pub status: SaleStatusBody,
+    /// 1 at creation, one more per control an admin applied.
+    pub version: u64,
 }
 
 impl From<&SaleView> for SaleBody {
@@ -174,15 +185,57 @@ impl From<&SaleView> for SaleBody {
             product_id: s.product_id.to_string(),
             price_cents: s.price.get(),
             currency: s.currency.to_string(),
-            quantity: s.quantity.get(),
+            quantity: s.quantity,
             remaining: v.remaining,
             per_user_limit: s.per_user_limit.get(),
             starts_at: s.starts_at.to_rfc3339(),
             ends_at: s.ends_at.map(|t| t.to_rfc3339()),
             payment_window_secs: s.payment_window_secs,
             status: v.status.into(),
+            version: s.version,
         }
     }
+}
+
+/// `PATCH /api/v1/sales/{id}`: at least one field.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SalePatchBody {
+    /// RFC 3339, after `starts_at` and in the future; `null`: no end.
+    #[schema(format = DateTime, value_type = Option<String>)]
+    #[serde(default, deserialize_with = "present")]
+    pub ends_at: Option<Option<String>>,
+    /// Most units one user may hold from now on (holdings above it stay).
+    #[schema(example = 2, minimum = 1, maximum = 1_000_000_000)]
+    #[serde(default, deserialize_with = "whole::optional")]
+    pub per_user_limit: Option<i64>,
+}
+
+/// `POST /api/v1/sales/{id}/stock`: exactly one of `add` and `withdraw`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum StockChangeBody {
+    Add(StockAddBody),
+    Withdraw(StockWithdrawBody),
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StockAddBody {
+    /// Units to put on sale, 1 to 10^9.
+    #[schema(example = 200, minimum = 1, maximum = 1_000_000_000)]
+    #[serde(deserialize_with = "whole::number")]
+    pub add: i64,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StockWithdrawBody {
+    /// Unsold units to take off sale, 1 to 10^9; more than are unsold is
+    /// `409 insufficient-stock`.
+    #[schema(example = 20, minimum = 1, maximum = 1_000_000_000)]
+    #[serde(deserialize_with = "whole::number")]
+    pub withdraw: i64,
 }
 
 /// Orders of a sale by status, counted in the store.
@@ -565,6 +618,18 @@ pub enum EventTypeName {
     ProductCreated,
     #[serde(rename = "sale.created")]
     SaleCreated,
+    #[serde(rename = "sale.paused")]
+    SalePaused,
+    #[serde(rename = "sale.resumed")]
+    SaleResumed,
+    #[serde(rename = "sale.ended")]
+    SaleEnded,
+    #[serde(rename = "sale.amended")]
+    SaleAmended,
+    #[serde(rename = "sale.stock_added")]
+    SaleStockAdded,
+    #[serde(rename = "sale.stock_withdrawn")]
+    SaleStockWithdrawn,
 }
 
 #[derive(Debug, Serialize, ToSchema)]

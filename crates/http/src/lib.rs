@@ -44,7 +44,8 @@ pub use state::{AppState, HttpSettings};
 
 use edge::Routes;
 use routes::{
-    accounts, catalog, live, ops, orders, payments, profile, purchase, rate_limits, webhooks,
+    accounts, catalog, live, ops, orders, payments, profile, purchase, rate_limits, sale_controls,
+    webhooks,
 };
 
 /// The API proper, served by `all` and `api` nodes.
@@ -56,8 +57,21 @@ fn api_routes(routes: Routes) -> Routes {
         )
         .route("/api/v1/products/{id}", get(catalog::get_product))
         .route("/api/v1/sales", post(catalog::create_sale))
-        .route("/api/v1/sales/{id}", get(catalog::get_sale))
+        .route(
+            "/api/v1/sales/{id}",
+            get(catalog::get_sale).patch(sale_controls::patch_sale),
+        )
         .route("/api/v1/sales/{id}/stats", get(catalog::sale_stats))
+        .route("/api/v1/sales/{id}/pause", post(sale_controls::pause_sale))
+        .route(
+            "/api/v1/sales/{id}/resume",
+            post(sale_controls::resume_sale),
+        )
+        .route("/api/v1/sales/{id}/end", post(sale_controls::end_sale))
+        .route(
+            "/api/v1/sales/{id}/stock",
+            post(sale_controls::change_stock),
+        )
         .route(purchase::ROUTE, post(purchase::purchase))
         .route("/api/v1/orders", get(orders::list_orders))
         .route("/api/v1/orders/{id}", get(orders::get_order))

@@ -17,7 +17,8 @@ use crate::dto;
 use crate::openapi_links::Links;
 use crate::problem::{CONTENT_TYPE, Problem};
 use crate::routes::{
-    accounts, catalog, live, ops, orders, payments, profile, purchase, rate_limits, webhooks,
+    accounts, catalog, live, ops, orders, payments, profile, purchase, rate_limits, sale_controls,
+    webhooks,
 };
 
 #[derive(OpenApi)]
@@ -26,6 +27,8 @@ use crate::routes::{
     paths(
         catalog::create_product, catalog::get_product, catalog::list_products,
         catalog::create_sale, catalog::get_sale, catalog::sale_stats,
+        sale_controls::pause_sale, sale_controls::resume_sale, sale_controls::end_sale,
+        sale_controls::patch_sale, sale_controls::change_stock,
         purchase::purchase,
         orders::get_order, orders::list_orders, orders::cancel_order,
         orders::detail, orders::events, payments::pay, payments::webhook,
@@ -79,7 +82,12 @@ const PROBLEMS: &[OperationProblems] = &[
     ("post", "/api/v1/sales", &[(400, "bad-request"), (401, "unauthorized"), (403, "forbidden"), (413, "payload-too-large"), (415, "unsupported-media-type"), (422, "validation"), (500, "internal"), (503, "unavailable")]),
     ("get", "/api/v1/sales/{id}", &[(404, "not-found"), (500, "internal"), (503, "unavailable")]),
     ("get", "/api/v1/sales/{id}/stats", &[(401, "unauthorized"), (403, "forbidden"), (404, "not-found"), (500, "internal"), (503, "unavailable")]),
-    ("post", "/api/v1/sales/{id}/purchase", &[(400, "bad-request"), (401, "unauthorized"), (403, "forbidden"), (404, "not-found"), (409, "sold-out, limit-exceeded, sale-not-active"), (413, "payload-too-large"), (415, "unsupported-media-type"), (422, "validation, idempotency-mismatch"), (500, "internal"), (503, "overloaded, unavailable")]),
+    ("post", "/api/v1/sales/{id}/pause", &[(401, "unauthorized"), (403, "forbidden"), (404, "not-found"), (409, "sale-not-active"), (500, "internal"), (503, "unavailable")]),
+    ("post", "/api/v1/sales/{id}/resume", &[(401, "unauthorized"), (403, "forbidden"), (404, "not-found"), (409, "sale-not-active"), (500, "internal"), (503, "unavailable")]),
+    ("post", "/api/v1/sales/{id}/end", &[(401, "unauthorized"), (403, "forbidden"), (404, "not-found"), (500, "internal"), (503, "unavailable")]),
+    ("patch", "/api/v1/sales/{id}", &[(400, "bad-request"), (401, "unauthorized"), (403, "forbidden"), (404, "not-found"), (409, "sale-not-active"), (413, "payload-too-large"), (415, "unsupported-media-type"), (422, "validation"), (500, "internal"), (503, "unavailable")]),
+    ("post", "/api/v1/sales/{id}/stock", &[(400, "bad-request"), (401, "unauthorized"), (403, "forbidden"), (404, "not-found"), (409, "sale-not-active, insufficient-stock"), (413, "payload-too-large"), (415, "unsupported-media-type"), (422, "validation"), (500, "internal"), (503, "unavailable")]),
+    ("post", "/api/v1/sales/{id}/purchase", &[(400, "bad-request"), (401, "unauthorized"), (403, "forbidden"), (404, "not-found"), (409, "sold-out, limit-exceeded, sale-not-active, sale-paused"), (413, "payload-too-large"), (415, "unsupported-media-type"), (422, "validation, idempotency-mismatch"), (500, "internal"), (503, "overloaded, unavailable")]),
     ("get", "/api/v1/orders/{id}", &[(401, "unauthorized"), (404, "not-found"), (500, "internal"), (503, "unavailable")]),
     ("get", "/api/v1/orders", &[(400, "bad-request"), (401, "unauthorized"), (422, "validation"), (500, "internal"), (503, "unavailable")]),
     ("post", "/api/v1/orders/{id}/cancel", &[(401, "unauthorized"), (404, "not-found"), (409, "invalid-state"), (500, "internal"), (503, "unavailable")]),
@@ -165,6 +173,7 @@ fn operation<'a>(item: &'a mut PathItem, method: &str) -> Option<&'a mut Operati
         "get" => item.get.as_mut(),
         "post" => item.post.as_mut(),
         "put" => item.put.as_mut(),
+        "patch" => item.patch.as_mut(),
         "delete" => item.delete.as_mut(),
         _ => None,
     }
@@ -227,6 +236,7 @@ mod tests {
                 ("get", &item.get),
                 ("post", &item.post),
                 ("put", &item.put),
+                ("patch", &item.patch),
                 ("delete", &item.delete),
             ] {
                 if op.is_some() {
@@ -260,11 +270,25 @@ mod tests {
                 };
                 let name = reference.trim_start_matches("#/components/schemas/");
                 let schema = &json["components"]["schemas"][name];
-                assert_eq!(schema["type"], "object", "{method} {path}");
-                assert_eq!(
-                    schema["additionalProperties"], false,
-                    "{method} {path}: {name}"
-                );
+                // A body of several shapes (`oneOf`): each shape refuses them.
+                let shapes: Vec<&serde_json::Value> = match schema["oneOf"].as_array() {
+                    Some(shapes) => shapes.iter().collect(),
+                    None => vec![schema],
+                };
+                for shape in shapes {
+                    let shape = match shape["$ref"].as_str() {
+                        Some(r) => {
+                            &json["components"]["schemas"]
+                                [r.trim_start_matches("#/components/schemas/")]
+                        }
+                        None => shape,
+                    };
+                    assert_eq!(shape["type"], "object", "{method} {path}");
+                    assert_eq!(
+                        shape["additionalProperties"], false,
+                        "{method} {path}: {name}"
+                    );
+                }
                 bodies += 1;
             }
         }

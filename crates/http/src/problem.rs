@@ -46,6 +46,8 @@ kinds! {
     SOLD_OUT = CONFLICT, "sold-out", "Sold out";
     LIMIT_EXCEEDED = CONFLICT, "limit-exceeded", "Per-user limit exceeded";
     SALE_NOT_ACTIVE = CONFLICT, "sale-not-active", "Sale not active";
+    SALE_PAUSED = CONFLICT, "sale-paused", "Sale paused";
+    INSUFFICIENT_STOCK = CONFLICT, "insufficient-stock", "Insufficient stock";
     INVALID_STATE = CONFLICT, "invalid-state", "Invalid state for this operation";
     CONFLICT = CONFLICT, "conflict", "Already exists";
     PAYLOAD_TOO_LARGE = PAYLOAD_TOO_LARGE, "payload-too-large", "Payload too large";
@@ -140,11 +142,12 @@ impl ApiError {
     /// A refused purchase: the answer most of a crowd gets, and always the
     /// same bytes, so each refusal's body is rendered once per process.
     pub fn refused(refusal: Refusal) -> Self {
-        static BODIES: [OnceLock<&'static [u8]>; 3] = [const { OnceLock::new() }; 3];
+        static BODIES: [OnceLock<&'static [u8]>; 4] = [const { OnceLock::new() }; 4];
         let slot = match refusal {
             Refusal::SoldOut => 0,
             Refusal::LimitExceeded => 1,
             Refusal::SaleNotActive => 2,
+            Refusal::SalePaused => 3,
         };
         let (kind, detail) = refusal_kind(refusal);
         let mut error = Self::new(kind).with_detail(detail);
@@ -217,6 +220,10 @@ fn refusal_kind(refusal: Refusal) -> (Kind, &'static str) {
             Kind::SALE_NOT_ACTIVE,
             "the sale has not started or has ended",
         ),
+        Refusal::SalePaused => (
+            Kind::SALE_PAUSED,
+            "the sale is paused; try again once it resumes",
+        ),
     }
 }
 
@@ -231,6 +238,8 @@ impl From<AppError> for ApiError {
             }
             AppError::Refused(refusal) => Self::refused(refusal),
             AppError::InvalidState(detail) => Self::new(Kind::INVALID_STATE).with_detail(detail),
+            AppError::InsufficientStock => Self::new(Kind::INSUFFICIENT_STOCK)
+                .with_detail("fewer units are unsold than the withdrawal takes"),
             AppError::IdempotencyMismatch => Self::new(Kind::IDEMPOTENCY_MISMATCH)
                 .with_detail("this Idempotency-Key was first used with another path or body"),
             AppError::Unauthorized(detail) => Self::new(Kind::UNAUTHORIZED).with_detail(detail),
@@ -304,6 +313,7 @@ mod tests {
             Refusal::SoldOut,
             Refusal::LimitExceeded,
             Refusal::SaleNotActive,
+            Refusal::SalePaused,
         ] {
             let error = ApiError::refused(refusal);
             let fresh = render(&error.problem());

@@ -296,7 +296,11 @@ impl ShardGuard<'_> {
         );
     }
 
+    /// Remembers an answer; a refusal that is not kept (a pause) is dropped.
     pub(crate) fn remember(&mut self, key: ScopedKey, remembered: Remembered, now: Timestamp) {
+        if matches!(remembered.answer, Answer::Refused(refusal) if !refusal.is_remembered()) {
+            return;
+        }
         self.shard
             .rotate_if_due(now, self.settings, self.per_generation);
         match remembered.answer {
@@ -460,6 +464,24 @@ mod tests {
                 matches!(memory.lock(&k).lookup(&k, T0), Lookup::Remembered(r) if r == remembered)
             );
         }
+    }
+
+    #[test]
+    fn a_pause_is_never_remembered() {
+        let memory = KeyMemory::new(settings(1_000_000, 1_000_000), T0);
+        let k = key("u", "k");
+        let paused = Remembered {
+            answer: Answer::Refused(Refusal::SalePaused),
+            ..answer()
+        };
+        memory.lock(&k).remember(k, paused, T0);
+        assert!(matches!(memory.lock(&k).lookup(&k, T0), Lookup::Unknown));
+        // Nor when a decision in flight ends with it.
+        memory.lock(&k).start(k, paused.fingerprint);
+        let waiters = memory.lock(&k).finish(&k, Some(paused), T0);
+        assert!(waiters.is_empty());
+        assert!(matches!(memory.lock(&k).lookup(&k, T0), Lookup::Unknown));
+        assert_eq!(memory.remembered_len(), 0);
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! The in-process stock ledger (embedded mode): one [`StockBook`] per sale behind
-//! a mutex, with an atomic copy of what is left so the sold-out crowd is refused
-//! without taking the lock, and a [`KeyMemory`] for idempotency keys.
+//! a mutex, with copies of its terms and of what is left that are read without
+//! the lock, so a crowd refused (sold out, paused, not active) never takes it,
+//! and a [`KeyMemory`] for idempotency keys. A refusal that is not remembered
+//! (a pause) leaves the key as it found it.
 //!
 //! Lock order is always key shard, then sale; nothing awaits while holding
 //! either, so `decide` finishes in one poll and cannot be cancelled half-way.
@@ -9,6 +11,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
+use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use stampede_domain::catalog::Sale;
 use stampede_domain::idempotency::{Answer, Fingerprint, Remembered};
@@ -25,19 +28,34 @@ use stampede_app::ports::ledger::{Attempt, Decision, LedgerError, Settlement, St
 use stampede_app::ports::store::{KeyRecord, SaleSnapshot};
 
 struct SaleEntry {
-    terms: SaleTerms,
-    /// A copy of `book.remaining()`, written under the book's lock; read without
-    /// it to refuse a sold-out crowd cheaply. Never above the true value for
-    /// longer than a lock hold, and a stale read only sends a request to the lock.
-    remaining: AtomicU64,
+    /// The terms in force: a copy of `book.terms()`, swapped under the book's
+    /// lock when an admin changes the sale, read without it to refuse cheaply.
+    terms: ArcSwap<SaleTerms>,
+    /// A copy of `book.remaining()` ([`pack`]ed with the version of the terms
+    /// it was written under), written under the book's lock; read without it
+    /// to refuse a sold-out crowd cheaply. Never above the true value for
+    /// longer than a lock hold, and a stale read only sends a request to the
+    /// lock.
+    published: AtomicU64,
     book: Mutex<StockBook>,
+}
+
+/// What is left (low 32 bits: at most the quantity, a `u32`) and the low 32
+/// bits of the version of the terms it goes with (high 32 bits), as one word,
+/// so a fast refusal never pairs one version's terms with another's stock.
+fn pack(remaining: u64, version: u64) -> u64 {
+    (version << 32) | remaining.min(u64::from(u32::MAX))
+}
+
+fn unpack(word: u64) -> (u64, u32) {
+    (word & u64::from(u32::MAX), (word >> 32) as u32)
 }
 
 impl SaleEntry {
     fn new(book: StockBook) -> Self {
         Self {
-            terms: *book.terms(),
-            remaining: AtomicU64::new(book.remaining()),
+            terms: ArcSwap::from_pointee(*book.terms()),
+            published: AtomicU64::new(pack(book.remaining(), book.terms().version)),
             book: Mutex::new(book),
         }
     }
@@ -50,24 +68,51 @@ impl SaleEntry {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// Publishes what `book` (locked by the caller) has left.
+    fn publish(&self, book: &StockBook) {
+        let word = pack(book.remaining(), book.terms().version);
+        self.published.store(word, Ordering::Release);
+    }
+
+    /// Units purchases can take now, as last published.
+    fn remaining(&self) -> u64 {
+        unpack(self.published.load(Ordering::Acquire)).0
+    }
+
+    /// Checks in the book's order (window and state, stock, limit); the first
+    /// two are tried without the lock.
     fn reserve(&self, user: &UserId, quantity: Quantity, now: Timestamp) -> Result<(), Refusal> {
-        if !self.terms.is_open(now) {
-            return Err(Refusal::SaleNotActive);
-        }
-        if self.remaining.load(Ordering::Acquire) < u64::from(quantity.get()) {
+        // What is left first: terms are swapped before what is left is
+        // published under them, so if both name the same version they are
+        // that version's (or what was left under it a moment ago).
+        let (remaining, version) = unpack(self.published.load(Ordering::Acquire));
+        let terms = self.terms.load();
+        terms.admits(now)?;
+        if version == terms.version as u32 && remaining < u64::from(quantity.get()) {
             return Err(Refusal::SoldOut);
         }
+        drop(terms);
         let mut book = self.book();
         let result = book.reserve(user, quantity, now);
-        self.remaining.store(book.remaining(), Ordering::Release);
+        self.publish(&book);
         result
     }
 
     fn release(&self, user: &UserId, quantity: u32) -> Result<(), LedgerError> {
         let mut book = self.book();
         let result = book.release(user, quantity);
-        self.remaining.store(book.remaining(), Ordering::Release);
+        self.publish(&book);
         result.map_err(|e| LedgerError::inconsistent(e.to_string()))
+    }
+
+    /// Takes newer terms (older or equal ones change nothing).
+    fn amend(&self, terms: SaleTerms) {
+        let mut book = self.book();
+        if book.amend(terms) {
+            // Swapped before what is left is published under them.
+            self.terms.store(Arc::new(terms));
+            self.publish(&book);
+        }
     }
 }
 
@@ -126,6 +171,14 @@ impl StockLedger for MemoryLedger {
         Ok(())
     }
 
+    async fn amend_sale(&self, sale: &Sale) -> Result<(), LedgerError> {
+        // A sale not tracked gets the store's terms when it is restored.
+        if let Some(entry) = self.sale(sale.id) {
+            entry.amend(SaleTerms::of(sale));
+        }
+        Ok(())
+    }
+
     async fn decide(&self, attempt: &Attempt) -> Result<Decision, LedgerError> {
         let key = ScopedKey::new(&attempt.user, &attempt.key);
         let mut shard = self.keys.lock(&key);
@@ -155,6 +208,9 @@ impl StockLedger for MemoryLedger {
                 shard.start(key, attempt.fingerprint);
                 Ok(Decision::Reserved)
             }
+            // A pause is decided afresh on every try: neither remembered nor
+            // left in flight.
+            Err(refusal) if !refusal.is_remembered() => Ok(Decision::Refused(refusal)),
             Err(refusal) => {
                 let remembered = Remembered {
                     fingerprint: attempt.fingerprint,
@@ -205,9 +261,7 @@ impl StockLedger for MemoryLedger {
     }
 
     async fn remaining(&self, sale: SaleId) -> Result<Option<u64>, LedgerError> {
-        Ok(self
-            .sale(sale)
-            .map(|entry| entry.remaining.load(Ordering::Acquire)))
+        Ok(self.sale(sale).map(|entry| entry.remaining()))
     }
 
     async fn restore(

@@ -5,8 +5,11 @@
 //!
 //! Layout, for namespace `ns` and sale `S`:
 //!
-//! - `{ns:sale:S}` — hash: the terms (`quantity`, `limit`, `starts`, `ends`),
-//!   `remaining`, the `loaded` marker (or `loading` while a restore writes it),
+//! - `{ns:sale:S}` — hash: the terms (`quantity`, `limit`, `starts`, `ends`,
+//!   `state`, and the sale's `version` they are from; a hash written before
+//!   live sale controls has neither of the last two: running, version 0),
+//!   `remaining` (below 0 while withdrawn units are still reserved), the
+//!   `loaded` marker (or `loading` while a restore writes it),
 //!   `h:<user>` units each buyer holds, and `r:<scoped key>` =
 //!   `<reserved at ms>:<quantity>` for each reservation not settled yet. One
 //!   key, so the stock of a sale vanishes or survives as a whole.

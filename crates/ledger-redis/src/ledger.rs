@@ -445,7 +445,9 @@ impl RedisLedger {
                 .arg(terms.quantity)
                 .arg(terms.per_user_limit)
                 .arg(terms.starts_at.as_millis())
-                .arg(ends_arg(&terms));
+                .arg(ends_arg(&terms))
+                .arg(terms.state.as_str())
+                .arg(terms.version);
             let reply: Vec<String> = self.run("restore_begin", &begin).await?;
             match reply.first().map(String::as_str) {
                 Some("live") => return Ok(()),
@@ -521,7 +523,9 @@ impl StockLedger for RedisLedger {
             .arg(terms.per_user_limit)
             .arg(terms.starts_at.as_millis())
             .arg(ends_arg(&terms))
-            .arg(if self.has_seen(sale.id) { "0" } else { "1" });
+            .arg(if self.has_seen(sale.id) { "0" } else { "1" })
+            .arg(terms.state.as_str())
+            .arg(terms.version);
         let reply: String = self.run("open", &open).await?;
         match reply.as_str() {
             "opened" | "live" => {
@@ -530,6 +534,43 @@ impl StockLedger for RedisLedger {
             }
             "loading" | "missing" => Err(rebuilding(sale.id)),
             _ => Err(bad_reply("open", &[reply])),
+        }
+    }
+
+    async fn amend_sale(&self, sale: &Sale) -> Result<(), LedgerError> {
+        let terms = SaleTerms::of(sale);
+        let mut amend = scripts::AMEND.prepare_invoke();
+        amend
+            .key(self.ns.sale(sale.id))
+            .arg(terms.version)
+            .arg(terms.quantity)
+            .arg(terms.per_user_limit)
+            .arg(terms.starts_at.as_millis())
+            .arg(ends_arg(&terms))
+            .arg(terms.state.as_str());
+        let reply: Vec<String> = self.run("amend", &amend).await?;
+        match (
+            reply.first().map(String::as_str),
+            reply.get(1).map(String::as_str),
+        ) {
+            (Some("amended" | "stale"), _) => {
+                self.see(sale.id);
+                Ok(())
+            }
+            // Being restored, perhaps from a snapshot older than this
+            // version: the caller tries again once it is loaded.
+            (Some("loading"), _) => Err(rebuilding(sale.id)),
+            // Lost, likewise; never known: it gets the store's terms when
+            // it is opened or restored.
+            (Some("missing"), exists) => match self.missing(sale.id, exists == Some("1")) {
+                Some(lost) => Err(lost),
+                None => Ok(()),
+            },
+            (Some("inconsistent"), Some(detail)) => Err(LedgerError::inconsistent(format!(
+                "sale {}: {detail}",
+                sale.id
+            ))),
+            _ => Err(bad_reply("amend", &reply)),
         }
     }
 
@@ -586,7 +627,12 @@ impl StockLedger for RedisLedger {
             (Some("refused"), Some(slug)) => {
                 self.see(sale);
                 let refusal = parse_refusal(slug).ok_or_else(|| bad_reply("decide", &reply))?;
-                return Ok(Decision::Refused(refusal));
+                if refusal.is_remembered() {
+                    return Ok(Decision::Refused(refusal));
+                }
+                // A pause: the script remembered nothing, so the key is
+                // unbound below and a retry is decided afresh.
+                Ok(Decision::Refused(refusal))
             }
             (Some("flight"), Some(flight)) => {
                 let (_, held) = parse_flight(flight).ok_or_else(|| bad_reply("decide", &reply))?;
@@ -627,6 +673,14 @@ impl StockLedger for RedisLedger {
             ),
             Settlement::Abandoned => {
                 // Unbound first: a repeat woken by the settle binds it afresh.
+                self.unbind(&scoped, sale).await?;
+                (true, String::new())
+            }
+            // An answer that is not remembered (a pause): as abandoned.
+            Settlement::Replaced(Remembered {
+                answer: Answer::Refused(refusal),
+                ..
+            }) if !refusal.is_remembered() => {
                 self.unbind(&scoped, sale).await?;
                 (true, String::new())
             }
@@ -719,7 +773,7 @@ impl StockLedger for RedisLedger {
     }
 
     async fn remaining(&self, sale: SaleId) -> Result<Option<u64>, LedgerError> {
-        let (loaded, remaining, loading): (Option<String>, Option<u64>, Option<String>) =
+        let (loaded, remaining, loading): (Option<String>, Option<i64>, Option<String>) =
             redis::cmd("HMGET")
                 .arg(self.ns.sale(sale))
                 .arg("loaded")
@@ -731,7 +785,8 @@ impl StockLedger for RedisLedger {
         match (loaded, remaining, loading) {
             (Some(_), Some(remaining), _) => {
                 self.see(sale);
-                Ok(Some(remaining))
+                // Below 0 while withdrawn units are still held: none left.
+                Ok(Some(u64::try_from(remaining).unwrap_or(0)))
             }
             (_, _, Some(_)) => Err(rebuilding(sale)),
             _ => match self.missing(sale, false) {
@@ -931,6 +986,7 @@ fn parse_refusal(slug: &str) -> Option<Refusal> {
         Refusal::SoldOut,
         Refusal::LimitExceeded,
         Refusal::SaleNotActive,
+        Refusal::SalePaused,
     ]
     .into_iter()
     .find(|r| r.slug() == slug)
@@ -966,6 +1022,7 @@ mod tests {
             Answer::Refused(Refusal::SoldOut),
             Answer::Refused(Refusal::LimitExceeded),
             Answer::Refused(Refusal::SaleNotActive),
+            Answer::Refused(Refusal::SalePaused),
         ] {
             let remembered = parse_record(sale, &encode_record(two, answer)).unwrap();
             assert_eq!(remembered.answer, answer);

@@ -6,13 +6,22 @@
 //! No script writes to a sale's hash unless its `loaded` marker is there, so
 //! a lost sale is never re-created half-empty by a late settle or release;
 //! only `open` and the restore scripts create the hash.
+//!
+//! A sale's `state` (`running`, `paused`, `ended`) and `version` came with
+//! live sale controls: a hash written before has neither, and reads as
+//! running at version 0 (any version of the sale replaces its terms).
+//! `remaining` may be below 0 while units withdrawn by an admin are held by
+//! reservations not settled yet (the store refuses their commits); it is
+//! never reported so.
 
 use std::sync::LazyLock;
 
 use redis::Script;
 
 /// Decides one attempt: the key's in-flight reservation or remembered answer,
-/// then the sale window, the stock and the user's limit.
+/// then the sale's state and window, the stock and the user's limit (the
+/// order of `StockBook::reserve`). A refusal is remembered under the key,
+/// but a pause: a retry once the sale resumes is decided afresh.
 ///
 /// KEYS: sale hash, key record. ARGV: user, scoped key, quantity, now (ms),
 /// retention (ms).
@@ -27,14 +36,17 @@ local flight = redis.call('HGET', sale, 'r:' .. scoped)
 if flight then return {'flight', flight} end
 local known = redis.call('GET', record)
 if known then return {'known', known} end
-local s = redis.call('HMGET', sale, 'loaded', 'starts', 'ends', 'remaining', 'limit', 'h:' .. user, 'loading')
+local s = redis.call('HMGET', sale, 'loaded', 'starts', 'ends', 'remaining', 'limit', 'h:' .. user, 'loading', 'state')
 if not s[1] then
   if s[7] then return {'loading'} end
   return {'missing', tostring(redis.call('EXISTS', sale))}
 end
+local state = s[8] or 'running'
 local refusal = nil
-if now < tonumber(s[2]) or (s[3] ~= '' and now >= tonumber(s[3])) then
+if state == 'ended' or now < tonumber(s[2]) or (s[3] ~= '' and now >= tonumber(s[3])) then
   refusal = 'sale-not-active'
+elseif state == 'paused' then
+  return {'refused', 'sale-paused'}
 elseif qty > tonumber(s[4]) then
   refusal = 'sold-out'
 elseif tonumber(s[6] or '0') + qty > tonumber(s[5]) then
@@ -133,7 +145,7 @@ return {'ok'}
 ///
 /// KEYS: sale hash. ARGV: quantity, limit, starts, ends (empty: none), may
 /// create (`1`; `0` for a sale this node saw before, which must be restored
-/// from the store instead).
+/// from the store instead), state, version.
 /// Replies: `opened` | `live` | `loading` | `missing`.
 pub(crate) static OPEN: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
@@ -145,8 +157,39 @@ if s[2] then return 'loading' end
 if ARGV[5] ~= '1' or redis.call('EXISTS', sale) == 1 then return 'missing' end
 local t = redis.call('TIME')
 redis.call('HSET', sale, 'quantity', ARGV[1], 'limit', ARGV[2], 'starts', ARGV[3],
-  'ends', ARGV[4], 'remaining', ARGV[1], 'loaded', t[1] * 1000 + math.floor(t[2] / 1000))
+  'ends', ARGV[4], 'state', ARGV[6], 'version', ARGV[7], 'remaining', ARGV[1],
+  'loaded', t[1] * 1000 + math.floor(t[2] / 1000))
 return 'opened'
+",
+    )
+});
+
+/// Takes the terms of a newer version of a sale: a version the hash has (or
+/// an older one) changes nothing. What is left moves by the change in
+/// quantity, and may go below 0.
+///
+/// KEYS: sale hash. ARGV: version, quantity, limit, starts, ends (empty:
+/// none), state.
+/// Replies: `amended` | `stale` | `loading` | `missing <0|1 hash exists>` |
+/// `inconsistent <detail>`.
+pub(crate) static AMEND: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local sale = KEYS[1]
+local s = redis.call('HMGET', sale, 'loaded', 'loading', 'version', 'quantity', 'remaining')
+if not s[1] then
+  if s[2] then return {'loading'} end
+  return {'missing', tostring(redis.call('EXISTS', sale))}
+end
+if tonumber(s[3] or '0') >= tonumber(ARGV[1]) then return {'stale'} end
+local old, remaining = tonumber(s[4]), tonumber(s[5])
+if not old or not remaining then
+  return {'inconsistent', 'a sale without its quantity or what is left'}
+end
+redis.call('HSET', sale, 'quantity', ARGV[2], 'limit', ARGV[3], 'starts', ARGV[4],
+  'ends', ARGV[5], 'state', ARGV[6], 'version', ARGV[1])
+redis.call('HINCRBY', sale, 'remaining', tonumber(ARGV[2]) - old)
+return {'amended'}
 ",
     )
 });
@@ -155,7 +198,8 @@ return 'opened'
 /// token, or tells why not. A token older than the stale age (its node died
 /// mid-restore) is taken over.
 ///
-/// KEYS: sale hash. ARGV: token, stale age (ms), quantity, limit, starts, ends.
+/// KEYS: sale hash. ARGV: token, stale age (ms), quantity, limit, starts, ends,
+/// state, version.
 /// Replies: `live` | `busy` | `claimed <token:at>`.
 pub(crate) static RESTORE_BEGIN: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
@@ -172,7 +216,7 @@ end
 local token = ARGV[1] .. ':' .. string.format('%d', now)
 redis.call('DEL', sale)
 redis.call('HSET', sale, 'loading', token, 'quantity', ARGV[3], 'limit', ARGV[4],
-  'starts', ARGV[5], 'ends', ARGV[6])
+  'starts', ARGV[5], 'ends', ARGV[6], 'state', ARGV[7], 'version', ARGV[8])
 return {'claimed', token}
 ",
     )

@@ -1,6 +1,7 @@
 //! What only the Redis ledger has: loss of a sale's state and its rebuild,
 //! several nodes on one Redis, namespaces, the key layout, reconciliation
-//! hooks, key expiry, and an unreachable server.
+//! hooks, key expiry, sale hashes written before live sale controls, and an
+//! unreachable server.
 
 // Test code: a failed expectation is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -17,7 +18,7 @@ use stampede_app::ports::{
 };
 use stampede_contract::faults::CuttableProxy;
 use stampede_contract::ledger::{LedgerFixture, NOW};
-use stampede_domain::catalog::{Product, Sale, SaleRequest};
+use stampede_domain::catalog::{Product, Sale, SaleControl, SaleRequest};
 use stampede_domain::idempotency::{Answer, Fingerprint, IdempotencyKey};
 use stampede_domain::ids::{OrderId, UserId};
 use stampede_domain::quantity::Quantity;
@@ -546,6 +547,119 @@ async fn scripts_lost_by_redis_are_loaded_again() {
         flush_scripts(&fixture.url).await;
         ledger.settle(&carol, Settlement::Abandoned).await.unwrap();
         assert_eq!(ledger.remaining(sale.id).await.unwrap(), Some(3));
+    })
+    .await;
+}
+
+/// A plain connection, to look at and change a namespace by hand.
+async fn raw(url: &str) -> redis::aio::MultiplexedConnection {
+    let client = redis::Client::open(url).unwrap();
+    client.get_multiplexed_async_connection().await.unwrap()
+}
+
+fn sale_hash(fixture: &Fixture, sale: &Sale) -> String {
+    format!("{{{}:sale:{}}}", fixture.namespace, sale.id)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sale_hash_from_before_sale_controls_reads_as_running_at_version_0() {
+    with_fixture(|fixture| async move {
+        let ledger = &*fixture.ledger;
+        let sale = new_sale(10, 5);
+        ledger.open_sale(&sale).await.unwrap();
+        let hash = sale_hash(&fixture, &sale);
+        let mut con = raw(&fixture.url).await;
+        let removed: i64 = redis::cmd("HDEL")
+            .arg(&hash)
+            .arg("state")
+            .arg("version")
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        assert_eq!(removed, 2, "open writes the state and the version");
+        buy(ledger, &attempt(&sale, "alice", "k-a", 1)).await;
+        // Any version is newer: the first one takes the same terms again.
+        ledger.amend_sale(&sale).await.unwrap();
+        assert_eq!(ledger.remaining(sale.id).await.unwrap(), Some(9));
+        let (state, version): (Option<String>, Option<u64>) = redis::cmd("HMGET")
+            .arg(&hash)
+            .arg("state")
+            .arg("version")
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        assert_eq!(state.as_deref(), Some("running"));
+        assert_eq!(version, Some(1));
+        let paused = sale.apply(SaleControl::Pause, NOW).unwrap().unwrap();
+        ledger.amend_sale(&paused).await.unwrap();
+        let decision = ledger.decide(&attempt(&sale, "bob", "k-b", 1)).await;
+        assert!(
+            matches!(decision, Ok(Decision::Refused(Refusal::SalePaused))),
+            "{decision:?}"
+        );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pause_leaves_no_record_and_no_binding_behind() {
+    with_fixture(|fixture| async move {
+        let ledger = &*fixture.ledger;
+        let sale = new_sale(10, 5);
+        ledger.open_sale(&sale).await.unwrap();
+        let paused = sale.apply(SaleControl::Pause, NOW).unwrap().unwrap();
+        ledger.amend_sale(&paused).await.unwrap();
+        for _ in 0..2 {
+            let decision = ledger.decide(&attempt(&sale, "bob", "k-b", 1)).await;
+            assert!(
+                matches!(decision, Ok(Decision::Refused(Refusal::SalePaused))),
+                "{decision:?}"
+            );
+        }
+        // Only the sale's hash, with no reservation in it.
+        let ns = &fixture.namespace;
+        let keys = keys_matching(&fixture.url, &common::namespace_pattern(ns)).await;
+        assert_eq!(keys, vec![sale_hash(&fixture, &sale)]);
+        assert!(ledger.reservations(sale.id).await.unwrap().is_empty());
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_to_a_lost_sale_waits_for_its_rebuild() {
+    with_fixture(|fixture| async move {
+        let ledger = &*fixture.ledger;
+        let sale = new_sale(10, 5);
+        ledger.open_sale(&sale).await.unwrap();
+        let alice = buy(ledger, &attempt(&sale, "alice", "k-a", 2)).await;
+        let bob = buy(ledger, &attempt(&sale, "bob", "k-b", 1)).await;
+        lose_sale(&fixture, &sale).await;
+        // Five more units, made while the sale is lost: the caller is told
+        // to try again (the store's snapshot may predate them)…
+        let more = sale
+            .apply(
+                SaleControl::AddStock(Quantity::parse("add", 5).unwrap()),
+                NOW,
+            )
+            .unwrap()
+            .unwrap();
+        assert_rebuilding(ledger.amend_sale(&more).await);
+        // …and while another node (dead since) was restoring it.
+        let mut con = raw(&fixture.url).await;
+        redis::cmd("HSET")
+            .arg(sale_hash(&fixture, &sale))
+            .arg("loading")
+            .arg("dead-node:0")
+            .query_async::<()>(&mut con)
+            .await
+            .unwrap();
+        assert_rebuilding(ledger.amend_sale(&more).await);
+        // Rebuilt from a snapshot taken before the change, then changed.
+        let (snapshot, keys) = store_view(&sale, alice, bob);
+        ledger.restore(vec![snapshot], keys, NOW).await.unwrap();
+        assert_eq!(ledger.remaining(sale.id).await.unwrap(), Some(7));
+        ledger.amend_sale(&more).await.unwrap();
+        assert_eq!(ledger.remaining(sale.id).await.unwrap(), Some(12));
     })
     .await;
 }

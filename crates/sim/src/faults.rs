@@ -15,11 +15,11 @@ use stampede_app::ports::Attempt;
 use stampede_app::ports::{
     AttemptResult, CancelOutcome, CatalogStore, CommitOutcome, Decision, DueDelivery, KeyRecord,
     LedgerError, OrderStore, OutboxStore, PayOutcome, PaymentStore, Reservation, SaleCounts,
-    SaleSnapshot, SettleOutcome, Settlement, StockLedger, Store, StoreError, StoredEvent,
-    UserStore, WebhookStore,
+    SaleSnapshot, SaleUpdate, SettleOutcome, Settlement, StockLedger, Store, StoreError,
+    StoredEvent, UserStore, WebhookStore,
 };
 use stampede_domain::account::{Email, User};
-use stampede_domain::catalog::{Product, Sale};
+use stampede_domain::catalog::{Product, Sale, SaleControl};
 use stampede_domain::idempotency::IdempotencyKey;
 use stampede_domain::ids::{
     DeliveryId, OrderId, PaymentId, ProductId, SaleId, SubscriptionId, UserId,
@@ -236,6 +236,18 @@ impl CatalogStore for FaultyStore {
     }
     async fn sale_snapshots(&self) -> Result<Vec<SaleSnapshot>, StoreError> {
         self.inner.sale_snapshots().await
+    }
+    async fn update_sale(
+        &self,
+        current: &Sale,
+        next: &Sale,
+        control: SaleControl,
+        at: Timestamp,
+    ) -> Result<SaleUpdate, StoreError> {
+        self.inner.update_sale(current, next, control, at).await
+    }
+    async fn sale_versions(&self) -> Result<Vec<(SaleId, u64)>, StoreError> {
+        self.inner.sale_versions().await
     }
 }
 
@@ -458,6 +470,9 @@ impl FaultyLedger {
 impl StockLedger for FaultyLedger {
     async fn open_sale(&self, sale: &Sale) -> Result<(), LedgerError> {
         self.inner.open_sale(sale).await
+    }
+    async fn amend_sale(&self, sale: &Sale) -> Result<(), LedgerError> {
+        self.inner.amend_sale(sale).await
     }
     async fn decide(&self, attempt: &Attempt) -> Result<Decision, LedgerError> {
         self.plan

@@ -37,11 +37,11 @@ use async_trait::async_trait;
 use deadpool_postgres::{Hook, Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
 use stampede_app::ports::{
     AttemptResult, CancelOutcome, CatalogStore, CommitOutcome, DueDelivery, KeyRecord, OrderStore,
-    OutboxStore, PayOutcome, PaymentStore, Probe, SaleCounts, SaleSnapshot, SettleOutcome, Store,
-    StoreError, StoreGuard, StoredEvent, UserStore, WebhookStore,
+    OutboxStore, PayOutcome, PaymentStore, Probe, SaleCounts, SaleSnapshot, SaleUpdate,
+    SettleOutcome, Store, StoreError, StoreGuard, StoredEvent, UserStore, WebhookStore,
 };
 use stampede_domain::account::{Email, User};
-use stampede_domain::catalog::{Product, Sale};
+use stampede_domain::catalog::{Product, Sale, SaleControl};
 use stampede_domain::idempotency::IdempotencyKey;
 use stampede_domain::ids::{
     DeliveryId, OrderId, PaymentId, ProductId, SaleId, SubscriptionId, UserId,
@@ -268,6 +268,25 @@ impl CatalogStore for PgStore {
     async fn sale_snapshots(&self) -> Result<Vec<SaleSnapshot>, StoreError> {
         in_snapshot!(self, "reading sale snapshots", |tx| {
             catalog::sale_snapshots(&tx).await
+        })
+    }
+
+    async fn update_sale(
+        &self,
+        current: &Sale,
+        next: &Sale,
+        control: SaleControl,
+        at: Timestamp,
+    ) -> Result<SaleUpdate, StoreError> {
+        in_tx!(self, "updating sale", |tx| catalog::update_sale(
+            &tx, current, next, control, at
+        )
+        .await)
+    }
+
+    async fn sale_versions(&self) -> Result<Vec<(SaleId, u64)>, StoreError> {
+        on_client!(self, reads, "reading sale versions", |client| {
+            catalog::sale_versions(&client).await
         })
     }
 }

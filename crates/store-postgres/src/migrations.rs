@@ -12,6 +12,7 @@ use crate::error::Context;
 const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0001_initial.sql"),
     include_str!("../migrations/0002_outbox_traces.sql"),
+    include_str!("../migrations/0003_sale_controls.sql"),
 ];
 
 /// The schema version this build writes.

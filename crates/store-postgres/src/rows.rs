@@ -4,7 +4,7 @@
 
 use stampede_app::ports::{StoreError, StoredEvent};
 use stampede_domain::account::{Email, User};
-use stampede_domain::catalog::{Product, Sale};
+use stampede_domain::catalog::{Product, Sale, SaleState};
 use stampede_domain::idempotency::IdempotencyKey;
 use stampede_domain::ids::{
     DeliveryId, EventId, OrderId, PaymentId, ProductId, SaleId, SubscriptionId, UserId,
@@ -37,23 +37,30 @@ pub(crate) fn product(row: &Row) -> Result<Product, StoreError> {
 }
 
 pub(crate) const SALE_COLUMNS: &str = "id, product_id, price_cents, currency, quantity, \
-     per_user_limit, starts_at, ends_at, payment_window_secs, created_at";
+     per_user_limit, starts_at, ends_at, payment_window_secs, created_at, state, version";
+
+/// How many columns [`SALE_COLUMNS`] lists: a query that reads more after
+/// them starts there.
+pub(crate) const SALE_COLUMN_COUNT: usize = 12;
 
 pub(crate) fn sale(row: &Row) -> Result<Sale, StoreError> {
     let window: i64 = get(row, 8, "sales.payment_window_secs")?;
     let ends_at: Option<i64> = get(row, 7, "sales.ends_at")?;
+    let state: &str = get(row, 10, "sales.state")?;
     Ok(Sale {
         id: id(row, 0, "sales.id", SaleId::parse)?,
         product_id: id(row, 1, "sales.product_id", ProductId::parse)?,
         price: cents(row, 2, "sales.price_cents")?,
         currency: currency(row, 3, "sales.currency")?,
-        quantity: quantity(row, 4, "sales.quantity")?,
+        quantity: stock(row, 4, "sales.quantity")?,
         per_user_limit: quantity(row, 5, "sales.per_user_limit")?,
         starts_at: timestamp(row, 6, "sales.starts_at")?,
         ends_at: ends_at.map(Timestamp::from_millis),
         payment_window_secs: u32::try_from(window)
             .map_err(|_| corrupt("sales.payment_window_secs", window))?,
         created_at: timestamp(row, 9, "sales.created_at")?,
+        state: SaleState::parse(state).ok_or_else(|| corrupt("sales.state", state))?,
+        version: version(row, 11, "sales.version")?,
     })
 }
 
@@ -224,6 +231,24 @@ pub(crate) fn user_id(row: &Row, index: usize, column: &str) -> Result<UserId, S
 pub(crate) fn quantity(row: &Row, index: usize, column: &str) -> Result<Quantity, StoreError> {
     let value: i64 = get(row, index, column)?;
     Quantity::parse("quantity", value).map_err(|_| corrupt(column, value))
+}
+
+/// Units on sale: from 0 (all withdrawn) to the most a sale may offer.
+pub(crate) fn stock(row: &Row, index: usize, column: &str) -> Result<u32, StoreError> {
+    let value: i64 = get(row, index, column)?;
+    u32::try_from(value)
+        .ok()
+        .filter(|units| *units <= Quantity::MAX)
+        .ok_or_else(|| corrupt(column, value))
+}
+
+/// A row's version: 1 at creation, one more per change.
+pub(crate) fn version(row: &Row, index: usize, column: &str) -> Result<u64, StoreError> {
+    let value: i64 = get(row, index, column)?;
+    u64::try_from(value)
+        .ok()
+        .filter(|version| *version >= 1)
+        .ok_or_else(|| corrupt(column, value))
 }
 
 pub(crate) fn units(row: &Row, index: usize, column: &str) -> Result<u32, StoreError> {

@@ -1,17 +1,19 @@
-//! Products and sales: their inserts (on the writer) and reads (on readers),
-//! and the snapshot the stock ledger is rebuilt from.
+//! Products and sales: their inserts and an admin's changes to a sale (on
+//! the writer) and reads (on readers), and the snapshot the stock ledger is
+//! rebuilt from.
 
 use std::collections::HashMap;
 
 use rusqlite::{Connection, params};
-use stampede_app::ports::{SaleSnapshot, StoreError};
-use stampede_domain::catalog::{Product, Sale};
+use stampede_app::ports::{SaleSnapshot, SaleUpdate, StoreError};
+use stampede_domain::catalog::{Product, Sale, SaleControl};
 use stampede_domain::ids::{ProductId, SaleId, UserId};
 use stampede_domain::order::OrderStatus;
+use stampede_domain::time::Timestamp;
 
 use crate::error::Context;
 use crate::outbox::{self, Event};
-use crate::rows::{self, PRODUCT_COLUMNS, SALE_COLUMNS};
+use crate::rows::{self, PRODUCT_COLUMNS, SALE_COLUMN_COUNT, SALE_COLUMNS};
 
 pub(crate) fn insert_product(conn: &Connection, product: &Product) -> Result<(), StoreError> {
     conn.prepare_cached(
@@ -59,10 +61,11 @@ pub(crate) fn products(
 }
 
 pub(crate) fn insert_sale(conn: &Connection, sale: &Sale) -> Result<(), StoreError> {
+    let version = version_value(sale.version)?;
     conn.prepare_cached(
         "INSERT INTO sales (id, product_id, price_cents, currency, quantity, remaining, \
-         per_user_limit, starts_at, ends_at, payment_window_secs, created_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7, ?8, ?9, ?10)",
+         per_user_limit, starts_at, ends_at, payment_window_secs, created_at, state, version) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
     )
     .and_then(|mut statement| {
         statement.execute(params![
@@ -70,16 +73,94 @@ pub(crate) fn insert_sale(conn: &Connection, sale: &Sale) -> Result<(), StoreErr
             sale.product_id.to_string(),
             sale.price.get(),
             sale.currency.as_str(),
-            sale.quantity.get(),
+            sale.quantity,
             sale.per_user_limit.get(),
             sale.starts_at.as_millis(),
             sale.ends_at.map(|at| at.as_millis()),
             sale.payment_window_secs,
             sale.created_at.as_millis(),
+            sale.state.as_str(),
+            version,
         ])
     })
     .context("inserting sale")?;
     outbox::record(conn, &Event::SaleCreated(sale))
+}
+
+/// Writes `next` over the sale row if it is still at `current.version`,
+/// moving its stock column by the change in quantity, never below 0, and
+/// records the change's event; on the writer, so inside its transaction. A
+/// refused update writes nothing: one statement with both guards, then a
+/// read of the version to tell which guard refused.
+pub(crate) fn update_sale(
+    conn: &Connection,
+    current: &Sale,
+    next: &Sale,
+    control: SaleControl,
+    at: Timestamp,
+) -> Result<SaleUpdate, StoreError> {
+    let what = "updating sale";
+    let delta = i64::from(next.quantity) - i64::from(current.quantity);
+    let (from, to) = (
+        version_value(current.version)?,
+        version_value(next.version)?,
+    );
+    let updated = conn
+        .prepare_cached(
+            "UPDATE sales SET quantity = ?1, remaining = remaining + ?2, per_user_limit = ?3, \
+             ends_at = ?4, state = ?5, version = ?6 \
+             WHERE id = ?7 AND version = ?8 AND remaining + ?2 >= 0",
+        )
+        .and_then(|mut statement| {
+            statement.execute(params![
+                next.quantity,
+                delta,
+                next.per_user_limit.get(),
+                next.ends_at.map(|at| at.as_millis()),
+                next.state.as_str(),
+                to,
+                current.id.to_string(),
+                from,
+            ])
+        })
+        .context(what)?;
+    if updated == 0 {
+        let mut statement = conn
+            .prepare_cached("SELECT version FROM sales WHERE id = ?1")
+            .context(what)?;
+        let found = rows::first(&mut statement, [current.id.to_string()], what, |row| {
+            rows::version(row, 0, "sales.version")
+        })?;
+        // Still at the version: only the stock guard can have refused.
+        return Ok(if found == Some(current.version) {
+            SaleUpdate::InsufficientStock
+        } else {
+            SaleUpdate::Stale
+        });
+    }
+    outbox::record(conn, &Event::SaleChanged(next, control, at))?;
+    Ok(SaleUpdate::Updated)
+}
+
+/// A version as the INTEGER column holds it; one past `i64::MAX` cannot
+/// have come from a row, so it is a bug, not a retry.
+fn version_value(version: u64) -> Result<i64, StoreError> {
+    i64::try_from(version)
+        .map_err(|_| StoreError::corrupt(format!("sale version {version} is out of range")))
+}
+
+/// Every sale's id and version, in id (creation) order.
+pub(crate) fn sale_versions(conn: &Connection) -> Result<Vec<(SaleId, u64)>, StoreError> {
+    let what = "reading sale versions";
+    let mut statement = conn
+        .prepare_cached("SELECT id, version FROM sales ORDER BY id")
+        .context(what)?;
+    rows::all(&mut statement, [], what, |row| {
+        Ok((
+            rows::id(row, 0, "sales.id", SaleId::parse)?,
+            rows::version(row, 1, "sales.version")?,
+        ))
+    })
 }
 
 pub(crate) fn sale(conn: &Connection, id: SaleId) -> Result<Option<Sale>, StoreError> {
@@ -128,7 +209,7 @@ pub(crate) fn sale_snapshots(conn: &Connection) -> Result<Vec<SaleSnapshot>, Sto
         rows::all(&mut statement, [], what, |row| {
             let sale = rows::sale(row)?;
             Ok(SaleSnapshot {
-                remaining: rows::count(row, 10, "sales.remaining")?,
+                remaining: rows::count(row, SALE_COLUMN_COUNT, "sales.remaining")?,
                 holdings: holdings.remove(&sale.id).unwrap_or_default(),
                 sale,
             })

@@ -51,11 +51,11 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 use stampede_app::ports::{
     AttemptResult, CancelOutcome, CatalogStore, CommitOutcome, DueDelivery, KeyRecord, OrderStore,
-    OutboxStore, PayOutcome, PaymentStore, SaleCounts, SaleSnapshot, SettleOutcome, Store,
-    StoreError, StoredEvent, UserStore, WebhookStore,
+    OutboxStore, PayOutcome, PaymentStore, SaleCounts, SaleSnapshot, SaleUpdate, SettleOutcome,
+    Store, StoreError, StoredEvent, UserStore, WebhookStore,
 };
 use stampede_domain::account::{Email, User};
-use stampede_domain::catalog::{Product, Sale};
+use stampede_domain::catalog::{Product, Sale, SaleControl};
 use stampede_domain::idempotency::IdempotencyKey;
 use stampede_domain::ids::{
     DeliveryId, OrderId, PaymentId, ProductId, SaleId, SubscriptionId, UserId,
@@ -181,6 +181,27 @@ impl CatalogStore for SqliteStore {
     async fn sale_snapshots(&self) -> Result<Vec<SaleSnapshot>, StoreError> {
         self.readers
             .run("reading sale snapshots", catalog::sale_snapshots)
+            .await
+    }
+
+    async fn update_sale(
+        &self,
+        current: &Sale,
+        next: &Sale,
+        control: SaleControl,
+        at: Timestamp,
+    ) -> Result<SaleUpdate, StoreError> {
+        let (current, next) = (current.clone(), next.clone());
+        self.writer
+            .run("updating sale", move |conn| {
+                catalog::update_sale(conn, &current, &next, control, at)
+            })
+            .await
+    }
+
+    async fn sale_versions(&self) -> Result<Vec<(SaleId, u64)>, StoreError> {
+        self.readers
+            .run("reading sale versions", catalog::sale_versions)
             .await
     }
 }

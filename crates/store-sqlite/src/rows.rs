@@ -10,7 +10,7 @@ use rusqlite::types::ValueRef;
 use rusqlite::{Params, Row, Statement};
 use stampede_app::ports::{StoreError, StoredEvent};
 use stampede_domain::account::{Email, User};
-use stampede_domain::catalog::{Product, Sale};
+use stampede_domain::catalog::{Product, Sale, SaleState};
 use stampede_domain::idempotency::IdempotencyKey;
 use stampede_domain::ids::{
     DeliveryId, EventId, OrderId, PaymentId, ProductId, SaleId, SubscriptionId, UserId,
@@ -41,22 +41,29 @@ pub(crate) fn product(row: &Row<'_>) -> Result<Product, StoreError> {
 }
 
 pub(crate) const SALE_COLUMNS: &str = "id, product_id, price_cents, currency, quantity, \
-     per_user_limit, starts_at, ends_at, payment_window_secs, created_at";
+     per_user_limit, starts_at, ends_at, payment_window_secs, created_at, state, version";
+
+/// How many columns [`SALE_COLUMNS`] lists: a query that reads more after
+/// them starts there.
+pub(crate) const SALE_COLUMN_COUNT: usize = 12;
 
 pub(crate) fn sale(row: &Row<'_>) -> Result<Sale, StoreError> {
     let window = int(row, 8, "sales.payment_window_secs")?;
+    let state = text(row, 10, "sales.state")?;
     Ok(Sale {
         id: id(row, 0, "sales.id", SaleId::parse)?,
         product_id: id(row, 1, "sales.product_id", ProductId::parse)?,
         price: cents(row, 2, "sales.price_cents")?,
         currency: currency(row, 3, "sales.currency")?,
-        quantity: quantity(row, 4, "sales.quantity")?,
+        quantity: stock(row, 4, "sales.quantity")?,
         per_user_limit: quantity(row, 5, "sales.per_user_limit")?,
         starts_at: timestamp(row, 6, "sales.starts_at")?,
         ends_at: optional_int(row, 7, "sales.ends_at")?.map(Timestamp::from_millis),
         payment_window_secs: u32::try_from(window)
             .map_err(|_| corrupt("sales.payment_window_secs", window))?,
         created_at: timestamp(row, 9, "sales.created_at")?,
+        state: SaleState::parse(state).ok_or_else(|| corrupt("sales.state", state))?,
+        version: version(row, 11, "sales.version")?,
     })
 }
 
@@ -325,6 +332,24 @@ pub(crate) fn quantity(row: &Row<'_>, index: usize, column: &str) -> Result<Quan
     Quantity::parse("quantity", value).map_err(|_| corrupt(column, value))
 }
 
+/// Units on sale: from 0 (all withdrawn) to the most a sale may offer.
+pub(crate) fn stock(row: &Row<'_>, index: usize, column: &str) -> Result<u32, StoreError> {
+    let value = int(row, index, column)?;
+    u32::try_from(value)
+        .ok()
+        .filter(|units| *units <= Quantity::MAX)
+        .ok_or_else(|| corrupt(column, value))
+}
+
+/// A row's version: 1 at creation, one more per change.
+pub(crate) fn version(row: &Row<'_>, index: usize, column: &str) -> Result<u64, StoreError> {
+    let value = int(row, index, column)?;
+    u64::try_from(value)
+        .ok()
+        .filter(|version| *version >= 1)
+        .ok_or_else(|| corrupt(column, value))
+}
+
 /// A count that must fit in the domain's `u32` quantities (sums of quantities
 /// of one sale never exceed its quantity).
 pub(crate) fn units(row: &Row<'_>, index: usize, column: &str) -> Result<u32, StoreError> {
@@ -381,6 +406,41 @@ mod tests {
                 )
             }
             other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_sale_in_an_unknown_state_or_at_version_zero_is_corrupt() {
+        let conn = Connection::open_in_memory().unwrap();
+        let select = |quantity: i64, state: &str, version: i64| {
+            format!(
+                "SELECT '0190a4a0-0000-7000-8000-000000000001', \
+                 '0190a4a0-0000-7000-8000-000000000002', 100, 'EUR', {quantity}, 1, 0, NULL, \
+                 60, 0, '{state}', {version}"
+            )
+        };
+        let read = |sql: String| {
+            let mut statement = conn.prepare(&sql).unwrap();
+            first(&mut statement, [], "reading sale", sale)
+        };
+        // Every unit withdrawn: a sale of 0 units is a sale.
+        let sale = read(select(0, "paused", 3)).unwrap().unwrap();
+        assert_eq!(
+            (sale.quantity, sale.state, sale.version),
+            (0, SaleState::Paused, 3)
+        );
+        for (sql, column) in [
+            (select(1, "closed", 1), "sales.state"),
+            (select(1, "running", 0), "sales.version"),
+            (select(-1, "running", 1), "sales.quantity"),
+            (select(1_000_000_001, "running", 1), "sales.quantity"),
+        ] {
+            match read(sql).unwrap_err() {
+                StoreError::Corrupt { context, .. } => {
+                    assert!(context.starts_with(column), "{context}")
+                }
+                other => panic!("{other:?}"),
+            }
         }
     }
 

@@ -13,9 +13,9 @@ use stampede_app::ports::{
     CatalogStore, CommitOutcome, OrderStore, OutboxStore, Store, StoreError, UserStore,
 };
 use stampede_domain::account::{Email, User};
-use stampede_domain::catalog::{Product, Sale, SaleRequest};
+use stampede_domain::catalog::{Product, Sale, SaleRequest, SaleState};
 use stampede_domain::idempotency::IdempotencyKey;
-use stampede_domain::ids::{ProductId, UserId};
+use stampede_domain::ids::{ProductId, SaleId, UserId};
 use stampede_domain::order::{Order, OrderStatus};
 use stampede_domain::quantity::Quantity;
 use stampede_domain::time::Timestamp;
@@ -373,6 +373,20 @@ async fn a_database_from_the_first_schema_keeps_its_orders_and_events() {
         .collect();
     assert_eq!(kinds, [(2, "order.created"), (3, "order.expired")]);
     assert_eq!(store.last_seq().await.unwrap(), 3);
+    // The old sale is running, at its first version, as if just created.
+    let sale = store
+        .sale(SaleId::parse(sale_id).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (sale.quantity, sale.state, sale.version),
+        (5, SaleState::Running, 1)
+    );
+    assert_eq!(
+        store.sale_versions().await.unwrap(),
+        [(SaleId::parse(sale_id).unwrap(), 1)]
+    );
 }
 
 #[tokio::test]

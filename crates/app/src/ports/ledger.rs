@@ -139,6 +139,15 @@ pub trait StockLedger: Send + Sync + 'static {
     /// Starts tracking a new sale with all its units left. Idempotent.
     async fn open_sale(&self, sale: &Sale) -> Result<(), LedgerError>;
 
+    /// Takes the terms of a newer version of a sale an admin changed: its
+    /// state, end, limit and quantity, what is left moving with the quantity
+    /// (it may go below 0 while withdrawn units are held by purchases not
+    /// yet committed; the store refuses those). A version the ledger has
+    /// already, or an older one, changes nothing, so any node may apply any
+    /// version it reads, in any order. A sale the ledger does not track is
+    /// left alone: it gets the store's terms when it is restored.
+    async fn amend_sale(&self, sale: &Sale) -> Result<(), LedgerError>;
+
     /// Decides an attempt: replay, mismatch, refusal, or a reservation.
     async fn decide(&self, attempt: &Attempt) -> Result<Decision, LedgerError>;
 

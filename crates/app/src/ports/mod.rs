@@ -27,6 +27,6 @@ pub use notify::{SendError, WebhookSender};
 pub use payment::{ChargeError, ChargeRequest, PaymentProvider};
 pub use store::{
     AttemptResult, CancelOutcome, CatalogStore, CommitOutcome, DueDelivery, KeyRecord, OrderStore,
-    OutboxStore, PayOutcome, PaymentStore, SaleCounts, SaleSnapshot, SettleOutcome, Store,
-    StoreError, StoredEvent, UserStore, WebhookStore,
+    OutboxStore, PayOutcome, PaymentStore, SaleCounts, SaleSnapshot, SaleUpdate, SettleOutcome,
+    Store, StoreError, StoredEvent, UserStore, WebhookStore,
 };

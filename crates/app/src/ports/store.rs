@@ -6,7 +6,7 @@
 
 use async_trait::async_trait;
 use stampede_domain::account::{Email, User};
-use stampede_domain::catalog::{Product, Sale};
+use stampede_domain::catalog::{Product, Sale, SaleControl};
 use stampede_domain::idempotency::IdempotencyKey;
 use stampede_domain::ids::{
     DeliveryId, EventId, OrderId, PaymentId, ProductId, SaleId, SubscriptionId, UserId,
@@ -255,6 +255,33 @@ pub trait CatalogStore: Send + Sync {
     async fn sale(&self, id: SaleId) -> Result<Option<Sale>, StoreError>;
     /// Every sale with its holdings, for rebuilding the ledger.
     async fn sale_snapshots(&self) -> Result<Vec<SaleSnapshot>, StoreError>;
+    /// Writes `next` over `current` (the same sale one version on, after
+    /// `control` at `at`) with its event `Event::SaleChanged(next, control,
+    /// at)`, in one transaction, if the row is still at `current.version`. The stock column moves by `next.quantity −
+    /// current.quantity` and may not go below 0: a withdrawal of units that
+    /// are sold (or in orders not cancelled) writes nothing.
+    async fn update_sale(
+        &self,
+        current: &Sale,
+        next: &Sale,
+        control: SaleControl,
+        at: Timestamp,
+    ) -> Result<SaleUpdate, StoreError>;
+    /// Every sale's id and version, oldest sale first: how a node notices
+    /// another node's changes.
+    async fn sale_versions(&self) -> Result<Vec<(SaleId, u64)>, StoreError>;
+}
+
+/// What [`CatalogStore::update_sale`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SaleUpdate {
+    /// The row holds the new version, and its event is in the outbox.
+    Updated,
+    /// The row is no longer at the version the change was made from:
+    /// nothing was written; read it again.
+    Stale,
+    /// Fewer units are unsold than the withdrawal takes: nothing was written.
+    InsufficientStock,
 }
 
 #[async_trait]

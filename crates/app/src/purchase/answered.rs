@@ -151,6 +151,10 @@ impl AnsweredKeys {
         answer: Answer,
         now: Timestamp,
     ) {
+        // A pause is decided afresh on every try.
+        if matches!(answer, Answer::Refused(refusal) if !refusal.is_remembered()) {
+            return;
+        }
         let digest = self.digest(user, key.as_str());
         let mut slot = self.slot(digest);
         *slot = Some(Entry {

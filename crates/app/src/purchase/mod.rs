@@ -60,6 +60,7 @@ struct Outcomes {
     overloaded: Counter,
     unavailable: Counter,
     not_found: Counter,
+    sale_paused: Counter,
     error: Counter,
 }
 
@@ -75,6 +76,7 @@ impl Outcomes {
             overloaded: c("overloaded"),
             unavailable: c("unavailable"),
             not_found: c("not_found"),
+            sale_paused: c("sale_paused"),
             error: c("error"),
         }
     }
@@ -86,6 +88,7 @@ impl Outcomes {
             Err(AppError::Refused(Refusal::SoldOut)) => &self.sold_out,
             Err(AppError::Refused(Refusal::LimitExceeded)) => &self.limit_exceeded,
             Err(AppError::Refused(Refusal::SaleNotActive)) => &self.sale_not_active,
+            Err(AppError::Refused(Refusal::SalePaused)) => &self.sale_paused,
             Err(AppError::IdempotencyMismatch) => &self.mismatch,
             Err(AppError::Overloaded(_)) => &self.overloaded,
             Err(AppError::Unavailable { .. }) => &self.unavailable,
@@ -209,7 +212,8 @@ impl PurchaseService {
                 }
                 Decision::Replay(Answer::Refused(refusal)) | Decision::Refused(refusal) => {
                     // What the ledger remembers, this node remembers too (a
-                    // replay again: it may be another node's answer).
+                    // replay again: it may be another node's answer); a
+                    // pause is remembered by neither.
                     let answer = Answer::Refused(refusal);
                     let (user, key) = (&attempt.user, &attempt.key);
                     (self.answered).record(user, key, attempt.fingerprint, answer, attempt.now);

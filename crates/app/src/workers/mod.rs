@@ -9,6 +9,7 @@
 //!
 //! - [`ExpirySweeper`]: expires unpaid orders past their payment window;
 //! - [`Reconciler`]: settles reservations a dead node left in a shared ledger;
+//! - [`SaleSync`]: applies admins' sale controls made on other nodes;
 //! - [`DeliveryWorker`]: POSTs due webhook deliveries;
 //! - [`PaymentWorker`]: sends payment jobs to the provider, and sweeps;
 //! - [`ConsumerWorker`]: runs a bus [`Consumer`] (the payment feeder, the
@@ -23,6 +24,7 @@ mod expiry;
 mod live;
 mod payments;
 mod reconcile;
+mod sale_sync;
 mod webhook_delivery;
 mod webhook_fanout;
 
@@ -37,6 +39,7 @@ pub use expiry::ExpirySweeper;
 pub use live::LiveFeed;
 pub use payments::{PAYMENT_JOB, PaymentFeeder, PaymentWorker};
 pub use reconcile::Reconciler;
+pub use sale_sync::SaleSync;
 pub use webhook_delivery::DeliveryWorker;
 pub use webhook_fanout::WebhookFanout;
 

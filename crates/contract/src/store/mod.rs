@@ -24,7 +24,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use stampede_domain::account::{Email, User};
-use stampede_domain::catalog::{Product, Sale, SaleRequest};
+use stampede_domain::catalog::{Product, Sale, SaleControl, SaleRequest, SaleState};
 use stampede_domain::idempotency::IdempotencyKey;
 use stampede_domain::ids::{
     EventId, OrderId, PaymentId, ProductId, SaleId, SubscriptionId, UserId,
@@ -39,8 +39,8 @@ use stampede_domain::webhook::{
 use stampede_trace::TraceParent;
 
 use stampede_app::ports::{
-    AttemptResult, CancelOutcome, CommitOutcome, PayOutcome, SaleCounts, SettleOutcome, Store,
-    StoreError, StoredEvent,
+    AttemptResult, CancelOutcome, CommitOutcome, PayOutcome, SaleCounts, SaleUpdate, SettleOutcome,
+    Store, StoreError, StoredEvent,
 };
 
 /// The fixed "now" of every test: 2027-01-15, well inside any sale window.
@@ -110,7 +110,7 @@ async fn commit(store: &dyn Store, orders: &[Order]) -> Vec<CommitOutcome> {
 async fn counts(store: &dyn Store, sale: &Sale) -> SaleCounts {
     let counts = store.sale_counts(sale.id).await.unwrap();
     assert_eq!(
-        u64::from(sale.quantity.get()) - counts.sold,
+        u64::from(sale.quantity) - counts.sold,
         counts.remaining,
         "quantity − sold = remaining"
     );

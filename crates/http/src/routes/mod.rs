@@ -9,6 +9,7 @@ pub mod payments;
 pub mod profile;
 pub mod purchase;
 pub mod rate_limits;
+pub mod sale_controls;
 pub mod webhooks;
 
 use axum::http::{HeaderName, HeaderValue, header};

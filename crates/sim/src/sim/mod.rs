@@ -191,9 +191,9 @@ impl<'a> Sim<'a> {
             store.insert_sale(&sale).await.map_err(|e| e.to_string())?;
             sales.push(SaleM {
                 id: sale.id,
-                quantity: sale.quantity.get().into(),
+                quantity: sale.quantity.into(),
                 limit: sale.per_user_limit.get(),
-                remaining: sale.quantity.get().into(),
+                remaining: sale.quantity.into(),
             });
         }
         store.close().await;

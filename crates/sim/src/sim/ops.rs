@@ -148,7 +148,8 @@ impl Sim<'_> {
         match refusal {
             Refusal::SoldOut => fresh.sold_out,
             Refusal::LimitExceeded => fresh.limit,
-            Refusal::SaleNotActive => false,
+            // The simulation's sales are never paused or ended.
+            Refusal::SaleNotActive | Refusal::SalePaused => false,
         }
     }
 

@@ -20,7 +20,7 @@ use stampede_app::purchase::{AnsweredKeys, PurchaseService};
 use stampede_app::webhooks::{SecretSealer, WebhookService, WebhookSettings};
 use stampede_app::workers::{
     Background, ConsumerWorker, DeliveryWorker, ExpirySweeper, LiveFeed, PaymentFeeder,
-    PaymentWorker, Reconciler, WebhookFanout,
+    PaymentWorker, Reconciler, SaleSync, WebhookFanout,
 };
 use stampede_app::{App, AppError, AppSettings};
 
@@ -173,6 +173,9 @@ pub(crate) async fn start_app(
         probes,
         background,
     };
+    // Every node serving purchases, whatever its role: each keeps its own
+    // copies of the sales.
+    app.background.run(SaleSync::new(app.catalog.clone()));
     if settings.run_live {
         app.background
             .run(LiveFeed::new(app.live.clone(), bus.clone()));

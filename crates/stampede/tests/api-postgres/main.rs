@@ -42,6 +42,8 @@ mod rate_limit_rules;
 mod receiver;
 #[path = "../api/restart.rs"]
 mod restart;
+#[path = "../api/sale_controls.rs"]
+mod sale_controls;
 #[path = "../api/sse.rs"]
 mod sse;
 #[path = "../api/states.rs"]

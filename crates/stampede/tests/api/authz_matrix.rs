@@ -70,6 +70,8 @@ enum Body {
     UnsignedProviderAnswer,
     /// The rate-limit rules the test server runs, unchanged.
     RateLimits,
+    SalePatch,
+    Stock,
 }
 
 struct Row {
@@ -127,6 +129,11 @@ const MATRIX: &[Row] = &[
     row("post", "/api/v1/sales", Body::Sale, admin_only(201)),
     row("get", "/api/v1/sales/{id}", Body::Empty, public(200)),
     row("get", "/api/v1/sales/{id}/stats", Body::Empty, admin_only(200)),
+    mutating("post", "/api/v1/sales/{id}/pause", Body::Empty, admin_only(200)),
+    mutating("post", "/api/v1/sales/{id}/resume", Body::Empty, admin_only(200)),
+    mutating("post", "/api/v1/sales/{id}/end", Body::Empty, admin_only(200)),
+    mutating("patch", "/api/v1/sales/{id}", Body::SalePatch, admin_only(200)),
+    mutating("post", "/api/v1/sales/{id}/stock", Body::Stock, admin_only(200)),
     mutating("post", "/api/v1/sales/{id}/purchase", Body::Purchase, [401, 202, 202, 403, 401, 401, 401]),
     row("get", "/api/v1/orders", Body::Empty, [401, 200, 200, 200, 401, 401, 401]),
     row("get", "/api/v1/orders/{id}", Body::Empty, owner_or_admin(200)),
@@ -219,6 +226,8 @@ fn body(kind: Body, fixture: &Fixture) -> Option<Value> {
             "sku": format!("AUTHZ-{}", uuid_like()), "name": "n", "price_cents": 100, "currency": "EUR",
         })),
         Body::Sale => Some(json!({"product_id": fixture.product, "quantity": 3})),
+        Body::SalePatch => Some(json!({"per_user_limit": 2})),
+        Body::Stock => Some(json!({"add": 1})),
         Body::Purchase => Some(json!({"quantity": 1})),
         Body::Subscription => Some(subscription_body()),
         Body::Register => Some(json!({

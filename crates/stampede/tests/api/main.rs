@@ -24,6 +24,7 @@ mod purchase;
 mod rate_limit_rules;
 mod receiver;
 mod restart;
+mod sale_controls;
 mod sse;
 mod states;
 mod webhooks;

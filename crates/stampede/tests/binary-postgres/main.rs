@@ -35,6 +35,8 @@ mod prometheus;
 mod rule_reload;
 #[path = "../binary/rule_sync.rs"]
 mod rule_sync;
+#[path = "../binary/sale_controls.rs"]
+mod sale_controls;
 #[path = "../binary/shared_rate_limit.rs"]
 mod shared_rate_limit;
 #[path = "../binary/shutdown.rs"]

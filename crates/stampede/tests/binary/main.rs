@@ -14,6 +14,7 @@ mod outbox;
 mod payments;
 mod prometheus;
 mod rule_reload;
+mod sale_controls;
 mod shutdown;
 mod traces;
 
