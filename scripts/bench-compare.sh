@@ -77,20 +77,24 @@ for label in "AB":
             "won": won, "won_ratio": won / livez if livez else 0,
             "won_p99": p99, "rss_kb": rss, "audit": d.get("audit_ok"),
             "livez_us": cpu("livez"), "purchase_us": cpu("purchase"),
+            "sold_p99": (d.get("sell_out") or {}).get("waited_p99_ms"),
+            "sold_max": (d.get("sell_out") or {}).get("waited_max_ms"),
         })
         x = rows[label][-1]
         print(f"{label} round {r}: livez {x['livez']:.0f}/s, refused {x['losing']:.0f}/s "
               f"({x['losing_ratio']:.3f}), won {x['won']:.0f}/s ({x['won_ratio']:.3f}), "
               f"won p99 {x['won_p99']} ms, peak RSS {x['rss_kb']} kB, audit {x['audit']}, "
-              f"server CPU/req livez {x['livez_us']} µs, purchase {x['purchase_us']} µs")
+              f"server CPU/req livez {x['livez_us']} µs, purchase {x['purchase_us']} µs, "
+              f"in flight at the sell-out answered within p99 {x['sold_p99']} / max {x['sold_max']} ms")
 def med(label, key):
     vals = [x[key] for x in rows[label] if x[key] is not None]
     return statistics.median(vals) if vals else float("nan")
 print("median      livez/s   refused÷livez   won/s   won÷livez   won p99 ms   peak RSS kB"
-      "   server µs/req livez   purchase")
+      "   server µs/req livez   purchase   after sell-out p99/max ms")
 for label in "AB":
     print(f"{label}        {med(label,'livez'):9.0f}   {med(label,'losing_ratio'):13.3f}   "
           f"{med(label,'won'):5.0f}   {med(label,'won_ratio'):9.3f}   {med(label,'won_p99'):10}   "
-          f"{med(label,'rss_kb'):11}   {med(label,'livez_us'):19}   {med(label,'purchase_us'):8}")
+          f"{med(label,'rss_kb'):11}   {med(label,'livez_us'):19}   {med(label,'purchase_us'):8}   "
+          f"{med(label,'sold_p99')}/{med(label,'sold_max')}")
 PY
 echo "raw results: $OUT"

@@ -7,7 +7,8 @@
 //! - [`ports`]: the traits adapters implement.
 //! - [`ledger`]: the repair that rebuilds a sale any ledger lost.
 //! - [`workers`]: every background loop, run by one driver.
-//! - [`purchase`]: the purchase path and its group-commit stage.
+//! - [`purchase`]: the purchase path and its group-commit stage;
+//!   [`admission`]: each sale's inventory-aware gate in front of it.
 //! - [`catalog`], [`orders`], [`accounts`], [`payments`], [`webhooks`]: the
 //!   services; [`detail`]: the fan-out order view; [`live`]: events for SSE.
 //! - [`auth`]: tokens, password hashes, webhook signatures.
@@ -16,6 +17,7 @@
 //!   them.
 
 pub mod accounts;
+pub mod admission;
 pub mod auth;
 pub mod cache;
 pub mod catalog;

@@ -51,11 +51,24 @@ pub struct ServerArgs {
     pub data_dir: PathBuf,
 }
 
+/// A named shape of the crowd, applied over the other flags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Scenario {
+    /// A crowd a hundred times the stock: `--users` becomes 100 × `--stock`,
+    /// one unit each. The report's sell-out line says how long the requests
+    /// in flight at the sell-out waited past it.
+    #[value(name = "crowd-100x-stock")]
+    Crowd100xStock,
+}
+
 /// `stampede bench flash-sale`
 #[derive(Debug, Clone, Args)]
 pub struct FlashSaleArgs {
     #[command(flatten)]
     pub server: ServerArgs,
+    /// A named crowd (see the values); it overrides the flags it sets.
+    #[arg(long, env = "STAMPEDE_BENCH_SCENARIO", value_enum, value_name = "NAME")]
+    pub scenario: Option<Scenario>,
     /// Buy from this existing sale instead of creating a product and a sale.
     #[arg(long, env = "STAMPEDE_BENCH_SALE", value_name = "ID")]
     pub sale: Option<String>,

@@ -38,6 +38,7 @@ use crate::history::{History, Op, Record};
 use crate::outcome::{Outcome, classify_livez, classify_purchase};
 use crate::progress::Progress;
 use crate::report::Recorder;
+use crate::sell_out::{SellOut, Span};
 use crate::timeline::{Sampler, Timeline};
 use crate::users::Users;
 
@@ -117,7 +118,14 @@ pub struct PhaseResult {
     pub history_error: Option<String>,
     /// Counts per outcome through the phase.
     pub timeline: Timeline,
+    /// When the sale sold out and how long the requests in flight then
+    /// waited past it; `None` if no purchase was answered `sold-out`.
+    pub sell_out: Option<SellOut>,
 }
+
+/// Purchases each connection keeps (sent, answered) up to its first
+/// `sold-out`: the one in flight at the sell-out is among its last few.
+const KEPT_BEFORE_SELL_OUT: usize = 4;
 
 /// State every connection of a phase reads or adds to.
 pub(crate) struct Shared {
@@ -168,6 +176,10 @@ impl Shared {
 /// What one connection found, besides latencies.
 #[derive(Default)]
 struct ConnResult {
+    /// When this connection got its first `sold-out`, and its last
+    /// purchases (sent, answered) up to it.
+    first_sold_out: Option<Instant>,
+    before_sell_out: VecDeque<Span>,
     last_answer: Option<Instant>,
     last_won: Option<Instant>,
     won: Vec<WonOrder>,
@@ -254,8 +266,11 @@ pub async fn run(
     let mut result = PhaseResult::default();
     let mut last_answer = start;
     let mut last_won = None;
+    let mut sell_outs = Vec::with_capacity(connections);
     for task in tasks {
-        let conn = task.await.context("a connection task failed")?;
+        let mut conn = task.await.context("a connection task failed")?;
+        let recent = std::mem::take(&mut conn.before_sell_out).into();
+        sell_outs.push((conn.first_sold_out, recent));
         last_answer = last_answer.max(conn.last_answer.unwrap_or(start));
         last_won = last_won.max(conn.last_won);
         result.won.extend(conn.won);
@@ -277,6 +292,7 @@ pub async fn run(
     result.timeline = sampler.finish(last_answer, result.recorder.counts());
     result.elapsed = last_answer.duration_since(start);
     result.won_window = last_won.map_or(Duration::ZERO, |t| t.duration_since(start));
+    result.sell_out = SellOut::measure(start, &sell_outs);
     Ok(result)
 }
 
@@ -468,6 +484,15 @@ async fn drive(
                     user: won.user,
                     order_id: won.order_id.clone(),
                 });
+            }
+        }
+        if purchase_work.is_some() && result.first_sold_out.is_none() {
+            if result.before_sell_out.len() == KEPT_BEFORE_SELL_OUT {
+                result.before_sell_out.pop_front();
+            }
+            result.before_sell_out.push_back((sent, done));
+            if outcome == Outcome::SoldOut {
+                result.first_sold_out = Some(done);
             }
         }
         shared.recorder(index).record(outcome, latency);

@@ -356,6 +356,7 @@ fn run_round(
     let kill_after = args.duration.mul_f64(rng.f64());
     let targets = round.api_targets();
     let bench = FlashSaleArgs {
+        scenario: None,
         server: ServerArgs {
             target: targets[0].clone(),
             jwt_secret: Some(secret.clone()),

@@ -10,7 +10,8 @@
 //!    each with the same number of keep-alive connections ([`client`]), closed
 //!    or open loop; answers are classified ([`outcome`]) and their latencies
 //!    recorded in HDR histograms ([`report`]); a line per second on a
-//!    terminal ([`progress`]).
+//!    terminal ([`progress`]); the sell-out as the crowd saw it
+//!    ([`sell_out`]).
 //! 4. [`audit`]: the server's state checked against the contract.
 //! 5. [`report`]: the human report, and the JSON document with `--json`.
 //!
@@ -28,6 +29,7 @@ pub mod procfs;
 pub mod progress;
 pub mod report;
 pub mod report_html;
+pub mod sell_out;
 pub mod timeline;
 pub mod users;
 
@@ -41,7 +43,7 @@ use hyper::{Method, StatusCode};
 use serde::Deserialize;
 
 use crate::audit::{AuditPlan, AuditReport};
-use crate::cli::{AuditArgs, BenchCommand, CheckHistoryArgs, FlashSaleArgs};
+use crate::cli::{AuditArgs, BenchCommand, CheckHistoryArgs, FlashSaleArgs, Scenario};
 use crate::client::{Api, Target};
 use crate::crowd::{Load, PurchaseWork, Work};
 use crate::history::History;
@@ -268,12 +270,27 @@ pub async fn flash_sale(args: &FlashSaleArgs) -> anyhow::Result<(Report, String)
     flash_sale_with(args, history).await
 }
 
+/// `args` with its `--scenario`'s settings in place of theirs.
+fn with_scenario(args: &FlashSaleArgs) -> FlashSaleArgs {
+    let mut args = args.clone();
+    match args.scenario {
+        Some(Scenario::Crowd100xStock) => {
+            args.users = args.stock.saturating_mul(100);
+            args.per_user_limit = 1;
+            args.quantity = 1;
+        }
+        None => {}
+    }
+    args
+}
+
 /// [`flash_sale`] recording into `history` (which the caller may also write
 /// to, e.g. a drill's crash markers) instead of `--history`.
 pub async fn flash_sale_with(
     args: &FlashSaleArgs,
     history: Option<Arc<History>>,
 ) -> anyhow::Result<(Report, String)> {
+    let args = &with_scenario(args);
     if args.connections == 0 {
         bail!("--connections must be at least 1");
     }
@@ -409,6 +426,7 @@ pub async fn flash_sale_with(
         losing_ratio,
         won_per_sec: round3(per_second(won, purchase.won_window)),
         won_window_s: round3(purchase.won_window.as_secs_f64()),
+        sell_out: purchase.sell_out.clone(),
         outcomes: report::outcome_counts(recorder),
         latency_ms: report::outcome_latencies(recorder),
         replays: ReplayStats {

@@ -202,6 +202,8 @@ pub struct Report {
     /// Won ÷ seconds from the first purchase sent to the last win answered.
     pub won_per_sec: f64,
     pub won_window_s: f64,
+    /// The sell-out, if the crowd met one.
+    pub sell_out: Option<crate::sell_out::SellOut>,
     /// Count per purchase outcome (every outcome, zeros included).
     pub outcomes: BTreeMap<&'static str, u64>,
     /// Per purchase outcome that occurred.
@@ -364,6 +366,13 @@ pub fn render(report: &Report, recorder: &Recorder) -> String {
         thousands(won),
         r.won_window_s
     );
+    if let Some(sold) = &r.sell_out {
+        let _ = writeln!(
+            out,
+            "sell-out                   at {:.3} s; the {} requests in flight then were answered within {:.3} ms of it (p50 {:.3} ms, p99 {:.3} ms)",
+            sold.at_s, sold.in_flight, sold.waited_max_ms, sold.waited_p50_ms, sold.waited_p99_ms
+        );
+    }
     if r.replays.sent > 0 {
         let _ = writeln!(
             out,

@@ -103,6 +103,17 @@ impl CatalogService {
         Ok(())
     }
 
+    /// The sales this node knows that have not ended.
+    pub fn live_sales(&self) -> Vec<SaleId> {
+        let now = self.clock.now();
+        let sales = self.sales.all();
+        sales
+            .iter()
+            .filter(|s| !s.has_ended(now))
+            .map(|s| s.id)
+            .collect()
+    }
+
     /// One poll: applies every sale version in the store this node has not
     /// applied yet. Returns how many it applied.
     pub async fn sync_sales(&self) -> Result<usize, AppError> {

@@ -39,6 +39,9 @@ pub struct CommitSettings {
     /// Transactions in flight at once. With one SQLite writer, two workers let
     /// the next batch gather while the previous one syncs.
     pub workers: usize,
+    /// Purchase attempts of a sale in the costly path at once, per unit it
+    /// has left (`crate::admission`); 0: no bound.
+    pub attempts_per_unit: u32,
 }
 
 impl Default for CommitSettings {
@@ -47,6 +50,7 @@ impl Default for CommitSettings {
             queue_capacity: 8192,
             max_batch: 512,
             workers: 2,
+            attempts_per_unit: 4,
         }
     }
 }

@@ -20,6 +20,7 @@ pub use answered::AnsweredKeys;
 pub use commit::CommitSettings;
 use commit::{Committed, GroupCommitter, Job, Rejected};
 
+use crate::admission::SaleGates;
 use crate::catalog::SaleDirectory;
 use crate::error::AppError;
 use crate::ledger::LedgerRepair;
@@ -108,6 +109,7 @@ pub struct PurchaseService {
     lifecycle: Arc<Lifecycle>,
     repair: Arc<LedgerRepair>,
     answered: Arc<AnsweredKeys>,
+    gates: Arc<SaleGates>,
     outcomes: Outcomes,
 }
 
@@ -126,6 +128,7 @@ impl PurchaseService {
         answered: Arc<AnsweredKeys>,
     ) -> Self {
         let ledger = repair.ledger().clone();
+        let gates = Arc::new(SaleGates::new(settings.attempts_per_unit));
         let committer = GroupCommitter::start(store.clone(), ledger.clone(), bus, settings);
         Self {
             sales,
@@ -136,8 +139,15 @@ impl PurchaseService {
             lifecycle,
             repair,
             answered,
+            gates,
             outcomes: Outcomes::new(),
         }
+    }
+
+    /// Each sale's inventory-aware gate; the `sale-sync` poll tells them
+    /// what the ledger has left.
+    pub fn gates(&self) -> &Arc<SaleGates> {
+        &self.gates
     }
 
     /// Buys: answers from the key's memory, refuses in the ledger, or reserves
@@ -193,6 +203,12 @@ impl PurchaseService {
             Some(Answer::Won(order_id)) => return self.replay_won(order_id).await,
             None => {}
         }
+        // Held until the answer: the decision and, for a winner, its commit.
+        let _pass = self.gates.enter(request.sale_id).await.map_err(|_| {
+            AppError::Overloaded(
+                "the sale's queue would not admit this purchase within its deadline",
+            )
+        })?;
         let mut waits = 0;
         loop {
             let decision = match self.ledger.decide(&attempt).await {
@@ -205,12 +221,20 @@ impl PurchaseService {
                 Err(err) => return Err(err.into()),
             };
             match decision {
-                Decision::Reserved => break,
+                Decision::Reserved => {
+                    (self.gates).took(request.sale_id, request.quantity.get());
+                    break;
+                }
                 Decision::Replay(Answer::Won(order_id)) => {
                     let replayed = self.replay_won(order_id).await;
                     return self.remembered(replayed);
                 }
                 Decision::Replay(Answer::Refused(refusal)) | Decision::Refused(refusal) => {
+                    if matches!(decision, Decision::Refused(Refusal::SoldOut)) {
+                        // Sold out now: every waiter of this sale can be
+                        // answered at once.
+                        self.gates.learn(request.sale_id, 0);
+                    }
                     // What the ledger remembers, this node remembers too (a
                     // replay again: it may be another node's answer); a
                     // pause is remembered by neither.

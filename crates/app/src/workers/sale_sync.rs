@@ -1,6 +1,8 @@
 //! Keeps this node's sales and the stock ledger up with admins' controls
-//! made on any node (docs/design.md, live sale controls): every
-//! [`SALE_SYNC_EVERY`], the versions in the store against those applied.
+//! made on any node (docs/design.md §4.6): every [`SALE_SYNC_EVERY`], the
+//! versions in the store against those applied. And tells each sale's gate
+//! what the ledger has left (`crate::admission`), so units returned on any
+//! node reopen a sold-out sale's gate everywhere within a poll.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,15 +12,27 @@ use metrics::counter;
 use tokio_util::sync::CancellationToken;
 
 use super::{Next, StepError, Worker};
+use crate::admission::SaleGates;
 use crate::catalog::{CatalogService, SALE_SYNC_EVERY};
+use crate::ports::StockLedger;
 
 pub struct SaleSync {
     catalog: Arc<CatalogService>,
+    gates: Arc<SaleGates>,
+    ledger: Arc<dyn StockLedger>,
 }
 
 impl SaleSync {
-    pub fn new(catalog: Arc<CatalogService>) -> Self {
-        Self { catalog }
+    pub fn new(
+        catalog: Arc<CatalogService>,
+        gates: Arc<SaleGates>,
+        ledger: Arc<dyn StockLedger>,
+    ) -> Self {
+        Self {
+            catalog,
+            gates,
+            ledger,
+        }
     }
 }
 
@@ -32,6 +46,17 @@ impl Worker for SaleSync {
         let applied = self.catalog.sync_sales().await?;
         if applied > 0 {
             counter!("stampede_sale_versions_applied_total").increment(applied as u64);
+        }
+        let live = self.catalog.live_sales();
+        for sale in self.gates.sales() {
+            if !live.contains(&sale) {
+                self.gates.forget(sale);
+            }
+        }
+        for sale in live {
+            if let Some(left) = self.ledger.remaining(sale).await? {
+                self.gates.learn(sale, left);
+            }
         }
         Ok(Next::Idle)
     }

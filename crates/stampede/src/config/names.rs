@@ -115,6 +115,7 @@ sqlite_synchronous               | -               | SQLite durability: `full` (
 commit.queue_capacity            | 1..1000000      | Reserved orders that may wait for a commit before purchases get 503
 commit.max_batch                 | 1..10000        | Most orders in one group commit
 commit.workers                   | 1..64           | Group commits in flight at once
+commit.attempts_per_unit         | 0..1000000      | Purchase attempts of a sale deciding or committing at once, per unit it has left (0: no bound)
 session_ttl_secs                 | 60..2592000     | Lifetime of tokens from POST /api/v1/sessions
 idempotency.retention_secs       | 1..2592000      | How long purchase answers are remembered per Idempotency-Key, at least
 idempotency.capacity             | 1000..100000000 | Refusals remembered in memory before the oldest go early

@@ -175,7 +175,11 @@ pub(crate) async fn start_app(
     };
     // Every node serving purchases, whatever its role: each keeps its own
     // copies of the sales.
-    app.background.run(SaleSync::new(app.catalog.clone()));
+    app.background.run(SaleSync::new(
+        app.catalog.clone(),
+        app.purchases.gates().clone(),
+        ledger_for_workers.clone(),
+    ));
     if settings.run_live {
         app.background
             .run(LiveFeed::new(app.live.clone(), bus.clone()));

@@ -321,3 +321,44 @@ fn a_recorded_history_checks_clean_and_the_check_catches_a_lost_order_and_a_paid
         text(&caught)
     );
 }
+
+#[test]
+fn the_crowd_100x_stock_scenario_sells_out_and_reports_the_requests_in_flight_then() {
+    let dir = DataDir::new();
+    let binary = Binary::start(&dir);
+    let target = format!("http://{}", binary.addr);
+    let run = stampede(&[
+        "bench",
+        "flash-sale",
+        "--scenario",
+        "crowd-100x-stock",
+        "--target",
+        &target,
+        "--jwt-secret",
+        SECRET,
+        "--stock",
+        "20",
+        "--duration",
+        "2s",
+        "--connections",
+        "32",
+        "--no-ceiling",
+        "--json",
+    ]);
+    assert!(run.status.success(), "{}", text(&run));
+    let report: Value = serde_json::from_slice(&run.stdout)
+        .unwrap_or_else(|e| panic!("--json printed no JSON ({e}): {}", text(&run)));
+    assert_eq!(report["audit_ok"], true, "{report:#}");
+    assert_eq!(count(&report["users"]), 2000, "100 × the stock");
+    assert_eq!(count(&report["outcomes"]["won"]), 20, "{report:#}");
+    // Sold out with the crowd still sending: the requests in flight at that
+    // moment are counted (how long they waited is a figure, not a test).
+    let sell_out = &report["sell_out"];
+    assert!(count(&sell_out["in_flight"]) >= 1, "{report:#}");
+    assert!(sell_out["waited_max_ms"].as_f64().is_some(), "{report:#}");
+    assert!(
+        String::from_utf8_lossy(&run.stderr).contains("sell-out "),
+        "{}",
+        text(&run)
+    );
+}

@@ -171,9 +171,15 @@ async fn the_hottest_listing_finds_the_heavy_hitters_of_a_zipf_stream() {
     let keys: Vec<u64> = hottest.iter().map(|hot| hot.key).collect();
     println!("hottest 32: {keys:?}");
     assert!(hottest.windows(2).all(|w| w[0].hits >= w[1].hits));
-    for rank in 0..10 {
+    // The shards' hashes are seeded per process, so which shard halves its
+    // counts when differs from run to run: the five heaviest are always
+    // listed, and all but at most two of the ten heaviest (one run in some
+    // fifty left out the tenth).
+    for rank in 0..5 {
         assert!(keys.contains(&rank), "key {rank} missing from {keys:?}");
     }
+    let listed = (0..10).filter(|rank| keys.contains(rank)).count();
+    assert!(listed >= 8, "only {listed} of the ten heaviest in {keys:?}");
     // Counts are halved shard by shard, so ranks may swap within a factor
     // of two, never across a factor of three.
     assert!(keys[..10].iter().all(|&key| key < 30), "{keys:?}");
