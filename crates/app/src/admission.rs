@@ -105,6 +105,11 @@ impl SaleGates {
         Some(gate.clone())
     }
 
+    /// Whether there are gates at all (`commit_attempts_per_unit` above 0).
+    pub fn is_on(&self) -> bool {
+        self.per_unit > 0
+    }
+
     /// Waits for a slot of `sale`'s gate, or refuses an attempt whose wait
     /// would not fit its deadline.
     pub async fn enter(&self, sale: SaleId) -> Result<Pass, Late> {
@@ -160,15 +165,20 @@ impl SaleGates {
         }
     }
 
-    /// A reservation of `units` on this node: that many fewer left.
+    /// A reservation of `units` on this node: that many fewer left. The
+    /// last units taken open the gate to everyone waiting at once, not as
+    /// the winners' commits end.
     pub fn took(&self, sale: SaleId, units: u32) {
         if let Some(gate) = self.gate(sale) {
             let units = u64::from(units);
-            let _ = gate
+            let before = gate
                 .left
                 .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
                     (left != UNKNOWN).then(|| left.saturating_sub(units))
                 });
+            if before.is_ok_and(|left| left <= units) {
+                gate.admit_waiters();
+            }
         }
     }
 
@@ -344,6 +354,26 @@ mod tests {
         let one = gates.enter(id).await.unwrap();
         assert!(one.slot.is_some());
         assert_eq!(gates.occupancy(id), (1, 0));
+    }
+
+    #[tokio::test]
+    async fn the_last_units_taken_let_every_waiter_through_before_the_winners_finish() {
+        let gates = Arc::new(SaleGates::new(1));
+        let id = sale();
+        gates.learn(id, 1);
+        let winner = gates.enter(id).await.unwrap();
+        let waiter = {
+            let gates = gates.clone();
+            tokio::spawn(async move { gates.enter(id).await.unwrap() })
+        };
+        while gates.occupancy(id).1 < 1 {
+            tokio::task::yield_now().await;
+        }
+        // The winner reserved the last unit and is still committing.
+        gates.took(id, 1);
+        assert!(waiter.await.unwrap().slot.is_none());
+        drop(winner);
+        assert_eq!(gates.occupancy(id), (0, 0));
     }
 
     #[tokio::test]

@@ -55,8 +55,8 @@ pub struct ServerArgs {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Scenario {
     /// A crowd a hundred times the stock: `--users` becomes 100 × `--stock`,
-    /// one unit each. The report's sell-out line says how long the requests
-    /// in flight at the sell-out waited past it.
+    /// one unit each. The report's sell-out line says how long the losing
+    /// requests in flight at the sell-out waited past it.
     #[value(name = "crowd-100x-stock")]
     Crowd100xStock,
 }

@@ -490,7 +490,9 @@ async fn drive(
             if result.before_sell_out.len() == KEPT_BEFORE_SELL_OUT {
                 result.before_sell_out.pop_front();
             }
-            result.before_sell_out.push_back((sent, done));
+            result
+                .before_sell_out
+                .push_back((sent, done, outcome == Outcome::Won));
             if outcome == Outcome::SoldOut {
                 result.first_sold_out = Some(done);
             }

@@ -369,7 +369,7 @@ pub fn render(report: &Report, recorder: &Recorder) -> String {
     if let Some(sold) = &r.sell_out {
         let _ = writeln!(
             out,
-            "sell-out                   at {:.3} s; the {} requests in flight then were answered within {:.3} ms of it (p50 {:.3} ms, p99 {:.3} ms)",
+            "sell-out                   at {:.3} s; the {} losing requests in flight then were answered within {:.3} ms of it (p50 {:.3} ms, p99 {:.3} ms)",
             sold.at_s, sold.in_flight, sold.waited_max_ms, sold.waited_p50_ms, sold.waited_p99_ms
         );
     }

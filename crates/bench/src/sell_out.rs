@@ -1,12 +1,13 @@
 //! The sell-out as the crowd saw it: the first `sold-out` answer, and the
-//! requests in flight at that moment (sent before it, answered after).
-//! Their wait past it is time spent on stock that was already gone, the
-//! figure of the `crowd-100x-stock` scenario.
+//! requests in flight at that moment (sent before it, answered after) that
+//! did not win. Their wait past it is time spent on stock that was already
+//! gone, the figure of the `crowd-100x-stock` scenario. (Winners still
+//! committing then are not counted: their wait is their commit's.)
 
 use std::time::Instant;
 
-/// A purchase's (sent, answered).
-pub(crate) type Span = (Instant, Instant);
+/// A purchase's (sent, answered, won).
+pub(crate) type Span = (Instant, Instant, bool);
 
 /// What a connection saw of the sell-out: its first `sold-out` answer, and
 /// its last purchases up to it.
@@ -17,6 +18,7 @@ pub(crate) type SellOutView = (Option<Instant>, Vec<Span>);
 pub struct SellOut {
     /// Seconds from the phase's start to the first `sold-out` answer.
     pub at_s: f64,
+    /// Requests in flight then that did not win.
     pub in_flight: usize,
     /// How long after the sell-out those requests were answered.
     pub waited_p50_ms: f64,
@@ -31,8 +33,8 @@ impl SellOut {
         let mut waited: Vec<f64> = conns
             .iter()
             .flat_map(|(_, recent)| recent)
-            .filter(|(sent, done)| *sent <= at && *done >= at)
-            .map(|(_, done)| done.duration_since(at).as_secs_f64() * 1000.0)
+            .filter(|(sent, done, won)| *sent <= at && *done >= at && !won)
+            .map(|(_, done, _)| done.duration_since(at).as_secs_f64() * 1000.0)
             .collect();
         waited.sort_by(f64::total_cmp);
         let pick = |q: f64| {
@@ -63,13 +65,24 @@ mod tests {
         let at = |ms: u64| start + Duration::from_millis(ms);
         let conns: Vec<SellOutView> = vec![
             // Sold out at 100 ms; its request was sent at 90.
-            (Some(at(100)), vec![(at(10), at(50)), (at(90), at(100))]),
+            (
+                Some(at(100)),
+                vec![(at(10), at(50), false), (at(90), at(100), false)],
+            ),
             // In flight at 100 (sent 95), answered at 130: 30 ms on stock gone.
-            (Some(at(140)), vec![(at(95), at(130)), (at(135), at(140))]),
+            (
+                Some(at(140)),
+                vec![(at(95), at(130), false), (at(135), at(140), false)],
+            ),
             // Sent after the sell-out: not in flight then.
-            (Some(at(160)), vec![(at(120), at(160))]),
+            (Some(at(160)), vec![(at(120), at(160), false)]),
+            // A winner still committing at 100: its wait is its commit's.
+            (
+                Some(at(170)),
+                vec![(at(99), at(150), true), (at(150), at(170), false)],
+            ),
             // Never saw one.
-            (None, vec![(at(5), at(7))]),
+            (None, vec![(at(5), at(7), false)]),
         ];
         let sold = SellOut::measure(start, &conns).unwrap();
         assert!((sold.at_s - 0.1).abs() < 1e-9);

@@ -40,7 +40,10 @@ pub struct CommitSettings {
     /// the next batch gather while the previous one syncs.
     pub workers: usize,
     /// Purchase attempts of a sale in the costly path at once, per unit it
-    /// has left (`crate::admission`); 0: no bound.
+    /// has left (`crate::admission`); 0: no bound. Off by default: measured
+    /// in embedded mode, where the ledger decides in microseconds, slots
+    /// held through a winner's fsync only slow the last units; the cluster
+    /// deployments turn it on (docs/benchmarks.md, "A sale's line").
     pub attempts_per_unit: u32,
 }
 
@@ -50,7 +53,7 @@ impl Default for CommitSettings {
             queue_capacity: 8192,
             max_batch: 512,
             workers: 2,
-            attempts_per_unit: 4,
+            attempts_per_unit: 0,
         }
     }
 }

@@ -47,6 +47,9 @@ impl Worker for SaleSync {
         if applied > 0 {
             counter!("stampede_sale_versions_applied_total").increment(applied as u64);
         }
+        if !self.gates.is_on() {
+            return Ok(Next::Idle);
+        }
         let live = self.catalog.live_sales();
         for sale in self.gates.sales() {
             if !live.contains(&sale) {
