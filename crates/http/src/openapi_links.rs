@@ -54,6 +54,16 @@ pub(crate) const LINKS: &[LinkRow] = &[
     ("post", "/api/v1/sales", "201", "SaleStats", "get", "/api/v1/sales/{id}/stats", ID),
     ("post", "/api/v1/sales", "201", "Purchase", "post", "/api/v1/sales/{id}/purchase", BUY_ONE),
     ("get", "/api/v1/sales/{id}", "200", "Purchase", "post", "/api/v1/sales/{id}/purchase", BUY_ONE),
+    // An admin's controls of the sale just made, and purchases after them.
+    ("post", "/api/v1/sales", "201", "PauseSale", "post", "/api/v1/sales/{id}/pause", ID),
+    ("post", "/api/v1/sales", "201", "EndSale", "post", "/api/v1/sales/{id}/end", ID),
+    ("post", "/api/v1/sales", "201", "AmendSale", "patch", "/api/v1/sales/{id}", ID),
+    ("post", "/api/v1/sales", "201", "ChangeStock", "post", "/api/v1/sales/{id}/stock", ID),
+    ("post", "/api/v1/sales/{id}/pause", "200", "ResumeSale", "post", "/api/v1/sales/{id}/resume", ID),
+    ("post", "/api/v1/sales/{id}/pause", "200", "Purchase", "post", "/api/v1/sales/{id}/purchase", BUY_ONE),
+    ("post", "/api/v1/sales/{id}/resume", "200", "Purchase", "post", "/api/v1/sales/{id}/purchase", BUY_ONE),
+    ("post", "/api/v1/sales/{id}/stock", "200", "Purchase", "post", "/api/v1/sales/{id}/purchase", BUY_ONE),
+    ("patch", "/api/v1/sales/{id}", "200", "Purchase", "post", "/api/v1/sales/{id}/purchase", BUY_ONE),
     ("post", "/api/v1/sales/{id}/purchase", "202", "GetOrder", "get", "/api/v1/orders/{id}", ID),
     ("post", "/api/v1/sales/{id}/purchase", "202", "OrderDetail", "get", "/api/v1/orders/{id}/detail", ID),
     ("post", "/api/v1/sales/{id}/purchase", "202", "PayOrder", "post", "/api/v1/orders/{id}/pay", ID),
@@ -107,6 +117,7 @@ pub(crate) fn operation_id(document: &OpenApi, method: &str, path: &str) -> Opti
     let op = match method {
         "get" => item.get.as_ref(),
         "post" => item.post.as_ref(),
+        "patch" => item.patch.as_ref(),
         "delete" => item.delete.as_ref(),
         _ => None,
     }?;
@@ -117,6 +128,7 @@ fn operation_mut<'a>(item: &'a mut PathItem, method: &str) -> Option<&'a mut Ope
     match method {
         "get" => item.get.as_mut(),
         "post" => item.post.as_mut(),
+        "patch" => item.patch.as_mut(),
         "delete" => item.delete.as_mut(),
         _ => None,
     }
