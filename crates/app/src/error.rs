@@ -23,6 +23,9 @@ pub enum AppError {
     /// A withdrawal of more units than the sale has unsold.
     #[error("insufficient stock")]
     InsufficientStock,
+    /// The caller's `If-Match` names another version than the current one.
+    #[error("precondition failed: the sale is at version {current}")]
+    PreconditionFailed { current: u64 },
     /// The order's status does not allow the change.
     #[error("invalid state: {0}")]
     InvalidState(String),

@@ -48,6 +48,7 @@ kinds! {
     SALE_NOT_ACTIVE = CONFLICT, "sale-not-active", "Sale not active";
     SALE_PAUSED = CONFLICT, "sale-paused", "Sale paused";
     INSUFFICIENT_STOCK = CONFLICT, "insufficient-stock", "Insufficient stock";
+    PRECONDITION_FAILED = PRECONDITION_FAILED, "precondition-failed", "Precondition failed";
     INVALID_STATE = CONFLICT, "invalid-state", "Invalid state for this operation";
     CONFLICT = CONFLICT, "conflict", "Already exists";
     PAYLOAD_TOO_LARGE = PAYLOAD_TOO_LARGE, "payload-too-large", "Payload too large";
@@ -240,6 +241,10 @@ impl From<AppError> for ApiError {
             AppError::InvalidState(detail) => Self::new(Kind::INVALID_STATE).with_detail(detail),
             AppError::InsufficientStock => Self::new(Kind::INSUFFICIENT_STOCK)
                 .with_detail("fewer units are unsold than the withdrawal takes"),
+            AppError::PreconditionFailed { current } => Self::new(Kind::PRECONDITION_FAILED)
+                .with_detail(format!(
+                    "If-Match names another version; the sale is at \"{current}\""
+                )),
             AppError::IdempotencyMismatch => Self::new(Kind::IDEMPOTENCY_MISMATCH)
                 .with_detail("this Idempotency-Key was first used with another path or body"),
             AppError::Unauthorized(detail) => Self::new(Kind::UNAUTHORIZED).with_detail(detail),

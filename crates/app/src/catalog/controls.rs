@@ -38,9 +38,21 @@ const MAX_TRIES: u32 = 8;
 impl CatalogService {
     /// Applies `control` to sale `id` and returns the sale as it is after.
     /// A control that changes nothing (pausing a paused sale) writes nothing.
-    pub async fn control(&self, id: SaleId, control: SaleControl) -> Result<SaleView, AppError> {
+    /// With `expected`, only to that version of the sale (the caller's
+    /// `If-Match`: a retry after a lost answer cannot apply twice).
+    pub async fn control(
+        &self,
+        id: SaleId,
+        control: SaleControl,
+        expected: Option<u64>,
+    ) -> Result<SaleView, AppError> {
         for _ in 0..MAX_TRIES {
             let current = self.store.sale(id).await?.ok_or(AppError::NotFound)?;
+            if expected.is_some_and(|version| version != current.version) {
+                return Err(AppError::PreconditionFailed {
+                    current: current.version,
+                });
+            }
             let now = self.clock.now();
             let next = match current.apply(control, now) {
                 Ok(Some(next)) => next,

@@ -132,8 +132,14 @@ impl PrivateServer {
     }
 
     /// SIGSTOP to every process of the server: it keeps its connections
-    /// open and answers nothing.
+    /// open and answers nothing. The postmaster first, and only once it is
+    /// stopped its backends: listed before, a backend it forked in between
+    /// (a client reconnecting as the fault begins) would go on answering.
     pub fn freeze(&self) {
+        process::signal(self.pid, "STOP");
+        process::wait_until(READY_GUARD, "the server to stop", || {
+            process::is_stopped(self.pid).then_some(())
+        });
         for pid in self.pids() {
             process::signal(pid, "STOP");
         }

@@ -49,6 +49,16 @@ pub fn children(pid: u32) -> Vec<u32> {
         .collect()
 }
 
+/// Whether `pid` is stopped (SIGSTOP) or gone.
+pub fn is_stopped(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |stat| {
+        // The state follows the parenthesised command name.
+        stat.rsplit_once(") ").is_none_or(|(_, rest)| {
+            !rest.starts_with('R') && !rest.starts_with('S') && !rest.starts_with('D')
+        })
+    })
+}
+
 /// Whether every process of `pids` has exited (a zombie has).
 pub fn all_gone(pids: &[u32]) -> bool {
     pids.iter().all(|pid| {

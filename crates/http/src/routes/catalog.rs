@@ -113,10 +113,10 @@ pub async fn create_sale(
 pub async fn get_sale(
     State(state): State<AppState>,
     id: PathId,
-) -> Result<Json<SaleBody>, ApiError> {
+) -> Result<axum::response::Response, ApiError> {
     let id = id.parse(SaleId::parse)?;
     let view = state.app().catalog.sale(id).await?;
-    Ok(Json(SaleBody::from(&view)))
+    Ok(super::sale_controls::with_etag(SaleBody::from(&view)))
 }
 
 /// A sale's ledger and store numbers, for audits.

@@ -358,3 +358,49 @@ async fn controls_raced_against_a_crowd_keep_the_books() {
         "oversold: {stats}"
     );
 }
+
+#[tokio::test]
+async fn if_match_applies_a_control_only_to_the_version_it_names() {
+    let app = spawn_app().await;
+    let sale = id(&app.create_sale(5, 1, json!({})).await);
+    let read = app.get(&format!("/api/v1/sales/{sale}"), None).await;
+    assert_eq!(read.headers()["etag"], "\"1\"");
+
+    // A retry of an addition whose answer was lost: the second names a
+    // version that is gone, and adds nothing.
+    let add = |version: &'static str| {
+        app.request(
+            Method::POST,
+            &format!("/api/v1/sales/{sale}/stock"),
+            Some(&admin()),
+        )
+        .header("If-Match", version)
+        .json(&json!({"add": 3}))
+        .send()
+    };
+    let first = add("\"1\"").await.unwrap();
+    assert_eq!(first.status(), StatusCode::OK);
+    assert_eq!(first.headers()["etag"], "\"2\"");
+    let retry = add("\"1\"").await.unwrap();
+    let problem = assert_problem(
+        retry,
+        StatusCode::PRECONDITION_FAILED,
+        "precondition-failed",
+    )
+    .await;
+    assert!(
+        problem["detail"].as_str().unwrap().contains("\"2\""),
+        "{problem}"
+    );
+    assert_eq!(app.sale(&sale).await["quantity"], 8);
+
+    let malformed = add("soon").await.unwrap();
+    assert_problem(malformed, StatusCode::BAD_REQUEST, "bad-request").await;
+    let bare = add("2").await.unwrap();
+    assert_eq!(
+        bare.status(),
+        StatusCode::OK,
+        "an unquoted version is read too"
+    );
+    assert_eq!(app.sale(&sale).await["quantity"], 11);
+}
