@@ -230,9 +230,38 @@ macro_rules! ledger_contract_tests {
     };
 }
 
+/// Expands to one `#[tokio::test]` per behaviour of the
+/// [`RoomBook`](stampede_app::ports::RoomBook) contract ([`room`](crate::room)),
+/// each on a fresh book; `room_contract_tests!(<async expression>)` as for
+/// [`ledger_contract_tests!`](crate::ledger_contract_tests).
+#[macro_export]
+macro_rules! room_contract_tests {
+    (@tests $fresh:expr; $($name:ident),* $(,)?) => {
+        $(
+            #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                $crate::room::run($fresh, $crate::room::$name).await;
+            }
+        )*
+    };
+    ($fresh:expr) => {
+        $crate::room_contract_tests!(@tests $fresh;
+            a_user_keeps_one_ticket_and_new_users_get_the_next_number,
+            the_draw_counts_the_tickets_issued_before_it,
+            admitting_draws_first_and_never_passes_the_tickets_issued,
+            a_full_room_keeps_its_tickets_and_issues_no_more,
+            the_lines_of_two_sales_are_apart,
+            a_forgotten_line_starts_again_from_nothing,
+            concurrent_joins_issue_each_number_once,
+            served_purchases_add_up_across_callers,
+        );
+    };
+}
+
 pub mod bus;
 pub mod faults;
 pub mod jobs;
 pub mod ledger;
+pub mod room;
 pub mod servers;
 pub mod store;

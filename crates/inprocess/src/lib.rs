@@ -5,6 +5,7 @@
 //! - [`MemoryLedger`]: the stock ledger, with `ledger::KeyMemorySettings` (app) for how
 //!   long and how many idempotency answers it keeps.
 //! - [`OutboxBus`]: the event bus whose log is the store's outbox table.
+//! - [`MemoryRoomBook`]: the waiting rooms' book.
 //! - [`MemoryJobQueue`]: the job queue, in memory (the store holds everything
 //!   a restart must redo, and sweepers push it again).
 
@@ -12,8 +13,10 @@ mod jobs;
 mod key_memory;
 mod ledger;
 mod outbox_bus;
+mod room;
 
 pub use jobs::MemoryJobQueue;
 
 pub use ledger::MemoryLedger;
 pub use outbox_bus::OutboxBus;
+pub use room::MemoryRoomBook;

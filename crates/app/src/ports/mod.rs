@@ -14,6 +14,7 @@ pub mod jobs;
 pub mod ledger;
 pub mod notify;
 pub mod payment;
+pub mod room;
 pub mod store;
 
 pub use bus::{BusError, BusSubscription, EventBus};
@@ -25,6 +26,7 @@ pub use jobs::{Job, JobQueue, Lease, QueueError};
 pub use ledger::{Attempt, Decision, LedgerError, Reservation, Settlement, StockLedger};
 pub use notify::{SendError, WebhookSender};
 pub use payment::{ChargeError, ChargeRequest, PaymentProvider};
+pub use room::{Draw, Joined, RoomBook, RoomCounters};
 pub use store::{
     AttemptResult, CancelOutcome, CatalogStore, CommitOutcome, DueDelivery, KeyRecord, OrderStore,
     OutboxStore, PayOutcome, PaymentStore, SaleCounts, SaleSnapshot, SaleUpdate, SettleOutcome,

@@ -7,13 +7,14 @@
 
 use std::sync::Arc;
 
-use stampede_app::ports::StockLedger;
+use stampede_app::ports::{RoomBook, StockLedger};
 use stampede_contract::ledger::LedgerFixture;
+use stampede_contract::room::RoomFixture;
 #[allow(unused_imports)] // Each test binary uses a part of it.
 pub use stampede_ledger_redis::testing::{
     delete_matching, fresh_namespace, keys_matching, namespace_pattern, redis_or_skip, redis_url,
 };
-use stampede_ledger_redis::{RedisLedger, RedisLedgerSettings};
+use stampede_ledger_redis::{RedisLedger, RedisLedgerSettings, RedisRoomBook};
 
 /// A ledger in a namespace of its own, deleted at teardown.
 pub struct Fixture {
@@ -60,5 +61,34 @@ pub async fn fixture_with(settings: RedisLedgerSettings) -> Option<Fixture> {
         url,
         namespace,
         ledger: Arc::new(ledger),
+    })
+}
+
+/// A waiting rooms' book in a namespace of its own, deleted at teardown.
+pub struct RoomBookFixture {
+    pub url: String,
+    pub namespace: String,
+    pub book: Arc<RedisRoomBook>,
+}
+
+impl RoomFixture for RoomBookFixture {
+    fn book(&self) -> Arc<dyn RoomBook> {
+        self.book.clone()
+    }
+
+    async fn teardown(self) {
+        delete_matching(&self.url, &namespace_pattern(&self.namespace)).await;
+    }
+}
+
+/// A fresh book, or `None` (skipped) without Redis.
+pub async fn fresh_room_book() -> Option<RoomBookFixture> {
+    let url = redis_or_skip().await?;
+    let namespace = fresh_namespace();
+    let book = RedisRoomBook::new(&url, &namespace).expect("making the redis room book");
+    Some(RoomBookFixture {
+        url,
+        namespace,
+        book: Arc::new(book),
     })
 }
