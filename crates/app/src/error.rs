@@ -29,6 +29,15 @@ pub enum AppError {
     /// The order's status does not allow the change.
     #[error("invalid state: {0}")]
     InvalidState(String),
+    /// The sale has no waiting room to join.
+    #[error("the sale has no waiting room")]
+    NoWaitingRoom,
+    /// A purchase of a room sale without a ticket of the caller's for it.
+    #[error("no valid waiting-room ticket: {0:?}")]
+    QueueTicket(crate::room::TicketProblem),
+    /// A purchase of a room sale whose ticket's place is not reached yet.
+    #[error("not this ticket's turn yet")]
+    NotYourTurn(crate::room::Wait),
     /// The idempotency key was used for another request.
     #[error("idempotency key reused for another request")]
     IdempotencyMismatch,
@@ -72,6 +81,11 @@ impl AppError {
     pub fn retry_after_secs(&self) -> Option<u32> {
         match self {
             Self::Overloaded(_) => Some(1),
+            // Rounded up: a client that waits what it is told is never early.
+            Self::NotYourTurn(wait) => {
+                let secs = stampede_flow::limit::headers::delay_seconds(wait.retry_after);
+                Some(u32::try_from(secs.max(1)).unwrap_or(u32::MAX))
+            }
             Self::Unavailable { .. } => Some(5),
             _ => None,
         }

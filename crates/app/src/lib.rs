@@ -8,7 +8,8 @@
 //! - [`ledger`]: the repair that rebuilds a sale any ledger lost.
 //! - [`workers`]: every background loop, run by one driver.
 //! - [`purchase`]: the purchase path and its group-commit stage;
-//!   [`admission`]: each sale's inventory-aware gate in front of it.
+//!   [`admission`]: each sale's inventory-aware gate in front of it;
+//!   [`room`]: the waiting room of the sales that have one.
 //! - [`catalog`], [`orders`], [`accounts`], [`payments`], [`webhooks`]: the
 //!   services; [`detail`]: the fan-out order view; [`live`]: events for SSE.
 //! - [`auth`]: tokens, password hashes, webhook signatures.
@@ -33,6 +34,7 @@ pub mod paging;
 pub mod payments;
 pub mod ports;
 pub mod purchase;
+pub mod room;
 pub mod webhooks;
 pub mod workers;
 
@@ -80,6 +82,8 @@ pub struct AppSettings {
     pub reservation_timeout: Duration,
     /// The catalog read caches.
     pub cache: cache::CacheSettings,
+    /// The waiting rooms.
+    pub room: room::RoomSettings,
 }
 
 impl Default for AppSettings {
@@ -97,6 +101,7 @@ impl Default for AppSettings {
             run_live: true,
             reservation_timeout: Duration::from_secs(30),
             cache: cache::CacheSettings::default(),
+            room: room::RoomSettings::default(),
         }
     }
 }

@@ -73,6 +73,8 @@ pub struct SaleRequest {
     pub starts_at: Option<Timestamp>,
     pub ends_at: Option<Timestamp>,
     pub payment_window_secs: Option<i64>,
+    /// Purchases go through a waiting room (tickets, a draw at the start).
+    pub waiting_room: bool,
 }
 
 /// A flash sale of one product.
@@ -95,6 +97,9 @@ pub struct Sale {
     pub state: SaleState,
     /// 1 at creation, one more per change an admin makes.
     pub version: u64,
+    /// Buyers line up in a waiting room and buy with an admitted ticket
+    /// (docs/admission.md §5); set at creation.
+    pub waiting_room: bool,
 }
 
 /// Where an admin has put a sale. `Ended` is final.
@@ -249,6 +254,7 @@ impl Sale {
             created_at: now,
             state: SaleState::Running,
             version: 1,
+            waiting_room: request.waiting_room,
         })
     }
 

@@ -135,6 +135,9 @@ pub struct NewSaleBody {
     #[schema(minimum = 1, maximum = 604_800)]
     #[serde(default, deserialize_with = "whole::optional")]
     pub payment_window_secs: Option<i64>,
+    /// Buyers line up in a waiting room (`POST /sales/{id}/queue`) and buy
+    /// with an admitted ticket; defaults to `false`.
+    pub waiting_room: Option<bool>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, ToSchema)]
@@ -175,6 +178,8 @@ pub struct SaleBody {
     pub status: SaleStatusBody,
     /// 1 at creation, one more per control an admin applied.
     pub version: u64,
+    /// Whether buyers go through the waiting room.
+    pub waiting_room: bool,
 }
 
 impl From<&SaleView> for SaleBody {
@@ -193,6 +198,7 @@ impl From<&SaleView> for SaleBody {
             payment_window_secs: s.payment_window_secs,
             status: v.status.into(),
             version: s.version,
+            waiting_room: s.waiting_room,
         }
     }
 }
@@ -314,6 +320,34 @@ impl From<OrderStatus> for OrderStatusBody {
             OrderStatus::Cancelled => Self::Cancelled,
         }
     }
+}
+
+/// Where a buyer stands in a sale's waiting room.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct QueueBody {
+    /// Send it in `Queue-Ticket` when buying; it is yours and this sale's only.
+    pub ticket: String,
+    pub status: QueueStatusBody,
+    /// 1 first; `null` until the draw at the sale's start.
+    pub position: Option<u64>,
+    /// Places before yours not admitted yet; `null` until the draw.
+    pub ahead: Option<u64>,
+    /// When to ask again, in milliseconds (`Retry-After` rounds it up to
+    /// seconds); 0 once admitted.
+    pub retry_after_ms: u64,
+    /// Purchases answered a second, recently: how fast the line moves.
+    pub served_per_sec: f64,
+    /// When places are drawn: the sale's start (RFC 3339).
+    pub draw_at: String,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum QueueStatusBody {
+    /// Not your turn yet: ask again after `retry_after_ms`.
+    Waiting,
+    /// Buy now, with the ticket.
+    Admitted,
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -34,6 +34,7 @@ pub mod serve;
 pub mod state;
 pub mod streams;
 pub mod telemetry;
+pub mod waiting;
 
 use std::sync::OnceLock;
 
@@ -45,7 +46,7 @@ pub use state::{AppState, HttpSettings};
 use edge::Routes;
 use routes::{
     accounts, catalog, live, ops, orders, payments, profile, purchase, rate_limits, sale_controls,
-    webhooks,
+    waiting_room, webhooks,
 };
 
 /// The API proper, served by `all` and `api` nodes.
@@ -72,6 +73,7 @@ fn api_routes(routes: Routes) -> Routes {
             "/api/v1/sales/{id}/stock",
             post(sale_controls::change_stock),
         )
+        .route("/api/v1/sales/{id}/queue", post(waiting_room::join_queue))
         .route(purchase::ROUTE, post(purchase::purchase))
         .route("/api/v1/orders", get(orders::list_orders))
         .route("/api/v1/orders/{id}", get(orders::get_order))

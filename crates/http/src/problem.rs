@@ -5,14 +5,17 @@
 use std::borrow::Cow;
 use std::sync::OnceLock;
 
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use stampede_app::AppError;
 use stampede_app::failure::Chain;
+use stampede_app::room::TicketProblem;
 use stampede_domain::ValidationError;
 use stampede_domain::stock::Refusal;
 use utoipa::ToSchema;
+
+use crate::waiting;
 
 /// Base of every problem `type`; the slug after it is the stable code.
 pub const TYPE_BASE: &str = "https://stampede.dev/problems/";
@@ -47,6 +50,9 @@ kinds! {
     LIMIT_EXCEEDED = CONFLICT, "limit-exceeded", "Per-user limit exceeded";
     SALE_NOT_ACTIVE = CONFLICT, "sale-not-active", "Sale not active";
     SALE_PAUSED = CONFLICT, "sale-paused", "Sale paused";
+    NO_WAITING_ROOM = CONFLICT, "no-waiting-room", "The sale has no waiting room";
+    QUEUE_TICKET = FORBIDDEN, "queue-ticket", "Waiting-room ticket required";
+    NOT_YOUR_TURN = CONFLICT, "not-your-turn", "Not your turn yet";
     INSUFFICIENT_STOCK = CONFLICT, "insufficient-stock", "Insufficient stock";
     PRECONDITION_FAILED = PRECONDITION_FAILED, "precondition-failed", "Precondition failed";
     INVALID_STATE = CONFLICT, "invalid-state", "Invalid state for this operation";
@@ -127,6 +133,9 @@ pub struct ApiError {
     retry_after: Option<u32>,
     /// The body, when it never changes and was rendered once (refusals).
     rendered: Option<&'static [u8]>,
+    /// More response fields (a waiting answer's `RateLimit`); boxed, so
+    /// every other answer's error stays small.
+    fields: Option<Box<[(HeaderName, HeaderValue); 2]>>,
 }
 
 impl ApiError {
@@ -137,6 +146,7 @@ impl ApiError {
             errors: Vec::new(),
             retry_after: None,
             rendered: None,
+            fields: None,
         }
     }
 
@@ -245,6 +255,31 @@ impl From<AppError> for ApiError {
                 .with_detail(format!(
                     "If-Match names another version; the sale is at \"{current}\""
                 )),
+            AppError::NoWaitingRoom => Self::new(Kind::NO_WAITING_ROOM)
+                .with_detail("this sale sells without a waiting room: buy directly"),
+            AppError::QueueTicket(problem) => {
+                Self::new(Kind::QUEUE_TICKET).with_detail(match problem {
+                    TicketProblem::Missing => {
+                        "this sale sells through its waiting room: join with POST \
+                         /api/v1/sales/{id}/queue and send the ticket in Queue-Ticket"
+                    }
+                    TicketProblem::Invalid => {
+                        "the Queue-Ticket is not one this service issued to you for this sale"
+                    }
+                })
+            }
+            AppError::NotYourTurn(wait) => {
+                let mut error = Self::new(Kind::NOT_YOUR_TURN).with_detail(match wait.ahead {
+                    Some(ahead) => format!(
+                        "{ahead} places before this ticket's are not admitted yet; ask again \
+                         after Retry-After"
+                    ),
+                    None => "places are drawn when the sale starts".to_owned(),
+                });
+                let fields = waiting::fields(wait.served_per_sec, wait.retry_after);
+                error.fields = Some(Box::new(fields));
+                error
+            }
             AppError::IdempotencyMismatch => Self::new(Kind::IDEMPOTENCY_MISMATCH)
                 .with_detail("this Idempotency-Key was first used with another path or body"),
             AppError::Unauthorized(detail) => Self::new(Kind::UNAUTHORIZED).with_detail(detail),
@@ -299,6 +334,9 @@ impl IntoResponse for ApiError {
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
         if let Some(secs) = self.retry_after {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        for (name, value) in self.fields.into_iter().flat_map(|fields| *fields) {
+            headers.insert(name, value);
         }
         if self.kind == Kind::UNAUTHORIZED {
             // RFC 6750: say which scheme is expected.

@@ -76,6 +76,11 @@ pub struct Protection {
 }
 
 impl Protection {
+    /// The adaptive in-flight limit, if the edge has one.
+    pub fn adaptive(&self) -> Option<&AdaptiveLimit> {
+        self.adaptive.as_ref()
+    }
+
     /// The edge's protection; rules are shared through `store` when there
     /// is one (cluster mode), unless they say `backend = "local"`.
     pub fn new(

@@ -60,15 +60,20 @@ impl AppState {
         settings: &HttpSettings,
         rate_store: Option<Arc<dyn RateStore>>,
     ) -> Self {
+        let protection = Arc::new(Protection::new(
+            &settings.protect,
+            rate_store,
+            app.jwt.clone(),
+            app.clock.clone(),
+            app.purchases.answered().clone(),
+        ));
+        // The waiting rooms admit as many as the node can take at once.
+        if let Some(limit) = protection.adaptive() {
+            app.purchases.room().follow(limit.clone());
+        }
         Self(Arc::new(Inner {
             prometheus,
-            protection: Arc::new(Protection::new(
-                &settings.protect,
-                rate_store,
-                app.jwt.clone(),
-                app.clock.clone(),
-                app.purchases.answered().clone(),
-            )),
+            protection,
             streams: StreamSlots::new(settings.max_event_streams),
             app,
         }))

@@ -21,6 +21,7 @@ fn sale(quantity: i64) -> Sale {
         starts_at: None,
         ends_at: None,
         payment_window_secs: None,
+        waiting_room: false,
     };
     Sale::create(&product, &request, NOW).unwrap()
 }

@@ -16,8 +16,9 @@ use stampede_app::orders::OrderService;
 use stampede_app::payments::{PaymentService, PaymentSettings};
 use stampede_app::ports::{Clock, ManualClockHandle, StockLedger, Store};
 use stampede_app::purchase::{AnsweredKeys, CommitSettings, PurchaseService};
+use stampede_app::room::{RoomSettings, TicketKey, WaitingRoom};
 use stampede_app::workers::{Background, ExpirySweeper, Reconciler};
-use stampede_inprocess::{MemoryLedger, OutboxBus};
+use stampede_inprocess::{MemoryLedger, MemoryRoomBook, OutboxBus};
 use stampede_store_sqlite::{SqliteSettings, SqliteStore, Synchronous};
 
 use crate::faults::{FaultPlan, FaultyLedger, FaultyStore};
@@ -104,6 +105,12 @@ impl Node {
             Arc::new(Lifecycle::default()),
             CommitSettings::default(),
             Arc::new(AnsweredKeys::deterministic(key_retention_ms())),
+            Arc::new(WaitingRoom::new(
+                Arc::new(MemoryRoomBook::new()),
+                TicketKey::derive(b"sim"),
+                clock.clone(),
+                RoomSettings::default(),
+            )),
         );
         let orders = OrderService::new(
             faulty_store.clone(),

@@ -71,8 +71,9 @@ pub(crate) async fn insert_sale(tx: &Transaction<'_>, sale: &Sale) -> Result<(),
     sql::execute(
         tx,
         "INSERT INTO sales (id, product_id, price_cents, currency, quantity, remaining, \
-         per_user_limit, starts_at, ends_at, payment_window_secs, created_at, state, version) \
-         VALUES ($1, $2, $3, $4, $5, $5, $6, $7, $8, $9, $10, $11, $12)",
+         per_user_limit, starts_at, ends_at, payment_window_secs, created_at, state, version, \
+         waiting_room) \
+         VALUES ($1, $2, $3, $4, $5, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
         &[
             &sale.id.to_string(),
             &sale.product_id.to_string(),
@@ -86,6 +87,7 @@ pub(crate) async fn insert_sale(tx: &Transaction<'_>, sale: &Sale) -> Result<(),
             &sale.created_at.as_millis(),
             &sale.state.as_str(),
             &version_value(sale.version)?,
+            &sale.waiting_room,
         ],
         "inserting sale",
     )

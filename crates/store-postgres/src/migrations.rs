@@ -13,6 +13,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0001_initial.sql"),
     include_str!("../migrations/0002_outbox_traces.sql"),
     include_str!("../migrations/0003_sale_controls.sql"),
+    include_str!("../migrations/0004_waiting_rooms.sql"),
 ];
 
 /// The schema version this build writes.

@@ -37,11 +37,11 @@ pub(crate) fn product(row: &Row) -> Result<Product, StoreError> {
 }
 
 pub(crate) const SALE_COLUMNS: &str = "id, product_id, price_cents, currency, quantity, \
-     per_user_limit, starts_at, ends_at, payment_window_secs, created_at, state, version";
+     per_user_limit, starts_at, ends_at, payment_window_secs, created_at, state, version, waiting_room";
 
 /// How many columns [`SALE_COLUMNS`] lists: a query that reads more after
 /// them starts there.
-pub(crate) const SALE_COLUMN_COUNT: usize = 12;
+pub(crate) const SALE_COLUMN_COUNT: usize = 13;
 
 pub(crate) fn sale(row: &Row) -> Result<Sale, StoreError> {
     let window: i64 = get(row, 8, "sales.payment_window_secs")?;
@@ -61,6 +61,7 @@ pub(crate) fn sale(row: &Row) -> Result<Sale, StoreError> {
         created_at: timestamp(row, 9, "sales.created_at")?,
         state: SaleState::parse(state).ok_or_else(|| corrupt("sales.state", state))?,
         version: version(row, 11, "sales.version")?,
+        waiting_room: get(row, 12, "sales.waiting_room")?,
     })
 }
 

@@ -64,8 +64,9 @@ pub(crate) fn insert_sale(conn: &Connection, sale: &Sale) -> Result<(), StoreErr
     let version = version_value(sale.version)?;
     conn.prepare_cached(
         "INSERT INTO sales (id, product_id, price_cents, currency, quantity, remaining, \
-         per_user_limit, starts_at, ends_at, payment_window_secs, created_at, state, version) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+         per_user_limit, starts_at, ends_at, payment_window_secs, created_at, state, version, \
+         waiting_room) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
     )
     .and_then(|mut statement| {
         statement.execute(params![
@@ -81,6 +82,7 @@ pub(crate) fn insert_sale(conn: &Connection, sale: &Sale) -> Result<(), StoreErr
             sale.created_at.as_millis(),
             sale.state.as_str(),
             version,
+            sale.waiting_room,
         ])
     })
     .context("inserting sale")?;

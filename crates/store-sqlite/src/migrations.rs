@@ -18,6 +18,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0002_order_lifecycle.sql"),
     include_str!("../migrations/0003_outbox_traces.sql"),
     include_str!("../migrations/0004_sale_controls.sql"),
+    include_str!("../migrations/0005_waiting_rooms.sql"),
 ];
 
 /// The schema version this build writes.

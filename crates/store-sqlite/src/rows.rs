@@ -41,11 +41,11 @@ pub(crate) fn product(row: &Row<'_>) -> Result<Product, StoreError> {
 }
 
 pub(crate) const SALE_COLUMNS: &str = "id, product_id, price_cents, currency, quantity, \
-     per_user_limit, starts_at, ends_at, payment_window_secs, created_at, state, version";
+     per_user_limit, starts_at, ends_at, payment_window_secs, created_at, state, version, waiting_room";
 
 /// How many columns [`SALE_COLUMNS`] lists: a query that reads more after
 /// them starts there.
-pub(crate) const SALE_COLUMN_COUNT: usize = 12;
+pub(crate) const SALE_COLUMN_COUNT: usize = 13;
 
 pub(crate) fn sale(row: &Row<'_>) -> Result<Sale, StoreError> {
     let window = int(row, 8, "sales.payment_window_secs")?;
@@ -64,6 +64,7 @@ pub(crate) fn sale(row: &Row<'_>) -> Result<Sale, StoreError> {
         created_at: timestamp(row, 9, "sales.created_at")?,
         state: SaleState::parse(state).ok_or_else(|| corrupt("sales.state", state))?,
         version: version(row, 11, "sales.version")?,
+        waiting_room: int(row, 12, "sales.waiting_room")? != 0,
     })
 }
 
@@ -416,7 +417,7 @@ mod tests {
             format!(
                 "SELECT '0190a4a0-0000-7000-8000-000000000001', \
                  '0190a4a0-0000-7000-8000-000000000002', 100, 'EUR', {quantity}, 1, 0, NULL, \
-                 60, 0, '{state}', {version}"
+                 60, 0, '{state}', {version}, 1"
             )
         };
         let read = |sql: String| {

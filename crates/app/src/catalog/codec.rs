@@ -65,6 +65,9 @@ struct SaleJson {
     created_at_ms: i64,
     state: String,
     version: u64,
+    /// Absent in entries cached before rooms existed.
+    #[serde(default)]
+    waiting_room: bool,
 }
 
 /// How sales are stored in the shared cache.
@@ -84,6 +87,7 @@ pub fn sale_codec() -> L2Codec<Arc<Sale>> {
                 created_at_ms: s.created_at.as_millis(),
                 state: s.state.as_str().to_owned(),
                 version: s.version,
+                waiting_room: s.waiting_room,
             })
             .unwrap_or_default()
         },
@@ -103,6 +107,7 @@ pub fn sale_codec() -> L2Codec<Arc<Sale>> {
                 created_at: Timestamp::from_millis(s.created_at_ms),
                 state: SaleState::parse(&s.state)?,
                 version: s.version,
+                waiting_room: s.waiting_room,
             }))
         },
     }
@@ -129,6 +134,7 @@ mod tests {
                 quantity: 10,
                 per_user_limit: Some(2),
                 ends_at: Some(now.plus_secs(60)),
+                waiting_room: true,
                 ..SaleRequest::default()
             },
             now,

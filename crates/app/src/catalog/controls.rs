@@ -126,6 +126,12 @@ impl CatalogService {
             .collect()
     }
 
+    /// The sales this node knows that have a waiting room.
+    pub fn room_sales(&self) -> Vec<Arc<Sale>> {
+        let sales = self.sales.all();
+        sales.iter().filter(|s| s.waiting_room).cloned().collect()
+    }
+
     /// One poll: applies every sale version in the store this node has not
     /// applied yet. Returns how many it applied.
     pub async fn sync_sales(&self) -> Result<usize, AppError> {

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use metrics::{Counter, counter};
+use stampede_domain::catalog::Sale;
 use stampede_domain::idempotency::{Answer, Fingerprint, IdempotencyKey};
 use stampede_domain::ids::{OrderId, SaleId, UserId};
 use stampede_domain::order::Order;
@@ -28,6 +29,7 @@ use crate::lifecycle::Lifecycle;
 use crate::ports::{
     Attempt, Clock, Decision, EventBus, LedgerError, OrderStore, Settlement, StockLedger,
 };
+use crate::room::{Standing, WaitingRoom};
 
 /// A purchase as the HTTP edge hands it over: every part already validated.
 #[derive(Debug, Clone)]
@@ -36,6 +38,8 @@ pub struct PurchaseRequest {
     pub key: IdempotencyKey,
     pub sale_id: SaleId,
     pub quantity: Quantity,
+    /// The `Queue-Ticket` shown, for a sale with a waiting room.
+    pub ticket: Option<String>,
 }
 
 /// A successful purchase: the order, and whether this was a repeat of an
@@ -62,6 +66,8 @@ struct Outcomes {
     unavailable: Counter,
     not_found: Counter,
     sale_paused: Counter,
+    not_your_turn: Counter,
+    queue_ticket: Counter,
     error: Counter,
 }
 
@@ -78,6 +84,8 @@ impl Outcomes {
             unavailable: c("unavailable"),
             not_found: c("not_found"),
             sale_paused: c("sale_paused"),
+            not_your_turn: c("not_your_turn"),
+            queue_ticket: c("queue_ticket"),
             error: c("error"),
         }
     }
@@ -94,6 +102,8 @@ impl Outcomes {
             Err(AppError::Overloaded(_)) => &self.overloaded,
             Err(AppError::Unavailable { .. }) => &self.unavailable,
             Err(AppError::NotFound) => &self.not_found,
+            Err(AppError::NotYourTurn(_)) => &self.not_your_turn,
+            Err(AppError::QueueTicket(_)) => &self.queue_ticket,
             Err(_) => &self.error,
         };
         counter.increment(1);
@@ -110,6 +120,7 @@ pub struct PurchaseService {
     repair: Arc<LedgerRepair>,
     answered: Arc<AnsweredKeys>,
     gates: Arc<SaleGates>,
+    room: Arc<WaitingRoom>,
     outcomes: Outcomes,
 }
 
@@ -126,6 +137,7 @@ impl PurchaseService {
         lifecycle: Arc<Lifecycle>,
         settings: CommitSettings,
         answered: Arc<AnsweredKeys>,
+        room: Arc<WaitingRoom>,
     ) -> Self {
         let ledger = repair.ledger().clone();
         let gates = Arc::new(SaleGates::new(settings.attempts_per_unit));
@@ -140,6 +152,7 @@ impl PurchaseService {
             repair,
             answered,
             gates,
+            room,
             outcomes: Outcomes::new(),
         }
     }
@@ -148,6 +161,21 @@ impl PurchaseService {
     /// what the ledger has left.
     pub fn gates(&self) -> &Arc<SaleGates> {
         &self.gates
+    }
+
+    /// The waiting rooms of the sales that have one.
+    pub fn room(&self) -> &Arc<WaitingRoom> {
+        &self.room
+    }
+
+    /// Joins `user` to the sale's waiting room, or tells them where they
+    /// stand (the same ticket every time).
+    pub async fn join_room(&self, sale_id: SaleId, user: &UserId) -> Result<Standing, AppError> {
+        if self.lifecycle.is_draining() {
+            return Err(AppError::unavailable("shutting down"));
+        }
+        let sale = self.sales.get(sale_id).await?.ok_or(AppError::NotFound)?;
+        self.room.join(&sale, user).await
     }
 
     /// Buys: answers from the key's memory, refuses in the ledger, or reserves
@@ -203,8 +231,36 @@ impl PurchaseService {
             Some(Answer::Won(order_id)) => return self.replay_won(order_id).await,
             None => {}
         }
+        if !sale.waiting_room {
+            return self.decide(&sale, request.quantity, attempt).await;
+        }
+        let user = &attempt.user;
+        (self.room)
+            .check(&sale, user, request.ticket.as_deref())
+            .await?;
+        let answer = self.decide(&sale, request.quantity, attempt).await;
+        match &answer {
+            // A paused sale is decided afresh after the resume: not served.
+            Err(AppError::Refused(Refusal::SalePaused)) => {}
+            Ok(_) | Err(AppError::Refused(_)) => self.room.served(sale.id),
+            Err(_) => {}
+        }
+        if matches!(answer, Err(AppError::Refused(Refusal::SoldOut))) {
+            // The room ends: every ticket is answered at once.
+            self.room.set_sold_out(sale.id, true);
+        }
+        answer
+    }
+
+    /// The decision in the ledger and, for a winner, the commit.
+    async fn decide(
+        &self,
+        sale: &Sale,
+        quantity: Quantity,
+        attempt: Attempt,
+    ) -> Result<Purchased, AppError> {
         // Held until the answer: the decision and, for a winner, its commit.
-        let _pass = self.gates.enter(request.sale_id).await.map_err(|_| {
+        let _pass = self.gates.enter(sale.id).await.map_err(|_| {
             AppError::Overloaded(
                 "the sale's queue would not admit this purchase within its deadline",
             )
@@ -215,14 +271,14 @@ impl PurchaseService {
                 Ok(decision) => decision,
                 // Unreachable, or lost this sale: if lost, the store has it.
                 Err(err @ LedgerError::Unavailable { .. }) => {
-                    self.repair.rebuild_soon(request.sale_id);
+                    self.repair.rebuild_soon(sale.id);
                     return Err(err.into());
                 }
                 Err(err) => return Err(err.into()),
             };
             match decision {
                 Decision::Reserved => {
-                    (self.gates).took(request.sale_id, request.quantity.get());
+                    (self.gates).took(sale.id, quantity.get());
                     break;
                 }
                 Decision::Replay(Answer::Won(order_id)) => {
@@ -233,7 +289,7 @@ impl PurchaseService {
                     if matches!(decision, Decision::Refused(Refusal::SoldOut)) {
                         // Sold out now: every waiter of this sale can be
                         // answered at once.
-                        self.gates.learn(request.sale_id, 0);
+                        self.gates.learn(sale.id, 0);
                     }
                     // What the ledger remembers, this node remembers too (a
                     // replay again: it may be another node's answer); a
@@ -254,7 +310,7 @@ impl PurchaseService {
                     wait.await;
                 }
                 Decision::UnknownSale => {
-                    self.repair.rebuild_soon(request.sale_id);
+                    self.repair.rebuild_soon(sale.id);
                     return Err(AppError::unavailable(
                         "the stock ledger is loading this sale",
                     ));
@@ -263,9 +319,9 @@ impl PurchaseService {
         }
 
         let order = Order::place(
-            &sale,
+            sale,
             attempt.user.clone(),
-            request.quantity,
+            quantity,
             attempt.key.clone(),
             attempt.now,
         );

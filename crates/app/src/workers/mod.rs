@@ -10,6 +10,7 @@
 //! - [`ExpirySweeper`]: expires unpaid orders past their payment window;
 //! - [`Reconciler`]: settles reservations a dead node left in a shared ledger;
 //! - [`SaleSync`]: applies admins' sale controls made on other nodes;
+//! - [`RoomPace`]: moves the waiting rooms' lines;
 //! - [`DeliveryWorker`]: POSTs due webhook deliveries;
 //! - [`PaymentWorker`]: sends payment jobs to the provider, and sweeps;
 //! - [`ConsumerWorker`]: runs a bus [`Consumer`] (the payment feeder, the
@@ -24,6 +25,7 @@ mod expiry;
 mod live;
 mod payments;
 mod reconcile;
+mod room_pace;
 mod sale_sync;
 mod webhook_delivery;
 mod webhook_fanout;
@@ -39,6 +41,7 @@ pub use expiry::ExpirySweeper;
 pub use live::LiveFeed;
 pub use payments::{PAYMENT_JOB, PaymentFeeder, PaymentWorker};
 pub use reconcile::Reconciler;
+pub use room_pace::RoomPace;
 pub use sale_sync::SaleSync;
 pub use webhook_delivery::DeliveryWorker;
 pub use webhook_fanout::WebhookFanout;

@@ -55,6 +55,7 @@ pub async fn a_sale_reads_back_as_it_was_inserted(store: Arc<dyn Store>) {
         starts_at: Some(NOW.plus_secs(60)),
         ends_at: Some(NOW.plus_secs(3600)),
         payment_window_secs: Some(300),
+        waiting_room: true,
     };
     let bounded = Sale::create(&product, &request, NOW).unwrap();
     let open_ended = Sale::create(&product, &sale_request(7), NOW).unwrap();

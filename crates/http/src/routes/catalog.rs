@@ -97,6 +97,7 @@ pub async fn create_sale(
         starts_at: timestamp("starts_at", body.starts_at)?,
         ends_at: timestamp("ends_at", body.ends_at)?,
         payment_window_secs: body.payment_window_secs,
+        waiting_room: body.waiting_room.unwrap_or(false),
     };
     let view = state.app().catalog.create_sale(product_id, request).await?;
     Ok((

@@ -10,6 +10,7 @@ pub mod profile;
 pub mod purchase;
 pub mod rate_limits;
 pub mod sale_controls;
+pub mod waiting_room;
 pub mod webhooks;
 
 use axum::http::{HeaderName, HeaderValue, header};

@@ -12,10 +12,11 @@ use axum::body::Bytes;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, FromRequestParts, Request, State};
 use axum::http::header::CONTENT_TYPE;
-use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use stampede_app::auth::Caller;
 use stampede_app::purchase::PurchaseRequest;
+use stampede_app::room::ticket;
 use stampede_domain::idempotency::IdempotencyKey;
 use stampede_domain::ids::SaleId;
 use stampede_domain::quantity::Quantity;
@@ -28,6 +29,9 @@ use crate::state::AppState;
 /// The route's template.
 pub const ROUTE: &str = "/api/v1/sales/{id}/purchase";
 
+/// A buyer's waiting-room ticket, for a sale that has a room.
+pub const QUEUE_TICKET: HeaderName = HeaderName::from_static("queue-ticket");
+
 /// Set on a purchase answered from an earlier request with the same key.
 pub const REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
 
@@ -35,7 +39,8 @@ pub const REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
 #[utoipa::path(post, path = "/api/v1/sales/{id}/purchase", tag = "sales",
     request_body = PurchaseBody, security(("bearer" = [])),
     params(("id" = String, Path, description = "Sale id"),
-           ("Idempotency-Key" = String, Header, min_length = 1, max_length = 128, pattern = r"^[!-~]([ -~]*[!-~])?$", description = "1–128 printable ASCII characters; a retry with the same key gets the first answer")),
+           ("Idempotency-Key" = String, Header, min_length = 1, max_length = 128, pattern = r"^[!-~]([ -~]*[!-~])?$", description = "1–128 printable ASCII characters; a retry with the same key gets the first answer"),
+           ("Queue-Ticket" = Option<String>, Header, max_length = 53, description = "For a sale with a waiting room: your ticket from `POST /sales/{id}/queue` (`403 queue-ticket` without it, `409 not-your-turn` before your place is reached)")),
     responses((status = 202, description = "The order is durable", body = OrderBody,
         headers(("Location" = String, description = "The order's URL"),
                 ("Idempotent-Replayed" = String, description = "`true` when this answers an earlier request with the same key")))))]
@@ -44,10 +49,20 @@ pub async fn purchase(
     Customer(caller): Customer,
     id: PathId,
     IdempotencyKeyHeader(key): IdempotencyKeyHeader,
+    headers: HeaderMap,
     ApiJson(body): ApiJson<PurchaseBody>,
 ) -> Result<Response, ApiError> {
     let sale_id = id.parse(SaleId::parse)?;
-    buy(&state, caller, sale_id, key, body.quantity).await
+    let ticket = queue_ticket(&headers);
+    buy(&state, caller, sale_id, key, ticket, body.quantity).await
+}
+
+/// The `Queue-Ticket` shown, if any; one too long to be a ticket is kept
+/// short, and refused as any wrong ticket is.
+fn queue_ticket(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(QUEUE_TICKET)?.as_bytes();
+    let shown = &value[..value.len().min(ticket::MAX_LEN + 1)];
+    Some(String::from_utf8_lossy(shown).into_owned())
 }
 
 /// The purchase as the edge calls it; `Err` hands the request back for the
@@ -66,9 +81,10 @@ pub(crate) async fn direct(state: &AppState, request: Request) -> Result<Respons
         let Customer(caller) = Customer::from_request_parts(&mut parts, state).await?;
         let IdempotencyKeyHeader(key) =
             IdempotencyKeyHeader::from_request_parts(&mut parts, state).await?;
+        let ticket = queue_ticket(&parts.headers);
         let quantity = body_quantity(Request::from_parts(parts, body), state).await?;
         let sale_id = sale_id.ok_or_else(ApiError::not_found)?;
-        buy(state, caller, sale_id, key, quantity).await
+        buy(state, caller, sale_id, key, ticket, quantity).await
     };
     Ok(answer.await.unwrap_or_else(IntoResponse::into_response))
 }
@@ -111,6 +127,7 @@ async fn buy(
     caller: Caller,
     sale_id: SaleId,
     key: IdempotencyKey,
+    ticket: Option<String>,
     quantity: i64,
 ) -> Result<Response, ApiError> {
     let quantity = Quantity::parse("quantity", quantity)?;
@@ -122,6 +139,7 @@ async fn buy(
             key,
             sale_id,
             quantity,
+            ticket,
         })
         .await?;
     let order = purchased.order;

@@ -186,6 +186,7 @@ impl<'a> Sim<'a> {
                 starts_at: None,
                 ends_at: None,
                 payment_window_secs: Some(rng.i64(1_800..=3_600)),
+                waiting_room: false,
             };
             let sale = Sale::create(&product, &request, now).map_err(|e| e.to_string())?;
             store.insert_sale(&sale).await.map_err(|e| e.to_string())?;

@@ -47,6 +47,7 @@ impl Sim<'_> {
             key: IdempotencyKey::parse(&format!("k{key}")).map_err(|e| e.to_string())?,
             sale_id: self.model.sales[sale].id,
             quantity: Quantity::parse("quantity", asked.into()).map_err(|e| e.to_string())?,
+            ticket: None,
         };
         let result = self.node()?.purchases.purchase(request).await;
         let faulted = self.plan_fired();

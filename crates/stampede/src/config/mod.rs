@@ -5,7 +5,8 @@
 //!   ([`CommitSettings`]), `idempotency` ([`KeyMemorySettings`]), `payment`
 //!   ([`PaymentSettings`] with its `breaker`), `payment_sim`
 //!   ([`SimulatedSettings`]), `webhook` ([`WebhookSettings`]), `cache`
-//!   ([`CacheSettings`]), `db` ([`PgSettings`]) and `http` ([`HttpConfig`]).
+//!   ([`CacheSettings`]), `room` ([`RoomSettings`]), `db` ([`PgSettings`])
+//!   and `http` ([`HttpConfig`]).
 //!   Each keeps its defaults in its `Default` impl and refuses unknown keys.
 //! - **Layers.** `Config::default()`, then the TOML file (`--config`,
 //!   `STAMPEDE_CONFIG`), then `STAMPEDE_*` variables, then flags, merged by
@@ -41,6 +42,7 @@ use stampede_app::cache::CacheSettings;
 use stampede_app::ledger::KeyMemorySettings;
 use stampede_app::payments::PaymentSettings;
 use stampede_app::purchase::CommitSettings;
+use stampede_app::room::RoomSettings;
 use stampede_app::webhooks::{SecretSealer, WebhookSettings};
 use stampede_bus_nats::NatsSettings;
 use stampede_flow::serde_duration::millis;
@@ -155,6 +157,7 @@ pub struct Config {
     #[serde(rename = "expiry_interval_ms", with = "millis")]
     pub expiry_interval: Duration,
     pub cache: CacheSettings,
+    pub room: RoomSettings,
     pub http: HttpConfig,
 }
 
@@ -194,6 +197,7 @@ impl Default for Config {
             webhook: app.webhooks,
             expiry_interval: app.expiry_interval,
             cache: app.cache,
+            room: app.room,
             http: HttpConfig::default(),
         }
     }
@@ -395,6 +399,7 @@ impl Settings {
             mut webhook,
             expiry_interval,
             cache,
+            room,
             http,
         } = config;
         let mut warnings = Vec::new();
@@ -563,6 +568,7 @@ impl Settings {
                 webhooks: webhook,
                 expiry_interval,
                 cache,
+                room,
                 run_workers: role != Role::Api,
                 run_live: role != Role::Worker,
                 reservation_timeout,

@@ -116,6 +116,7 @@ commit.queue_capacity            | 1..1000000      | Reserved orders that may wa
 commit.max_batch                 | 1..10000        | Most orders in one group commit
 commit.workers                   | 1..64           | Group commits in flight at once
 commit.attempts_per_unit         | 0..1000000      | Purchase attempts of a sale deciding or committing at once, per unit it has left (0: no bound)
+room.capacity                    | 1..100000000    | Most tickets a sale's waiting room issues; later joins get 503
 session_ttl_secs                 | 60..2592000     | Lifetime of tokens from POST /api/v1/sessions
 idempotency.retention_secs       | 1..2592000      | How long purchase answers are remembered per Idempotency-Key, at least
 idempotency.capacity             | 1000..100000000 | Refusals remembered in memory before the oldest go early

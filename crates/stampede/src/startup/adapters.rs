@@ -6,13 +6,13 @@ use std::time::Duration;
 
 use anyhow::Context;
 use stampede_app::ports::{
-    Clock, EventBus, JobQueue, Probe, SharedCache, StockLedger, Store, StoreProbe,
+    Clock, EventBus, JobQueue, Probe, RoomBook, SharedCache, StockLedger, Store, StoreProbe,
 };
 use stampede_bus_nats::{JetStreamBus, NatsSettings, OutboxRelay};
 use stampede_flow::limit::shared::RateStore;
-use stampede_inprocess::{MemoryJobQueue, MemoryLedger, OutboxBus};
+use stampede_inprocess::{MemoryJobQueue, MemoryLedger, MemoryRoomBook, OutboxBus};
 use stampede_ledger_redis::{
-    RedisCache, RedisLedger, RedisLedgerSettings, RedisRateSettings, RedisRateStore,
+    RedisCache, RedisLedger, RedisLedgerSettings, RedisRateSettings, RedisRateStore, RedisRoomBook,
 };
 use stampede_store_postgres::PgStore;
 use stampede_store_sqlite::{SqliteSettings, SqliteStore, Synchronous};
@@ -84,6 +84,17 @@ pub(super) fn open_rate_store(settings: &Settings) -> anyhow::Result<Option<Arc<
     let store = RedisRateStore::new(url, &settings.namespace, &RedisRateSettings::default())
         .context("building the Redis rate-limit store")?;
     Ok(Some(Arc::new(store)))
+}
+
+/// The waiting rooms' book: Redis when a Redis URL is set (cluster mode, on
+/// a connection of its own, made at the first call), else in memory.
+pub(super) fn open_room_book(settings: &Settings) -> anyhow::Result<Arc<dyn RoomBook>> {
+    let Some(url) = &settings.redis_url else {
+        return Ok(Arc::new(MemoryRoomBook::new()));
+    };
+    let book = RedisRoomBook::new(url, &settings.namespace)
+        .context("building the Redis waiting-room book")?;
+    Ok(Arc::new(book))
 }
 
 /// The catalog's shared read cache (L2): Redis when a Redis URL is set

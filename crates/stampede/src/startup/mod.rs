@@ -25,6 +25,7 @@ use stampede_app::App;
 use stampede_app::auth::JwtKey;
 use stampede_app::failure::Chain;
 use stampede_app::ports::{Clock, SystemClock};
+use stampede_app::room::TicketKey;
 use stampede_app::webhooks::SecretSealer;
 use stampede_app::workers::{Background, Next, StepError, Worker};
 use stampede_http::AppState;
@@ -36,7 +37,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Settings;
 use crate::secret;
-use adapters::{open_bus, open_ledger, open_rate_store, open_shared_cache, open_store};
+use adapters::{
+    open_bus, open_ledger, open_rate_store, open_room_book, open_shared_cache, open_store,
+};
 use services::{Adapters, start_app};
 
 pub use rules::LoadRules;
@@ -123,6 +126,8 @@ impl Server {
             sealer,
             probes,
             shared_cache: open_shared_cache(&settings)?,
+            room_book: open_room_book(&settings)?,
+            ticket_key: TicketKey::derive(jwt_secret.expose().as_bytes()),
         };
         let app = Arc::new(
             start_app(adapters, app_settings, background.clone())

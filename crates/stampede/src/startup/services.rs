@@ -13,14 +13,15 @@ use stampede_app::live::LiveEvents;
 use stampede_app::orders::OrderService;
 use stampede_app::payments::PaymentService;
 use stampede_app::ports::{
-    Clock, EventBus, JobQueue, PaymentProvider, Probe, SharedCache, StockLedger, Store, StoreProbe,
-    WebhookSender,
+    Clock, EventBus, JobQueue, PaymentProvider, Probe, RoomBook, SharedCache, StockLedger, Store,
+    StoreProbe, WebhookSender,
 };
 use stampede_app::purchase::{AnsweredKeys, PurchaseService};
+use stampede_app::room::{TicketKey, WaitingRoom};
 use stampede_app::webhooks::{SecretSealer, WebhookService, WebhookSettings};
 use stampede_app::workers::{
     Background, ConsumerWorker, DeliveryWorker, ExpirySweeper, LiveFeed, PaymentFeeder,
-    PaymentWorker, Reconciler, SaleSync, WebhookFanout,
+    PaymentWorker, Reconciler, RoomPace, SaleSync, WebhookFanout,
 };
 use stampede_app::{App, AppError, AppSettings};
 
@@ -42,6 +43,10 @@ pub struct Adapters {
     /// The shared read cache (L2) behind each catalog cache (cluster mode);
     /// `None`: the in-process caches alone.
     pub shared_cache: Option<Arc<dyn SharedCache>>,
+    /// The waiting rooms' lines.
+    pub room_book: Arc<dyn RoomBook>,
+    /// Signs waiting-room tickets (from the JWT secret: the same on every node).
+    pub ticket_key: TicketKey,
 }
 
 /// Rebuilds the ledger from the store, builds every service over the
@@ -64,6 +69,8 @@ pub(crate) async fn start_app(
         sealer,
         mut probes,
         shared_cache,
+        room_book,
+        ticket_key,
     } = adapters;
     if probes.is_empty() {
         probes.push(Arc::new(StoreProbe(store.clone())));
@@ -145,6 +152,12 @@ pub(crate) async fn start_app(
             lifecycle.clone(),
             settings.commit,
             Arc::new(AnsweredKeys::new(settings.key_retention_ms)),
+            Arc::new(WaitingRoom::new(
+                room_book,
+                ticket_key,
+                clock.clone(),
+                settings.room,
+            )),
         ),
         detail: DetailService::new(
             orders.clone(),
@@ -179,6 +192,12 @@ pub(crate) async fn start_app(
         app.catalog.clone(),
         app.purchases.gates().clone(),
         ledger_for_workers.clone(),
+    ));
+    app.background.run(RoomPace::new(
+        app.catalog.clone(),
+        app.purchases.room().clone(),
+        ledger_for_workers.clone(),
+        app.clock.clone(),
     ));
     if settings.run_live {
         app.background

@@ -48,6 +48,8 @@ mod sale_controls;
 mod sse;
 #[path = "../api/states.rs"]
 mod states;
+#[path = "../api/waiting_room.rs"]
+mod waiting_room;
 #[path = "../api/webhooks.rs"]
 mod webhooks;
 

@@ -134,6 +134,8 @@ const MATRIX: &[Row] = &[
     mutating("post", "/api/v1/sales/{id}/end", Body::Empty, admin_only(200)),
     mutating("patch", "/api/v1/sales/{id}", Body::SalePatch, admin_only(200)),
     mutating("post", "/api/v1/sales/{id}/stock", Body::Stock, admin_only(200)),
+    // The fixture's sale has no waiting room: customers are told so.
+    row("post", "/api/v1/sales/{id}/queue", Body::Empty, [401, 409, 409, 403, 401, 401, 401]),
     mutating("post", "/api/v1/sales/{id}/purchase", Body::Purchase, [401, 202, 202, 403, 401, 401, 401]),
     row("get", "/api/v1/orders", Body::Empty, [401, 200, 200, 200, 401, 401, 401]),
     row("get", "/api/v1/orders/{id}", Body::Empty, owner_or_admin(200)),

@@ -27,6 +27,7 @@ mod restart;
 mod sale_controls;
 mod sse;
 mod states;
+mod waiting_room;
 mod webhooks;
 
 /// This binary runs the servers on the embedded SQLite store.

@@ -193,6 +193,7 @@ async fn admins_see_every_background_worker_with_its_state_and_last_run() {
         "live-events",
         "payments",
         "reconcile",
+        "room-pace",
         "sale-sync",
         "webhook-delivery",
     ];
