@@ -1,6 +1,8 @@
 //! What a service call can answer besides success. The HTTP edge maps each
 //! variant to one problem type of docs/api.md §5; internal causes stay in the logs.
 
+use std::time::Duration;
+
 use stampede_domain::ValidationError;
 use stampede_domain::stock::Refusal;
 
@@ -34,10 +36,16 @@ pub enum AppError {
     NoWaitingRoom,
     /// A purchase of a room sale without a ticket of the caller's for it.
     #[error("no valid waiting-room ticket: {0:?}")]
-    QueueTicket(crate::room::TicketProblem),
+    QueueTicket(TicketProblem),
     /// A purchase of a room sale whose ticket's place is not reached yet.
     #[error("not this ticket's turn yet")]
-    NotYourTurn(crate::room::Wait),
+    NotYourTurn(Wait),
+    /// A purchase token asked for before it is issued: wait this long.
+    #[error("too early: tokens are issued in {0:?}")]
+    TooEarly(Duration),
+    /// An anti-abuse check refused (a proof of work, a captcha, a token).
+    #[error("refused by an anti-abuse check: {0:?}")]
+    Abuse(AbuseRefusal),
     /// The idempotency key was used for another request.
     #[error("idempotency key reused for another request")]
     IdempotencyMismatch,
@@ -64,6 +72,35 @@ pub enum AppError {
     },
 }
 
+/// A purchase of a waiting-room sale that must wait its turn (`crate::room`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Wait {
+    pub position: Option<u64>,
+    pub ahead: Option<u64>,
+    pub retry_after: Duration,
+    pub served_per_sec: f64,
+}
+
+/// Why a waiting-room ticket was not taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TicketProblem {
+    Missing,
+    /// Malformed, forged, or another user's or sale's.
+    Invalid,
+}
+
+/// Why an anti-abuse check refused (`crate::abuse`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AbuseRefusal {
+    /// No proof of work, or one that does not reach the bits, or a
+    /// challenge not this buyer's or too old.
+    ProofOfWork,
+    /// No captcha answer, or one the provider did not take.
+    Captcha,
+    /// A purchase without the buyer's token for the sale.
+    PurchaseToken,
+}
+
 context_constructors!(AppError {
     Unavailable => unavailable, unavailable_because;
     Internal => internal, internal_because;
@@ -84,6 +121,10 @@ impl AppError {
             // Rounded up: a client that waits what it is told is never early.
             Self::NotYourTurn(wait) => {
                 let secs = stampede_flow::limit::headers::delay_seconds(wait.retry_after);
+                Some(u32::try_from(secs.max(1)).unwrap_or(u32::MAX))
+            }
+            Self::TooEarly(wait) => {
+                let secs = stampede_flow::limit::headers::delay_seconds(*wait);
                 Some(u32::try_from(secs.max(1)).unwrap_or(u32::MAX))
             }
             Self::Unavailable { .. } => Some(5),

@@ -12,11 +12,13 @@
 //!   [`room`]: the waiting room of the sales that have one.
 //! - [`catalog`], [`orders`], [`accounts`], [`payments`], [`webhooks`]: the
 //!   services; [`detail`]: the fan-out order view; [`live`]: events for SSE.
-//! - [`auth`]: tokens, password hashes, webhook signatures.
+//! - [`auth`]: tokens, password hashes, webhook signatures;
+//!   [`abuse`]: purchase tokens, proof of work, the captcha hook.
 //! - [`events`]: what the outbox records for each state change.
 //! - [`App`]: every service over one set of adapters, as the start-up wires
 //!   them.
 
+pub mod abuse;
 pub mod accounts;
 pub mod admission;
 pub mod auth;
@@ -84,6 +86,8 @@ pub struct AppSettings {
     pub cache: cache::CacheSettings,
     /// The waiting rooms.
     pub room: room::RoomSettings,
+    /// Purchase tokens, proof of work.
+    pub abuse: abuse::AbuseSettings,
 }
 
 impl Default for AppSettings {
@@ -102,6 +106,7 @@ impl Default for AppSettings {
             reservation_timeout: Duration::from_secs(30),
             cache: cache::CacheSettings::default(),
             room: room::RoomSettings::default(),
+            abuse: abuse::AbuseSettings::default(),
         }
     }
 }
@@ -117,6 +122,8 @@ pub struct Check {
 /// Built in one place, the binary's start-up (`stampede::startup`).
 pub struct App {
     pub catalog: Arc<CatalogService>,
+    /// Purchase tokens, proof of work, the captcha hook.
+    pub abuse: abuse::AbuseGuard,
     pub purchases: PurchaseService,
     pub orders: Arc<OrderService>,
     pub accounts: AccountService,

@@ -322,6 +322,40 @@ impl From<OrderStatus> for OrderStatusBody {
     }
 }
 
+/// What a purchase token of a sale asks for.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChallengeBody {
+    /// Hash it with a nonce (`SHA-256("<challenge>:<nonce>")`) until the
+    /// digest starts with `bits` zero bits; `null` when no proof is asked.
+    /// Good for ten minutes.
+    pub challenge: Option<String>,
+    pub bits: u8,
+    /// A captcha answer must come with the request.
+    pub captcha: bool,
+    /// Tokens are issued from then on (RFC 3339).
+    pub token_from: String,
+}
+
+/// `POST /api/v1/sales/{id}/token`: the proofs asked, if any.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct TokenRequestBody {
+    #[schema(max_length = 64)]
+    pub challenge: Option<String>,
+    #[schema(max_length = 64)]
+    pub nonce: Option<String>,
+    /// What the captcha widget gave you.
+    #[schema(max_length = 4096)]
+    pub captcha: Option<String>,
+}
+
+/// A buyer's purchase token for one sale.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PurchaseTokenBody {
+    /// Send it as `Purchase-Token` when buying; yours and this sale's only.
+    pub token: String,
+}
+
 /// Where a buyer stands in a sale's waiting room.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct QueueBody {

@@ -305,3 +305,25 @@ mod tests {
         assert!(parse::<NewSaleBody>(r#"["p", null, 5]"#).is_err());
     }
 }
+
+/// The client's address as the edge sees it (a trusted proxy's
+/// `X-Forwarded-For` read), when the connection's is known.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientIp(pub Option<std::net::IpAddr>);
+
+impl FromRequestParts<AppState> for ClientIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let peer = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|info| info.0.ip());
+        Ok(Self(peer.map(|ip| {
+            state.protection().client_ip(ip, &parts.headers)
+        })))
+    }
+}

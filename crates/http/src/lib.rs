@@ -45,8 +45,8 @@ pub use state::{AppState, HttpSettings};
 
 use edge::Routes;
 use routes::{
-    accounts, catalog, live, ops, orders, payments, profile, purchase, rate_limits, sale_controls,
-    waiting_room, webhooks,
+    accounts, anti_abuse, catalog, live, ops, orders, payments, profile, purchase, rate_limits,
+    sale_controls, waiting_room, webhooks,
 };
 
 /// The API proper, served by `all` and `api` nodes.
@@ -74,6 +74,8 @@ fn api_routes(routes: Routes) -> Routes {
             post(sale_controls::change_stock),
         )
         .route("/api/v1/sales/{id}/queue", post(waiting_room::join_queue))
+        .route("/api/v1/sales/{id}/challenge", get(anti_abuse::challenge))
+        .route("/api/v1/sales/{id}/token", post(anti_abuse::token))
         .route(purchase::ROUTE, post(purchase::purchase))
         .route("/api/v1/orders", get(orders::list_orders))
         .route("/api/v1/orders/{id}", get(orders::get_order))

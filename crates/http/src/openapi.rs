@@ -17,8 +17,8 @@ use crate::dto;
 use crate::openapi_links::Links;
 use crate::problem::{CONTENT_TYPE, Problem};
 use crate::routes::{
-    accounts, catalog, live, ops, orders, payments, profile, purchase, rate_limits, sale_controls,
-    waiting_room, webhooks,
+    accounts, anti_abuse, catalog, live, ops, orders, payments, profile, purchase, rate_limits,
+    sale_controls, waiting_room, webhooks,
 };
 
 #[derive(OpenApi)]
@@ -29,7 +29,7 @@ use crate::routes::{
         catalog::create_sale, catalog::get_sale, catalog::sale_stats,
         sale_controls::pause_sale, sale_controls::resume_sale, sale_controls::end_sale,
         sale_controls::patch_sale, sale_controls::change_stock,
-        waiting_room::join_queue, purchase::purchase,
+        waiting_room::join_queue, anti_abuse::challenge, anti_abuse::token, purchase::purchase,
         orders::get_order, orders::list_orders, orders::cancel_order,
         orders::detail, orders::events, payments::pay, payments::webhook,
         webhooks::create, webhooks::list, webhooks::get, webhooks::delete, webhooks::deliveries,
@@ -88,7 +88,9 @@ const PROBLEMS: &[OperationProblems] = &[
     ("patch", "/api/v1/sales/{id}", &[(400, "bad-request"), (401, "unauthorized"), (403, "forbidden"), (404, "not-found"), (409, "sale-not-active"), (412, "precondition-failed"), (413, "payload-too-large"), (415, "unsupported-media-type"), (422, "validation"), (500, "internal"), (503, "unavailable")]),
     ("post", "/api/v1/sales/{id}/stock", &[(400, "bad-request"), (401, "unauthorized"), (403, "forbidden"), (404, "not-found"), (409, "sale-not-active, insufficient-stock"), (412, "precondition-failed"), (413, "payload-too-large"), (415, "unsupported-media-type"), (422, "validation"), (500, "internal"), (503, "unavailable")]),
     ("post", "/api/v1/sales/{id}/queue", &[(401, "unauthorized"), (403, "forbidden"), (404, "not-found"), (409, "no-waiting-room, sold-out, sale-not-active"), (500, "internal"), (503, "overloaded, unavailable")]),
-    ("post", "/api/v1/sales/{id}/purchase", &[(400, "bad-request"), (401, "unauthorized"), (403, "forbidden, queue-ticket"), (404, "not-found"), (409, "sold-out, limit-exceeded, sale-not-active, sale-paused, not-your-turn"), (413, "payload-too-large"), (415, "unsupported-media-type"), (422, "validation, idempotency-mismatch"), (500, "internal"), (503, "overloaded, unavailable")]),
+    ("get", "/api/v1/sales/{id}/challenge", &[(401, "unauthorized"), (403, "forbidden"), (404, "not-found"), (500, "internal"), (503, "unavailable")]),
+    ("post", "/api/v1/sales/{id}/token", &[(400, "bad-request"), (401, "unauthorized"), (403, "forbidden, verification-failed"), (404, "not-found"), (409, "too-early, sale-not-active"), (413, "payload-too-large"), (415, "unsupported-media-type"), (422, "validation"), (500, "internal"), (503, "unavailable")]),
+    ("post", "/api/v1/sales/{id}/purchase", &[(400, "bad-request"), (401, "unauthorized"), (403, "forbidden, queue-ticket, purchase-token"), (404, "not-found"), (409, "sold-out, limit-exceeded, sale-not-active, sale-paused, not-your-turn"), (413, "payload-too-large"), (415, "unsupported-media-type"), (422, "validation, idempotency-mismatch"), (500, "internal"), (503, "overloaded, unavailable")]),
     ("get", "/api/v1/orders/{id}", &[(401, "unauthorized"), (404, "not-found"), (500, "internal"), (503, "unavailable")]),
     ("get", "/api/v1/orders", &[(400, "bad-request"), (401, "unauthorized"), (422, "validation"), (500, "internal"), (503, "unavailable")]),
     ("post", "/api/v1/orders/{id}/cancel", &[(401, "unauthorized"), (404, "not-found"), (409, "invalid-state"), (500, "internal"), (503, "unavailable")]),

@@ -9,6 +9,7 @@ use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use stampede_app::AppError;
+use stampede_app::abuse::AbuseRefusal;
 use stampede_app::failure::Chain;
 use stampede_app::room::TicketProblem;
 use stampede_domain::ValidationError;
@@ -53,6 +54,9 @@ kinds! {
     NO_WAITING_ROOM = CONFLICT, "no-waiting-room", "The sale has no waiting room";
     QUEUE_TICKET = FORBIDDEN, "queue-ticket", "Waiting-room ticket required";
     NOT_YOUR_TURN = CONFLICT, "not-your-turn", "Not your turn yet";
+    TOO_EARLY = CONFLICT, "too-early", "Too early";
+    VERIFICATION_FAILED = FORBIDDEN, "verification-failed", "Verification failed";
+    PURCHASE_TOKEN = FORBIDDEN, "purchase-token", "Purchase token required";
     INSUFFICIENT_STOCK = CONFLICT, "insufficient-stock", "Insufficient stock";
     PRECONDITION_FAILED = PRECONDITION_FAILED, "precondition-failed", "Precondition failed";
     INVALID_STATE = CONFLICT, "invalid-state", "Invalid state for this operation";
@@ -280,6 +284,21 @@ impl From<AppError> for ApiError {
                 error.fields = Some(Box::new(fields));
                 error
             }
+            AppError::TooEarly(_) => Self::new(Kind::TOO_EARLY).with_detail(
+                "purchase tokens of this sale are not issued yet; ask again after Retry-After",
+            ),
+            AppError::Abuse(refusal) => match refusal {
+                AbuseRefusal::ProofOfWork => Self::new(Kind::VERIFICATION_FAILED).with_detail(
+                    "a proof of work is asked: a fresh challenge of yours from GET \
+                     /api/v1/sales/{id}/challenge and a nonce reaching its bits",
+                ),
+                AbuseRefusal::Captcha => Self::new(Kind::VERIFICATION_FAILED)
+                    .with_detail("a solved captcha is asked: send its answer as `captcha`"),
+                AbuseRefusal::PurchaseToken => Self::new(Kind::PURCHASE_TOKEN).with_detail(
+                    "purchases need your token for this sale: POST /api/v1/sales/{id}/token \
+                     and send it as Purchase-Token",
+                ),
+            },
             AppError::IdempotencyMismatch => Self::new(Kind::IDEMPOTENCY_MISMATCH)
                 .with_detail("this Idempotency-Key was first used with another path or body"),
             AppError::Unauthorized(detail) => Self::new(Kind::UNAUTHORIZED).with_detail(detail),

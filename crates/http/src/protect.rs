@@ -76,6 +76,11 @@ pub struct Protection {
 }
 
 impl Protection {
+    /// The client's address: the peer's, or the one a trusted proxy names.
+    pub fn client_ip(&self, peer: IpAddr, headers: &axum::http::HeaderMap) -> IpAddr {
+        self.trusted.client_ip(peer, headers)
+    }
+
     /// The adaptive in-flight limit, if the edge has one.
     pub fn adaptive(&self) -> Option<&AdaptiveLimit> {
         self.adaptive.as_ref()

@@ -154,6 +154,31 @@ async fn a_ticket_buys_only_for_its_user_and_only_once_its_place_is_reached() {
         }
         other => panic!("{other:?}"),
     }
+    // At the sell-out the room ends: a ticket not admitted is told at once,
+    // an admitted one goes on to the ledger, and no ticket is still no ticket.
+    room.learn_left(sale.id, Some(0));
+    assert!(matches!(
+        room.check(&sale, &user(window), Some(last)).await,
+        Err(AppError::Refused(stampede_domain::stock::Refusal::SoldOut))
+    ));
+    assert_eq!(
+        problem(room.check(&sale, &user(0), Some(first)).await),
+        None
+    );
+    assert_eq!(
+        problem(room.check(&sale, &user(0), None).await),
+        Some(TicketProblem::Missing)
+    );
+    assert!(matches!(
+        room.join(&sale, &user(1)).await,
+        Err(AppError::Refused(stampede_domain::stock::Refusal::SoldOut))
+    ));
+    // Units back: the line goes on.
+    room.learn_left(sale.id, Some(3));
+    assert!(matches!(
+        room.check(&sale, &user(window), Some(last)).await,
+        Err(AppError::NotYourTurn(_))
+    ));
     // A sale without a room needs no ticket, and has no room to join.
     let plain = room_sale(false);
     assert!(room.check(&plain, &user(0), None).await.is_ok());
@@ -225,6 +250,16 @@ async fn the_line_moves_and_says_it_moves_as_fast_as_purchases_drain_it() {
             "measured {:.1}/s at {rate}/s",
             standing.served_per_sec
         );
+        // With fewer units left than places ahead, the wait told is the
+        // time to the sell-out.
+        room.learn_left(sale.id, Some(99));
+        let capped = join(&room, &sale, LAST).await.retry_after.as_secs_f64();
+        let expected = (100.0 / rate as f64).clamp(0.25, 30.0);
+        assert!(
+            (capped - expected).abs() / expected < tolerance,
+            "at {rate}/s with 99 left: told {capped:.2} s, expected {expected:.2} s"
+        );
+        room.learn_left(sale.id, None);
         // Never more admitted and unserved than the window.
         let outstanding = admitted(&room, &sale).await - served;
         assert!(outstanding <= u64::from(DEFAULT_WINDOW), "{outstanding}");

@@ -7,6 +7,7 @@
 
 pub mod bus;
 pub mod cache;
+pub mod captcha;
 pub mod clock;
 pub mod guard;
 pub mod health;
@@ -19,6 +20,7 @@ pub mod store;
 
 pub use bus::{BusError, BusSubscription, EventBus};
 pub use cache::{CacheError, SharedCache};
+pub use captcha::{CaptchaError, CaptchaVerifier};
 pub use clock::{Clock, ManualClock, ManualClockHandle, SystemClock};
 pub use guard::StoreGuard;
 pub use health::{Probe, StoreProbe};

@@ -247,7 +247,7 @@ impl PurchaseService {
         }
         if matches!(answer, Err(AppError::Refused(Refusal::SoldOut))) {
             // The room ends: every ticket is answered at once.
-            self.room.set_sold_out(sale.id, true);
+            self.room.learn_left(sale.id, Some(0));
         }
         answer
     }

@@ -27,6 +27,8 @@ use tokio::time::Instant;
 pub use pace::{ADMITTED_COUNTS_FOR, MAX_WINDOW, MIN_WINDOW, RATE_OVER};
 pub use ticket::TicketKey;
 
+pub use crate::error::{TicketProblem, Wait};
+
 use crate::AppError;
 use crate::ports::{Clock, Joined, LedgerError, RoomBook, RoomCounters};
 use pace::Pace;
@@ -75,23 +77,6 @@ pub struct Standing {
     pub draw_at: Timestamp,
 }
 
-/// A purchase that must wait its turn.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Wait {
-    pub position: Option<u64>,
-    pub ahead: Option<u64>,
-    pub retry_after: Duration,
-    pub served_per_sec: f64,
-}
-
-/// Why a ticket was not taken.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TicketProblem {
-    Missing,
-    /// Malformed, forged, or another user's or sale's.
-    Invalid,
-}
-
 /// This node's waiting rooms.
 pub struct WaitingRoom {
     book: Arc<dyn RoomBook>,
@@ -109,6 +94,8 @@ struct Line {
     /// The last the book said, merged (counters only grow).
     counters: Mutex<RoomCounters>,
     sold_out: AtomicBool,
+    /// What the ledger had left at the last step (`u64::MAX`: not known).
+    left: AtomicU64,
     /// Purchases of admitted holders answered here since the last step.
     served: AtomicU64,
     pace: Mutex<Pace>,
@@ -178,6 +165,7 @@ impl WaitingRoom {
                     seed: fastrand::u64(..),
                     counters: Mutex::new(RoomCounters::default()),
                     sold_out: AtomicBool::new(false),
+                    left: AtomicU64::new(u64::MAX),
                     served: AtomicU64::new(0),
                     pace: Mutex::new(Pace::new(initial)),
                 })
@@ -210,18 +198,15 @@ impl WaitingRoom {
             Joined::Full => return Err(AppError::Overloaded("the sale's waiting room is full")),
         };
         let counters = line.learn(read);
-        let rate = line
-            .pace
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .rate();
         let text = self.key.issue(sale.id, user, ticket);
-        Ok(standing(text, ticket, counters, rate, sale.starts_at, now))
+        Ok(line.standing(text, ticket, counters, sale.starts_at, now))
     }
 
-    /// Lets a purchase of `sale` through if it needs no ticket, or its
-    /// ticket's place has been reached, or the sale has sold out (the ledger
-    /// then answers it, at once).
+    /// Lets a purchase of `sale` through if it needs no ticket, or shows
+    /// the buyer's ticket and its place has been reached. Once the room has
+    /// ended at the sell-out, a ticket not admitted is answered `sold-out`
+    /// at once; an admitted one still goes to the ledger, which sells it a
+    /// unit that came back, or refuses.
     pub async fn check(
         &self,
         sale: &Sale,
@@ -232,15 +217,15 @@ impl WaitingRoom {
             return Ok(());
         }
         let line = self.line(sale.id);
-        if line.sold_out.load(Ordering::Acquire) {
-            return Ok(());
-        }
         let text = ticket.ok_or(AppError::QueueTicket(TicketProblem::Missing))?;
         let number = (self.key)
             .read(sale.id, user, text)
             .ok_or(AppError::QueueTicket(TicketProblem::Invalid))?;
         if admitted(number, line.counters()) {
             return Ok(());
+        }
+        if line.sold_out.load(Ordering::Acquire) {
+            return Err(AppError::Refused(Refusal::SoldOut));
         }
         // Another node may have moved the line since this one last read it.
         let read = self
@@ -252,13 +237,8 @@ impl WaitingRoom {
         if admitted(number, counters) {
             return Ok(());
         }
-        let rate = line
-            .pace
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .rate();
         let now = self.clock.now();
-        let at = standing(String::new(), number, counters, rate, sale.starts_at, now);
+        let at = line.standing(String::new(), number, counters, sale.starts_at, now);
         Err(AppError::NotYourTurn(Wait {
             position: at.position,
             ahead: at.ahead,
@@ -273,9 +253,12 @@ impl WaitingRoom {
         self.line(sale).served.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// The ledger has nothing left (or has again, `false`).
-    pub fn set_sold_out(&self, sale: SaleId, sold_out: bool) {
-        self.line(sale).sold_out.store(sold_out, Ordering::Release);
+    /// What the ledger has left: none ends the room (until units come
+    /// back); the count caps the waits told.
+    pub fn learn_left(&self, sale: SaleId, left: Option<u64>) {
+        let line = self.line(sale);
+        line.left.store(left.unwrap_or(u64::MAX), Ordering::Relaxed);
+        line.sold_out.store(left == Some(0), Ordering::Release);
     }
 
     /// One pacing step for a started, live room sale: moves the line by the
@@ -334,13 +317,37 @@ fn admitted(ticket: u64, counters: RoomCounters) -> bool {
     draw::position(ticket, counters.draw).is_some_and(|at| at <= counters.admitted)
 }
 
+impl Line {
+    /// Where `ticket` stands in `counters`, with the wait the drain (purchases
+    /// answered per second) predicts.
+    fn standing(
+        &self,
+        text: String,
+        ticket: u64,
+        counters: RoomCounters,
+        starts_at: Timestamp,
+        now: Timestamp,
+    ) -> Standing {
+        let rate = self
+            .pace
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .rate();
+        let left = self.left.load(Ordering::Relaxed);
+        standing(text, ticket, counters, rate, left, starts_at, now)
+    }
+}
+
 /// Where `ticket` stands in `counters`, with the wait the drain `rate`
-/// (purchases answered per second) predicts.
+/// (purchases answered per second) predicts: for the places before it, or
+/// for the `left` units to sell out if that comes first, so a waiter behind
+/// more buyers than units comes back about when the sale sells out.
 fn standing(
     text: String,
     ticket: u64,
     counters: RoomCounters,
     rate: f64,
+    left: u64,
     starts_at: Timestamp,
     now: Timestamp,
 ) -> Standing {
@@ -355,7 +362,8 @@ fn standing(
         )
         .clamp(MIN_RETRY, MAX_RETRY),
         (Some(_), Some(ahead)) if rate > 0.0 => {
-            Duration::from_secs_f64((ahead + 1) as f64 / rate).clamp(MIN_RETRY, MAX_RETRY)
+            let before = (ahead + 1).min(left.saturating_add(1));
+            Duration::from_secs_f64(before as f64 / rate).clamp(MIN_RETRY, MAX_RETRY)
         }
         // Nothing drained yet: the line is just starting to move.
         (Some(_), Some(_)) => Duration::from_secs(1),

@@ -4,49 +4,30 @@
 //! tickets any node issued, and a ticket names nobody else's place: shown by
 //! another user, or for another sale, it does not verify.
 
-use std::fmt::Write as _;
-
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
 use stampede_domain::ids::{SaleId, UserId};
 
-type HmacSha256 = Hmac<Sha256>;
+use crate::auth::tags::{self, HmacSha256, TagKey};
 
 /// The longest ticket text: 20 digits, a dot, 32 hex digits.
 pub const MAX_LEN: usize = 53;
 
-const TAG_BYTES: usize = 16;
-
 /// The key tickets are signed with.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct TicketKey {
-    key: [u8; 32],
-}
-
-impl std::fmt::Debug for TicketKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("TicketKey(..)")
-    }
+    key: TagKey,
 }
 
 impl TicketKey {
     /// Derived from `secret` (the JWT secret) with a label of its own, so a
     /// ticket's MAC is never a token's.
     pub fn derive(secret: &[u8]) -> Self {
-        let mut mac = hmac(secret);
-        mac.update(b"stampede waiting-room tickets v1");
         Self {
-            key: mac.finalize().into_bytes().into(),
+            key: TagKey::derive(secret, "stampede waiting-room tickets v1"),
         }
     }
 
     pub fn issue(&self, sale: SaleId, user: &UserId, ticket: u64) -> String {
-        let tag = self.mac(sale, user, ticket).finalize().into_bytes();
-        let mut text = format!("{ticket}.");
-        for byte in &tag[..TAG_BYTES] {
-            let _ = write!(text, "{byte:02x}");
-        }
-        text
+        format!("{ticket}.{}", tags::hex_tag(self.mac(sale, user, ticket)))
     }
 
     /// The ticket's number, if `text` is a ticket this key issued to `user`
@@ -65,47 +46,15 @@ impl TicketKey {
             return None;
         }
         let ticket: u64 = number.parse().ok()?;
-        let tag = hex(tag)?;
-        self.mac(sale, user, ticket)
-            .verify_truncated_left(&tag)
-            .ok()
-            .map(|()| ticket)
+        tags::verify_hex_tag(self.mac(sale, user, ticket), tag).then_some(ticket)
     }
 
     fn mac(&self, sale: SaleId, user: &UserId, ticket: u64) -> HmacSha256 {
-        let mut mac = hmac(&self.key);
-        mac.update(sale.as_uuid().as_bytes());
-        // Lengths first: no two (user, number) pairs feed the same bytes.
-        mac.update(&(user.as_str().len() as u64).to_be_bytes());
-        mac.update(user.as_str().as_bytes());
+        use hmac::Mac;
+        let mut mac = self.key.scoped(sale, user);
         mac.update(&ticket.to_be_bytes());
         mac
     }
-}
-
-fn hmac(key: &[u8]) -> HmacSha256 {
-    // HMAC takes keys of any length; `new_from_slice` cannot fail for it.
-    match HmacSha256::new_from_slice(key) {
-        Ok(mac) => mac,
-        Err(_) => unreachable!("HMAC-SHA256 accepts keys of any length"),
-    }
-}
-
-/// Exactly `TAG_BYTES` bytes from lowercase hex.
-fn hex(text: &str) -> Option<[u8; TAG_BYTES]> {
-    if text.len() != TAG_BYTES * 2 {
-        return None;
-    }
-    let mut out = [0u8; TAG_BYTES];
-    for (byte, pair) in out.iter_mut().zip(text.as_bytes().chunks_exact(2)) {
-        let digit = |c: u8| match c {
-            b'0'..=b'9' => Some(c - b'0'),
-            b'a'..=b'f' => Some(c - b'a' + 10),
-            _ => None,
-        };
-        *byte = digit(pair[0])? << 4 | digit(pair[1])?;
-    }
-    Some(out)
 }
 
 #[cfg(test)]

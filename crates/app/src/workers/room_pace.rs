@@ -58,7 +58,7 @@ impl Worker for RoomPace {
                 continue;
             }
             let left = self.ledger.remaining(sale.id).await?;
-            self.room.set_sold_out(sale.id, left == Some(0));
+            self.room.learn_left(sale.id, left);
             self.room.pace(sale.id).await?;
         }
         Ok(Next::Idle)

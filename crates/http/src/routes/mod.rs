@@ -1,6 +1,7 @@
 //! Handlers, one module per area of docs/api.md §3.
 
 pub mod accounts;
+pub mod anti_abuse;
 pub mod catalog;
 pub mod live;
 pub mod ops;

@@ -14,6 +14,7 @@ use axum::extract::{FromRequest, FromRequestParts, Request, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use stampede_app::abuse;
 use stampede_app::auth::Caller;
 use stampede_app::purchase::PurchaseRequest;
 use stampede_app::room::ticket;
@@ -29,6 +30,9 @@ use crate::state::AppState;
 /// The route's template.
 pub const ROUTE: &str = "/api/v1/sales/{id}/purchase";
 
+/// A buyer's purchase token for the sale, when the service asks for them.
+pub const PURCHASE_TOKEN: HeaderName = HeaderName::from_static("purchase-token");
+
 /// A buyer's waiting-room ticket, for a sale that has a room.
 pub const QUEUE_TICKET: HeaderName = HeaderName::from_static("queue-ticket");
 
@@ -40,6 +44,7 @@ pub const REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
     request_body = PurchaseBody, security(("bearer" = [])),
     params(("id" = String, Path, description = "Sale id"),
            ("Idempotency-Key" = String, Header, min_length = 1, max_length = 128, pattern = r"^[!-~]([ -~]*[!-~])?$", description = "1–128 printable ASCII characters; a retry with the same key gets the first answer"),
+           ("Purchase-Token" = Option<String>, Header, max_length = 64, description = "Your token for this sale from `POST /sales/{id}/token`, when the service asks for purchase tokens (`403 purchase-token` without it)"),
            ("Queue-Ticket" = Option<String>, Header, max_length = 53, description = "For a sale with a waiting room: your ticket from `POST /sales/{id}/queue` (`403 queue-ticket` without it, `409 not-your-turn` before your place is reached)")),
     responses((status = 202, description = "The order is durable", body = OrderBody,
         headers(("Location" = String, description = "The order's URL"),
@@ -53,16 +58,29 @@ pub async fn purchase(
     ApiJson(body): ApiJson<PurchaseBody>,
 ) -> Result<Response, ApiError> {
     let sale_id = id.parse(SaleId::parse)?;
-    let ticket = queue_ticket(&headers);
-    buy(&state, caller, sale_id, key, ticket, body.quantity).await
+    let shown = Shown::read(&headers);
+    buy(&state, caller, sale_id, key, shown, body.quantity).await
 }
 
-/// The `Queue-Ticket` shown, if any; one too long to be a ticket is kept
-/// short, and refused as any wrong ticket is.
-fn queue_ticket(headers: &HeaderMap) -> Option<String> {
-    let value = headers.get(QUEUE_TICKET)?.as_bytes();
-    let shown = &value[..value.len().min(ticket::MAX_LEN + 1)];
-    Some(String::from_utf8_lossy(shown).into_owned())
+/// What a purchase shows besides its key: a waiting-room ticket and a
+/// purchase token, each kept short (one too long to be either is refused as
+/// any wrong one is).
+struct Shown {
+    ticket: Option<String>,
+    token: Option<String>,
+}
+
+impl Shown {
+    fn read(headers: &HeaderMap) -> Self {
+        let field = |name: &HeaderName, max: usize| {
+            let value = headers.get(name)?.as_bytes();
+            Some(String::from_utf8_lossy(&value[..value.len().min(max + 1)]).into_owned())
+        };
+        Self {
+            ticket: field(&QUEUE_TICKET, ticket::MAX_LEN),
+            token: field(&PURCHASE_TOKEN, abuse::MAX_LEN),
+        }
+    }
 }
 
 /// The purchase as the edge calls it; `Err` hands the request back for the
@@ -81,10 +99,10 @@ pub(crate) async fn direct(state: &AppState, request: Request) -> Result<Respons
         let Customer(caller) = Customer::from_request_parts(&mut parts, state).await?;
         let IdempotencyKeyHeader(key) =
             IdempotencyKeyHeader::from_request_parts(&mut parts, state).await?;
-        let ticket = queue_ticket(&parts.headers);
+        let shown = Shown::read(&parts.headers);
         let quantity = body_quantity(Request::from_parts(parts, body), state).await?;
         let sale_id = sale_id.ok_or_else(ApiError::not_found)?;
-        buy(state, caller, sale_id, key, ticket, quantity).await
+        buy(state, caller, sale_id, key, shown, quantity).await
     };
     Ok(answer.await.unwrap_or_else(IntoResponse::into_response))
 }
@@ -127,19 +145,21 @@ async fn buy(
     caller: Caller,
     sale_id: SaleId,
     key: IdempotencyKey,
-    ticket: Option<String>,
+    shown: Shown,
     quantity: i64,
 ) -> Result<Response, ApiError> {
     let quantity = Quantity::parse("quantity", quantity)?;
-    let purchased = state
-        .app()
+    let app = state.app();
+    app.abuse
+        .check(sale_id, &caller.user, shown.token.as_deref())?;
+    let purchased = app
         .purchases
         .purchase(PurchaseRequest {
             user: caller.user,
             key,
             sale_id,
             quantity,
-            ticket,
+            ticket: shown.ticket,
         })
         .await?;
     let order = purchased.order;

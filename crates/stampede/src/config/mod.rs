@@ -37,6 +37,7 @@ use figment::providers::Serialized;
 use figment::value::Value;
 use serde::{Deserialize, Serialize, Serializer};
 use stampede_app::AppSettings;
+use stampede_app::abuse::AbuseSettings;
 use stampede_app::auth::{JwtKey, PasswordSettings};
 use stampede_app::cache::CacheSettings;
 use stampede_app::ledger::KeyMemorySettings;
@@ -158,6 +159,10 @@ pub struct Config {
     pub expiry_interval: Duration,
     pub cache: CacheSettings,
     pub room: RoomSettings,
+    pub abuse: AbuseSettings,
+    /// The captcha provider's verification URL; `None`: no captcha asked.
+    pub captcha_verify_url: Option<String>,
+    pub captcha_secret: Option<Secret>,
     pub http: HttpConfig,
 }
 
@@ -198,6 +203,9 @@ impl Default for Config {
             expiry_interval: app.expiry_interval,
             cache: app.cache,
             room: app.room,
+            abuse: app.abuse,
+            captcha_verify_url: None,
+            captcha_secret: None,
             http: HttpConfig::default(),
         }
     }
@@ -314,6 +322,13 @@ pub struct LogSettings {
     pub traces: Option<stampede_trace::export::Plan>,
 }
 
+/// A captcha provider's `siteverify` endpoint and secret key.
+#[derive(Debug, Clone)]
+pub struct CaptchaSettings {
+    pub url: String,
+    pub secret: Secret,
+}
+
 /// Everything `stampede serve` needs, validated.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -350,6 +365,8 @@ pub struct Settings {
     /// generated and kept in the data directory.
     pub webhook_secret_key: Option<Secret>,
     pub payment_sim: SimulatedSettings,
+    /// The captcha provider, when purchase tokens ask for a captcha.
+    pub captcha: Option<CaptchaSettings>,
     /// Things worth a warning once logging is up.
     pub warnings: Vec<String>,
 }
@@ -400,6 +417,9 @@ impl Settings {
             expiry_interval,
             cache,
             room,
+            abuse,
+            captcha_verify_url,
+            captcha_secret,
             http,
         } = config;
         let mut warnings = Vec::new();
@@ -507,6 +527,33 @@ impl Settings {
         {
             return Err(Invalid::new("payment_webhook_secret", "must not be empty"));
         }
+        let captcha = match (captcha_verify_url, captcha_secret) {
+            (None, None) => None,
+            (Some(url), Some(secret)) => {
+                if !(url.starts_with("https://") || url.starts_with("http://")) {
+                    return Err(Invalid::new(
+                        "captcha_verify_url",
+                        "must start with https:// (or http://)",
+                    ));
+                }
+                if secret.expose().is_empty() {
+                    return Err(Invalid::new("captcha_secret", "must not be empty"));
+                }
+                Some(CaptchaSettings { url, secret })
+            }
+            (Some(_), None) => {
+                return Err(Invalid::new(
+                    "captcha_secret",
+                    "must be set with captcha_verify_url (the provider's secret key)",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(Invalid::new(
+                    "captcha_verify_url",
+                    "must be set with captcha_secret (e.g. https://hcaptcha.com/siteverify)",
+                ));
+            }
+        };
         if let Some(key) = &webhook_secret_key {
             if SecretSealer::from_hex(key.expose()).is_none() {
                 return Err(Invalid::new(
@@ -569,6 +616,7 @@ impl Settings {
                 expiry_interval,
                 cache,
                 room,
+                abuse,
                 run_workers: role != Role::Api,
                 run_live: role != Role::Worker,
                 reservation_timeout,
@@ -580,6 +628,7 @@ impl Settings {
             payment_webhook_secret,
             webhook_secret_key,
             payment_sim,
+            captcha,
             warnings,
         })
     }

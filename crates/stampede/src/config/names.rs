@@ -117,6 +117,11 @@ commit.max_batch                 | 1..10000        | Most orders in one group co
 commit.workers                   | 1..64           | Group commits in flight at once
 commit.attempts_per_unit         | 0..1000000      | Purchase attempts of a sale deciding or committing at once, per unit it has left (0: no bound)
 room.capacity                    | 1..100000000    | Most tickets a sale's waiting room issues; later joins get 503
+abuse.purchase_token             | -               | Purchases need the buyer's token for the sale (POST /api/v1/sales/{id}/token), issued only shortly before the start
+abuse.token_lead_secs            | 1..86400        | Purchase tokens are issued from this long before a sale's start
+abuse.pow_bits                   | 0..28           | Proof of work a purchase token asks: leading zero bits of SHA-256(challenge:nonce); 0: none
+captcha_verify_url               | -               | A captcha provider's verification URL (hCaptcha, reCAPTCHA, Turnstile `siteverify`): purchase tokens then need a solved captcha
+captcha_secret                   | -               | The captcha provider's secret key, sent with each verification
 session_ttl_secs                 | 60..2592000     | Lifetime of tokens from POST /api/v1/sessions
 idempotency.retention_secs       | 1..2592000      | How long purchase answers are remembered per Idempotency-Key, at least
 idempotency.capacity             | 1000..100000000 | Refusals remembered in memory before the oldest go early

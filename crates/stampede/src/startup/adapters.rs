@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use stampede_app::ports::{
-    Clock, EventBus, JobQueue, Probe, RoomBook, SharedCache, StockLedger, Store, StoreProbe,
+    CaptchaVerifier, Clock, EventBus, JobQueue, Probe, RoomBook, SharedCache, StockLedger, Store,
+    StoreProbe,
 };
 use stampede_bus_nats::{JetStreamBus, NatsSettings, OutboxRelay};
 use stampede_flow::limit::shared::RateStore;
@@ -14,6 +15,7 @@ use stampede_inprocess::{MemoryJobQueue, MemoryLedger, MemoryRoomBook, OutboxBus
 use stampede_ledger_redis::{
     RedisCache, RedisLedger, RedisLedgerSettings, RedisRateSettings, RedisRateStore, RedisRoomBook,
 };
+use stampede_outbound::HttpCaptchaVerifier;
 use stampede_store_postgres::PgStore;
 use stampede_store_sqlite::{SqliteSettings, SqliteStore, Synchronous};
 
@@ -95,6 +97,19 @@ pub(super) fn open_room_book(settings: &Settings) -> anyhow::Result<Arc<dyn Room
     let book = RedisRoomBook::new(url, &settings.namespace)
         .context("building the Redis waiting-room book")?;
     Ok(Arc::new(book))
+}
+
+/// The captcha provider's verification, when one is configured.
+pub(super) fn open_captcha(
+    settings: &Settings,
+) -> anyhow::Result<Option<Arc<dyn CaptchaVerifier>>> {
+    let Some(captcha) = &settings.captcha else {
+        return Ok(None);
+    };
+    let verifier =
+        HttpCaptchaVerifier::new(captcha.url.clone(), captcha.secret.expose().to_owned())
+            .context("building the captcha provider's HTTP client")?;
+    Ok(Some(Arc::new(verifier)))
 }
 
 /// The catalog's shared read cache (L2): Redis when a Redis URL is set

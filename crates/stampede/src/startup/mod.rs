@@ -25,7 +25,6 @@ use stampede_app::App;
 use stampede_app::auth::JwtKey;
 use stampede_app::failure::Chain;
 use stampede_app::ports::{Clock, SystemClock};
-use stampede_app::room::TicketKey;
 use stampede_app::webhooks::SecretSealer;
 use stampede_app::workers::{Background, Next, StepError, Worker};
 use stampede_http::AppState;
@@ -38,7 +37,8 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Settings;
 use crate::secret;
 use adapters::{
-    open_bus, open_ledger, open_rate_store, open_room_book, open_shared_cache, open_store,
+    open_bus, open_captcha, open_ledger, open_rate_store, open_room_book, open_shared_cache,
+    open_store,
 };
 use services::{Adapters, start_app};
 
@@ -127,7 +127,8 @@ impl Server {
             probes,
             shared_cache: open_shared_cache(&settings)?,
             room_book: open_room_book(&settings)?,
-            ticket_key: TicketKey::derive(jwt_secret.expose().as_bytes()),
+            tag_secret: jwt_secret.expose().as_bytes().to_vec(),
+            captcha: open_captcha(&settings)?,
         };
         let app = Arc::new(
             start_app(adapters, app_settings, background.clone())

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use stampede_app::abuse::AbuseGuard;
 use stampede_app::accounts::AccountService;
 use stampede_app::auth::{JwtKey, PasswordHasher};
 use stampede_app::catalog::{CatalogService, SaleDirectory};
@@ -13,8 +14,8 @@ use stampede_app::live::LiveEvents;
 use stampede_app::orders::OrderService;
 use stampede_app::payments::PaymentService;
 use stampede_app::ports::{
-    Clock, EventBus, JobQueue, PaymentProvider, Probe, RoomBook, SharedCache, StockLedger, Store,
-    StoreProbe, WebhookSender,
+    CaptchaVerifier, Clock, EventBus, JobQueue, PaymentProvider, Probe, RoomBook, SharedCache,
+    StockLedger, Store, StoreProbe, WebhookSender,
 };
 use stampede_app::purchase::{AnsweredKeys, PurchaseService};
 use stampede_app::room::{TicketKey, WaitingRoom};
@@ -45,8 +46,12 @@ pub struct Adapters {
     pub shared_cache: Option<Arc<dyn SharedCache>>,
     /// The waiting rooms' lines.
     pub room_book: Arc<dyn RoomBook>,
-    /// Signs waiting-room tickets (from the JWT secret: the same on every node).
-    pub ticket_key: TicketKey,
+    /// What waiting-room tickets, purchase tokens and proof-of-work
+    /// challenges derive their keys from: the JWT secret, the same on every
+    /// node.
+    pub tag_secret: Vec<u8>,
+    /// The captcha provider's verification, if one is configured.
+    pub captcha: Option<Arc<dyn CaptchaVerifier>>,
 }
 
 /// Rebuilds the ledger from the store, builds every service over the
@@ -70,7 +75,8 @@ pub(crate) async fn start_app(
         mut probes,
         shared_cache,
         room_book,
-        ticket_key,
+        tag_secret,
+        captcha,
     } = adapters;
     if probes.is_empty() {
         probes.push(Arc::new(StoreProbe(store.clone())));
@@ -136,6 +142,7 @@ pub(crate) async fn start_app(
         settings.expiry_interval,
     ));
     let app = App {
+        abuse: AbuseGuard::new(&tag_secret, settings.abuse, captcha, clock.clone()),
         purchases: PurchaseService::new(
             directory,
             Arc::new(LedgerRepair::new(
@@ -154,7 +161,7 @@ pub(crate) async fn start_app(
             Arc::new(AnsweredKeys::new(settings.key_retention_ms)),
             Arc::new(WaitingRoom::new(
                 room_book,
-                ticket_key,
+                TicketKey::derive(&tag_secret),
                 clock.clone(),
                 settings.room,
             )),

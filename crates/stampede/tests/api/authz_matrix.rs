@@ -72,6 +72,8 @@ enum Body {
     RateLimits,
     SalePatch,
     Stock,
+    /// Asking for a purchase token with no proofs (the test server asks none).
+    TokenRequest,
 }
 
 struct Row {
@@ -134,6 +136,8 @@ const MATRIX: &[Row] = &[
     mutating("post", "/api/v1/sales/{id}/end", Body::Empty, admin_only(200)),
     mutating("patch", "/api/v1/sales/{id}", Body::SalePatch, admin_only(200)),
     mutating("post", "/api/v1/sales/{id}/stock", Body::Stock, admin_only(200)),
+    row("get", "/api/v1/sales/{id}/challenge", Body::Empty, [401, 200, 200, 403, 401, 401, 401]),
+    row("post", "/api/v1/sales/{id}/token", Body::TokenRequest, [401, 200, 200, 403, 401, 401, 401]),
     // The fixture's sale has no waiting room: customers are told so.
     row("post", "/api/v1/sales/{id}/queue", Body::Empty, [401, 409, 409, 403, 401, 401, 401]),
     mutating("post", "/api/v1/sales/{id}/purchase", Body::Purchase, [401, 202, 202, 403, 401, 401, 401]),
@@ -230,6 +234,7 @@ fn body(kind: Body, fixture: &Fixture) -> Option<Value> {
         Body::Sale => Some(json!({"product_id": fixture.product, "quantity": 3})),
         Body::SalePatch => Some(json!({"per_user_limit": 2})),
         Body::Stock => Some(json!({"add": 1})),
+        Body::TokenRequest => Some(json!({})),
         Body::Purchase => Some(json!({"quantity": 1})),
         Body::Subscription => Some(subscription_body()),
         Body::Register => Some(json!({

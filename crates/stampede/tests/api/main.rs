@@ -6,6 +6,7 @@
 
 mod account_limits;
 mod accounts;
+mod anti_abuse;
 mod auth;
 mod authz_matrix;
 mod bus_loss;

@@ -43,6 +43,8 @@ mod shared_rate_limit;
 mod shutdown;
 #[path = "../binary/traces.rs"]
 mod traces;
+#[path = "../binary/waiting_room.rs"]
+mod waiting_room;
 
 /// This binary runs the servers on PostgreSQL.
 const ON_POSTGRES: bool = true;

@@ -17,6 +17,7 @@ mod rule_reload;
 mod sale_controls;
 mod shutdown;
 mod traces;
+mod waiting_room;
 
 /// This binary runs the servers on the embedded SQLite store.
 const ON_POSTGRES: bool = false;
