@@ -245,9 +245,18 @@ impl PurchaseService {
             Ok(_) | Err(AppError::Refused(_)) => self.room.served(sale.id),
             Err(_) => {}
         }
-        if matches!(answer, Err(AppError::Refused(Refusal::SoldOut))) {
+        match &answer {
             // The room ends: every ticket is answered at once.
-            self.room.learn_left(sale.id, Some(0));
+            Err(AppError::Refused(Refusal::SoldOut)) => self.room.learn_left(sale.id, Some(0)),
+            // A unit gone: what is left caps the room's admissions and the
+            // waits it tells, and none left ends it now rather than at its
+            // next step (one ledger read per unit sold, bounded by the stock).
+            Ok(purchased) if !purchased.replayed => {
+                if let Ok(Some(left)) = self.ledger.remaining(sale.id).await {
+                    self.room.learn_left(sale.id, Some(left));
+                }
+            }
+            _ => {}
         }
         answer
     }

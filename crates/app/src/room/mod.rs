@@ -276,7 +276,11 @@ impl WaitingRoom {
             if let Some((in_flight, limit)) = self.load() {
                 pace.adjust(now, in_flight, limit);
             }
+            // No more admitted and not served than units left: the rest
+            // would only be told `sold-out` at the purchase.
+            let left = line.left.load(Ordering::Relaxed);
             pace.room(now)
+                .min(left.saturating_sub(pace.outstanding(now)))
         };
         let before = line.counters().admitted;
         let read = match self.book.admit(sale, line.seed, by, served).await {
@@ -328,26 +332,49 @@ impl Line {
         starts_at: Timestamp,
         now: Timestamp,
     ) -> Standing {
-        let rate = self
-            .pace
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .rate();
+        let (rate, window) = {
+            let pace = self.pace.lock().unwrap_or_else(PoisonError::into_inner);
+            (pace.rate(), pace.window())
+        };
         let left = self.left.load(Ordering::Relaxed);
-        standing(text, ticket, counters, rate, left, starts_at, now)
+        let drain = Drain { rate, window, left };
+        standing(text, ticket, counters, drain, starts_at, now)
     }
 }
 
-/// Where `ticket` stands in `counters`, with the wait the drain `rate`
-/// (purchases answered per second) predicts: for the places before it, or
-/// for the `left` units to sell out if that comes first, so a waiter behind
-/// more buyers than units comes back about when the sale sells out.
+/// What the wait told is computed from.
+#[derive(Debug, Clone, Copy)]
+struct Drain {
+    /// Purchases answered a second, measured; 0 before any.
+    rate: f64,
+    /// This node's window: the guess of the rate before one is measured
+    /// (about a window a second is let in at the start).
+    window: u64,
+    /// Units the ledger had left; `u64::MAX`: not known.
+    left: u64,
+}
+
+impl Drain {
+    fn rate_or_guess(&self) -> f64 {
+        if self.rate > 0.0 {
+            self.rate
+        } else {
+            self.window.max(1) as f64
+        }
+    }
+}
+
+/// Where `ticket` stands in `counters`, with the wait the drain predicts:
+/// for the places before it, or for the units left to sell out if that
+/// comes first, so a waiter behind more buyers than units comes back about
+/// when the sale sells out. Before the draw, the wait is to the start, with
+/// up to a second more, spread by ticket, so a crowd does not come back in
+/// one instant.
 fn standing(
     text: String,
     ticket: u64,
     counters: RoomCounters,
-    rate: f64,
-    left: u64,
+    drain: Drain,
     starts_at: Timestamp,
     now: Timestamp,
 ) -> Standing {
@@ -357,16 +384,16 @@ fn standing(
     let retry_after = match (position, ahead) {
         _ if admitted => Duration::ZERO,
         // Before the draw: at the start, when positions are known.
-        (None, _) | (_, None) => Duration::from_millis(
-            u64::try_from(starts_at.as_millis() - now.as_millis()).unwrap_or(0),
-        )
-        .clamp(MIN_RETRY, MAX_RETRY),
-        (Some(_), Some(ahead)) if rate > 0.0 => {
-            let before = (ahead + 1).min(left.saturating_add(1));
-            Duration::from_secs_f64(before as f64 / rate).clamp(MIN_RETRY, MAX_RETRY)
+        (None, _) | (_, None) => {
+            let to_start = u64::try_from(starts_at.as_millis() - now.as_millis()).unwrap_or(0);
+            let spread = ticket.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 54; // 0..1024 ms
+            Duration::from_millis(to_start + spread).clamp(MIN_RETRY, MAX_RETRY)
         }
-        // Nothing drained yet: the line is just starting to move.
-        (Some(_), Some(_)) => Duration::from_secs(1),
+        (Some(_), Some(ahead)) => {
+            let before = (ahead + 1).min(drain.left.saturating_add(1));
+            Duration::from_secs_f64(before as f64 / drain.rate_or_guess())
+                .clamp(MIN_RETRY, MAX_RETRY)
+        }
     };
     Standing {
         ticket: text,
@@ -374,7 +401,7 @@ fn standing(
         ahead,
         admitted,
         retry_after,
-        served_per_sec: rate,
+        served_per_sec: drain.rate,
         draw_at: starts_at,
     }
 }

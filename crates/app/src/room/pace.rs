@@ -79,7 +79,6 @@ impl Pace {
         self.window.saturating_sub(self.outstanding(now))
     }
 
-    #[cfg(test)]
     pub fn window(&self) -> u64 {
         self.window
     }
