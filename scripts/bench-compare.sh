@@ -80,14 +80,31 @@ for label in "AB":
             "sold_p99": (d.get("sell_out") or {}).get("waited_p99_ms"),
             "sold_max": (d.get("sell_out") or {}).get("waited_max_ms"),
         })
+        room = d.get("waiting_room")
+        if room:
+            pick = lambda s, k: (room.get(s) or {}).get(k)
+            rows[label][-1].update({
+                "room_sold_s": room.get("sold_out_after_s"),
+                "room_admit_p99": pick("admission_wait_ms", "p99"),
+                "room_told_p99": pick("told_sold_out_ms", "p99"),
+                "room_polls": room.get("polls_mean"),
+                "room_rho": pick("fairness", "spearman"),
+                "room_line_told": pick("retry_after", "line_over_told_p50"),
+                "room_peak_ratio": pick("load", "queue_peak_ratio"),
+            })
         x = rows[label][-1]
         print(f"{label} round {r}: livez {x['livez']:.0f}/s, refused {x['losing']:.0f}/s "
               f"({x['losing_ratio']:.3f}), won {x['won']:.0f}/s ({x['won_ratio']:.3f}), "
               f"won p99 {x['won_p99']} ms, peak RSS {x['rss_kb']} kB, audit {x['audit']}, "
               f"server CPU/req livez {x['livez_us']} µs, purchase {x['purchase_us']} µs, "
               f"in flight at the sell-out answered within p99 {x['sold_p99']} / max {x['sold_max']} ms")
+        if room:
+            print(f"  waiting room: sold out {x['room_sold_s']} s after the start, admitted p99 "
+                  f"{x['room_admit_p99']} ms, told sold-out in line p99 {x['room_told_p99']} ms, "
+                  f"polls/customer {x['room_polls']}, Spearman {x['room_rho']}, "
+                  f"lived÷told {x['room_line_told']}, queue peak÷livez {x['room_peak_ratio']}")
 def med(label, key):
-    vals = [x[key] for x in rows[label] if x[key] is not None]
+    vals = [x[key] for x in rows[label] if x.get(key) is not None]
     return statistics.median(vals) if vals else float("nan")
 print("median      livez/s   refused÷livez   won/s   won÷livez   won p99 ms   peak RSS kB"
       "   server µs/req livez   purchase   after sell-out p99/max ms")
@@ -96,5 +113,13 @@ for label in "AB":
           f"{med(label,'won'):5.0f}   {med(label,'won_ratio'):9.3f}   {med(label,'won_p99'):10}   "
           f"{med(label,'rss_kb'):11}   {med(label,'livez_us'):19}   {med(label,'purchase_us'):8}   "
           f"{med(label,'sold_p99')}/{med(label,'sold_max')}")
+if any("room_polls" in x for label in "AB" for x in rows[label]):
+    print("median      sold out s   admitted p99 ms   told sold-out p99 ms   polls/customer"
+          "   Spearman   lived÷told   queue peak÷livez")
+    for label in "AB":
+        print(f"{label}        {med(label,'room_sold_s'):10}   {med(label,'room_admit_p99'):15}   "
+              f"{med(label,'room_told_p99'):20}   {med(label,'room_polls'):14}   "
+              f"{med(label,'room_rho'):8}   {med(label,'room_line_told'):10}   "
+              f"{med(label,'room_peak_ratio'):16}")
 PY
 echo "raw results: $OUT"

@@ -59,6 +59,17 @@ pub enum Scenario {
     /// requests in flight at the sell-out waited past it.
     #[value(name = "crowd-100x-stock")]
     Crowd100xStock,
+    /// A sale with a waiting room (docs/api.md §3.3): the sale starts
+    /// `--room-lead-ms` after it is created, every one of `--users`
+    /// customers joins its room before then (joins spread over the lead
+    /// time), polls `POST /queue` as each answer's `retry_after_ms` says
+    /// until admitted or told `sold-out`, and buys one unit once with its
+    /// ticket. Runs until every customer is done, at most `--duration` +
+    /// 30 s (the room's longest wait) past the start. The report's
+    /// waiting-room section: waits, polls, the sell-out as the line saw
+    /// it, the draw's fairness and the waits told against those lived.
+    #[value(name = "waiting-room")]
+    WaitingRoom,
 }
 
 /// `stampede bench flash-sale`
@@ -135,6 +146,15 @@ pub struct FlashSaleArgs {
     /// Print the results as JSON on stdout (the human report goes to stderr).
     #[arg(long, env = "STAMPEDE_BENCH_JSON")]
     pub json: bool,
+    /// `--scenario waiting-room`: milliseconds from the sale's creation to
+    /// its start (the draw), over which the customers join.
+    #[arg(
+        long,
+        env = "STAMPEDE_BENCH_ROOM_LEAD_MS",
+        default_value_t = 3_000,
+        value_name = "MS"
+    )]
+    pub room_lead_ms: u64,
     /// Skip the GET /livez ceiling phase (the ratios are then not reported).
     #[arg(long, env = "STAMPEDE_BENCH_NO_CEILING")]
     pub no_ceiling: bool,

@@ -766,7 +766,7 @@ fn remember(history: &mut Vec<Sent>, rng: &mut fastrand::Rng, sent: Sent) {
 }
 
 /// The order id of a 202: the last segment of `Location`, else the body's `id`.
-fn order_id(answer: &Answer) -> Option<String> {
+pub(crate) fn order_id(answer: &Answer) -> Option<String> {
     if let Some(id) = answer
         .headers
         .get(LOCATION)
@@ -787,7 +787,7 @@ fn order_id(answer: &Answer) -> Option<String> {
 
 /// A short description of an unexpected answer, stable across requests so
 /// that equal failures add up.
-fn describe(answer: &Answer) -> String {
+pub(crate) fn describe(answer: &Answer) -> String {
     match crate::outcome::problem_slug(&answer.body) {
         Some(slug) => format!("HTTP {} {}", answer.status, String::from_utf8_lossy(slug)),
         None => format!("HTTP {}", answer.status),

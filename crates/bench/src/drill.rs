@@ -373,6 +373,7 @@ fn run_round(
         replay_ratio: 0.2,
         quantity: 1,
         json: false,
+        room_lead_ms: 0,
         no_ceiling: true,
         no_audit: true,
         timeout: Duration::from_secs(5),

@@ -11,7 +11,10 @@
 //!    or open loop; answers are classified ([`outcome`]) and their latencies
 //!    recorded in HDR histograms ([`report`]); a line per second on a
 //!    terminal ([`progress`]); the sell-out as the crowd saw it
-//!    ([`sell_out`]).
+//!    ([`sell_out`]). With `--scenario waiting-room`, the sale is made
+//!    after the ceiling phase, to start a lead time later, and the
+//!    purchase phase is [`room`]: customers who join the sale's waiting
+//!    room, poll it as told and buy once admitted ([`room_stats`]).
 //! 4. [`audit`]: the server's state checked against the contract.
 //! 5. [`report`]: the human report, and the JSON document with `--json`.
 //!
@@ -29,18 +32,21 @@ pub mod procfs;
 pub mod progress;
 pub mod report;
 pub mod report_html;
+pub mod room;
+pub mod room_stats;
 pub mod sell_out;
 pub mod timeline;
 pub mod users;
 
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use bytes::Bytes;
 use hyper::{Method, StatusCode};
 use serde::Deserialize;
+use stampede_domain::time::Timestamp;
 
 use crate::audit::{AuditPlan, AuditReport};
 use crate::cli::{AuditArgs, BenchCommand, CheckHistoryArgs, FlashSaleArgs, Scenario};
@@ -51,6 +57,8 @@ use crate::outcome::Outcome;
 use crate::procfs::CpuMeter;
 use crate::progress::Progress;
 use crate::report::{PhaseSummary, ProcessUsage, ReplayStats, Report, round3};
+use crate::room::RoomWork;
+use crate::room_stats::WaitingRoom;
 use crate::users::{Minter, Users};
 
 /// Exit code of a run whose audit found a violation.
@@ -175,20 +183,26 @@ struct Created {
     id: String,
 }
 
+/// A sale as the API answers it, as far as the bench reads it.
 #[derive(Debug, Deserialize)]
 struct SaleTerms {
+    id: String,
     quantity: u64,
     per_user_limit: u64,
+    starts_at: String,
+    #[serde(default)]
+    waiting_room: bool,
 }
 
-/// The sale to buy from: the given one, or a new product and sale.
-/// Returns its id, stock and per-user limit.
+/// The sale to buy from: the given one, or a new product and sale (with
+/// `room_lead`, a sale with a waiting room starting that much later).
 async fn prepare_sale(
     api: &mut Api,
     minter: &Minter,
     run_id: &str,
     args: &FlashSaleArgs,
-) -> anyhow::Result<(String, u64, u64)> {
+    room_lead: Option<Duration>,
+) -> anyhow::Result<SaleTerms> {
     if let Some(sale) = &args.sale {
         let terms: SaleTerms = api
             .json(
@@ -200,7 +214,7 @@ async fn prepare_sale(
             )
             .await
             .with_context(|| format!("reading sale {sale}"))?;
-        return Ok((sale.clone(), terms.quantity, terms.per_user_limit));
+        return Ok(terms);
     }
     let admin = minter.admin(run_id)?;
     let product: Created = api
@@ -218,26 +232,37 @@ async fn prepare_sale(
         )
         .await
         .context("creating the product")?;
-    let sale: Created = api
-        .json(
-            Method::POST,
-            "/api/v1/sales",
-            Some(&admin),
-            Some(&serde_json::json!({
-                "product_id": product.id,
-                "quantity": args.stock,
-                "per_user_limit": args.per_user_limit,
-                "payment_window_secs": PAYMENT_WINDOW_SECS,
-            })),
-            StatusCode::CREATED,
-        )
-        .await
-        .context("creating the sale")?;
-    Ok((
-        sale.id,
-        u64::from(args.stock),
-        u64::from(args.per_user_limit),
-    ))
+    let mut sale = serde_json::json!({
+        "product_id": product.id,
+        "quantity": args.stock,
+        "per_user_limit": args.per_user_limit,
+        "payment_window_secs": PAYMENT_WINDOW_SECS,
+    });
+    if let Some(lead) = room_lead {
+        let lead = i64::try_from(lead.as_millis()).unwrap_or(i64::MAX);
+        sale["waiting_room"] = true.into();
+        sale["starts_at"] = Timestamp::now().plus_millis(lead).to_rfc3339().into();
+    }
+    api.json(
+        Method::POST,
+        "/api/v1/sales",
+        Some(&admin),
+        Some(&sale),
+        StatusCode::CREATED,
+    )
+    .await
+    .context("creating the sale")
+}
+
+/// `at` on this process's monotonic clock (before now if it has passed).
+fn instant_at(at: Timestamp) -> Instant {
+    let (now, wall) = (Instant::now(), Timestamp::now());
+    let gap = Duration::from_millis(at.as_millis().abs_diff(wall.as_millis()));
+    if at >= wall {
+        now + gap
+    } else {
+        now.checked_sub(gap).unwrap_or(now)
+    }
 }
 
 /// `cpu`: the (server, generator) CPU seconds the phase took.
@@ -279,9 +304,61 @@ fn with_scenario(args: &FlashSaleArgs) -> FlashSaleArgs {
             args.per_user_limit = 1;
             args.quantity = 1;
         }
+        Some(Scenario::WaitingRoom) => {
+            args.per_user_limit = 1;
+            args.quantity = 1;
+            args.replay_ratio = 0.0;
+        }
         None => {}
     }
     args
+}
+
+/// The purchase phase of `--scenario waiting-room` on `sale`: its
+/// purchases as a purchase phase, and the room's section of the report.
+async fn room_phase(
+    args: &FlashSaleArgs,
+    targets: &[Target],
+    sale: &SaleTerms,
+    users: Arc<Users>,
+    run_id: &str,
+) -> anyhow::Result<(crowd::PhaseResult, WaitingRoom)> {
+    if !sale.waiting_room {
+        bail!(
+            "sale {} has no waiting room (its answer says `waiting_room` false, or nothing: a \
+             server without waiting rooms?)",
+            sale.id
+        );
+    }
+    let starts_at = Timestamp::parse_rfc3339("starts_at", &sale.starts_at)
+        .map_err(|e| anyhow::anyhow!("sale {}: starts_at {}", sale.id, e.message))?;
+    let draw = instant_at(starts_at);
+    let lead = Duration::from_millis(args.room_lead_ms);
+    // Joins end a little before the start, so that they reach the server
+    // before it; a sale that has started already takes them over the lead.
+    let margin = (lead / 10).min(Duration::from_millis(500));
+    let now = Instant::now();
+    let joins_until = if draw > now + margin {
+        draw - margin
+    } else {
+        now + lead
+    };
+    let work = RoomWork {
+        sale_id: sale.id.clone(),
+        users,
+        run_id: run_id.to_owned(),
+        connections: args.connections,
+        timeout: args.timeout,
+        draw,
+        joins_until,
+        // The room's longest wait past the run's length.
+        deadline: draw.max(joins_until)
+            + args.duration.unwrap_or(Duration::from_secs(10))
+            + Duration::from_secs(30),
+        lead_ms: args.room_lead_ms,
+    };
+    let result = room::run(work, targets).await?;
+    Ok((result.purchase, result.section))
 }
 
 /// [`flash_sale`] recording into `history` (which the caller may also write
@@ -306,6 +383,19 @@ pub async fn flash_sale_with(
     if !(0.0..=1.0).contains(&args.pay_cancel_ratio) {
         bail!("--pay-cancel-ratio must be between 0 and 1");
     }
+    let room = args.scenario == Some(Scenario::WaitingRoom);
+    if room {
+        for (given, flag) in [
+            (args.rate.is_some(), "--rate"),
+            (args.requests.is_some(), "--requests"),
+            (args.pay_cancel_ratio > 0.0, "--pay-cancel-ratio"),
+            (history.is_some(), "--history"),
+        ] {
+            if given {
+                bail!("{flag} does not go with --scenario waiting-room");
+            }
+        }
+    }
     let target = Target::resolve(&args.server.target).await?;
     let mut targets = vec![target.clone()];
     for url in &args.also_targets {
@@ -316,9 +406,15 @@ pub async fn flash_sale_with(
     let prefix = format!("bench-{run_id}-");
     let users = Arc::new(Users::mint(&minter, &prefix, args.users)?);
 
+    // A room sale is made after the ceiling phase: it starts a lead time
+    // after its creation, and every customer joins in between.
+    let room_lead = room.then(|| Duration::from_millis(args.room_lead_ms));
     let mut api = Api::new(target.clone());
-    let (sale_id, stock, per_user_limit) = prepare_sale(&mut api, &minter, &run_id, args).await?;
-    drop(api);
+    let mut sale = if room {
+        None
+    } else {
+        Some(prepare_sale(&mut api, &minter, &run_id, args, None).await?)
+    };
 
     let duration = match (args.duration, args.requests) {
         (Some(d), _) => Some(d),
@@ -343,22 +439,43 @@ pub async fn flash_sale_with(
         Some(summary(&livez, meter.seconds()))
     };
 
-    let work = Work::Purchase(Arc::new(PurchaseWork {
-        path: format!("/api/v1/sales/{sale_id}/purchase")
-            .parse()
-            .context("the sale id does not fit in a path")?,
-        body: Bytes::from(format!("{{\"quantity\":{}}}", args.quantity)),
-        quantity: args.quantity,
-        users: users.clone(),
-        replay_ratio: args.replay_ratio,
-        run_id: run_id.clone(),
-        sale_id: sale_id.clone(),
-        pay_cancel_ratio: args.pay_cancel_ratio,
-        history,
-    }));
+    let sale = match sale.take() {
+        Some(sale) => sale,
+        None => prepare_sale(&mut api, &minter, &run_id, args, room_lead).await?,
+    };
+    drop(api);
+    let (sale_id, stock, per_user_limit) = (sale.id.clone(), sale.quantity, sale.per_user_limit);
+
     let meter = CpuMeter::start(args.server_pid);
-    let mut purchase = crowd::run(&targets, work, &load, Progress::for_phase("purchase")).await?;
-    let (server_cpu, own_cpu) = meter.seconds();
+    let (mut purchase, waiting_room, cpu) = if room {
+        let (purchase, mut section) =
+            room_phase(args, &targets, &sale, users.clone(), &run_id).await?;
+        let (server_cpu, own_cpu) = meter.seconds();
+        let requests = section.load.queue_requests + section.load.purchase_requests;
+        section.load.server_cpu_us = server_cpu
+            .filter(|_| requests > 0)
+            .map(|s| (s * 1e7 / requests as f64).round() / 10.0);
+        // The whole phase's CPU is not the purchases' alone.
+        (purchase, Some(section), (server_cpu, own_cpu, (None, None)))
+    } else {
+        let work = Work::Purchase(Arc::new(PurchaseWork {
+            path: format!("/api/v1/sales/{sale_id}/purchase")
+                .parse()
+                .context("the sale id does not fit in a path")?,
+            body: Bytes::from(format!("{{\"quantity\":{}}}", args.quantity)),
+            quantity: args.quantity,
+            users: users.clone(),
+            replay_ratio: args.replay_ratio,
+            run_id: run_id.clone(),
+            sale_id: sale_id.clone(),
+            pay_cancel_ratio: args.pay_cancel_ratio,
+            history,
+        }));
+        let purchase = crowd::run(&targets, work, &load, Progress::for_phase("purchase")).await?;
+        let (server_cpu, own_cpu) = meter.seconds();
+        (purchase, None, (server_cpu, own_cpu, (server_cpu, own_cpu)))
+    };
+    let (server_cpu, own_cpu, purchase_cpu) = cpu;
     let server = args.server_pid.map(|pid| ProcessUsage {
         peak_rss_kb: procfs::peak_rss_kb(pid),
         cpu_s: server_cpu.map(round3),
@@ -392,7 +509,12 @@ pub async fn flash_sale_with(
             answers_complete: [Outcome::Error, Outcome::Overloaded, Outcome::Unavailable]
                 .iter()
                 .all(|o| recorder.count(*o) == 0),
-            sold_out_seen: recorder.count(Outcome::SoldOut) > 0,
+            // The room ends at the sell-out: a customer told so in line
+            // saw it as much as a refused purchase.
+            sold_out_seen: recorder.count(Outcome::SoldOut) > 0
+                || waiting_room
+                    .as_ref()
+                    .is_some_and(|w| w.sold_out_in_line > 0),
             concurrency: args.audit_concurrency,
         };
         Some(
@@ -421,12 +543,18 @@ pub async fn flash_sale_with(
         replay_ratio: args.replay_ratio,
         livez: livez_summary,
         livez_rps,
-        purchase: summary(&purchase, (server_cpu, own_cpu)),
+        purchase: summary(&purchase, purchase_cpu),
         losing_rps: round3(losing_rps),
         losing_ratio,
         won_per_sec: round3(per_second(won, purchase.won_window)),
         won_window_s: round3(purchase.won_window.as_secs_f64()),
         sell_out: purchase.sell_out.clone(),
+        waiting_room: waiting_room.map(|mut section| {
+            section.load.queue_peak_ratio = livez_rps
+                .filter(|r| *r > 0.0)
+                .map(|r| round3(section.load.queue_peak_rps / r));
+            section
+        }),
         outcomes: report::outcome_counts(recorder),
         latency_ms: report::outcome_latencies(recorder),
         replays: ReplayStats {

@@ -26,6 +26,13 @@ pub enum Outcome {
     SaleNotActive,
     /// 409 `sale-paused`: an admin paused the sale (not remembered per key).
     SalePaused,
+    /// 409 `not-your-turn`: a purchase with a waiting-room ticket whose
+    /// place is not reached yet (not remembered per key).
+    NotYourTurn,
+    /// 403 `queue-ticket` (a purchase of a room sale without the caller's
+    /// own ticket for it), or 409 `no-waiting-room` (joining the room of a
+    /// sale that has none): the ticket and the sale do not go together.
+    QueueTicket,
     /// 409 `insufficient-stock`: a withdrawal of more units than are unsold
     /// (an admin's control, not a purchase).
     InsufficientStock,
@@ -45,7 +52,7 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    pub const COUNT: usize = 13;
+    pub const COUNT: usize = 15;
 
     /// Every outcome, in report order.
     pub const ALL: [Outcome; Self::COUNT] = [
@@ -55,6 +62,8 @@ impl Outcome {
         Self::LimitExceeded,
         Self::SaleNotActive,
         Self::SalePaused,
+        Self::NotYourTurn,
+        Self::QueueTicket,
         Self::InsufficientStock,
         Self::IdempotencyMismatch,
         Self::RateLimited,
@@ -65,13 +74,15 @@ impl Outcome {
     ];
 
     /// The outcomes a purchase can have, in report order.
-    pub const PURCHASE: [Outcome; 11] = [
+    pub const PURCHASE: [Outcome; 13] = [
         Self::Won,
         Self::Replayed,
         Self::SoldOut,
         Self::LimitExceeded,
         Self::SaleNotActive,
         Self::SalePaused,
+        Self::NotYourTurn,
+        Self::QueueTicket,
         Self::IdempotencyMismatch,
         Self::RateLimited,
         Self::Overloaded,
@@ -92,6 +103,8 @@ impl Outcome {
             Self::LimitExceeded => "limit-exceeded",
             Self::SaleNotActive => "sale-not-active",
             Self::SalePaused => "sale-paused",
+            Self::NotYourTurn => "not-your-turn",
+            Self::QueueTicket => "queue-ticket",
             Self::InsufficientStock => "insufficient-stock",
             Self::IdempotencyMismatch => "idempotency-mismatch",
             Self::RateLimited => "rate-limited",
@@ -111,6 +124,8 @@ impl Outcome {
                 | Self::LimitExceeded
                 | Self::SaleNotActive
                 | Self::SalePaused
+                | Self::NotYourTurn
+                | Self::QueueTicket
                 | Self::InsufficientStock
                 | Self::IdempotencyMismatch
                 | Self::RateLimited
@@ -131,23 +146,45 @@ impl Outcome {
 
 /// Classifies an answer to `POST /api/v1/sales/{id}/purchase`.
 pub fn classify_purchase(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Outcome {
+    if status != StatusCode::ACCEPTED {
+        return classify_refusal(status, body);
+    }
+    if headers
+        .get(&REPLAYED)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"true"))
+    {
+        Outcome::Replayed
+    } else {
+        Outcome::Won
+    }
+}
+
+/// Classifies an answer to `POST /api/v1/sales/{id}/queue` (a waiting
+/// room's join or poll): `Ok` for a 200, whatever the place it tells.
+pub fn classify_queue(status: StatusCode, body: &[u8]) -> Outcome {
+    if status == StatusCode::OK {
+        Outcome::Ok
+    } else {
+        classify_refusal(status, body)
+    }
+}
+
+/// A refusal by its status and problem slug; `Error` when it is none the
+/// bench knows.
+fn classify_refusal(status: StatusCode, body: &[u8]) -> Outcome {
     match status {
-        StatusCode::ACCEPTED => {
-            if headers
-                .get(&REPLAYED)
-                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"true"))
-            {
-                Outcome::Replayed
-            } else {
-                Outcome::Won
-            }
-        }
         StatusCode::CONFLICT => match problem_slug(body) {
             Some(b"sold-out") => Outcome::SoldOut,
             Some(b"limit-exceeded") => Outcome::LimitExceeded,
             Some(b"sale-not-active") => Outcome::SaleNotActive,
             Some(b"sale-paused") => Outcome::SalePaused,
             Some(b"insufficient-stock") => Outcome::InsufficientStock,
+            Some(b"not-your-turn") => Outcome::NotYourTurn,
+            Some(b"no-waiting-room") => Outcome::QueueTicket,
+            _ => Outcome::Error,
+        },
+        StatusCode::FORBIDDEN => match problem_slug(body) {
+            Some(b"queue-ticket") => Outcome::QueueTicket,
             _ => Outcome::Error,
         },
         StatusCode::UNPROCESSABLE_ENTITY => match problem_slug(body) {
@@ -204,6 +241,10 @@ mod tests {
             (409, "sale-not-active", Outcome::SaleNotActive),
             (409, "sale-paused", Outcome::SalePaused),
             (409, "insufficient-stock", Outcome::InsufficientStock),
+            (409, "not-your-turn", Outcome::NotYourTurn),
+            (409, "no-waiting-room", Outcome::QueueTicket),
+            (403, "queue-ticket", Outcome::QueueTicket),
+            (403, "forbidden", Outcome::Error),
             (409, "conflict", Outcome::Error),
             (422, "idempotency-mismatch", Outcome::IdempotencyMismatch),
             (422, "validation", Outcome::Error),
@@ -220,6 +261,37 @@ mod tests {
                 expected,
                 "{status} {slug}"
             );
+        }
+    }
+
+    #[test]
+    fn a_queue_answer_is_ok_or_the_refusal_its_slug_names() {
+        let ok = br#"{"ticket":"t","status":"waiting"}"#;
+        assert_eq!(classify_queue(StatusCode::OK, ok), Outcome::Ok);
+        let cases = [
+            (409, "sold-out", Outcome::SoldOut),
+            (409, "sale-not-active", Outcome::SaleNotActive),
+            (409, "no-waiting-room", Outcome::QueueTicket),
+            (503, "overloaded", Outcome::Overloaded),
+            (401, "unauthorized", Outcome::Error),
+        ];
+        for (status, slug, expected) in cases {
+            let status = StatusCode::from_u16(status).unwrap();
+            assert_eq!(
+                classify_queue(status, &problem(slug)),
+                expected,
+                "{status} {slug}"
+            );
+        }
+        // A 202 is no answer to a join.
+        assert_eq!(classify_queue(StatusCode::ACCEPTED, ok), Outcome::Error);
+    }
+
+    #[test]
+    fn waiting_room_refusals_are_not_remembered_per_key() {
+        for outcome in [Outcome::NotYourTurn, Outcome::QueueTicket] {
+            assert!(outcome.is_refusal(), "{outcome:?}");
+            assert!(!outcome.is_remembered_refusal(), "{outcome:?}");
         }
     }
 

@@ -16,6 +16,7 @@ use serde::Serialize;
 
 use crate::audit::AuditReport;
 use crate::outcome::Outcome;
+use crate::room_stats::{Spread, WaitingRoom};
 
 /// Highest latency recorded, in microseconds; slower answers are clamped.
 const MAX_MICROS: u64 = 60_000_000;
@@ -204,6 +205,10 @@ pub struct Report {
     pub won_window_s: f64,
     /// The sell-out, if the crowd met one.
     pub sell_out: Option<crate::sell_out::SellOut>,
+    /// `--scenario waiting-room`: the line as the customers lived it. The
+    /// purchase figures above are then the purchases alone (from the first
+    /// sent to the last answered).
+    pub waiting_room: Option<WaitingRoom>,
     /// Count per purchase outcome (every outcome, zeros included).
     pub outcomes: BTreeMap<&'static str, u64>,
     /// Per purchase outcome that occurred.
@@ -251,6 +256,16 @@ pub(crate) fn rate(x: f64) -> String {
     thousands(x.round().max(0.0) as u64)
 }
 
+fn loop_kind(rate: Option<f64>, connections: usize) -> String {
+    match rate {
+        Some(rate) => format!(
+            "open loop at {} req/s over {connections} connections (latency from the scheduled send)",
+            thousands(rate as u64),
+        ),
+        None => format!("closed loop, {connections} connections"),
+    }
+}
+
 /// The human report.
 pub fn render(report: &Report, recorder: &Recorder) -> String {
     let mut out = String::new();
@@ -274,18 +289,18 @@ pub fn render(report: &Report, recorder: &Recorder) -> String {
         r.users.saturating_sub(1),
         r.replay_ratio
     );
-    let loop_kind = match r.rate {
-        Some(rate) => format!(
-            "open loop at {} req/s over {} connections (latency from the scheduled send)",
-            thousands(rate as u64),
-            r.connections
+    let loop_kind = match (&r.waiting_room, r.rate) {
+        (Some(room), _) => format!(
+            "a waiting room: the sale starts {} ms after its creation; each customer joins \
+             before, polls as told and buys once admitted, over {} connections",
+            room.lead_ms, r.connections
         ),
-        None => format!("closed loop, {} connections", r.connections),
+        (None, rate) => loop_kind(rate, r.connections),
     };
-    let phases = if r.livez.is_some() {
-        "the GET /livez ceiling runs first, then the purchases"
-    } else {
-        "purchases only (no ceiling phase)"
+    let phases = match (r.livez.is_some(), r.waiting_room.is_some()) {
+        (true, true) => "the GET /livez ceiling runs first, then the room",
+        (true, false) => "the GET /livez ceiling runs first, then the purchases",
+        (false, _) => "purchases only (no ceiling phase)",
     };
     let _ = writeln!(out, "{loop_kind}; {phases}\n");
 
@@ -373,6 +388,10 @@ pub fn render(report: &Report, recorder: &Recorder) -> String {
             sold.at_s, sold.in_flight, sold.waited_max_ms, sold.waited_p50_ms, sold.waited_p99_ms
         );
     }
+    if let Some(room) = &r.waiting_room {
+        render_room(&mut out, room);
+        let _ = writeln!(out);
+    }
     if r.replays.sent > 0 {
         let _ = writeln!(
             out,
@@ -424,6 +443,123 @@ pub fn render(report: &Report, recorder: &Recorder) -> String {
     out
 }
 
+/// The waiting-room section's lines.
+fn render_room(out: &mut String, w: &WaitingRoom) {
+    let n = |count: usize| thousands(u64::try_from(count).unwrap_or(u64::MAX));
+    let spread = |s: Option<Spread>| {
+        s.map_or_else(
+            || "none".to_owned(),
+            |s| format!("p50 {:.0} / p99 {:.0} / max {:.0} ms", s.p50, s.p99, s.max),
+        )
+    };
+    let _ = writeln!(
+        out,
+        "\nwaiting room               {} customers, joins spread over {} ms: {} before the start \
+         (tickets drawn), {} after it, {} never joined",
+        n(w.customers),
+        w.lead_ms,
+        n(w.drawn),
+        n(w.joined_after_start),
+        n(w.never_joined)
+    );
+    let sold_out = w.sold_out_after_s.map_or_else(
+        || "never".to_owned(),
+        |s| format!("{s:.3} s after the start"),
+    );
+    let _ = writeln!(
+        out,
+        "  ends                     {} won, {} told sold-out in line, {} sold-out at the \
+         purchase, {} unfinished{}; first sold-out {sold_out}",
+        n(w.won),
+        n(w.sold_out_in_line),
+        n(w.sold_out_at_purchase),
+        n(w.unfinished),
+        w.other_ends
+            .iter()
+            .map(|(name, n)| format!(", {n} {name}"))
+            .collect::<String>()
+    );
+    let _ = writeln!(
+        out,
+        "  admitted                 {} after the start: {}",
+        n(w.admitted),
+        spread(w.admission_wait_ms)
+    );
+    let _ = writeln!(
+        out,
+        "  polls per customer       mean {:.2}, max {}; {} purchases answered not-your-turn",
+        w.polls_mean,
+        w.polls_max,
+        thousands(w.not_your_turn)
+    );
+    let _ = writeln!(
+        out,
+        "  told sold-out in line    {} customers, after the first sold-out: {}",
+        n(w.told_sold_out_ms.map_or(0, |s| s.count)),
+        spread(w.told_sold_out_ms)
+    );
+    let f = &w.fairness;
+    let rho = f
+        .spearman
+        .map_or_else(|| "n/a".to_owned(), |r| format!("{r:+.4}"));
+    let chance = if f.drawn_placed > 1 {
+        format!(
+            " (chance: ±{:.4})",
+            3.0 / ((f.drawn_placed - 1) as f64).sqrt()
+        )
+    } else {
+        String::new()
+    };
+    let late = f.late_inversions.map_or_else(
+        || "none joined after the start".to_owned(),
+        |n| {
+            format!(
+                "{n} inversions among {} joined after the start",
+                f.late_placed
+            )
+        },
+    );
+    let _ = writeln!(
+        out,
+        "  fairness                 join order vs place: Spearman {rho} over {}{chance}; {late}",
+        n(f.drawn_placed)
+    );
+    let r = &w.retry_after;
+    let ratio = |x: Option<f64>| x.map_or_else(|| "n/a".to_owned(), |x| format!("{x:.2}"));
+    let _ = writeln!(
+        out,
+        "  waits told               first after the draw: {}; to the {} admitted later: {} ({} \
+         with no drain measured yet, {} at 30 s): lived ÷ told, median {} by the line, {} by \
+         their own polls",
+        spread(r.told_everyone_ms),
+        n(r.customers),
+        spread(r.told_ms),
+        n(r.unmeasured),
+        n(r.at_longest),
+        ratio(r.line_over_told_p50),
+        ratio(r.admitted_over_told_p50)
+    );
+    let l = &w.load;
+    let ratio = l
+        .queue_peak_ratio
+        .map_or_else(String::new, |x| format!(" ({x:.2} of livez)"));
+    let cpu = l
+        .server_cpu_us
+        .map_or_else(String::new, |us| format!("; server CPU {us:.1} µs/request"));
+    let _ = writeln!(
+        out,
+        "  load                     {} queue + {} purchase requests in {:.2} s; queue {} req/s, \
+         busiest 250 ms at {} req/s{ratio}, latency {}; waiting for a connection {}{cpu}",
+        thousands(l.queue_requests),
+        thousands(l.purchase_requests),
+        l.seconds,
+        rate(l.queue_rps),
+        rate(l.queue_peak_rps),
+        spread(l.queue_latency_ms),
+        spread(l.connection_wait_ms)
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -467,6 +603,46 @@ mod tests {
             "error",
         ] {
             assert_eq!(counts.get(name), Some(&0), "{name}");
+        }
+    }
+
+    #[test]
+    fn the_waiting_room_section_reads_its_figures() {
+        use std::time::Instant;
+
+        use crate::room_stats::{End, RoomLoad, Visit, summarise};
+
+        let draw = Instant::now();
+        let at = |ms: u64| draw + Duration::from_millis(ms);
+        let visit = |end: End, ended: u64, position: u64| Visit {
+            join_sent: Some(draw),
+            joined: Some(draw),
+            drawn: true,
+            position: Some(position),
+            polls: 2,
+            end,
+            ended: Some(at(ended)),
+            ..Visit::default()
+        };
+        let mut won = visit(End::Won, 30, 1);
+        won.admitted = Some(at(20));
+        let visits: Vec<Visit> = [won]
+            .into_iter()
+            .chain((2..=1_500).map(|p| visit(End::SoldOutInLine, 40 + p, p)))
+            .collect();
+        let room = summarise(&visits, draw, 3_000, RoomLoad::default());
+        let mut text = String::new();
+        render_room(&mut text, &room);
+        for expected in [
+            "1,500 customers, joins spread over 3000 ms: 1,500 before the start",
+            "1 won, 1,499 told sold-out in line, 0 sold-out at the purchase, 0 unfinished; \
+             first sold-out 0.042 s after the start",
+            "admitted                 1 after the start: p50 20 / p99 20 / max 20 ms",
+            "polls per customer       mean 2.00, max 2; 0 purchases answered not-your-turn",
+            "told sold-out in line    1,499 customers, after the first sold-out: p50 749",
+            "Spearman +1.0000 over 1,500 (chance: ±0.0775); none joined after the start",
+        ] {
+            assert!(text.contains(expected), "{expected}\nnot in\n{text}");
         }
     }
 

@@ -11,8 +11,8 @@ use crate::timeline::Timeline;
 
 /// A colour per outcome, by [`Outcome::index`], distinct on white.
 const COLOURS: [&str; Outcome::COUNT] = [
-    "#2e7d32", "#1565c0", "#c62828", "#ef6c00", "#6a1b9a", "#283593", "#827717", "#00838f",
-    "#ad1457", "#4e342e", "#9e9d24", "#37474f", "#5d4037",
+    "#2e7d32", "#1565c0", "#c62828", "#ef6c00", "#6a1b9a", "#283593", "#f9a825", "#558b2f",
+    "#827717", "#00838f", "#ad1457", "#4e342e", "#9e9d24", "#37474f", "#5d4037",
 ];
 
 const WIDTH: f64 = 760.0;
