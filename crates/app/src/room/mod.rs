@@ -347,8 +347,10 @@ impl Line {
 struct Drain {
     /// Purchases answered a second, measured; 0 before any.
     rate: f64,
-    /// This node's window: the guess of the rate before one is measured
-    /// (about a window a second is let in at the start).
+    /// This node's window: before a rate is measured, the guess is a
+    /// window every [`MIN_RETRY`] (a holder's turn at its quickest), on the
+    /// short side: a wait told too short costs one more ask, one told too
+    /// long leaves units unsold while buyers sleep.
     window: u64,
     /// Units the ledger had left; `u64::MAX`: not known.
     left: u64,
@@ -359,7 +361,7 @@ impl Drain {
         if self.rate > 0.0 {
             self.rate
         } else {
-            self.window.max(1) as f64
+            self.window.max(1) as f64 / MIN_RETRY.as_secs_f64()
         }
     }
 }

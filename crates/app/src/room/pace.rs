@@ -132,10 +132,12 @@ impl Pace {
     }
 
     /// Purchases answered per second across the cluster, over the last
-    /// [`RATE_OVER`]; 0 until two steps are known.
+    /// [`RATE_OVER`]; 0 until half of it is known: the first hundreds of
+    /// milliseconds of a sale are its admitted buyers' first asks, and a
+    /// rate taken then would tell the rest of the line to sleep.
     pub fn rate(&self) -> f64 {
         match (self.served.front(), self.served.back()) {
-            (Some((from, first)), Some((to, last))) if to > from => {
+            (Some((from, first)), Some((to, last))) if *to >= *from + RATE_OVER / 2 => {
                 last.saturating_sub(*first) as f64 / to.duration_since(*from).as_secs_f64()
             }
             _ => 0.0,
@@ -208,6 +210,10 @@ mod tests {
         let start = Instant::now();
         let mut pace = Pace::new(100);
         assert_eq!(pace.rate(), 0.0);
+        pace.record(start, 0, 0);
+        pace.record(start + Duration::from_millis(900), 0, 900);
+        assert_eq!(pace.rate(), 0.0, "under a second: not measured yet");
+        let mut pace = Pace::new(100);
         for step in 0..=50u64 {
             // 100 a second for 3 s, then 400 a second.
             let served = if step <= 30 {

@@ -1,7 +1,7 @@
 //! Moves the lines of this node's waiting rooms (`crate::room`) every
-//! [`PACE_EVERY`]: for each room sale that has started and runs, what the
-//! ledger has left (none: the room ends at once) and one pacing step; for
-//! each that is over, its line is dropped.
+//! [`PACE_EVERY`]: for each room sale not over, what the ledger has left
+//! (none: the room ends at once), and once it has started and runs, one
+//! pacing step; for each that is over, its line is dropped.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -54,12 +54,13 @@ impl Worker for RoomPace {
                 }
                 continue;
             }
-            if now < sale.starts_at || sale.state != SaleState::Running {
-                continue;
-            }
+            // Known before the start too: the first answers after the draw
+            // are capped by it.
             let left = self.ledger.remaining(sale.id).await?;
             self.room.learn_left(sale.id, left);
-            self.room.pace(sale.id).await?;
+            if now >= sale.starts_at && sale.state == SaleState::Running {
+                self.room.pace(sale.id).await?;
+            }
         }
         Ok(Next::Idle)
     }
