@@ -7,12 +7,12 @@ use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::routing::post;
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde_json::{Value, json};
 use stampede::config::Secret;
 use stampede_app::abuse::{AbuseSettings, pow};
 
-use crate::helpers::{TestApp, assert_problem, customer, spawn_app_with, uuid_like};
+use crate::helpers::{TestApp, assert_problem, customer, spawn_app_with};
 
 /// A captcha provider on a socket: `solved` answers pass; records forms.
 async fn provider() -> (String, Arc<Mutex<Vec<String>>>) {
@@ -70,18 +70,8 @@ impl TestApp {
         user: &str,
         token: Option<&str>,
     ) -> reqwest::Response {
-        let mut request = self
-            .request(
-                Method::POST,
-                &format!("/api/v1/sales/{sale}/purchase"),
-                Some(&customer(user)),
-            )
-            .header("Idempotency-Key", uuid_like())
-            .json(&json!({ "quantity": 1 }));
-        if let Some(token) = token {
-            request = request.header("Purchase-Token", token);
-        }
-        request.send().await.unwrap()
+        let shown = token.map(|value| ("Purchase-Token", value));
+        self.buy_showing(sale, user, shown).await
     }
 }
 

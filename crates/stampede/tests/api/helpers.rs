@@ -274,6 +274,28 @@ impl TestApp {
         .unwrap()
     }
 
+    /// `user` buys one unit of `sale` under a fresh key, showing `shown`
+    /// (`(header, value)`: a waiting-room ticket, a purchase token) if any.
+    pub async fn buy_showing(
+        &self,
+        sale: &str,
+        user: &str,
+        shown: Option<(&str, &str)>,
+    ) -> Response {
+        let mut request = self
+            .request(
+                Method::POST,
+                &format!("/api/v1/sales/{sale}/purchase"),
+                Some(&customer(user)),
+            )
+            .header("Idempotency-Key", uuid_like())
+            .json(&json!({ "quantity": 1 }));
+        if let Some((name, value)) = shown {
+            request = request.header(name, value);
+        }
+        request.send().await.unwrap()
+    }
+
     pub async fn sale(&self, sale_id: &str) -> Value {
         let response = self.get(&format!("/api/v1/sales/{sale_id}"), None).await;
         assert_eq!(response.status(), StatusCode::OK);

@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, assert_problem, customer, eventually, spawn_app, uuid_like};
+use crate::helpers::{TestApp, assert_problem, customer, eventually, spawn_app};
 
 impl TestApp {
     async fn join_queue(&self, sale: &str, user: &str) -> reqwest::Response {
@@ -34,18 +34,8 @@ impl TestApp {
         user: &str,
         ticket: Option<&str>,
     ) -> reqwest::Response {
-        let mut request = self
-            .request(
-                Method::POST,
-                &format!("/api/v1/sales/{sale}/purchase"),
-                Some(&customer(user)),
-            )
-            .header("Idempotency-Key", uuid_like())
-            .json(&json!({ "quantity": 1 }));
-        if let Some(ticket) = ticket {
-            request = request.header("Queue-Ticket", ticket);
-        }
-        request.send().await.unwrap()
+        let shown = ticket.map(|value| ("Queue-Ticket", value));
+        self.buy_showing(sale, user, shown).await
     }
 }
 
